@@ -1,0 +1,106 @@
+"""Orbax checkpoints in WORKDIR/checkpoints: one tree (train state) plus JSON metadata.
+
+The metadata holds what a checkpoint needs to be used on its own: the config, the alphabet, the normalisation
+statistics and the data-iterator state. A workdir written by an incompatible config is refused with the fields
+that differ.
+"""
+
+import json
+import os
+
+import jax
+import ml_collections
+import numpy as np
+import orbax.checkpoint as ocp
+from orbax.checkpoint import checkpoint_managers
+
+# Config groups whose change makes a checkpoint unusable (shapes or meaning of the parameters).
+_COMPATIBILITY_FIELDS = ("model.mode", "model.num_layers", "model.hidden_size", "model.num_mixtures",
+                         "model.num_window_gaussians", "model.peepholes", "model.window_variant", "data.source",
+                         "data.alphabet", "optim.name")
+
+
+class IncompatibleWorkdirError(ValueError):
+  """The workdir holds checkpoints written by a config this run cannot continue."""
+
+
+class NoCheckpointError(FileNotFoundError):
+  """A workdir without any checkpoint where one is required."""
+
+
+def to_jsonable(tree):
+  """Numpy arrays and scalars to lists and Python numbers, recursively (for JSON metadata)."""
+  if isinstance(tree, dict):
+    return {k: to_jsonable(v) for k, v in tree.items()}
+  if isinstance(tree, (list, tuple)):
+    return [to_jsonable(v) for v in tree]
+  if isinstance(tree, (np.ndarray, np.generic)):
+    return tree.tolist()
+  return tree
+
+
+def _lookup(cfg: dict, field: str):
+  value = cfg
+  for part in field.split("."):
+    if not isinstance(value, dict) or part not in value:
+      return None
+    value = value[part]
+  return value
+
+
+def check_compatible(saved_config: dict, config: ml_collections.ConfigDict, path: str) -> None:
+  """Raise IncompatibleWorkdirError listing every compatibility field that differs."""
+  current = json.loads(config.to_json_best_effort())
+  diffs = [f"config.{f}: checkpoint has {_lookup(saved_config, f)!r}, this run has {_lookup(current, f)!r}"
+           for f in _COMPATIBILITY_FIELDS if _lookup(saved_config, f) != _lookup(current, f)]
+  if diffs:
+    raise IncompatibleWorkdirError(
+        f"the checkpoints in {path} were written by an incompatible config:\n  " + "\n  ".join(diffs)
+        + "\nUse a new --workdir, or the config that wrote this one.")
+
+
+class Checkpointer:
+  """Periodic, asynchronous saves of (train state, metadata), keeping the newest `keep`."""
+
+  def __init__(self, workdir: str, keep: int = 3, read_only: bool = False):
+    self.path = os.path.abspath(os.path.join(workdir, "checkpoints"))
+    options = ocp.CheckpointManagerOptions(
+        preservation_policy=checkpoint_managers.LatestN(keep), create=not read_only, read_only=read_only)
+    self.manager = ocp.CheckpointManager(self.path, options=options)
+
+  def latest_step(self) -> int | None:
+    """Newest saved step, or None."""
+    return self.manager.latest_step()
+
+  def save(self, step: int, state, metadata: dict) -> None:
+    """Start an asynchronous save of `state` (a pytree of arrays) and `metadata` (JSON-able) at `step`."""
+    self.manager.save(step, args=ocp.args.Composite(
+        state=ocp.args.StandardSave(state), metadata=ocp.args.JsonSave(to_jsonable(metadata))))
+
+  def restore_metadata(self, step: int | None = None) -> dict:
+    """Metadata of `step` (default: newest); NoCheckpointError when there is none."""
+    step = self._resolve(step)
+    return self.manager.restore(step, args=ocp.args.Composite(metadata=ocp.args.JsonRestore()))["metadata"]
+
+  def restore(self, abstract_state, step: int | None = None):
+    """(state, metadata) of `step` (default: newest), restored into the structure of `abstract_state`."""
+    step = self._resolve(step)
+    target = jax.tree.map(ocp.utils.to_shape_dtype_struct, abstract_state)
+    out = self.manager.restore(step, args=ocp.args.Composite(
+        state=ocp.args.StandardRestore(target), metadata=ocp.args.JsonRestore()))
+    return out["state"], out["metadata"]
+
+  def _resolve(self, step: int | None) -> int:
+    step = self.latest_step() if step is None else step
+    if step is None:
+      raise NoCheckpointError(f"no checkpoint in {self.path}")
+    return step
+
+  def wait(self) -> None:
+    """Block until pending saves are on disk."""
+    self.manager.wait_until_finished()
+
+  def close(self) -> None:
+    """Finish pending saves and release the manager."""
+    self.manager.wait_until_finished()
+    self.manager.close()

@@ -1,0 +1,170 @@
+"""Default hyperparameters shared by `configs/prediction.py` and `configs/synthesis.py`.
+
+Every field is documented where it is set. `configs/*.py:get_config(arg)` start from `base_config(mode)` and
+apply the variant (`paper` default, `small` CPU demo, `tiny` tests).
+"""
+
+import ml_collections
+
+
+def data_config() -> ml_collections.ConfigDict:
+  """Data source, preprocessing and batching fields (see README, section Data)."""
+  c = ml_collections.ConfigDict()
+  # "embedded": Hershey-font corpus generated on the fly (no download). "iam": IAM-OnDB at `iam_path`.
+  c.source = "embedded"
+  # Folder holding lineStrokes-all.tar.gz / ascii-all.tar.gz (or extracted lineStrokes/ ascii/) and the
+  # split lists trainset.txt, testset_v.txt, testset_t.txt, testset_f.txt.
+  c.iam_path = ""
+  # Where parsed data is cached as .npz; empty = ~/.cache/handwriting_jax.
+  c.cache_dir = ""
+  # Malformed IAM files: False = warn, name the file and skip it; True = raise.
+  c.strict = False
+  # Lines with more points / characters than this are dropped (counted in the load summary).
+  c.max_points = 1200
+  c.max_chars = 80
+  # A pen-down jump longer than this (in units of the median line height… see data/strokes.py) is absurd.
+  c.jump_threshold = 1000.0
+  c.jump_mode = "split"  # "split": lift the pen there; "drop": drop the line.
+  c.smoothing = "none"  # "none" | "savgol" (Savitzky-Golay over each stroke)
+  c.savgol_window = 7
+  c.savgol_order = 3
+  c.align = False  # slant/baseline alignment of each line
+  c.normalise_mean = False  # subtract the mean offset as well as dividing by the std
+  # Alphabet: empty = every character of the training transcriptions; else exactly these characters.
+  c.alphabet = ""
+  # Embedded corpus.
+  c.embedded = ml_collections.ConfigDict()
+  c.embedded.num_lines = 6000
+  c.embedded.valid_lines = 300
+  c.embedded.seed = 0
+  c.embedded.min_words = 1
+  c.embedded.max_words = 5
+  c.embedded.num_writers = 64
+  c.embedded.points_per_char = 14.0  # pen speed: mean points per character (varied per writer)
+  # Batching.
+  c.batch_size = 32  # global batch size
+  c.num_buckets = 4  # padded lengths (bounded recompiles)
+  c.shuffle_seed = 0
+  # Curriculum on line length: list of (until_step, max_points); empty = full lines from step 0.
+  c.curriculum = ()
+  return c
+
+
+def model_config(mode: str) -> ml_collections.ConfigDict:
+  """Network fields; defaults are the paper's (section 4 / 5)."""
+  c = ml_collections.ConfigDict()
+  c.mode = mode  # "prediction" (section 4) or "synthesis" (section 5)
+  c.num_layers = 3
+  c.hidden_size = 400
+  c.num_mixtures = 20
+  c.num_window_gaussians = 10
+  c.window_variant = "exp"  # "exp": the paper (eqs. 48-51); "softplus": softplus and κ̂/25 (open ports)
+  c.peepholes = True  # diagonal peephole weights of eqs. 7-11
+  c.init_scale = 0.075  # std of the normal initialisation of every weight matrix
+  c.forget_bias = 1.0  # initial forget-gate bias (not in the paper; 0 reproduces a zero init)
+  c.remat = False  # jax.checkpoint the scan bodies: memory grows with the carries, not the gates
+  c.compute_dtype = "float32"  # matmul input dtype; "bfloat16" for GPUs (state and accumulation stay fp32)
+  # Graves clipping (set by config.optim.clip_mode == "graves"; 0 disables): bounds on the derivatives
+  # flowing into the LSTM pre-activations and into the network outputs during backprop.
+  c.lstm_clip = 10.0
+  c.output_clip = 100.0
+  return c
+
+
+def optim_config() -> ml_collections.ConfigDict:
+  """Optimiser fields; defaults are Graves' RMSProp (eqs. 38-41) with `graves` derivative clipping."""
+  c = ml_collections.ConfigDict()
+  c.name = "rmsprop"  # "rmsprop": centred RMSProp with momentum (Graves); "adam"
+  c.learning_rate = 1e-4
+  c.decay = 0.95  # RMSProp ℵ
+  c.momentum = 0.9  # RMSProp ℶ
+  c.eps = 1e-4  # RMSProp ℸ, inside the square root
+  c.b1 = 0.9  # Adam
+  c.b2 = 0.999  # Adam
+  c.schedule = "constant"  # "constant" | "cosine" (decay to lr * final_fraction over train.num_steps)
+  c.warmup_steps = 0
+  c.final_fraction = 0.1
+  # "graves": clip derivatives into LSTM pre-activations to ±model.lstm_clip and into the outputs to
+  # ±model.output_clip during backprop (RNNLIB); "global_norm": rescale the gradient to max_grad_norm;
+  # "none".
+  c.clip_mode = "graves"
+  c.max_grad_norm = 10.0
+  return c
+
+
+def train_config() -> ml_collections.ConfigDict:
+  """Loop fields: length, logging, evaluation, checkpoints, samples."""
+  c = ml_collections.ConfigDict()
+  c.num_steps = 100_000
+  c.log_every = 50  # console line and TensorBoard scalars
+  c.eval_every = 1000  # validation loss (nats per sequence and per step)
+  c.eval_batches = 16  # validation batches (a fixed set); 0 = one full pass over the validation split
+  c.checkpoint_every = 1000
+  c.keep_checkpoints = 3
+  c.sample_every = 2000  # write samples and an attention plot into WORKDIR/samples; 0 = never
+  return c
+
+
+def base_config(mode: str) -> ml_collections.ConfigDict:
+  """The paper configuration of `mode` ("prediction" or "synthesis")."""
+  c = ml_collections.ConfigDict()
+  c.seed = 0
+  c.parallel = "jit"  # "jit": jax.jit with a 1-D `data` mesh (default); "pmap": jax.pmap with lax.pmean
+  c.model = model_config(mode)
+  c.data = data_config()
+  c.optim = optim_config()
+  c.train = train_config()
+  c.sample = ml_collections.ConfigDict()
+  c.sample.bias = 0.75  # sampling bias b (eqs. 61-62) for samples written during training
+  c.sample.texts = ("handwriting in jax", "a quick brown fox jumps")  # written during training
+  c.sample.max_steps_per_char = 40  # length cap: points per character of the text
+  c.sample.max_steps = 1000  # length cap for unconditional (prediction) samples
+  return c
+
+
+def apply_variant(c: ml_collections.ConfigDict, variant: str) -> ml_collections.ConfigDict:
+  """Apply a size variant: "" / "paper" (the paper), "small" (CPU demo), "tiny" (tests)."""
+  if variant in ("", "paper"):
+    return c
+  if variant == "small":
+    c.model.num_layers = 3
+    c.model.hidden_size = 192
+    c.model.num_mixtures = 10
+    c.model.num_window_gaussians = 6
+    c.model.window_variant = "softplus"
+    c.optim.name = "adam"
+    c.optim.learning_rate = 3e-3
+    c.optim.schedule = "cosine"
+    c.optim.warmup_steps = 100
+    c.optim.clip_mode = "global_norm"
+    c.optim.max_grad_norm = 100.0
+    c.data.batch_size = 32
+    c.data.num_buckets = 3
+    c.data.curriculum = ((600, 120), (1500, 220))
+    c.train.num_steps = 4000
+    c.train.log_every = 25
+    c.train.eval_every = 250
+    c.train.eval_batches = 8
+    c.train.checkpoint_every = 250
+    c.train.sample_every = 500
+    return c
+  if variant == "tiny":
+    c.model.num_layers = 2
+    c.model.hidden_size = 16
+    c.model.num_mixtures = 3
+    c.model.num_window_gaussians = 2
+    c.data.embedded.num_lines = 64
+    c.data.embedded.valid_lines = 16
+    c.data.embedded.max_words = 2
+    c.data.batch_size = 8
+    c.data.num_buckets = 2
+    c.optim.name = "adam"
+    c.optim.learning_rate = 1e-2
+    c.train.num_steps = 20
+    c.train.log_every = 5
+    c.train.eval_every = 10
+    c.train.eval_batches = 2
+    c.train.checkpoint_every = 10
+    c.train.sample_every = 0
+    return c
+  raise ValueError(f"unknown config variant {variant!r}; expected one of 'paper', 'small', 'tiny'")

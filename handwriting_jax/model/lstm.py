@@ -1,0 +1,68 @@
+"""Peephole LSTM step (Graves 2013, eqs. 7-11) as a pure function, plus the hoisted layer scan.
+
+Gate order in every `4H` axis is (input, forget, cell, output). The input projection `W_x x + b` does not depend on
+the recurrence, so callers compute it for a whole sequence as one matmul and pass `gates_x` per step.
+"""
+
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from handwriting_jax.model.clipping import maybe_clip
+
+
+class LSTMCarry(NamedTuple):
+  """Recurrent state of one LSTM layer: hidden `h` and cell `c`, both [B, H]."""
+  h: jax.Array
+  c: jax.Array
+
+
+def matmul(x: jax.Array, w: jax.Array, compute_dtype=None) -> jax.Array:
+  """`x @ w` with optional low-precision inputs (e.g. bf16) and float32 accumulation and result."""
+  if compute_dtype is None or compute_dtype == jnp.float32:
+    return jnp.matmul(x, w, preferred_element_type=jnp.float32)
+  return jnp.matmul(x.astype(compute_dtype), w.astype(compute_dtype), preferred_element_type=jnp.float32)
+
+
+def lstm_step(w_h_Hx4H: jax.Array, peep_3xH: jax.Array | None, carry: LSTMCarry, gates_x_Bx4H: jax.Array,
+              clip: float | None = None, compute_dtype=None) -> LSTMCarry:
+  """One peephole LSTM step, eqs. 7-11: returns the new (h, c) from the previous carry and `W_x x + b`.
+
+  `peep_3xH` holds the diagonal peepholes (w_ci, w_cf, w_co); None disables them. `clip` bounds the derivatives
+  flowing into the four pre-activations during backprop (Graves clipping); None disables it.
+  """
+  h_prev, c_prev = carry
+  z = gates_x_Bx4H + matmul(h_prev, w_h_Hx4H, compute_dtype)
+  z_i, z_f, z_c, z_o = jnp.split(z, 4, axis=-1)
+  if peep_3xH is not None:
+    z_i = z_i + peep_3xH[0] * c_prev
+    z_f = z_f + peep_3xH[1] * c_prev
+  z_i, z_f, z_c = maybe_clip(z_i, clip), maybe_clip(z_f, clip), maybe_clip(z_c, clip)
+  i = jax.nn.sigmoid(z_i)
+  f = jax.nn.sigmoid(z_f)
+  c = f * c_prev + i * jnp.tanh(z_c)
+  if peep_3xH is not None:
+    z_o = z_o + peep_3xH[2] * c
+  o = jax.nn.sigmoid(maybe_clip(z_o, clip))
+  h = o * jnp.tanh(c)
+  return LSTMCarry(h, c)
+
+
+def lstm_scan(w_h_Hx4H: jax.Array, peep_3xH: jax.Array | None, carry: LSTMCarry, gates_x_TxBx4H: jax.Array,
+              clip: float | None = None, compute_dtype=None, remat: bool = False
+              ) -> tuple[LSTMCarry, jax.Array]:
+  """Run `lstm_step` over time (time-major input projections); returns the final carry and h [T, B, H]."""
+
+  def body(carry, gates_x):
+    carry = lstm_step(w_h_Hx4H, peep_3xH, carry, gates_x, clip, compute_dtype)
+    return carry, carry.h
+
+  if remat:
+    body = jax.checkpoint(body)
+  return jax.lax.scan(body, carry, gates_x_TxBx4H)
+
+
+def zero_carry(batch: int, hidden: int) -> LSTMCarry:
+  """All-zero initial state of one layer."""
+  return LSTMCarry(jnp.zeros((batch, hidden), jnp.float32), jnp.zeros((batch, hidden), jnp.float32))

@@ -1,0 +1,217 @@
+"""Flax NNX modules for the prediction (section 4) and synthesis (section 5) networks.
+
+The modules hold parameters; the recurrences are the pure functions of `lstm.py`, `window.py` and `mdn.py`,
+unrolled with `jax.lax.scan`. Fast path ("How it runs fast" in the design): every input projection that does not
+depend on the recurrence is one large matmul over the whole sequence; the prediction network and layers >= 2 of
+the synthesis network run one scan per layer; layer 1 and the window of the synthesis network share one scan.
+`step` is the plain one-step formulation used by the sampler (and by the tests as the reference).
+"""
+
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+from flax import nnx
+
+from handwriting_jax.model import lstm, mdn, window
+from handwriting_jax.model.clipping import maybe_clip
+
+
+class NetworkState(NamedTuple):
+  """Recurrent state of a whole network: one LSTMCarry per layer; window offsets κ [B, K] and last window
+  w [B, A] (zero-sized for the prediction network)."""
+  lstm: tuple[lstm.LSTMCarry, ...]
+  kappa: jax.Array
+  w: jax.Array
+
+
+class LSTMLayer(nnx.Module):
+  """Parameters of one peephole LSTM layer: W_x [in, 4H], W_h [H, 4H], b [4H], peepholes [3, H]."""
+
+  def __init__(self, in_size: int, hidden: int, *, peepholes: bool, init_scale: float, forget_bias: float,
+               rngs: nnx.Rngs):
+    init = jax.nn.initializers.normal(init_scale)
+    self.w_x = nnx.Param(init(rngs.params(), (in_size, 4 * hidden), jnp.float32))
+    self.w_h = nnx.Param(init(rngs.params(), (hidden, 4 * hidden), jnp.float32))
+    self.b = nnx.Param(jnp.zeros((4 * hidden,), jnp.float32).at[hidden:2 * hidden].set(forget_bias))
+    self.peep = nnx.Param(init(rngs.params(), (3, hidden), jnp.float32)) if peepholes else None
+
+  def peepholes(self) -> jax.Array | None:
+    """Diagonal peephole weights (w_ci, w_cf, w_co), or None when disabled."""
+    return None if self.peep is None else self.peep[...]
+
+
+class _Network(nnx.Module):
+  """Shared parts: layers, output layer ŷ = b_y + Σ_n W_{hⁿy} hⁿ (eq. 17), static settings."""
+
+  def __init__(self, cfg: ml_collections.ConfigDict, layer_inputs: list[int], *, rngs: nnx.Rngs):
+    self.hidden = cfg.hidden_size
+    self.num_layers = cfg.num_layers
+    self.num_mixtures = cfg.num_mixtures
+    self.remat = bool(cfg.remat)
+    self.compute_dtype = None if cfg.compute_dtype == "float32" else jnp.dtype(cfg.compute_dtype)
+    self.lstm_clip = cfg.lstm_clip if cfg.lstm_clip > 0 else None
+    self.output_clip = cfg.output_clip if cfg.output_clip > 0 else None
+    self.layers = nnx.List([
+        LSTMLayer(n_in, cfg.hidden_size, peepholes=cfg.peepholes, init_scale=cfg.init_scale,
+                  forget_bias=cfg.forget_bias, rngs=rngs) for n_in in layer_inputs])
+    init = jax.nn.initializers.normal(cfg.init_scale)
+    self.w_y = nnx.Param(init(rngs.params(), (cfg.num_layers * cfg.hidden_size, mdn.output_size(cfg.num_mixtures)),
+                              jnp.float32))
+    self.b_y = nnx.Param(jnp.zeros((mdn.output_size(cfg.num_mixtures),), jnp.float32))
+
+  def _project(self, x: jax.Array, w: jax.Array, b: jax.Array | None = None) -> jax.Array:
+    """Hoisted projection of a whole sequence [..., in] @ [in, out] (+ b)."""
+    y = lstm.matmul(x, w, self.compute_dtype)
+    return y if b is None else y + b
+
+  def _layer_scan(self, layer: LSTMLayer, carry: lstm.LSTMCarry, inputs_TxBxI: jax.Array
+                  ) -> tuple[lstm.LSTMCarry, jax.Array]:
+    """One layer over the whole sequence: hoisted input projection, then the recurrent scan."""
+    gates_x = self._project(inputs_TxBxI, layer.w_x[...], layer.b[...])
+    return lstm.lstm_scan(layer.w_h[...], layer.peepholes(), carry, gates_x, self.lstm_clip, self.compute_dtype,
+                          self.remat)
+
+  def _output(self, hs: list[jax.Array]) -> jax.Array:
+    """ŷ from all layers' hidden states, with Graves output-derivative clipping when enabled."""
+    y = self._project(jnp.concatenate(hs, axis=-1), self.w_y[...], self.b_y[...])
+    return maybe_clip(y, self.output_clip)
+
+  def _step_layers(self, state: NetworkState, x_Bx3: jax.Array, first_h: jax.Array, extra: list[jax.Array]
+                   ) -> tuple[list[lstm.LSTMCarry], jax.Array]:
+    """Layers >= 2 for one time step: layer n sees [x, h^{n-1}, *extra]; returns the carries and ŷ."""
+    carries, hs = [], [first_h]
+    for n in range(1, self.num_layers):
+      layer = self.layers[n]
+      gx = self._project(jnp.concatenate([x_Bx3, hs[-1], *extra], axis=-1), layer.w_x[...], layer.b[...])
+      carry = lstm.lstm_step(layer.w_h[...], layer.peepholes(), state.lstm[n], gx, self.lstm_clip,
+                             self.compute_dtype)
+      carries.append(carry)
+      hs.append(carry.h)
+    return carries, self._output(hs)
+
+
+class PredictionNetwork(_Network):
+  """Handwriting prediction network (section 4): skip connections input->every layer, every layer->output."""
+
+  def __init__(self, cfg: ml_collections.ConfigDict, *, rngs: nnx.Rngs):
+    h = cfg.hidden_size
+    super().__init__(cfg, [3] + [3 + h] * (cfg.num_layers - 1), rngs=rngs)
+
+  def initial_state(self, batch: int, num_chars: int = 0) -> NetworkState:
+    """Zero state for `batch` lines."""
+    del num_chars
+    carries = tuple(lstm.zero_carry(batch, self.hidden) for _ in range(self.num_layers))
+    return NetworkState(carries, jnp.zeros((batch, 0)), jnp.zeros((batch, 0)))
+
+  def __call__(self, inputs_BxTx3: jax.Array, chars_BxU=None, char_mask_BxU=None,
+               state: NetworkState | None = None) -> tuple[jax.Array, NetworkState, dict]:
+    """Teacher-forced pass: returns ŷ [B, T, 6M+1], the final state and an empty aux dict."""
+    del chars_BxU, char_mask_BxU
+    x = jnp.swapaxes(inputs_BxTx3, 0, 1)
+    state = self.initial_state(x.shape[1]) if state is None else state
+    hs, carries = [], []
+    for n, layer in enumerate(self.layers):
+      carry, h = self._layer_scan(layer, state.lstm[n], x if n == 0 else jnp.concatenate([x, hs[-1]], axis=-1))
+      hs.append(h)
+      carries.append(carry)
+    y = jnp.swapaxes(self._output(hs), 0, 1)
+    return y, NetworkState(tuple(carries), state.kappa, state.w), {}
+
+  def step(self, state: NetworkState, x_Bx3: jax.Array, chars_onehot_BxUxA=None, char_mask_BxU=None
+           ) -> tuple[NetworkState, jax.Array, dict]:
+    """One time step (sampling, reference): returns the new state, ŷ [B, 6M+1] and an empty aux dict."""
+    del chars_onehot_BxUxA, char_mask_BxU
+    layer = self.layers[0]
+    c1 = lstm.lstm_step(layer.w_h[...], layer.peepholes(), state.lstm[0],
+                        self._project(x_Bx3, layer.w_x[...], layer.b[...]), self.lstm_clip, self.compute_dtype)
+    carries, y = self._step_layers(state, x_Bx3, c1.h, [])
+    return NetworkState((c1, *carries), state.kappa, state.w), y, {}
+
+
+class SynthesisNetwork(_Network):
+  """Handwriting synthesis network (section 5): window between layer 1 and the rest, fed back into layer 1."""
+
+  def __init__(self, cfg: ml_collections.ConfigDict, alphabet_size: int, *, rngs: nnx.Rngs):
+    h, a = cfg.hidden_size, alphabet_size
+    super().__init__(cfg, [3 + a] + [3 + h + a] * (cfg.num_layers - 1), rngs=rngs)
+    self.alphabet_size = alphabet_size
+    self.num_gaussians = cfg.num_window_gaussians
+    self.window_variant = cfg.window_variant
+    init = jax.nn.initializers.normal(cfg.init_scale)
+    self.w_window = nnx.Param(init(rngs.params(), (h, 3 * cfg.num_window_gaussians), jnp.float32))
+    self.b_window = nnx.Param(jnp.zeros((3 * cfg.num_window_gaussians,), jnp.float32))
+
+  def initial_state(self, batch: int, num_chars: int = 0) -> NetworkState:
+    """Zero state for `batch` lines: κ_0 = 0, w_0 = 0."""
+    del num_chars
+    carries = tuple(lstm.zero_carry(batch, self.hidden) for _ in range(self.num_layers))
+    return NetworkState(carries, jnp.zeros((batch, self.num_gaussians), jnp.float32),
+                        jnp.zeros((batch, self.alphabet_size), jnp.float32))
+
+  def one_hot(self, chars_BxU: jax.Array) -> jax.Array:
+    """One-hot characters c_u [B, U, A] (padding id 0 is masked out by `char_mask`)."""
+    return jax.nn.one_hot(chars_BxU, self.alphabet_size, dtype=jnp.float32)
+
+  def _layer1_window(self, c1: lstm.LSTMCarry, kappa, w_prev, gates_x_Bx4H, onehot, char_mask):
+    """Layer 1 and the window for one step: h¹_t from [x_t, w_{t-1}], then (w_t, κ_t, φ_t)."""
+    layer = self.layers[0]
+    a = self.alphabet_size
+    gx = gates_x_Bx4H + lstm.matmul(w_prev, layer.w_x[...][3:3 + a], self.compute_dtype)
+    c1 = lstm.lstm_step(layer.w_h[...], layer.peepholes(), c1, gx, self.lstm_clip, self.compute_dtype)
+    abk = lstm.matmul(c1.h, self.w_window[...], self.compute_dtype) + self.b_window[...]
+    return c1, window.window_step(abk, kappa, onehot, char_mask, self.window_variant)
+
+  def __call__(self, inputs_BxTx3: jax.Array, chars_BxU: jax.Array, char_mask_BxU: jax.Array,
+               state: NetworkState | None = None) -> tuple[jax.Array, NetworkState, dict]:
+    """Teacher-forced pass: returns ŷ [B, T, 6M+1], the final state, and aux {phi [B,T,U], kappa [B,T,K]}."""
+    x = jnp.swapaxes(inputs_BxTx3, 0, 1)
+    state = self.initial_state(x.shape[1]) if state is None else state
+    onehot, char_mask = self.one_hot(chars_BxU), char_mask_BxU.astype(jnp.float32)
+    layer1 = self.layers[0]
+    gates_x1 = self._project(x, layer1.w_x[...][:3], layer1.b[...])
+
+    def body(carry, gx):
+      c1, kappa, w_prev = carry
+      c1, win = self._layer1_window(c1, kappa, w_prev, gx, onehot, char_mask)
+      return (c1, win.kappa, win.w), (c1.h, win.w, win.phi, win.kappa)
+
+    if self.remat:
+      body = jax.checkpoint(body)
+    (c1, kappa, w_last), (h1, w_seq, phi, kappa_seq) = jax.lax.scan(
+        body, (state.lstm[0], state.kappa, state.w), gates_x1)
+    hs, carries = [h1], [c1]
+    for n in range(1, self.num_layers):
+      carry, h = self._layer_scan(self.layers[n], state.lstm[n], jnp.concatenate([x, hs[-1], w_seq], axis=-1))
+      hs.append(h)
+      carries.append(carry)
+    y = jnp.swapaxes(self._output(hs), 0, 1)
+    aux = {"phi": jnp.swapaxes(phi, 0, 1), "kappa": jnp.swapaxes(kappa_seq, 0, 1)}
+    return y, NetworkState(tuple(carries), kappa, w_last), aux
+
+  def step(self, state: NetworkState, x_Bx3: jax.Array, chars_onehot_BxUxA: jax.Array, char_mask_BxU: jax.Array
+           ) -> tuple[NetworkState, jax.Array, dict]:
+    """One time step (sampling, reference): new state, ŷ [B, 6M+1], aux {phi [B,U], kappa, alpha, beta [B,K]}."""
+    layer1 = self.layers[0]
+    gx = self._project(x_Bx3, layer1.w_x[...][:3], layer1.b[...])
+    c1, win = self._layer1_window(state.lstm[0], state.kappa, state.w, gx, chars_onehot_BxUxA,
+                                  char_mask_BxU.astype(jnp.float32))
+    carries, y = self._step_layers(state, x_Bx3, c1.h, [win.w])
+    aux = {"phi": win.phi, "kappa": win.kappa, "alpha": win.alpha, "beta": win.beta}
+    return NetworkState((c1, *carries), win.kappa, win.w), y, aux
+
+
+def build_network(model_cfg: ml_collections.ConfigDict, alphabet_size: int, seed: int) -> _Network:
+  """Build the network that `model_cfg.mode` names ("prediction" or "synthesis")."""
+  rngs = nnx.Rngs(params=seed)
+  if model_cfg.mode == "prediction":
+    return PredictionNetwork(model_cfg, rngs=rngs)
+  if model_cfg.mode == "synthesis":
+    return SynthesisNetwork(model_cfg, alphabet_size, rngs=rngs)
+  raise ValueError(f"config.model.mode must be 'prediction' or 'synthesis', got {model_cfg.mode!r}")
+
+
+def count_params(model: nnx.Module) -> int:
+  """Number of trainable scalars."""
+  return sum(x.size for x in jax.tree.leaves(nnx.state(model, nnx.Param)))
