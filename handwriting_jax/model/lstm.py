@@ -20,8 +20,8 @@ class LSTMCarry(NamedTuple):
 
 def matmul(x: jax.Array, w: jax.Array, compute_dtype=None) -> jax.Array:
   """`x @ w` with optional low-precision inputs (e.g. bf16) and float32 accumulation and result."""
-  if compute_dtype is None or compute_dtype == jnp.float32:
-    return jnp.matmul(x, w, preferred_element_type=jnp.float32)
+  if compute_dtype is None:
+    return jnp.matmul(x, w)
   return jnp.matmul(x.astype(compute_dtype), w.astype(compute_dtype), preferred_element_type=jnp.float32)
 
 
@@ -63,6 +63,6 @@ def lstm_scan(w_h_Hx4H: jax.Array, peep_3xH: jax.Array | None, carry: LSTMCarry,
   return jax.lax.scan(body, carry, gates_x_TxBx4H)
 
 
-def zero_carry(batch: int, hidden: int) -> LSTMCarry:
+def zero_carry(batch: int, hidden: int, dtype=jnp.float32) -> LSTMCarry:
   """All-zero initial state of one layer."""
-  return LSTMCarry(jnp.zeros((batch, hidden), jnp.float32), jnp.zeros((batch, hidden), jnp.float32))
+  return LSTMCarry(jnp.zeros((batch, hidden), dtype), jnp.zeros((batch, hidden), dtype))

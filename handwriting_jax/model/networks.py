@@ -99,18 +99,17 @@ class PredictionNetwork(_Network):
     h = cfg.hidden_size
     super().__init__(cfg, [3] + [3 + h] * (cfg.num_layers - 1), rngs=rngs)
 
-  def initial_state(self, batch: int, num_chars: int = 0) -> NetworkState:
+  def initial_state(self, batch: int, dtype=jnp.float32) -> NetworkState:
     """Zero state for `batch` lines."""
-    del num_chars
-    carries = tuple(lstm.zero_carry(batch, self.hidden) for _ in range(self.num_layers))
-    return NetworkState(carries, jnp.zeros((batch, 0)), jnp.zeros((batch, 0)))
+    carries = tuple(lstm.zero_carry(batch, self.hidden, dtype) for _ in range(self.num_layers))
+    return NetworkState(carries, jnp.zeros((batch, 0), dtype), jnp.zeros((batch, 0), dtype))
 
   def __call__(self, inputs_BxTx3: jax.Array, chars_BxU=None, char_mask_BxU=None,
                state: NetworkState | None = None) -> tuple[jax.Array, NetworkState, dict]:
     """Teacher-forced pass: returns ŷ [B, T, 6M+1], the final state and an empty aux dict."""
     del chars_BxU, char_mask_BxU
     x = jnp.swapaxes(inputs_BxTx3, 0, 1)
-    state = self.initial_state(x.shape[1]) if state is None else state
+    state = self.initial_state(x.shape[1], x.dtype) if state is None else state
     hs, carries = [], []
     for n, layer in enumerate(self.layers):
       carry, h = self._layer_scan(layer, state.lstm[n], x if n == 0 else jnp.concatenate([x, hs[-1]], axis=-1))
@@ -143,16 +142,15 @@ class SynthesisNetwork(_Network):
     self.w_window = nnx.Param(init(rngs.params(), (h, 3 * cfg.num_window_gaussians), jnp.float32))
     self.b_window = nnx.Param(jnp.zeros((3 * cfg.num_window_gaussians,), jnp.float32))
 
-  def initial_state(self, batch: int, num_chars: int = 0) -> NetworkState:
+  def initial_state(self, batch: int, dtype=jnp.float32) -> NetworkState:
     """Zero state for `batch` lines: κ_0 = 0, w_0 = 0."""
-    del num_chars
-    carries = tuple(lstm.zero_carry(batch, self.hidden) for _ in range(self.num_layers))
-    return NetworkState(carries, jnp.zeros((batch, self.num_gaussians), jnp.float32),
-                        jnp.zeros((batch, self.alphabet_size), jnp.float32))
+    carries = tuple(lstm.zero_carry(batch, self.hidden, dtype) for _ in range(self.num_layers))
+    return NetworkState(carries, jnp.zeros((batch, self.num_gaussians), dtype),
+                        jnp.zeros((batch, self.alphabet_size), dtype))
 
-  def one_hot(self, chars_BxU: jax.Array) -> jax.Array:
+  def one_hot(self, chars_BxU: jax.Array, dtype=jnp.float32) -> jax.Array:
     """One-hot characters c_u [B, U, A] (padding id 0 is masked out by `char_mask`)."""
-    return jax.nn.one_hot(chars_BxU, self.alphabet_size, dtype=jnp.float32)
+    return jax.nn.one_hot(chars_BxU, self.alphabet_size, dtype=dtype)
 
   def _layer1_window(self, c1: lstm.LSTMCarry, kappa, w_prev, gates_x_Bx4H, onehot, char_mask):
     """Layer 1 and the window for one step: h¹_t from [x_t, w_{t-1}], then (w_t, κ_t, φ_t)."""
@@ -167,8 +165,8 @@ class SynthesisNetwork(_Network):
                state: NetworkState | None = None) -> tuple[jax.Array, NetworkState, dict]:
     """Teacher-forced pass: returns ŷ [B, T, 6M+1], the final state, and aux {phi [B,T,U], kappa [B,T,K]}."""
     x = jnp.swapaxes(inputs_BxTx3, 0, 1)
-    state = self.initial_state(x.shape[1]) if state is None else state
-    onehot, char_mask = self.one_hot(chars_BxU), char_mask_BxU.astype(jnp.float32)
+    state = self.initial_state(x.shape[1], x.dtype) if state is None else state
+    onehot, char_mask = self.one_hot(chars_BxU, x.dtype), char_mask_BxU.astype(x.dtype)
     layer1 = self.layers[0]
     gates_x1 = self._project(x, layer1.w_x[...][:3], layer1.b[...])
 
@@ -196,7 +194,7 @@ class SynthesisNetwork(_Network):
     layer1 = self.layers[0]
     gx = self._project(x_Bx3, layer1.w_x[...][:3], layer1.b[...])
     c1, win = self._layer1_window(state.lstm[0], state.kappa, state.w, gx, chars_onehot_BxUxA,
-                                  char_mask_BxU.astype(jnp.float32))
+                                  char_mask_BxU.astype(x_Bx3.dtype))
     carries, y = self._step_layers(state, x_Bx3, c1.h, [win.w])
     aux = {"phi": win.phi, "kappa": win.kappa, "alpha": win.alpha, "beta": win.beta}
     return NetworkState((c1, *carries), win.kappa, win.w), y, aux

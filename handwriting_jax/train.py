@@ -1,0 +1,213 @@
+"""Training loop: `train_and_evaluate(config, workdir)` trains, evaluates, logs, checkpoints and resumes."""
+
+import json
+import math
+import os
+import time
+
+import jax
+import ml_collections
+import numpy as np
+from absl import logging
+
+from handwriting_jax import checkpoint as ckpt_lib
+from handwriting_jax import config_check, optim, parallel
+from handwriting_jax import step as step_lib
+from handwriting_jax.data import batches as batches_lib
+from handwriting_jax.data import dataset as dataset_lib
+from handwriting_jax.model import networks
+
+
+class NonFiniteLossError(FloatingPointError):
+  """Training produced a NaN or infinite loss or gradient; no checkpoint of that state was written."""
+
+
+def create_model(cfg: ml_collections.ConfigDict, alphabet_size: int):
+  """The network of `cfg.model`, with Graves derivative clipping only when `cfg.optim.clip_mode == "graves"`."""
+  model_cfg = ml_collections.ConfigDict(cfg.model.to_dict())
+  if cfg.optim.clip_mode != "graves":
+    model_cfg.lstm_clip = 0.0
+    model_cfg.output_clip = 0.0
+  return networks.build_network(model_cfg, alphabet_size, cfg.seed)
+
+
+class CurriculumBatches:
+  """Training batches with a curriculum on line length: `data.curriculum` = ((until_step, max_points), ...).
+
+  Each stage has its own seeded BatchIterator; the state (stage, iterator state) goes into checkpoints so a resumed
+  run sees exactly the same batches.
+  """
+
+  def __init__(self, split, alphabet, data_cfg: ml_collections.ConfigDict):
+    self.split, self.alphabet, self.data_cfg = split, alphabet, data_cfg
+    self.stages = [(int(u), int(m)) for u, m in data_cfg.curriculum] + [(None, int(data_cfg.max_points))]
+    self.stage, self.iterator = -1, None
+
+  def _stage_for(self, step: int) -> int:
+    return next(i for i, (until, _) in enumerate(self.stages) if until is None or step < until)
+
+  def _start(self, stage: int) -> None:
+    self.stage = stage
+    self.iterator = batches_lib.BatchIterator(
+        self.split.strokes, self.split.texts, self.alphabet, batch_size=self.data_cfg.batch_size,
+        num_buckets=self.data_cfg.num_buckets, seed=self.data_cfg.shuffle_seed + 1009 * stage,
+        max_points=self.stages[stage][1], process_index=jax.process_index(), process_count=jax.process_count())
+
+  def next(self, step: int) -> dict[str, np.ndarray]:
+    """This process's slice of the global batch for training step `step`."""
+    stage = self._stage_for(step)
+    if stage != self.stage:
+      self._start(stage)
+    return next(self.iterator)
+
+  def state(self) -> dict:
+    """Checkpointable position."""
+    return {"stage": self.stage, "iterator": self.iterator.state() if self.iterator else None}
+
+  def restore(self, state: dict) -> None:
+    """Continue from a `state()`."""
+    if state["stage"] >= 0:
+      self._start(state["stage"])
+      self.iterator.restore({k: np.asarray(v) for k, v in state["iterator"].items()})
+
+
+def validation_batches(dataset, data_cfg: ml_collections.ConfigDict, num_batches: int) -> list[dict]:
+  """A fixed list of validation batches (one full pass when `num_batches == 0`)."""
+  it = batches_lib.BatchIterator(
+      dataset.valid.strokes, dataset.valid.texts, dataset.alphabet, batch_size=data_cfg.batch_size,
+      num_buckets=data_cfg.num_buckets, seed=12345, max_points=None, process_index=jax.process_index(),
+      process_count=jax.process_count())
+  return [next(it) for _ in range(num_batches or it.steps_per_epoch)]
+
+
+def evaluate(par: parallel.DataParallel, state, batches: list[dict]) -> dict[str, float]:
+  """Validation loss in nats per sequence and per step, averaged exactly over all lines of `batches`."""
+  sums = [par.eval_sums(state, b) for b in batches]
+  total = {k: float(sum(jax.device_get(s[k]) for s in sums)) for k in sums[0]}
+  return {"valid_loss": total["nll"] / total["lines"], "valid_loss_per_step": total["nll"] / total["steps"]}
+
+
+class Reporter:
+  """Console line (step, loss, steps/s, ETA), WORKDIR/train.log and TensorBoard scalars, process 0 only."""
+
+  def __init__(self, workdir: str, num_steps: int):
+    self.active = jax.process_index() == 0
+    self.num_steps = num_steps
+    self.log_path = os.path.join(workdir, "train.log")
+    self.writer = None
+    if self.active:
+      from tensorboardX import SummaryWriter  # pylint: disable=g-import-not-at-top
+      self.writer = SummaryWriter(os.path.join(workdir, "tensorboard"))
+    self._t0, self._s0 = time.time(), None
+
+  def scalars(self, step: int, values: dict[str, float]) -> None:
+    """Write scalars to TensorBoard."""
+    if self.writer:
+      for k, v in values.items():
+        self.writer.add_scalar(k, v, step)
+      self.writer.flush()
+
+  def line(self, text: str) -> None:
+    """Log a line to the console and to train.log."""
+    if self.active:
+      logging.info("%s", text)
+      with open(self.log_path, "a", encoding="utf-8") as f:
+        f.write(text + "\n")
+
+  def progress(self, step: int, values: dict[str, float]) -> None:
+    """Console progress line with throughput and ETA since the last call."""
+    now = time.time()
+    if self._s0 is None:
+      self._t0, self._s0 = now, step
+      rate = float("nan")
+    else:
+      rate = (step - self._s0) / max(now - self._t0, 1e-9)
+      self._t0, self._s0 = now, step
+    eta = (self.num_steps - step) / rate if rate and math.isfinite(rate) and rate > 0 else float("nan")
+    eta_text = time.strftime("%H:%M:%S", time.gmtime(eta)) if math.isfinite(eta) else "--:--:--"
+    parts = " ".join(f"{k}={v:.4g}" for k, v in values.items())
+    self.line(f"step {step}/{self.num_steps} {parts} steps/s={rate:.3g} eta={eta_text}")
+    self.scalars(step, {**values, "steps_per_second": rate} if math.isfinite(rate) else values)
+
+  def close(self) -> None:
+    """Flush TensorBoard."""
+    if self.writer:
+      self.writer.close()
+
+
+def _check_finite(metrics: dict, step: int) -> None:
+  if not bool(metrics["finite"]):
+    raise NonFiniteLossError(
+        f"non-finite loss or gradient at step {step} (loss={float(metrics['loss'])}, "
+        f"grad_norm={float(metrics['grad_norm'])}); stopping without saving this state. Try a lower "
+        "config.optim.learning_rate or config.optim.clip_mode='graves'/'global_norm'.")
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float]:
+  """Train `config` in `workdir` (resuming from its newest checkpoint) and return the final metrics."""
+  config_check.validate(config, jax.device_count(), jax.process_count())
+  os.makedirs(workdir, exist_ok=True)
+  ckpt = ckpt_lib.Checkpointer(workdir, config.train.keep_checkpoints)
+  saved = None
+  if ckpt.latest_step() is not None:
+    saved = ckpt.restore_metadata()
+    ckpt_lib.check_compatible(saved["config"], config, ckpt.path)
+
+  dataset = dataset_lib.load_dataset(config.data)
+  if saved is not None and saved["alphabet"] != dataset.alphabet.chars:
+    raise ckpt_lib.IncompatibleWorkdirError(
+        f"the checkpoints in {ckpt.path} use the alphabet {saved['alphabet']!r}, but this run's data gives "
+        f"{dataset.alphabet.chars!r}; fix config.data.alphabet or use a new --workdir")
+  model = create_model(config, dataset.alphabet.size)
+  tx = optim.make_optimizer(config.optim, config.train.num_steps)
+  graphdef, state = step_lib.create_train_state(model, tx)
+  train_batches = CurriculumBatches(dataset.train, dataset.alphabet, config.data)
+  reporter = Reporter(workdir, config.train.num_steps)
+  reporter.line(f"{config.model.mode} network: {networks.count_params(model):,} parameters; "
+                f"{jax.device_count()} device(s) ({jax.devices()[0].platform}), {jax.process_count()} process(es)")
+  if saved is not None:
+    state, saved = ckpt.restore(state)
+    train_batches.restore(saved["data_iter"])
+    reporter.line(f"resumed from {ckpt.path} at step {int(state.step)}")
+  else:
+    with open(os.path.join(workdir, "config.json"), "w", encoding="utf-8") as f:
+      f.write(config.to_json_best_effort(indent=2))
+
+  metadata = {"config": json.loads(config.to_json_best_effort()), "alphabet": dataset.alphabet.chars,
+              "norm": dataset.stats.to_arrays()}
+  par = parallel.DataParallel(config, graphdef, tx)
+  state = par.put_state(state)
+  valid = validation_batches(dataset, config.data, config.train.eval_batches)
+  cfg_t = config.train
+  start = int(state.step)
+  pending, window, final = None, [], {}
+
+  def save(step_now: int, metrics) -> None:
+    _check_finite(jax.device_get(metrics), step_now)
+    ckpt.save(step_now, state, {**metadata, "data_iter": train_batches.state()})
+
+  try:
+    for step_now in range(start + 1, cfg_t.num_steps + 1):
+      state, metrics = par.train_step(state, train_batches.next(step_now - 1))
+      if pending is not None:  # read step t-1 while step t runs
+        host = jax.device_get(pending[1])
+        _check_finite(host, pending[0])
+        window.append(host)
+      pending = (step_now, metrics)
+      if step_now % cfg_t.log_every == 0 and window:
+        values = {k: float(np.mean([w[k] for w in window])) for k in ("loss", "loss_per_step", "grad_norm")}
+        window = []
+        reporter.progress(step_now, values)
+      if step_now % cfg_t.eval_every == 0 or step_now == cfg_t.num_steps:
+        final = evaluate(par, state, valid)
+        reporter.line(f"step {step_now} validation: {final['valid_loss']:.2f} nats/sequence, "
+                      f"{final['valid_loss_per_step']:.4f} nats/step")
+        reporter.scalars(step_now, final)
+      if step_now % cfg_t.checkpoint_every == 0 or step_now == cfg_t.num_steps:
+        save(step_now, metrics)
+    if pending is not None:
+      _check_finite(jax.device_get(pending[1]), pending[0])
+  finally:
+    ckpt.close()
+    reporter.close()
+  return final
