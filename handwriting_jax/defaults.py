@@ -34,13 +34,18 @@ def data_config() -> ml_collections.ConfigDict:
   c.alphabet = ""
   # Embedded corpus.
   c.embedded = ml_collections.ConfigDict()
-  c.embedded.num_lines = 6000
-  c.embedded.valid_lines = 300
-  c.embedded.seed = 0
-  c.embedded.min_words = 1
+  c.embedded.num_lines = 6000  # training lines
+  c.embedded.valid_lines = 300  # validation lines (texts not in training where possible)
+  c.embedded.seed = 0  # the whole corpus is a pure function of this seed
+  c.embedded.min_words = 1  # words per line, drawn uniformly in [min_words, max_words]
   c.embedded.max_words = 5
-  c.embedded.num_writers = 64
+  c.embedded.num_writers = 64  # synthetic writer styles used for training lines
   c.embedded.points_per_char = 14.0  # pen speed: mean points per character (varied per writer)
+  # Hershey fonts the writers draw from (comma-separated; "scripts", "cursive"; they share the lower case).
+  c.embedded.fonts = "scripts,cursive"
+  c.embedded.x_height = 30.0  # size of the lower-case letters in output units (before normalisation)
+  c.embedded.valid_writers = 16  # extra writer styles seen only in validation (held out)
+  c.embedded.valid_new_writer_fraction = 0.5  # share of validation lines written by held-out writers
   # Batching.
   c.batch_size = 32  # global batch size
   c.num_buckets = 4  # padded lengths (bounded recompiles)
