@@ -381,16 +381,24 @@ def write_line(text: str, writer: Writer, rng: np.random.Generator, x_height: fl
   return np.concatenate([offsets, eos[:, None]], 1).astype(np.float32)
 
 
-def _writers(cfg: ml_collections.ConfigDict, count: int) -> list[Writer]:
-  """Writers 0..count-1, each from its own seeded stream (writer k is the same whatever count is)."""
-  fonts = tuple(f.strip() for f in str(cfg.fonts).split(",") if f.strip())
-  if not fonts:
-    raise ValueError("data.embedded.fonts: empty font list")
-  for f in fonts:
-    if f not in FONTS:
-      raise ValueError(f"data.embedded.fonts: unknown font {f!r}; choose from {FONTS}")
-  return [make_writer(np.random.default_rng([cfg.seed, _WRITER, k]), fonts, cfg.points_per_char)
-          for k in range(count)]
+class _Writers:
+  """Writer k drawn on first use from its own seeded stream (the same whichever lines need it)."""
+
+  def __init__(self, cfg: ml_collections.ConfigDict):
+    self._fonts = tuple(f.strip() for f in str(cfg.fonts).split(",") if f.strip())
+    if not self._fonts:
+      raise ValueError("data.embedded.fonts: empty font list")
+    for f in self._fonts:
+      if f not in FONTS:
+        raise ValueError(f"data.embedded.fonts: unknown font {f!r}; choose from {FONTS}")
+    self._seed, self._ppc = int(cfg.seed), float(cfg.points_per_char)
+    self._cache: dict[int, Writer] = {}
+
+  def __getitem__(self, k: int) -> Writer:
+    if k not in self._cache:
+      rng = np.random.default_rng([self._seed, _WRITER, k])
+      self._cache[k] = make_writer(rng, self._fonts, self._ppc)
+    return self._cache[k]
 
 
 _FIELDS = ("num_lines", "valid_lines", "seed", "min_words", "max_words", "num_writers", "points_per_char",
@@ -443,7 +451,7 @@ def generate_corpus(
   """
   _check(cfg)
   n_train_writers, n_valid_writers = int(cfg.num_writers), int(cfg.valid_writers)
-  writers = _writers(cfg, n_train_writers + n_valid_writers)
+  writers = _Writers(cfg)
   x_height = float(cfg.x_height)
   train_lines, train_texts = [], []
   for i in range(int(cfg.num_lines)):
