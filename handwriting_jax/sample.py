@@ -1,0 +1,248 @@
+"""Sampling handwriting from a trained network (Graves 2013, sections 4.2, 5.3 and 5.4).
+
+One jitted `jax.lax.scan` over time samples a whole batch of lines: no Python loop per step. The prediction network
+writes unconditionally; the synthesis network writes given text, and stops a line when the window has moved past its
+last character (`φ(t, U+1) > φ(t, u)` for all `u ≤ U`, section 5.3) or at a length cap proportional to the text.
+Sampling bias `b` sharpens the mixture (eqs. 61-62). Style priming (section 5.4) first runs the network with teacher
+forcing over a real line, conditioned on `prime text + new text`, then samples on from that state.
+
+Conventions: the network's input at step t is the point sampled at step t-1 (`(0, 0, 1)` first, or the last prime
+point after priming); the point sampled at step t is row t of the output. Rows after a line's end are zero and masked
+out; the last real row of a finished line has `eos = 1` (the pen is lifted where the line stops). Each line draws its
+random numbers from its own key (`jax.random.split(key, B)[b]` folded with the step), so line b of a batch depends on
+the seed and b only, not on the other lines.
+"""
+
+import dataclasses
+import functools
+import math
+from typing import Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from handwriting_jax.data.alphabet import Alphabet
+from handwriting_jax.model import mdn, networks, window
+
+START_POINT = (0.0, 0.0, 1.0)  # x_1 of the paper: the first input of every line
+
+
+class SamplingError(ValueError):
+  """A sampling request that cannot be served (empty text, missing alphabet, bad prime...)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Prime:
+  """A real line to imitate (section 5.4): its normalised offsets [T, 3] and its transcription."""
+  strokes_Tx3: np.ndarray
+  text: str
+
+
+@dataclasses.dataclass
+class Samples:
+  """A batch of sampled lines (numpy). Time axis T = the scan length; rows at and after `lengths[b]` are zero.
+
+  `strokes_BxTx3` are normalised offsets (what the network writes); `lines` are the real rows of each line,
+  de-normalised when statistics were given (else normalised). `phi_BxTxU` / `kappa_BxTxK` (synthesis only; U
+  covers `texts[b]`, which includes the prime text when primed) and `mixture` (MixtureParams with leading [B, T],
+  after the bias) are per step, for attention and density plots.
+  """
+  strokes_BxTx3: np.ndarray
+  mask_BxT: np.ndarray
+  lengths_B: np.ndarray
+  finished_B: np.ndarray  # True when the stop rule ended the line (False: length cap or unconditional)
+  lines: list[np.ndarray]
+  texts: list[str]
+  mixture: mdn.MixtureParams
+  phi_BxTxU: np.ndarray | None = None
+  kappa_BxTxK: np.ndarray | None = None
+
+  def line_phi(self, b: int) -> np.ndarray:
+    """φ of line b over its real steps and characters, [lengths[b], len(texts[b])] (synthesis only)."""
+    if self.phi_BxTxU is None:
+      raise SamplingError("unconditional samples have no attention window")
+    return self.phi_BxTxU[b, :self.lengths_B[b], :len(self.texts[b])]
+
+  def line_mixture(self, b: int, stats=None) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """({pi, mu, sigma, rho} over line b's real steps, end-of-stroke probability [T]) for `draw.plot_density`;
+    row t predicts row t of the line. De-normalised with `stats` (a NormStats) when given, like `lines`."""
+    n = self.lengths_B[b]
+    m = self.mixture
+    mixture = {"pi": np.exp(m.log_pi[b, :n]), "mu": m.mu[b, :n], "sigma": np.exp(m.log_sigma[b, :n]),
+               "rho": np.tanh(m.rho_hat[b, :n])}
+    if stats is not None:
+      mixture["mu"] = mixture["mu"] * stats.std + stats.mean
+      mixture["sigma"] = mixture["sigma"] * stats.std
+    return mixture, 1.0 / (1.0 + np.exp(-m.eos_logit[b, :n]))
+
+
+def window_finished(phi_BxV: jax.Array, lengths_B: jax.Array) -> jax.Array:
+  """The paper's stop rule (section 5.3): φ(t, U+1) > φ(t, u) for all u ≤ U, per line of text length U.
+
+  `phi_BxV` holds φ(t, u) for u = 1..V with V > max U (column u-1 is position u); positions past U+1 are ignored.
+  """
+  v = phi_BxV.shape[-1]
+  pos = jnp.arange(v)[None, :]
+  lengths = lengths_B[:, None]
+  phi_end = jnp.take_along_axis(phi_BxV, lengths, axis=-1)[:, 0]
+  phi_text_max = jnp.max(jnp.where(pos < lengths, phi_BxV, -jnp.inf), axis=-1)
+  return phi_end > phi_text_max
+
+
+def _end_phi(aux: dict, num_positions: int) -> jax.Array:
+  """φ(t, u) for u = 1..num_positions from the step's window parameters (eq. 46), without the text mask."""
+  return window.window_phi(aux["alpha"], aux["beta"], aux["kappa"], num_positions)
+
+
+@functools.partial(jax.jit, static_argnames=("graphdef", "num_steps", "conditional"))
+def _sample_scan(graphdef: nnx.GraphDef, params: nnx.State, keys_B, bias_B, prime_Px3, chars_BxU, char_mask_BxU,
+                 text_lengths_B, caps_B, *, num_steps: int, conditional: bool):
+  """The compiled sampler: priming (when `prime_Px3` is not None), then one scan of `num_steps` steps."""
+  model = nnx.merge(graphdef, params)
+  batch = keys_B.shape[0]
+  if prime_Px3 is None:
+    state0 = model.initial_state(batch)
+    x0_Bx3 = jnp.broadcast_to(jnp.asarray(START_POINT, jnp.float32), (batch, 3))
+  else:
+    state0, x0_Bx3 = prime_state(model, prime_Px3, chars_BxU, char_mask_BxU, batch)
+  onehot = model.one_hot(chars_BxU) if conditional else None
+  num_positions = chars_BxU.shape[1] + 1
+
+  def body(carry, t):
+    state, x_prev, done = carry
+    state, y_hat, aux = model.step(state, x_prev, onehot, char_mask_BxU)
+    params_t = mdn.mixture_params(y_hat, bias_B)
+    step_keys = jax.vmap(lambda k: jax.random.fold_in(k, t))(keys_B)
+    point = jax.vmap(mdn.sample)(step_keys, params_t)
+    stop = window_finished(_end_phi(aux, num_positions), text_lengths_B) if conditional else jnp.zeros_like(done)
+    ends_now = ~done & (stop | (t + 1 >= caps_B))
+    point = point.at[:, 2].set(jnp.where(ends_now, 1.0, point[:, 2]))
+    valid = ~done
+    out_point = jnp.where(valid[:, None], point, 0.0)
+    outputs = {"point": out_point, "valid": valid, "stop": ~done & stop, "mixture": params_t}
+    if conditional:
+      outputs["phi"] = jnp.where(valid[:, None], aux["phi"], 0.0)
+      outputs["kappa"] = aux["kappa"]
+    return (state, point, done | ends_now), outputs
+
+  done0 = jnp.zeros((batch,), bool)
+  _, out = jax.lax.scan(body, (state0, x0_Bx3, done0), jnp.arange(num_steps))
+  return jax.tree.map(lambda a: jnp.swapaxes(a, 0, 1), out)
+
+
+def check_prime(prime: Prime) -> np.ndarray:
+  """The prime's strokes as float32 [T, 3]; SamplingError for a wrong shape, no points or non-finite values."""
+  strokes = np.asarray(prime.strokes_Tx3, np.float32)
+  if strokes.ndim != 2 or strokes.shape[1] != 3 or strokes.shape[0] < 1:
+    raise SamplingError(f"a prime needs strokes of shape [T >= 1, 3], got {strokes.shape}")
+  if not np.all(np.isfinite(strokes)):
+    raise SamplingError("the prime's strokes hold NaN or infinite values")
+  if not prime.text:
+    raise SamplingError("a prime needs the text of its line")
+  return strokes
+
+
+def prime_state(model: networks._Network, prime_strokes_Tx3: jax.Array, chars_BxU=None, char_mask_BxU=None,
+                batch: int = 1) -> tuple[networks.NetworkState, jax.Array]:
+  """Teacher forcing over a prime line (pure, jittable): (state after it, next input = its last point) per line.
+
+  The inputs are `(0, 0, 1), prime[0], ..., prime[T-2]`; the last prime point is the first input of sampling, so
+  sampling continues exactly as if the network had written the prime itself.
+  """
+  strokes = jnp.asarray(prime_strokes_Tx3, jnp.float32)
+  inputs = jnp.concatenate([jnp.asarray([START_POINT], jnp.float32), strokes[:-1]], axis=0)
+  _, state, _ = model(jnp.broadcast_to(inputs, (batch,) + inputs.shape), chars_BxU, char_mask_BxU)
+  return state, jnp.broadcast_to(strokes[-1], (batch, 3))
+
+
+def conditioning_texts(texts: Sequence[str], prime: Prime | None, alphabet: Alphabet) -> list[str]:
+  """What the window reads: the text, or `prime text + " " + text` when primed (space only if in the alphabet)."""
+  if prime is None:
+    return list(texts)
+  sep = " " if " " in alphabet.chars and not prime.text.endswith(" ") else ""
+  return [prime.text + sep + t for t in texts]
+
+
+def encode_texts(texts: Sequence[str], alphabet: Alphabet, on_unknown: str = "error"
+                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+  """(chars [B, U] int32 padded with 0, char_mask [B, U] f32, lengths [B]); see Alphabet.encode for on_unknown."""
+  ids, _ = alphabet.encode_all(list(texts), on_unknown=on_unknown)
+  lengths = np.array([len(x) for x in ids], np.int32)
+  u = int(lengths.max())
+  chars = np.zeros((len(ids), u), np.int32)
+  for b, x in enumerate(ids):
+    chars[b, :len(x)] = x
+  return chars, (chars != 0).astype(np.float32), lengths
+
+
+def check_texts(texts: Sequence[str], alphabet: Alphabet) -> None:
+  """Raise SamplingError for no text or an empty text, UnknownCharactersError listing characters not in the alphabet."""
+  if not texts:
+    raise SamplingError("no text to write")
+  empty = [i for i, t in enumerate(texts) if not t.strip()]
+  if empty:
+    raise SamplingError(f"text {empty[0]} is empty: give at least one character to write")
+  alphabet.encode_all(list(texts), on_unknown="error")
+
+
+def _per_line_bias(bias, batch: int) -> np.ndarray:
+  bias_B = np.broadcast_to(np.asarray(bias, np.float32), (batch,)).copy()
+  if np.any(bias_B < 0) or not np.all(np.isfinite(bias_B)):
+    raise SamplingError(f"the sampling bias must be finite and >= 0, got {bias_B.tolist()}")
+  return bias_B
+
+
+def sample(model: networks._Network, key: jax.Array, *, texts: Sequence[str] | None = None,
+           alphabet: Alphabet | None = None, num_lines: int | None = None, bias=0.0, prime: Prime | None = None,
+           max_steps_per_char: float = 40.0, max_steps: int = 1000, num_steps: int | None = None,
+           stats=None) -> Samples:
+  """Sample lines from `model` in one compiled call.
+
+  Synthesis: give `texts` and `alphabet`; line b stops by the window rule or after `max_steps_per_char *
+  len(texts[b])` points. Prediction: give `num_lines`; every line has `max_steps` points. `bias` is a number or one
+  per line. `prime` (synthesis) imitates a real line. `num_steps` fixes the scan length (default: the largest cap),
+  e.g. to reuse one compiled sampler for several requests. `stats` (a NormStats) de-normalises `Samples.lines`.
+  """
+  conditional = isinstance(model, networks.SynthesisNetwork)
+  if conditional:
+    if texts is None or alphabet is None:
+      raise SamplingError("the synthesis network writes text: give texts and alphabet")
+    check_texts(texts, alphabet)
+    full_texts = conditioning_texts(texts, prime, alphabet)
+    # Characters of a prime's transcription outside the alphabet map to the unknown id, as in training; the new
+    # texts were checked above.
+    chars, char_mask, lengths = encode_texts(full_texts, alphabet, "error" if prime is None else "map")
+    batch = len(texts)
+    caps = np.array([max(1, math.ceil(max_steps_per_char * len(t))) for t in texts], np.int32)
+  else:
+    if texts is not None or prime is not None:
+      raise SamplingError("the prediction network writes unconditionally: give num_lines, not texts or a prime")
+    if not num_lines or num_lines < 1:
+      raise SamplingError(f"num_lines must be >= 1, got {num_lines}")
+    batch, full_texts = num_lines, [""] * num_lines
+    chars, char_mask, lengths = (np.zeros((batch, 1), np.int32), np.zeros((batch, 1), np.float32),
+                                 np.zeros((batch,), np.int32))
+    caps = np.full((batch,), int(max_steps), np.int32)
+  steps = int(caps.max()) if num_steps is None else int(num_steps)
+  if steps < 1:
+    raise SamplingError(f"num_steps must be >= 1, got {steps}")
+  prime_Px3 = None if prime is None else jnp.asarray(check_prime(prime))
+  graphdef, params = nnx.split(model)
+  keys = jax.random.split(key, batch)
+  out = _sample_scan(graphdef, params, keys, jnp.asarray(_per_line_bias(bias, batch)), prime_Px3,
+                     jnp.asarray(chars), jnp.asarray(char_mask), jnp.asarray(lengths), jnp.asarray(caps),
+                     num_steps=steps, conditional=conditional)
+  out = jax.device_get(out)
+  mask = np.asarray(out["valid"])
+  lens = mask.sum(axis=1).astype(np.int32)
+  strokes = np.asarray(out["point"], np.float32)
+  lines = [strokes[b, :lens[b]] for b in range(batch)]
+  if stats is not None:
+    lines = [np.asarray(stats.denormalise(x), np.float32) for x in lines]
+  return Samples(strokes_BxTx3=strokes, mask_BxT=mask.astype(np.float32), lengths_B=lens,
+                 finished_B=np.asarray(out["stop"]).any(axis=1), lines=lines, texts=full_texts,
+                 mixture=mdn.MixtureParams(*[np.asarray(a) for a in out["mixture"]]),
+                 phi_BxTxU=np.asarray(out["phi"]) if conditional else None,
+                 kappa_BxTxK=np.asarray(out["kappa"]) if conditional else None)

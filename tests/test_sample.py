@@ -1,0 +1,253 @@
+"""Sampler: shapes, the stop rule, bias, determinism, priming, masking and text errors (tiny random networks)."""
+
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from handwriting_jax import defaults, sample
+from handwriting_jax.data.alphabet import Alphabet, UnknownCharactersError
+from handwriting_jax.model import mdn, networks
+
+ALPHABET = Alphabet(" abcdefghijklmnopqrstuvwxyz")
+
+
+def _model(mode: str, seed: int = 0):
+  cfg = defaults.apply_variant(defaults.base_config(mode), "tiny").model
+  return networks.build_network(cfg, ALPHABET.size, seed)
+
+
+@pytest.fixture(scope="module")
+def synth():
+  return _model("synthesis")
+
+
+@pytest.fixture(scope="module")
+def pred():
+  return _model("prediction")
+
+
+def _prime(n: int = 25, seed: int = 0) -> sample.Prime:
+  rng = np.random.default_rng(seed)
+  strokes = np.concatenate([rng.normal(size=(n, 2)), (rng.random((n, 1)) < 0.2)], axis=1).astype(np.float32)
+  return sample.Prime(strokes, "ab cd")
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Stop rule as a pure function.
+
+
+def test_window_finished_on_hand_built_phi():
+  # Text lengths U = 3 and 2; V = 5 positions (u = 1..5).
+  phi = np.array([
+      [0.1, 0.2, 0.9, 0.5, 7.0],  # U=3: φ(U+1)=0.5 < max(0.1, 0.2, 0.9): not finished (position 5 ignored)
+      [0.1, 0.2, 0.4, 0.5, 0.0],  # U=3: φ(4)=0.5 > all of u<=3: finished
+      [0.1, 0.3, 0.3, 9.0, 9.0],  # U=2: φ(3)=0.3 > 0.1 but not > 0.3 (strict): not finished
+      [0.1, 0.2, 0.3, 0.0, 0.0],  # U=2: φ(3)=0.3 > 0.1, 0.2: finished, later positions ignored
+  ], np.float32)
+  lengths = np.array([3, 3, 2, 2], np.int32)
+  got = np.asarray(jax.jit(sample.window_finished)(phi, lengths))
+  np.testing.assert_array_equal(got, [False, True, False, True])
+
+
+def test_window_finished_follows_a_moving_window():
+  # A single Gaussian sliding along the text (κ = t / 4): finished exactly once κ is nearer U+1 than U.
+  u_len = 4
+  kappa = np.arange(0, 30, dtype=np.float32)[:, None] / 4.0
+  phi = sample.window.window_phi(np.ones_like(kappa), np.ones_like(kappa), jnp.asarray(kappa), u_len + 1)
+  got = np.asarray(sample.window_finished(phi, np.full((30,), u_len, np.int32)))
+  np.testing.assert_array_equal(got, kappa[:, 0] > u_len + 0.5)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Shapes, masking, caps.
+
+
+def test_synthesis_shapes_mask_and_caps(synth):
+  texts = ["hello world", "abc", "z"]
+  out = sample.sample(synth, jax.random.key(0), texts=texts, alphabet=ALPHABET, bias=0.5, max_steps_per_char=6)
+  caps = np.array([66, 18, 6])
+  t = 66
+  u = len("hello world")
+  chex.assert_shape(out.strokes_BxTx3, (3, t, 3))
+  chex.assert_shape(out.mask_BxT, (3, t))
+  chex.assert_shape(out.phi_BxTxU, (3, t, u))
+  chex.assert_shape(out.kappa_BxTxK, (3, t, 2))
+  chex.assert_shape(out.mixture.mu, (3, t, 3, 2))
+  chex.assert_tree_all_finite((out.strokes_BxTx3, out.phi_BxTxU, out.mixture))
+  assert out.texts == texts
+  assert np.all(out.lengths_B >= 1) and np.all(out.lengths_B <= caps)
+  for b in range(3):
+    n = out.lengths_B[b]
+    np.testing.assert_array_equal(out.mask_BxT[b], np.arange(t) < n)  # a prefix mask
+    assert np.all(out.strokes_BxTx3[b, n:] == 0) and np.all(out.phi_BxTxU[b, n:] == 0)
+    assert out.strokes_BxTx3[b, n - 1, 2] == 1.0  # the pen is lifted where the line stops
+    np.testing.assert_array_equal(out.lines[b], out.strokes_BxTx3[b, :n])
+    if not out.finished_B[b]:
+      assert n == caps[b]  # a line that the window did not finish ran to its cap
+    chex.assert_shape(out.line_phi(b), (n, len(texts[b])))
+    mixture, eos = out.line_mixture(b)
+    chex.assert_shape(mixture["sigma"], (n, 3, 2))
+    np.testing.assert_allclose(mixture["pi"].sum(-1), 1.0, rtol=1e-5)
+    assert eos.shape == (n,) and np.all((eos >= 0) & (eos <= 1))
+
+
+def test_64_lines_of_700_points_in_one_compiled_call(synth, monkeypatch):
+  calls = []
+  original = sample._sample_scan
+  monkeypatch.setattr(sample, "_sample_scan", lambda *a, **k: calls.append(k["num_steps"]) or original(*a, **k))
+  texts = [("abc " * 20)[: 5 + i % 40] for i in range(64)]
+  out = sample.sample(synth, jax.random.key(1), texts=texts, alphabet=ALPHABET, num_steps=700)
+  assert calls == [700]
+  chex.assert_shape(out.strokes_BxTx3, (64, 700, 3))
+  assert len(out.lines) == 64
+
+
+def test_prediction_shapes(pred):
+  out = sample.sample(pred, jax.random.key(0), num_lines=4, max_steps=30)
+  chex.assert_shape(out.strokes_BxTx3, (4, 30, 3))
+  np.testing.assert_array_equal(out.lengths_B, [30] * 4)
+  assert out.phi_BxTxU is None and not out.finished_B.any()
+  chex.assert_tree_all_finite(out.strokes_BxTx3)
+
+
+def test_denormalised_lines():
+  class Stats:  # the NormStats interface used by the sampler
+    mean = np.array([0.5, -1.0], np.float32)
+    std = np.array([2.0, 3.0], np.float32)
+
+    def denormalise(self, line):
+      out = np.array(line, np.float32, copy=True)
+      out[:, :2] = out[:, :2] * self.std + self.mean
+      return out
+
+  model = _model("prediction")
+  raw = sample.sample(model, jax.random.key(3), num_lines=2, max_steps=10)
+  den = sample.sample(model, jax.random.key(3), num_lines=2, max_steps=10, stats=Stats())
+  np.testing.assert_allclose(den.lines[1][:, :2], raw.lines[1][:, :2] * Stats.std + Stats.mean, rtol=1e-6)
+  np.testing.assert_array_equal(den.lines[1][:, 2], raw.lines[1][:, 2])
+  np.testing.assert_array_equal(den.strokes_BxTx3, raw.strokes_BxTx3)  # the normalised batch is kept
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Determinism and bias.
+
+
+def test_same_seed_same_strokes_other_seed_differs(synth):
+  kw = dict(texts=["abc de", "fgh"], alphabet=ALPHABET, bias=0.3, max_steps_per_char=8)
+  a = sample.sample(synth, jax.random.key(7), **kw)
+  b = sample.sample(synth, jax.random.key(7), **kw)
+  c = sample.sample(synth, jax.random.key(8), **kw)
+  np.testing.assert_array_equal(a.strokes_BxTx3, b.strokes_BxTx3)
+  np.testing.assert_array_equal(a.phi_BxTxU, b.phi_BxTxU)
+  assert not np.array_equal(a.strokes_BxTx3, c.strokes_BxTx3)
+
+
+def test_large_bias_writes_the_mode():
+  # b = 1e3: σ = exp(σ̂ - b) underflows to 0 and π = softmax(π̂ (1 + b)) is one-hot, so every (dx, dy) is the mean
+  # of the most probable component whatever the seed; only eos stays random (the paper does not bias it). Line 1
+  # has no bias and must not be the mode. A random tiny network has nearly equal π̂, so the output bias spreads
+  # them (gaps of 0.5, far above the input-dependent part) to make the most probable component well defined.
+  model = _model("synthesis", seed=3)
+  model.b_y[...] = model.b_y[...].at[1:4].set(jnp.array([0.0, 0.5, 1.0]))
+  kw = dict(texts=["abc de", "abc de"], alphabet=ALPHABET, bias=np.array([1e3, 0.0]), max_steps_per_char=8)
+  runs = [sample.sample(model, jax.random.key(s), **kw) for s in (0, 1)]
+  for out in runs:
+    n = out.lengths_B[0]
+    assert np.all(out.mixture.log_pi[0, :n].max(-1) > -1e-6)  # π is one-hot: the premise of the test
+    mu = out.mixture.mu[0, :n]
+    j = np.argmax(out.mixture.log_pi[0, :n], axis=-1)
+    mode = np.take_along_axis(mu, j[:, None, None], axis=1)[:, 0]
+    np.testing.assert_array_equal(out.strokes_BxTx3[0, :n, :2], mode)
+    assert np.all(np.exp(out.mixture.log_sigma[0, :n]) == 0)
+    m1 = out.lengths_B[1]
+    mode1 = np.take_along_axis(out.mixture.mu[1, :m1], np.argmax(out.mixture.log_pi[1, :m1], -1)[:, None, None],
+                               axis=1)[:, 0]
+    assert not np.allclose(out.strokes_BxTx3[1, :m1, :2], mode1)
+  # Same first input and state, so the first point's (dx, dy) is identical across seeds; the rest of the
+  # trajectory agrees up to the first step where the eos draws differ.
+  a, b = runs[0].strokes_BxTx3[0], runs[1].strokes_BxTx3[0]
+  np.testing.assert_array_equal(a[0, :2], b[0, :2])
+  diff = np.flatnonzero(a[:, 2] != b[:, 2])
+  upto = diff[0] + 1 if diff.size else min(runs[0].lengths_B[0], runs[1].lengths_B[0])
+  np.testing.assert_array_equal(a[:upto, :2], b[:upto, :2])
+
+
+def test_negative_bias_is_an_error(synth):
+  with pytest.raises(sample.SamplingError, match="bias"):
+    sample.sample(synth, jax.random.key(0), texts=["ab"], alphabet=ALPHABET, bias=-1.0)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Priming.
+
+
+def test_prime_state_equals_teacher_forcing_step_by_step(synth):
+  prime = _prime()
+  chars, mask, _ = sample.encode_texts(["ab cd xy", "ab cd z"], ALPHABET)
+  state, x_next = jax.jit(lambda p: sample.prime_state(synth, p, chars, mask, 2))(prime.strokes_Tx3)
+  onehot = synth.one_hot(jnp.asarray(chars))
+  inputs = np.concatenate([[sample.START_POINT], prime.strokes_Tx3[:-1]]).astype(np.float32)
+  step = jax.jit(lambda s, x: synth.step(s, jnp.broadcast_to(x, (2, 3)), onehot, jnp.asarray(mask))[0])
+  ref = synth.initial_state(2)
+  for x in inputs:  # the one-step reference, one Python step per prime point
+    ref = step(ref, x)
+  chex.assert_trees_all_close(state, ref, atol=1e-5, rtol=1e-5)
+  np.testing.assert_array_equal(np.asarray(x_next), np.broadcast_to(prime.strokes_Tx3[-1], (2, 3)))
+
+
+def test_primed_sampling_continues_from_the_primed_state(synth):
+  prime = _prime()
+  out = sample.sample(synth, jax.random.key(0), texts=["xy", "z"], alphabet=ALPHABET, prime=prime, bias=0.2)
+  assert out.texts == ["ab cd xy", "ab cd z"]
+  chars, mask, _ = sample.encode_texts(out.texts, ALPHABET)
+
+  @jax.jit
+  def first_step(strokes):
+    state, x0 = sample.prime_state(synth, strokes, chars, mask, 2)
+    return mdn.mixture_params(synth.step(state, x0, synth.one_hot(jnp.asarray(chars)), jnp.asarray(mask))[1], 0.2)
+
+  ref = first_step(prime.strokes_Tx3)
+  np.testing.assert_allclose(out.mixture.mu[:, 0], ref.mu, atol=1e-5)
+  np.testing.assert_allclose(out.mixture.log_pi[:, 0], ref.log_pi, atol=1e-5)
+  # Unprimed sampling starts elsewhere.
+  plain = sample.sample(synth, jax.random.key(0), texts=["ab cd xy", "ab cd z"], alphabet=ALPHABET, bias=0.2)
+  assert not np.allclose(plain.mixture.mu[:, 0], ref.mu, atol=1e-3)
+  # The caps follow the new text only, not the prime's.
+  assert np.all(out.lengths_B <= 40 * np.array([2, 1]))
+
+
+def test_conditioning_texts_joins_with_a_space_only_when_known():
+  p = sample.Prime(np.zeros((2, 3), np.float32), "ab")
+  assert sample.conditioning_texts(["cd"], p, ALPHABET) == ["ab cd"]
+  assert sample.conditioning_texts(["cd"], p, Alphabet("abcd")) == ["abcd"]
+  assert sample.conditioning_texts(["cd"], None, ALPHABET) == ["cd"]
+
+
+def test_bad_prime_is_an_error(synth):
+  with pytest.raises(sample.SamplingError, match="shape"):
+    sample.sample(synth, jax.random.key(0), texts=["ab"], alphabet=ALPHABET,
+                  prime=sample.Prime(np.zeros((0, 3), np.float32), "ab"))
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Text errors.
+
+
+def test_unknown_characters_are_listed(synth):
+  with pytest.raises(UnknownCharactersError, match=r"'Q'.*'é'|'é'.*'Q'"):
+    sample.sample(synth, jax.random.key(0), texts=["abc Qd", "é"], alphabet=ALPHABET)
+
+
+@pytest.mark.parametrize("texts", [[""], ["ab", "   "], []])
+def test_empty_text_is_an_error(synth, texts):
+  with pytest.raises(sample.SamplingError, match="empty|no text"):
+    sample.sample(synth, jax.random.key(0), texts=texts, alphabet=ALPHABET)
+
+
+def test_mode_mismatch_errors(synth, pred):
+  with pytest.raises(sample.SamplingError, match="texts"):
+    sample.sample(synth, jax.random.key(0), num_lines=2)
+  with pytest.raises(sample.SamplingError, match="unconditionally"):
+    sample.sample(pred, jax.random.key(0), texts=["ab"], alphabet=ALPHABET)
