@@ -14,17 +14,19 @@ import numpy as np
 import orbax.checkpoint as ocp
 from orbax.checkpoint import checkpoint_managers
 
+from handwriting_jax.errors import UserError
+
 # Config groups whose change makes a checkpoint unusable (shapes or meaning of the parameters).
 _COMPATIBILITY_FIELDS = ("model.mode", "model.num_layers", "model.hidden_size", "model.num_mixtures",
                          "model.num_window_gaussians", "model.peepholes", "model.window_variant", "data.source",
                          "data.alphabet", "optim.name")
 
 
-class IncompatibleWorkdirError(ValueError):
+class IncompatibleWorkdirError(UserError, ValueError):
   """The workdir holds checkpoints written by a config this run cannot continue."""
 
 
-class NoCheckpointError(FileNotFoundError):
+class NoCheckpointError(UserError, FileNotFoundError):
   """A workdir without any checkpoint where one is required."""
 
 

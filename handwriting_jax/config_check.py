@@ -2,10 +2,12 @@
 
 import ml_collections
 
+from handwriting_jax.errors import UserError
+
 from handwriting_jax.model.window import WINDOW_VARIANTS
 
 
-class ConfigError(ValueError):
+class ConfigError(UserError, ValueError):
   """A config field that makes no sense; the message names the field."""
 
 

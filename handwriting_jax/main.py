@@ -10,6 +10,7 @@ from absl import app, flags, logging
 from ml_collections import config_flags
 
 from handwriting_jax import train
+from handwriting_jax.errors import UserError
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Config file, e.g. configs/synthesis.py:small.",
                                           lock_config=True)
@@ -27,10 +28,15 @@ def main(argv):
   del argv
   if _cluster_detected():
     jax.distributed.initialize()
-  logging.info("JAX process %d/%d, local devices: %s", jax.process_index(), jax.process_count(),
-               jax.local_devices())
-  train.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
+  if jax.process_index() == 0:
+    print(f"JAX process {jax.process_index()}/{jax.process_count()}, local devices: {jax.local_devices()}",
+          flush=True)
+  try:
+    train.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
+  except UserError as e:
+    raise SystemExit(f"error: {e}") from None
 
 
 if __name__ == "__main__":
+  logging.set_verbosity(logging.WARNING)  # Orbax and JAX are chatty at INFO; progress goes to stdout
   app.run(main)

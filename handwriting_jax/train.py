@@ -8,17 +8,17 @@ import time
 import jax
 import ml_collections
 import numpy as np
-from absl import logging
 
 from handwriting_jax import checkpoint as ckpt_lib
 from handwriting_jax import config_check, optim, parallel
 from handwriting_jax import step as step_lib
 from handwriting_jax.data import batches as batches_lib
+from handwriting_jax.errors import UserError
 from handwriting_jax.data import dataset as dataset_lib
 from handwriting_jax.model import networks
 
 
-class NonFiniteLossError(FloatingPointError):
+class NonFiniteLossError(UserError, FloatingPointError):
   """Training produced a NaN or infinite loss or gradient; no checkpoint of that state was written."""
 
 
@@ -110,7 +110,7 @@ class Reporter:
   def line(self, text: str) -> None:
     """Log a line to the console and to train.log."""
     if self.active:
-      logging.info("%s", text)
+      print(text, flush=True)
       with open(self.log_path, "a", encoding="utf-8") as f:
         f.write(text + "\n")
 
