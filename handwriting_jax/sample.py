@@ -23,7 +23,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from handwriting_jax.data.alphabet import Alphabet
+from handwriting_jax.data.alphabet import Alphabet, UnknownCharactersError
 from handwriting_jax.model import mdn, networks, window
 
 START_POINT = (0.0, 0.0, 1.0)  # x_1 of the paper: the first input of every line
@@ -184,7 +184,11 @@ def check_texts(texts: Sequence[str], alphabet: Alphabet) -> None:
   empty = [i for i, t in enumerate(texts) if not t.strip()]
   if empty:
     raise SamplingError(f"text {empty[0]} is empty: give at least one character to write")
-  alphabet.encode_all(list(texts), on_unknown="error")
+  unknown = sorted({c for t in texts for c in t if c not in alphabet.chars})
+  if unknown:
+    raise UnknownCharactersError(
+        f"the text holds characters this model cannot write: {', '.join(repr(c) for c in unknown)}; "
+        f"its alphabet is {alphabet.chars!r}")
 
 
 def _per_line_bias(bias, batch: int) -> np.ndarray:

@@ -1,0 +1,255 @@
+"""Writing from a checkpoint: loading, wrapping, pages (SVG structure), styles, training samples and CLI errors.
+
+The checkpoints are tiny random networks saved directly with the project's Checkpointer (the layout train.py
+writes: a TrainState tree plus metadata with config, alphabet and normalisation statistics).
+"""
+
+import json
+import os
+import string
+import subprocess
+import sys
+import xml.etree.ElementTree as ET
+
+import jax
+import numpy as np
+import pytest
+from flax import nnx
+
+from configs import prediction as prediction_config
+from configs import synthesis as synthesis_config
+from handwriting_jax import checkpoint as ckpt_lib
+from handwriting_jax import optim, write
+from handwriting_jax import step as step_lib
+from handwriting_jax import train
+from handwriting_jax.data.alphabet import Alphabet, UnknownCharactersError
+from handwriting_jax.data.strokes import NormStats
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+CHARS = " " + string.ascii_letters + string.digits + ".,'!?-"
+STATS = NormStats(mean=np.array([0.5, 0.0], np.float32), std=np.array([4.0, 3.0], np.float32))
+SVG = "{http://www.w3.org/2000/svg}"
+
+
+def _save_checkpoint(workdir: str, config, step: int = 7) -> nnx.State:
+  alphabet = Alphabet(CHARS)
+  model = train.create_model(config, alphabet.size)
+  _, state = step_lib.create_train_state(model, optim.make_optimizer(config.optim, config.train.num_steps))
+  state = state._replace(step=jax.numpy.asarray(step, jax.numpy.int32))
+  ckpt = ckpt_lib.Checkpointer(workdir)
+  ckpt.save(step, state, {"config": json.loads(config.to_json_best_effort()), "alphabet": alphabet.chars,
+                          "norm": STATS.to_arrays()})
+  ckpt.close()
+  return state.params
+
+
+@pytest.fixture(scope="module")
+def synth_workdir(tmp_path_factory):
+  workdir = str(tmp_path_factory.mktemp("synth"))
+  config = synthesis_config.get_config("tiny")
+  config.sample.max_steps_per_char = 8
+  return workdir, _save_checkpoint(workdir, config)
+
+
+@pytest.fixture(scope="module")
+def pred_workdir(tmp_path_factory):
+  workdir = str(tmp_path_factory.mktemp("pred"))
+  config = prediction_config.get_config("tiny")
+  config.sample.max_steps = 40
+  return workdir, _save_checkpoint(workdir, config)
+
+
+@pytest.fixture(scope="module")
+def writer(synth_workdir):
+  return write.load_writer(synth_workdir[0])
+
+
+def _count_strokes(line_Tx3: np.ndarray) -> int:
+  return int(np.sum(line_Tx3[:, 2] > 0.5))  # the sampler lifts the pen on every line's last point
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess:
+  env = {**os.environ, "PYTHONPATH": REPO, "JAX_PLATFORMS": "cpu"}
+  return subprocess.run([sys.executable, "-m", "handwriting_jax.write", *args], capture_output=True, text=True,
+                        env=env, cwd=REPO, timeout=300, check=False)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Loading.
+
+
+def test_load_writer_restores_the_saved_parameters(writer, synth_workdir):
+  _, saved = synth_workdir
+  assert writer.step == 7 and writer.conditional
+  assert writer.alphabet == Alphabet(CHARS)
+  np.testing.assert_array_equal(writer.stats.std, STATS.std)
+  restored = nnx.state(writer.model, nnx.Param)
+  for a, b in zip(jax.tree.leaves(restored), jax.tree.leaves(saved), strict=True):
+    np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+  # A freshly built network of the same config with another seed differs, so the comparison above can fail.
+  config = writer.config.copy_and_resolve_references()
+  config.seed = 123
+  other = train.create_model(config, writer.alphabet.size)
+  assert not np.array_equal(np.asarray(other.w_y[...]), np.asarray(writer.model.w_y[...]))
+
+
+def test_missing_checkpoint_errors(tmp_path, monkeypatch):
+  with pytest.raises(write.WriteError, match="does not exist"):
+    write.load_writer(str(tmp_path / "nowhere"))
+  with pytest.raises(ckpt_lib.NoCheckpointError, match=str(tmp_path / "checkpoints")):
+    write.load_writer(str(tmp_path))
+  os.makedirs(tmp_path / "checkpoints")
+  with pytest.raises(ckpt_lib.NoCheckpointError, match=str(tmp_path / "checkpoints")):
+    write.load_writer(str(tmp_path))
+  monkeypatch.setattr(write, "PRETRAINED_DIR", str(tmp_path / "pretrained"))
+  with pytest.raises(write.WriteError, match="no pretrained model"):
+    write.pretrained_workdir()
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Text.
+
+
+def test_wrap_text():
+  text = "the quick brown fox jumps over the lazy dog\n\nsecond paragraph"
+  lines = write.wrap_text(text, 12)
+  assert all(len(x) <= 12 for x in lines)
+  assert " ".join(lines) == " ".join(text.split())
+  assert lines[-1] == "paragraph" and lines[-2] == "second"
+  assert write.wrap_text("abcdefghij", 4) == ["abcd", "efgh", "ij"]
+  for empty in ("", "  \n \t"):
+    with pytest.raises(write.WriteError, match="empty"):
+      write.wrap_text(empty, 10)
+
+
+def test_unknown_characters_are_listed(writer):
+  with pytest.raises(UnknownCharactersError, match="'~'.*'é'"):
+    write.write_lines(writer, ["abc ~", "é"], bias=0.5, seed=0)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Pages.
+
+
+def test_page_svg_has_one_path_per_stroke(writer, tmp_path):
+  lines = write.wrap_text("a page of text written in one style by a tiny net", 16)
+  samples = write.write_lines(writer, lines, bias=0.5, seed=1)
+  assert len(samples.lines) == len(lines)
+  # Lines after the first are primed with the first (its text precedes theirs in the window's text).
+  assert samples.texts[0] == lines[0] and all(t == lines[0] + " " + x for t, x in zip(samples.texts[1:], lines[1:]))
+  path = str(tmp_path / "page.svg")
+  write.save_page(samples.lines, path)
+  root = ET.parse(path).getroot()
+  assert root.tag == SVG + "svg"
+  paths = root.findall(f".//{SVG}path")
+  assert len(paths) == sum(_count_strokes(x) for x in samples.lines)
+  groups = root.findall(f".//{SVG}g[@id]")
+  assert [len(g.findall(f"{SVG}path")) for g in groups] == [_count_strokes(x) for x in samples.lines]
+
+
+def test_same_seed_same_page(writer):
+  lines = ["hello", "world"]
+  a = write.write_lines(writer, lines, bias=0.5, seed=3)
+  b = write.write_lines(writer, lines, bias=0.5, seed=3)  # (other seeds differ: see test_sample)
+  for x, y in zip(a.lines, b.lines, strict=True):
+    np.testing.assert_array_equal(x, y)
+
+
+def test_style_file_round_trip_and_priming(writer, tmp_path):
+  rng = np.random.default_rng(0)
+  strokes = np.concatenate([rng.normal(size=(30, 2)) * 5, rng.random((30, 1)) < 0.2], axis=1).astype(np.float32)
+  path = str(tmp_path / "style.npz")
+  write.save_style(path, strokes, "my style")
+  got, text = write.load_style(path)
+  np.testing.assert_array_equal(got, strokes)
+  assert text == "my style"
+  prime = write.make_prime(writer, got, text)
+  np.testing.assert_allclose(prime.strokes_Tx3[:, :2], (strokes[:, :2] - STATS.mean) / STATS.std, rtol=1e-6)
+  samples = write.write_lines(writer, ["ab", "cd"], bias=0.5, seed=0, prime=prime)
+  assert samples.texts == ["my style ab", "my style cd"]
+  with open(tmp_path / "bad.npz", "wb") as f:
+    np.savez(f, other=np.zeros(3))
+  with pytest.raises(write.WriteError, match="bad.npz"):
+    write.load_style(str(tmp_path / "bad.npz"))
+  with pytest.raises(write.WriteError, match="does not exist"):
+    write.load_style(str(tmp_path / "missing.npz"))
+
+
+def test_run_with_dataset_style_png_and_plots(synth_workdir, tmp_path):
+  out = str(tmp_path / "out" / "page.png")
+  style_path = str(tmp_path / "style.npz")
+  written = write.run(synth_workdir[0], out, text="ab cd", style=2, save_style_path=style_path, plots=True,
+                      bias=0.5, width=3)
+  assert written[:2] == [style_path, out]
+  assert sorted(os.path.basename(p) for p in written[2:]) == [
+      "page_attention_0.png", "page_attention_1.png", "page_density_0.png", "page_density_1.png"]
+  for p in written:
+    assert os.path.getsize(p) > 0
+  _, text = write.load_style(style_path)
+  assert text  # the transcription of validation line 2 of the tiny embedded corpus
+  with pytest.raises(write.WriteError, match="--style=999"):
+    write.run(synth_workdir[0], out, text="ab", style=999)
+
+
+def test_run_prediction_checkpoint(pred_workdir, tmp_path):
+  out = str(tmp_path / "scribble.svg")
+  assert write.run(pred_workdir[0], out, num_lines=3, bias=0.2) == [out]
+  assert len(ET.parse(out).getroot().findall(f".//{SVG}g[@id]")) == 3
+  with pytest.raises(write.WriteError, match="prediction network"):
+    write.run(pred_workdir[0], out, text="hello")
+
+
+def test_run_argument_errors(synth_workdir, tmp_path):
+  workdir = synth_workdir[0]
+  with pytest.raises(write.WriteError, match="must end in"):
+    write.run(workdir, str(tmp_path / "x.jpg"), text="ab")
+  with pytest.raises(write.WriteError, match="empty"):
+    write.run(workdir, str(tmp_path / "x.svg"), text="   ")
+  with pytest.raises(write.WriteError, match="--text"):
+    write.run(workdir, str(tmp_path / "x.svg"))
+  with pytest.raises(write.WriteError, match="not both"):
+    write.run(workdir, str(tmp_path / "x.svg"), text="ab", style=1, style_file="s.npz")
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Samples during training.
+
+
+@pytest.mark.parametrize("mode", ["synthesis", "prediction"])
+def test_write_training_samples(mode, synth_workdir, pred_workdir, tmp_path):
+  workdir = synth_workdir[0] if mode == "synthesis" else pred_workdir[0]
+  w = write.load_writer(workdir)
+  graphdef, params = nnx.split(w.model, nnx.Param)
+  metadata = {"alphabet": w.alphabet.chars, "norm": STATS.to_arrays()}
+  config = w.config
+  config.sample.texts = ("ab cd", "e~f")  # '~' is outside the alphabet: written without it, with a warning
+  paths = write.write_training_samples(graphdef, params, metadata, config, str(tmp_path), 2000)
+  expected = ["step_0002000.png"] + (["attention_0002000.png"] if mode == "synthesis" else [])
+  assert [os.path.relpath(p, tmp_path) for p in paths] == [os.path.join("samples", e) for e in expected]
+  assert all(os.path.getsize(p) > 0 for p in paths)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Command line: one-line errors, non-zero exit; a page on success.
+
+
+def test_cli_writes_svg(synth_workdir, tmp_path):
+  out = str(tmp_path / "cli.svg")
+  proc = _cli(f"--workdir={synth_workdir[0]}", "--text=hi there", "--bias=1.0", f"--out={out}", "--seed=2")
+  assert proc.returncode == 0, proc.stderr
+  assert proc.stdout.strip().splitlines() == [out]
+  ET.parse(out)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--text=abc ~ é", "--workdir={synth}"], "'~', 'é'"),  # UnknownCharactersError
+    (["--text=ab", "--workdir={tmp}/nowhere"], "workdir {tmp}/nowhere does not exist"),  # WriteError
+    (["--text=ab", "--workdir={tmp}"], "no checkpoint in {tmp}/checkpoints"),  # NoCheckpointError
+])
+def test_cli_user_errors_are_one_line(args, message, synth_workdir, tmp_path):
+  fill = dict(synth=synth_workdir[0], tmp=str(tmp_path))
+  proc = _cli(*[a.format(**fill) for a in args], f"--out={tmp_path / 'x.svg'}")
+  assert proc.returncode == 1
+  err = [line for line in proc.stderr.strip().splitlines() if line]
+  assert len(err) == 1 and err[0].startswith("error: "), proc.stderr
+  assert message.format(**fill) in err[0]
