@@ -1,0 +1,289 @@
+"""IAM-OnDB reader: line stroke files, their transcriptions and Graves' splits.
+
+Inputs, all in one folder (`config.data.iam_path`; the data set is free after registering at
+fki.tic.heia-fr.ch and must never be committed):
+  * `lineStrokes-all.tar.gz` or its extracted `lineStrokes/`: `lineStrokes/a01/a01-000/a01-000u-01.xml`, one
+    XML file per text line (`<WhiteboardCaptureSession>...<StrokeSet><Stroke ...><Point x= y= time=/>`,
+    ISO-8859-1, y pointing down);
+  * `ascii-all.tar.gz` or its extracted `ascii/`: `ascii/a01/a01-000/a01-000u.txt`, one file per form, whose
+    lines after `CSR:` are the form's text lines, in the order of the line files' numbers;
+  * the split lists `trainset.txt`, `testset_v.txt`, `testset_t.txt`, `testset_f.txt` (one form id per
+    line, e.g. ` a01-000u`, leading spaces allowed; a line id such as `a01-000u-01` selects one line), in
+    the folder or in its `task1/` subfolder.
+
+Graves' splits: train = trainset + testset_t + testset_f, validation = testset_v. A form whose number of
+text lines differs from its number of line files is skipped and counted; a malformed file (bad XML, empty
+StrokeSet, missing or unreadable transcription) is a warning naming the file, or an `IAMFormatError` with
+`strict=True`. Tarballs are read as one sequential stream each (no random access), and only the files of
+listed forms are parsed.
+"""
+
+import collections
+import dataclasses
+import os
+import re
+import tarfile
+import warnings
+import xml.etree.ElementTree as ET
+from collections.abc import Callable, Iterator
+
+from absl import logging
+import numpy as np
+import tqdm
+
+from handwriting_jax.data import strokes as strokes_lib
+
+STROKES_TAR, STROKES_DIR = "lineStrokes-all.tar.gz", "lineStrokes"
+ASCII_TAR, ASCII_DIR = "ascii-all.tar.gz", "ascii"
+# Split list -> Graves' split (paper section 4.1 / 5: train on trainset + testset_t + testset_f).
+SPLIT_LISTS = {"trainset.txt": "train", "testset_t.txt": "train", "testset_f.txt": "train",
+               "testset_v.txt": "valid"}
+SPLITS = ("train", "valid")
+EXPECTED = (f"{STROKES_TAR} (or the extracted {STROKES_DIR}/), {ASCII_TAR} (or the extracted {ASCII_DIR}/) "
+            f"and the split lists {', '.join(SPLIT_LISTS)} (in the folder or its task1/ subfolder)")
+
+_LINE_FILE = re.compile(r"^(?P<form>.+)-(?P<num>\d+)\.xml$")
+_ASCII_FILE = re.compile(r"^(?P<form>.+)\.txt$")
+_LINE_ID = re.compile(r"^(?P<form>[^-\s]+-[^-\s]+)-(?P<num>\d+)$")
+
+
+class IAMFormatError(ValueError):
+  """A malformed IAM-OnDB file (raised with `strict=True`; otherwise an `IAMFormatWarning`)."""
+
+
+class IAMFormatWarning(UserWarning):
+  """A malformed IAM-OnDB file was skipped (the message names it)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class IamInputs:
+  """Where the IAM-OnDB pieces are: each a tarball or an extracted folder, plus the split lists."""
+
+  root: str
+  strokes: str  # lineStrokes-all.tar.gz or lineStrokes/
+  ascii: str  # ascii-all.tar.gz or ascii/
+  split_lists: dict[str, str]  # list file name -> path
+
+  def paths(self) -> list[str]:
+    """Every input path (what the cache key fingerprints)."""
+    return [self.strokes, self.ascii] + [self.split_lists[name] for name in sorted(self.split_lists)]
+
+
+@dataclasses.dataclass
+class IamSplit:
+  """The lines of one split: raw offsets in the fixed stroke format (y up, IAM units), texts and line ids."""
+
+  lines: list[np.ndarray] = dataclasses.field(default_factory=list)
+  texts: list[str] = dataclasses.field(default_factory=list)
+  ids: list[str] = dataclasses.field(default_factory=list)
+
+
+@dataclasses.dataclass
+class IamCorpus:
+  """Both splits and the reader's counts (`forms`, `skipped_forms`, `missing_forms`, `malformed_files`...)."""
+
+  train: IamSplit
+  valid: IamSplit
+  counts: dict[str, int]
+
+
+def find_inputs(iam_path: str) -> IamInputs:
+  """Locate the tarballs / folders and split lists under `iam_path`; a clear ValueError when missing."""
+  if not iam_path:
+    raise ValueError(f"config.data.iam_path is empty; with config.data.source='iam' set it to the folder "
+                     f"holding {EXPECTED}")
+  root = os.path.expanduser(iam_path)
+  if not os.path.isdir(root):
+    raise ValueError(f"config.data.iam_path={iam_path!r} is not a folder; it should hold {EXPECTED}")
+  missing = []
+
+  def pick(folder: str, tarball: str) -> str:
+    if os.path.isdir(os.path.join(root, folder)):  # extracted folders win over tarballs
+      return os.path.join(root, folder)
+    if os.path.isfile(os.path.join(root, tarball)):
+      return os.path.join(root, tarball)
+    missing.append(f"{tarball} or {folder}/")
+    return ""
+
+  strokes_path, ascii_path = pick(STROKES_DIR, STROKES_TAR), pick(ASCII_DIR, ASCII_TAR)
+  split_lists = {}
+  for name in SPLIT_LISTS:
+    found = [p for p in (os.path.join(root, name), os.path.join(root, "task1", name)) if os.path.isfile(p)]
+    if found:
+      split_lists[name] = found[0]
+    else:
+      missing.append(name)
+  if missing:
+    raise ValueError(f"config.data.iam_path={iam_path!r} lacks {', '.join(missing)}; it should hold {EXPECTED}")
+  return IamInputs(root=root, strokes=strokes_path, ascii=ascii_path, split_lists=split_lists)
+
+
+def fingerprint(inputs: IamInputs) -> list[tuple[str, int, int]]:
+  """(path, size, mtime_ns) of every input file (folders walked): a change invalidates the cache."""
+  out = []
+  for path in inputs.paths():
+    files = [path] if os.path.isfile(path) else [os.path.join(d, f) for d, _, fs in os.walk(path) for f in fs]
+    for f in sorted(files):
+      st = os.stat(f)
+      out.append((os.path.abspath(f), st.st_size, st.st_mtime_ns))
+  return out
+
+
+def read_split_list(path: str) -> list[str]:
+  """The ids of a split list, one per line (surrounding spaces and blank lines ignored)."""
+  with open(path, encoding="latin-1") as f:
+    return [s.strip() for s in f if s.strip()]
+
+
+def parse_line_strokes(data: bytes) -> np.ndarray:
+  """One `lineStrokes` XML file -> raw offsets `[T, 3]` float32 (IAM units, y up, eos on stroke ends)."""
+  try:
+    root = ET.fromstring(data)
+  except ET.ParseError as e:
+    raise IAMFormatError(f"malformed XML ({e})") from None
+  stroke_sets = list(root.iter("StrokeSet"))
+  if not stroke_sets:
+    raise IAMFormatError("no <StrokeSet> element")
+  strokes = []
+  for stroke in stroke_sets[0].iter("Stroke"):
+    try:
+      xy = [(float(p.attrib["x"]), -float(p.attrib["y"])) for p in stroke.iter("Point")]
+    except (KeyError, ValueError) as e:
+      raise IAMFormatError(f"a <Point> lacks a numeric x or y ({e!r})") from None
+    if xy:
+      strokes.append(np.asarray(xy, np.float64))
+  if not strokes:
+    raise IAMFormatError("empty <StrokeSet> (no points)")
+  return strokes_lib.strokes_to_offsets(strokes)
+
+
+def parse_transcription(data: bytes) -> list[str]:
+  """One `ascii` file -> its text lines: the non-blank lines after `CSR:`, stripped."""
+  try:
+    text = data.decode("utf-8")
+  except UnicodeDecodeError:
+    text = data.decode("latin-1")
+  lines = text.splitlines()
+  starts = [i for i, line in enumerate(lines) if line.strip() == "CSR:"]
+  if not starts:
+    raise IAMFormatError("no 'CSR:' line")
+  return [line.strip() for line in lines[starts[0] + 1:] if line.strip()]
+
+
+def _iter_files(path: str, desc: str, progress: bool) -> Iterator[tuple[str, str, Callable[[], bytes]]]:
+  """(name for messages, base name, read()) of every file of a folder or tarball, in one pass."""
+  if os.path.isdir(path):
+    files = sorted(os.path.join(d, f) for d, _, fs in os.walk(path) for f in fs)
+    for f in tqdm.tqdm(files, desc=desc, unit="file", disable=not progress, leave=False):
+      yield f, os.path.basename(f), lambda f=f: _read(f)
+    return
+  with open(path, "rb") as raw, tqdm.tqdm.wrapattr(raw, "read", total=os.path.getsize(path), desc=desc,
+                                                  disable=not progress, leave=False) as wrapped:
+    try:
+      with tarfile.open(fileobj=wrapped, mode="r|*") as tar:
+        for member in tar:
+          if member.isfile():
+            name = f"{path}:{member.name}"
+            yield name, os.path.basename(member.name), lambda m=member, t=tar: t.extractfile(m).read()
+    except (tarfile.TarError, EOFError, OSError) as e:
+      raise IAMFormatError(f"{path}: cannot read the tarball ({e}); download it again or extract it") from e
+
+
+def _read(path: str) -> bytes:
+  """The bytes of a file."""
+  with open(path, "rb") as f:
+    return f.read()
+
+
+def _expected_ascii(form: str) -> str:
+  """`ascii/a01/a01-000/a01-000u.txt` for form `a01-000u` (for messages)."""
+  writer = form.split("-")[0]
+  base = re.match(r"^[^-]+-\d+", form)
+  return f"{ASCII_DIR}/{writer}/{base.group(0) if base else form}/{form}.txt"
+
+
+def read_iam(iam_path: str, strict: bool = False, progress: bool = True) -> IamCorpus:
+  """Read IAM-OnDB from `iam_path` into Graves' train / validation splits (raw offsets, y up)."""
+  inputs = find_inputs(iam_path)
+  counts = collections.Counter()
+
+  def problem(name: str, message: str) -> None:
+    counts["malformed_files"] += 1
+    if strict:
+      raise IAMFormatError(f"{name}: {message}")
+    warnings.warn(f"{name}: {message}; skipped", IAMFormatWarning, stacklevel=3)
+
+  # Which forms (and, for line ids, which lines) each split wants, in list order.
+  wanted: dict[str, dict[str, set[int] | None]] = {split: {} for split in SPLITS}
+  for name in SPLIT_LISTS:  # trainset, testset_t, testset_f, then testset_v
+    for entry in read_split_list(inputs.split_lists[name]):
+      m = _LINE_ID.match(entry)
+      form, line = (m["form"], int(m["num"])) if m else (entry, None)
+      selection = wanted[SPLIT_LISTS[name]]
+      if line is None or selection.get(form, set()) is None:
+        selection[form] = None
+      else:
+        selection.setdefault(form, set()).add(line)
+  duplicates = set(wanted["train"]) & set(wanted["valid"])
+  if duplicates:
+    counts["duplicate_forms"] = len(duplicates)
+    logging.warning("IAM: %d forms are listed for both training and validation (kept in validation only), "
+                    "e.g. %s", len(duplicates), sorted(duplicates)[:5])
+    for form in duplicates:
+      del wanted["train"][form]
+  all_forms = set(wanted["train"]) | set(wanted["valid"])
+  counts["forms"] = len(all_forms)
+
+  transcriptions: dict[str, list[str] | None] = {}
+  for name, base, read in _iter_files(inputs.ascii, "IAM ascii", progress):
+    m = _ASCII_FILE.match(base)
+    if m and m["form"] in all_forms:
+      try:
+        transcriptions[m["form"]] = parse_transcription(read())
+      except IAMFormatError as e:
+        problem(name, str(e))
+        transcriptions[m["form"]] = None
+
+  line_files: dict[str, dict[int, np.ndarray | None]] = collections.defaultdict(dict)
+  for name, base, read in _iter_files(inputs.strokes, "IAM lineStrokes", progress):
+    m = _LINE_FILE.match(base)
+    if not m or m["form"] not in all_forms:
+      continue
+    try:
+      line = parse_line_strokes(read())
+    except IAMFormatError as e:
+      problem(name, str(e))
+      line = None
+    line_files[m["form"]][int(m["num"])] = line
+
+  corpus = IamCorpus(train=IamSplit(), valid=IamSplit(), counts={})
+  for split in SPLITS:
+    out = getattr(corpus, split)
+    for form, selection in wanted[split].items():
+      files = line_files.get(form)
+      if not files:
+        counts["missing_forms"] += 1
+        continue
+      if form not in transcriptions:
+        problem(f"{_expected_ascii(form)} (under {inputs.ascii})",
+                f"missing transcription for the {len(files)} line files of form {form}")
+        continue
+      texts = transcriptions[form]
+      if texts is None:
+        continue  # malformed, already reported
+      numbers = sorted(files)
+      if len(texts) != len(numbers):
+        counts["skipped_forms"] += 1
+        logging.info("IAM: skipped form %s: %d text lines but %d line files", form, len(texts), len(numbers))
+        continue
+      for number, text in zip(numbers, texts):
+        line = files[number]
+        if line is None or (selection is not None and number not in selection):
+          continue
+        out.lines.append(line)
+        out.texts.append(text)
+        out.ids.append(f"{form}-{number:02d}")
+  if counts["missing_forms"]:
+    logging.warning("IAM: %d listed forms have no line files under %s", counts["missing_forms"], inputs.strokes)
+  corpus.counts = dict(counts)
+  return corpus
