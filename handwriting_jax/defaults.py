@@ -67,7 +67,12 @@ def model_config(mode: str) -> ml_collections.ConfigDict:
   c.peepholes = True  # diagonal peephole weights of eqs. 7-11
   c.init_scale = 0.075  # std of the normal initialisation of every weight matrix
   c.forget_bias = 1.0  # initial forget-gate bias (not in the paper; 0 reproduces a zero init)
-  c.remat = False  # jax.checkpoint the scan bodies: memory grows with the carries, not the gates
+  c.remat = False  # recompute the gates in the backward pass: memory grows with the carries, not the gates
+  c.remat_chunk = 200  # with remat: time steps whose gates are recomputed at once (as large matmuls)
+  # Backward pass of the recurrent scans: True = hand-written reverse scan with the weight gradients hoisted into
+  # large matmuls over all T*B rows (model/recurrent.py); False = plain jax.grad of lax.scan (same numbers).
+  c.hoisted_backward = True
+  c.scan_unroll = 1  # lax.scan unroll factor of the recurrent scans
   c.compute_dtype = "float32"  # matmul input dtype; "bfloat16" for GPUs (state and accumulation stay fp32)
   # Graves clipping (set by config.optim.clip_mode == "graves"; 0 disables): bounds on the derivatives
   # flowing into the LSTM pre-activations and into the network outputs during backprop.
@@ -133,7 +138,7 @@ def apply_variant(c: ml_collections.ConfigDict, variant: str) -> ml_collections.
     return c
   if variant == "small":
     c.model.num_layers = 3
-    c.model.hidden_size = 192
+    c.model.hidden_size = 128
     c.model.num_mixtures = 10
     c.model.num_window_gaussians = 6
     c.model.window_variant = "softplus"

@@ -163,11 +163,14 @@ class NetworkTest(parameterized.TestCase):
       chex.assert_shape(aux["kappa"], (2, 7, cfg.num_window_gaussians))
       chex.assert_shape(state.w, (2, 9))
 
-  @parameterized.parameters(("prediction", False, True), ("synthesis", False, True), ("synthesis", True, True),
-                            ("prediction", True, False))
-  def test_fast_path_equals_step_by_step(self, mode, remat, peepholes):
-    """Hoisted, layer-wise scans equal the plain one-step formulation, forward and gradients."""
-    cfg = tiny_model_cfg(mode, remat=remat, peepholes=peepholes)
+  @parameterized.parameters(("prediction", False, True, True), ("synthesis", False, True, True),
+                            ("synthesis", True, True, True), ("prediction", True, False, True),
+                            ("synthesis", False, True, False), ("synthesis", True, True, False, 3),
+                            ("prediction", True, True, True, 3))
+  def test_fast_path_equals_step_by_step(self, mode, remat, peepholes, hoisted, remat_chunk=200):
+    """Hoisted, layer-wise scans (hand-written or autodiff backward, remat in chunks that do or do not divide T)
+    equal the plain one-step formulation, forward and gradients."""
+    cfg = tiny_model_cfg(mode, remat=remat, peepholes=peepholes, hoisted_backward=hoisted, remat_chunk=remat_chunk)
     net = networks.build_network(cfg, 9, 0)
     inputs, chars, char_mask = self._batch()
     from flax import nnx

@@ -25,16 +25,16 @@ def matmul(x: jax.Array, w: jax.Array, compute_dtype=None) -> jax.Array:
   return jnp.matmul(x.astype(compute_dtype), w.astype(compute_dtype), preferred_element_type=jnp.float32)
 
 
-def lstm_step(w_h_Hx4H: jax.Array, peep_3xH: jax.Array | None, carry: LSTMCarry, gates_x_Bx4H: jax.Array,
-              clip: float | None = None, compute_dtype=None) -> LSTMCarry:
-  """One peephole LSTM step, eqs. 7-11: returns the new (h, c) from the previous carry and `W_x x + b`.
+def lstm_cell(peep_3xH: jax.Array | None, carry: LSTMCarry, z_Bx4H: jax.Array, clip: float | None = None
+              ) -> LSTMCarry:
+  """Eqs. 7-11 after the matmuls: the new (h, c) from the previous carry and all four pre-activations
+  `z = W_x x + W_h h' + b` (peepholes added here).
 
   `peep_3xH` holds the diagonal peepholes (w_ci, w_cf, w_co); None disables them. `clip` bounds the derivatives
   flowing into the four pre-activations during backprop (Graves clipping); None disables it.
   """
-  h_prev, c_prev = carry
-  z = gates_x_Bx4H + matmul(h_prev, w_h_Hx4H, compute_dtype)
-  z_i, z_f, z_c, z_o = jnp.split(z, 4, axis=-1)
+  c_prev = carry.c
+  z_i, z_f, z_c, z_o = jnp.split(z_Bx4H, 4, axis=-1)
   if peep_3xH is not None:
     z_i = z_i + peep_3xH[0] * c_prev
     z_f = z_f + peep_3xH[1] * c_prev
@@ -49,8 +49,14 @@ def lstm_step(w_h_Hx4H: jax.Array, peep_3xH: jax.Array | None, carry: LSTMCarry,
   return LSTMCarry(h, c)
 
 
+def lstm_step(w_h_Hx4H: jax.Array, peep_3xH: jax.Array | None, carry: LSTMCarry, gates_x_Bx4H: jax.Array,
+              clip: float | None = None, compute_dtype=None) -> LSTMCarry:
+  """One peephole LSTM step, eqs. 7-11: returns the new (h, c) from the previous carry and `W_x x + b`."""
+  return lstm_cell(peep_3xH, carry, gates_x_Bx4H + matmul(carry.h, w_h_Hx4H, compute_dtype), clip)
+
+
 def lstm_scan(w_h_Hx4H: jax.Array, peep_3xH: jax.Array | None, carry: LSTMCarry, gates_x_TxBx4H: jax.Array,
-              clip: float | None = None, compute_dtype=None, remat: bool = False
+              clip: float | None = None, compute_dtype=None, remat: bool = False, unroll: int = 1
               ) -> tuple[LSTMCarry, jax.Array]:
   """Run `lstm_step` over time (time-major input projections); returns the final carry and h [T, B, H]."""
 
@@ -60,7 +66,7 @@ def lstm_scan(w_h_Hx4H: jax.Array, peep_3xH: jax.Array | None, carry: LSTMCarry,
 
   if remat:
     body = jax.checkpoint(body)
-  return jax.lax.scan(body, carry, gates_x_TxBx4H)
+  return jax.lax.scan(body, carry, gates_x_TxBx4H, unroll=unroll)
 
 
 def zero_carry(batch: int, hidden: int, dtype=jnp.float32) -> LSTMCarry:

@@ -7,6 +7,7 @@ the synthesis network run one scan per layer; layer 1 and the window of the synt
 `step` is the plain one-step formulation used by the sampler (and by the tests as the reference).
 """
 
+import functools
 from typing import NamedTuple
 
 import jax
@@ -14,7 +15,7 @@ import jax.numpy as jnp
 import ml_collections
 from flax import nnx
 
-from handwriting_jax.model import lstm, mdn, window
+from handwriting_jax.model import lstm, mdn, recurrent, window
 from handwriting_jax.model.clipping import maybe_clip
 
 
@@ -24,6 +25,39 @@ class NetworkState(NamedTuple):
   lstm: tuple[lstm.LSTMCarry, ...]
   kappa: jax.Array
   w: jax.Array
+
+
+def _lstm_rec(carry: lstm.LSTMCarry) -> jax.Array:
+  """What an LSTM layer multiplies by W_h each step: h_{t-1}."""
+  return carry.h
+
+
+def _lstm_cell_step(clip, peep_3xH, consts, carry, z_Bx4H):
+  """`recurrent.Cell.step` of a plain LSTM layer: eqs. 7-11 after the matmuls, no extra outputs."""
+  del consts
+  return lstm.lstm_cell(peep_3xH, carry, z_Bx4H, clip), None
+
+
+def _synthesis_rec(carry) -> jax.Array:
+  """What layer 1 of the synthesis network multiplies by [W_h; W_xw] each step: [h¹_{t-1}, w_{t-1}]."""
+  (c1, _, w_prev) = carry
+  return jnp.concatenate([c1.h, w_prev], axis=-1)
+
+
+def _synthesis_cell_step(clip, variant, compute_dtype, params, consts, carry, z_Bx4H):
+  """`recurrent.Cell.step` of synthesis layer 1 and the window: h¹_t, then (κ_t, w_t) and φ_t (eqs. 46-51)."""
+  peep, w_window, b_window = params
+  onehot, char_mask = consts
+  c1, kappa, _ = carry
+  c1 = lstm.lstm_cell(peep, c1, z_Bx4H, clip)
+  abk = lstm.matmul(c1.h, w_window, compute_dtype) + b_window
+  win = window.window_step(abk, kappa, onehot, char_mask, variant)
+  return (c1, win.kappa, win.w), win.phi
+
+
+def _last(tree):
+  """The last time step of a time-major pytree."""
+  return jax.tree.map(lambda a: a[-1], tree)
 
 
 class LSTMLayer(nnx.Module):
@@ -53,6 +87,11 @@ class _Network(nnx.Module):
     self.compute_dtype = None if cfg.compute_dtype == "float32" else jnp.dtype(cfg.compute_dtype)
     self.lstm_clip = cfg.lstm_clip if cfg.lstm_clip > 0 else None
     self.output_clip = cfg.output_clip if cfg.output_clip > 0 else None
+    # Fast-path settings (see recurrent.py): hand-written backward with hoisted weight gradients (False: plain
+    # autodiff of lax.scan, kept for comparison), scan unroll factor, time steps recomputed at once under remat.
+    self.hoisted_backward = bool(cfg.hoisted_backward)
+    self.unroll = int(cfg.scan_unroll)
+    self.remat_chunk = int(cfg.remat_chunk)
     self.layers = nnx.List([
         LSTMLayer(n_in, cfg.hidden_size, peepholes=cfg.peepholes, init_scale=cfg.init_scale,
                   forget_bias=cfg.forget_bias, rngs=rngs) for n_in in layer_inputs])
@@ -66,16 +105,26 @@ class _Network(nnx.Module):
     y = lstm.matmul(x, w, self.compute_dtype)
     return y if b is None else y + b
 
-  def _layer_scan(self, layer: LSTMLayer, carry: lstm.LSTMCarry, inputs_TxBxI: jax.Array
+  def _layer_scan(self, layer: LSTMLayer, carry: lstm.LSTMCarry, inputs_TxBxI: list[jax.Array]
                   ) -> tuple[lstm.LSTMCarry, jax.Array]:
-    """One layer over the whole sequence: hoisted input projection, then the recurrent scan."""
-    gates_x = self._project(inputs_TxBxI, layer.w_x[...], layer.b[...])
+    """One layer over the whole sequence: hoisted input projection of the input pieces (their concatenation is
+    the layer input), then the recurrent scan; returns the final carry and h [T, B, H]."""
+    if self.hoisted_backward:
+      weights = recurrent.LayerWeights(layer.w_x[...], layer.b[...], layer.w_h[...], layer.peepholes())
+      cell = recurrent.Cell(_lstm_rec, functools.partial(_lstm_cell_step, self.lstm_clip))
+      carries, _ = recurrent.layer_scan(cell, weights, carry, inputs_TxBxI, compute_dtype=self.compute_dtype,
+                                        remat=self.remat, chunk=self.remat_chunk, unroll=self.unroll)
+      return _last(carries), carries.h
+    gates_x = self._project(jnp.concatenate(inputs_TxBxI, axis=-1), layer.w_x[...], layer.b[...])
     return lstm.lstm_scan(layer.w_h[...], layer.peepholes(), carry, gates_x, self.lstm_clip, self.compute_dtype,
-                          self.remat)
+                          self.remat, self.unroll)
 
   def _output(self, hs: list[jax.Array]) -> jax.Array:
-    """ŷ from all layers' hidden states, with Graves output-derivative clipping when enabled."""
-    y = self._project(jnp.concatenate(hs, axis=-1), self.w_y[...], self.b_y[...])
+    """ŷ = b_y + Σ_n hⁿ W_{hⁿy} (one matmul per layer, no concatenated copy of the hidden states), with Graves
+    output-derivative clipping when enabled."""
+    w_y, y = self.w_y[...], self.b_y[...]
+    for n, h in enumerate(hs):
+      y = y + lstm.matmul(h, w_y[n * self.hidden:(n + 1) * self.hidden], self.compute_dtype)
     return maybe_clip(y, self.output_clip)
 
   def _step_layers(self, state: NetworkState, x_Bx3: jax.Array, first_h: jax.Array, extra: list[jax.Array]
@@ -112,7 +161,7 @@ class PredictionNetwork(_Network):
     state = self.initial_state(x.shape[1], x.dtype) if state is None else state
     hs, carries = [], []
     for n, layer in enumerate(self.layers):
-      carry, h = self._layer_scan(layer, state.lstm[n], x if n == 0 else jnp.concatenate([x, hs[-1]], axis=-1))
+      carry, h = self._layer_scan(layer, state.lstm[n], [x] if n == 0 else [x, hs[-1]])
       hs.append(h)
       carries.append(carry)
     y = jnp.swapaxes(self._output(hs), 0, 1)
@@ -161,14 +210,25 @@ class SynthesisNetwork(_Network):
     abk = lstm.matmul(c1.h, self.w_window[...], self.compute_dtype) + self.b_window[...]
     return c1, window.window_step(abk, kappa, onehot, char_mask, self.window_variant)
 
-  def __call__(self, inputs_BxTx3: jax.Array, chars_BxU: jax.Array, char_mask_BxU: jax.Array,
-               state: NetworkState | None = None) -> tuple[jax.Array, NetworkState, dict]:
-    """Teacher-forced pass: returns ŷ [B, T, 6M+1], the final state, and aux {phi [B,T,U], kappa [B,T,K]}."""
-    x = jnp.swapaxes(inputs_BxTx3, 0, 1)
-    state = self.initial_state(x.shape[1], x.dtype) if state is None else state
-    onehot, char_mask = self.one_hot(chars_BxU, x.dtype), char_mask_BxU.astype(x.dtype)
+  def _layer1_window_scan(self, state: NetworkState, x_TxBx3, onehot, char_mask):
+    """Layer 1 and the window over time (recurrent.layer_scan: W_h and W_xw fused in one matmul per step,
+    hoisted weight gradients); returns (final (c1, κ, w), (h¹, w, φ, κ) over time)."""
+    layer1, a = self.layers[0], self.alphabet_size
+    w_x = layer1.w_x[...]
+    weights = recurrent.LayerWeights(w_x[:3], layer1.b[...], jnp.concatenate([layer1.w_h[...], w_x[3:3 + a]], 0),
+                                     (layer1.peepholes(), self.w_window[...], self.b_window[...]))
+    cell = recurrent.Cell(_synthesis_rec, functools.partial(_synthesis_cell_step, self.lstm_clip,
+                                                            self.window_variant, self.compute_dtype))
+    carries, phi = recurrent.layer_scan(cell, weights, (state.lstm[0], state.kappa, state.w), [x_TxBx3],
+                                        (onehot, char_mask), compute_dtype=self.compute_dtype, remat=self.remat,
+                                        chunk=self.remat_chunk, unroll=self.unroll)
+    c1_seq, kappa_seq, w_seq = carries
+    return _last(carries), (c1_seq.h, w_seq, phi, kappa_seq)
+
+  def _layer1_window_scan_autodiff(self, state: NetworkState, x_TxBx3, onehot, char_mask):
+    """Same as `_layer1_window_scan` as one plain lax.scan differentiated by JAX (the reference fast path)."""
     layer1 = self.layers[0]
-    gates_x1 = self._project(x, layer1.w_x[...][:3], layer1.b[...])
+    gates_x1 = self._project(x_TxBx3, layer1.w_x[...][:3], layer1.b[...])
 
     def body(carry, gx):
       c1, kappa, w_prev = carry
@@ -177,11 +237,22 @@ class SynthesisNetwork(_Network):
 
     if self.remat:
       body = jax.checkpoint(body)
-    (c1, kappa, w_last), (h1, w_seq, phi, kappa_seq) = jax.lax.scan(
-        body, (state.lstm[0], state.kappa, state.w), gates_x1)
+    return jax.lax.scan(body, (state.lstm[0], state.kappa, state.w), gates_x1, unroll=self.unroll)
+
+  def __call__(self, inputs_BxTx3: jax.Array, chars_BxU: jax.Array, char_mask_BxU: jax.Array,
+               state: NetworkState | None = None) -> tuple[jax.Array, NetworkState, dict]:
+    """Teacher-forced pass: returns ŷ [B, T, 6M+1], the final state, and aux {phi [B,T,U], kappa [B,T,K]}."""
+    x = jnp.swapaxes(inputs_BxTx3, 0, 1)
+    state = self.initial_state(x.shape[1], x.dtype) if state is None else state
+    onehot, char_mask = self.one_hot(chars_BxU, x.dtype), char_mask_BxU.astype(x.dtype)
+    if self.hoisted_backward:
+      (c1, kappa, w_last), (h1, w_seq, phi, kappa_seq) = self._layer1_window_scan(state, x, onehot, char_mask)
+    else:
+      (c1, kappa, w_last), (h1, w_seq, phi, kappa_seq) = self._layer1_window_scan_autodiff(state, x, onehot,
+                                                                                           char_mask)
     hs, carries = [h1], [c1]
     for n in range(1, self.num_layers):
-      carry, h = self._layer_scan(self.layers[n], state.lstm[n], jnp.concatenate([x, hs[-1], w_seq], axis=-1))
+      carry, h = self._layer_scan(self.layers[n], state.lstm[n], [x, hs[-1], w_seq])
       hs.append(h)
       carries.append(carry)
     y = jnp.swapaxes(self._output(hs), 0, 1)
