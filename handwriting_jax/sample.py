@@ -24,12 +24,13 @@ import numpy as np
 from flax import nnx
 
 from handwriting_jax.data.alphabet import Alphabet, UnknownCharactersError
+from handwriting_jax.errors import UserError
 from handwriting_jax.model import mdn, networks, window
 
 START_POINT = (0.0, 0.0, 1.0)  # x_1 of the paper: the first input of every line
 
 
-class SamplingError(ValueError):
+class SamplingError(UserError, ValueError):
   """A sampling request that cannot be served (empty text, missing alphabet, bad prime...)."""
 
 

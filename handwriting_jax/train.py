@@ -12,9 +12,10 @@ import numpy as np
 from handwriting_jax import checkpoint as ckpt_lib
 from handwriting_jax import config_check, optim, parallel
 from handwriting_jax import step as step_lib
+from handwriting_jax import write as write_lib
 from handwriting_jax.data import batches as batches_lib
-from handwriting_jax.errors import UserError
 from handwriting_jax.data import dataset as dataset_lib
+from handwriting_jax.errors import UserError
 from handwriting_jax.model import networks
 
 
@@ -184,7 +185,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
 
   def save(step_now: int, metrics) -> None:
     _check_finite(jax.device_get(metrics), step_now)
-    ckpt.save(step_now, state, {**metadata, "data_iter": train_batches.state()})
+    ckpt.save(step_now, par.global_state(state), {**metadata, "data_iter": train_batches.state()})
 
   try:
     for step_now in range(start + 1, cfg_t.num_steps + 1):
@@ -205,6 +206,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
         reporter.scalars(step_now, final)
       if step_now % cfg_t.checkpoint_every == 0 or step_now == cfg_t.num_steps:
         save(step_now, metrics)
+      if cfg_t.sample_every and (step_now % cfg_t.sample_every == 0 or step_now == cfg_t.num_steps):
+        _check_finite(jax.device_get(metrics), step_now)
+        written = write_lib.write_training_samples(graphdef, par.global_state(state).params, metadata, config,
+                                                   workdir, step_now)
+        if written:
+          reporter.line(f"step {step_now} samples: {', '.join(written)}")
     if pending is not None:
       _check_finite(jax.device_get(pending[1]), pending[0])
   finally:

@@ -26,13 +26,14 @@ from handwriting_jax import draw
 from handwriting_jax import sample as sample_lib
 from handwriting_jax.data.alphabet import Alphabet, UnknownCharactersError
 from handwriting_jax.data.strokes import NormStats
+from handwriting_jax.errors import UserError
 from handwriting_jax.model import networks
 
 PRETRAINED_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "pretrained")
 OUTPUT_EXTENSIONS = (".svg", ".png")
 
 
-class WriteError(ValueError):
+class WriteError(UserError, ValueError):
   """A request `write` cannot serve: bad arguments, missing workdir or style, wrong network kind."""
 
 

@@ -14,6 +14,8 @@ from typing import Any
 
 import numpy as np
 
+from handwriting_jax.errors import UserError
+
 PAD_ID = 0  # padding id: `chars_BxU` beyond a text's length; `char_mask_BxU` is 0 there.
 UNKNOWN_ID = 1  # id of every character outside the alphabet (on_unknown="map").
 FIRST_CHAR_ID = 2  # id of `chars[0]`.
@@ -23,7 +25,7 @@ UNKNOWN_SYMBOL = "\N{REPLACEMENT CHARACTER}"
 _ON_UNKNOWN = ("error", "map")
 
 
-class UnknownCharactersError(ValueError):
+class UnknownCharactersError(UserError, ValueError):
   """A text holds characters outside the alphabet (raised by `encode(..., on_unknown="error")`)."""
 
 

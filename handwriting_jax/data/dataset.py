@@ -19,6 +19,7 @@ from handwriting_jax.data import cache as cache_lib
 from handwriting_jax.data import iam as iam_lib
 from handwriting_jax.data import strokes as strokes_lib
 from handwriting_jax.data.alphabet import Alphabet
+from handwriting_jax.config_check import ConfigError
 
 SOURCES = ("embedded", "iam")
 _SPLITS = ("train", "valid")
@@ -108,11 +109,11 @@ def _check_config(data_cfg: Any) -> strokes_lib.Preprocessing:
   """Validate the fields this module reads, naming the field on error."""
   source = data_cfg.get("source", None)
   if source not in SOURCES:
-    raise ValueError(f"config.data.source must be one of {SOURCES}, got {source!r}")
+    raise ConfigError(f"config.data.source must be one of {SOURCES}, got {source!r}")
   if not isinstance(data_cfg.get("normalise_mean", None), bool):
-    raise ValueError(f"config.data.normalise_mean must be a bool, got {data_cfg.get('normalise_mean', None)!r}")
+    raise ConfigError(f"config.data.normalise_mean must be a bool, got {data_cfg.get('normalise_mean', None)!r}")
   if source == "iam" and not isinstance(data_cfg.get("strict", None), bool):
-    raise ValueError(f"config.data.strict must be a bool, got {data_cfg.get('strict', None)!r}")
+    raise ConfigError(f"config.data.strict must be a bool, got {data_cfg.get('strict', None)!r}")
   return strokes_lib.Preprocessing.from_config(data_cfg)
 
 
@@ -127,7 +128,7 @@ def load_dataset(data_cfg: Any, progress: bool = True) -> Dataset:
   train, valid = corpus.splits["train"], corpus.splits["valid"]
   counts = collections.Counter(corpus.counts)
   if not train.lines:
-    raise ValueError(f"no training lines left after preprocessing (config.data.source={data_cfg.source!r}); "
+    raise ConfigError(f"no training lines left after preprocessing (config.data.source={data_cfg.source!r}); "
                      f"counts: {dict(counts)}; check config.data.max_points / max_chars / jump_mode")
   stats = strokes_lib.NormStats.fit(train.lines, normalise_mean=data_cfg.normalise_mean)
   alphabet = Alphabet.from_config(data_cfg, train.texts)

@@ -32,6 +32,7 @@ import numpy as np
 import tqdm
 
 from handwriting_jax.data import strokes as strokes_lib
+from handwriting_jax.errors import UserError
 
 STROKES_TAR, STROKES_DIR = "lineStrokes-all.tar.gz", "lineStrokes"
 ASCII_TAR, ASCII_DIR = "ascii-all.tar.gz", "ascii"
@@ -47,7 +48,7 @@ _ASCII_FILE = re.compile(r"^(?P<form>.+)\.txt$")
 _LINE_ID = re.compile(r"^(?P<form>[^-\s]+-[^-\s]+)-(?P<num>\d+)$")
 
 
-class IAMFormatError(ValueError):
+class IAMFormatError(UserError, ValueError):
   """A malformed IAM-OnDB file (raised with `strict=True`; otherwise an `IAMFormatWarning`)."""
 
 
