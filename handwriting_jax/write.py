@@ -90,14 +90,41 @@ def load_writer(workdir: str | None = None, step: int | None = None) -> Writer:
   try:
     metadata = ckpt.restore_metadata(step)
     model, config, alphabet, stats = model_from_metadata(metadata)
-    # The checkpoint holds the whole TrainState (step, params, opt_state); restore into one built as train.py does.
-    _, abstract = step_lib.create_train_state(model, optim.make_optimizer(config.optim, config.train.num_steps))
-    state, _ = ckpt.restore(abstract, step)
+    if metadata.get("params_only"):  # written by `export_model`: parameters, no optimiser state
+      state, _ = ckpt.restore({"params": nnx.state(model, nnx.Param)}, step)
+    else:  # a training checkpoint: restore the whole TrainState, built as train.py builds it
+      _, abstract = step_lib.create_train_state(model, optim.make_optimizer(config.optim, config.train.num_steps))
+      state, _ = ckpt.restore(abstract, step)
+      state = {"params": state.params}
     restored_step = ckpt.latest_step() if step is None else step
   finally:
     ckpt.close()
-  nnx.update(model, state.params)
+  nnx.update(model, state["params"])
   return Writer(model, config, alphabet, stats, int(restored_step), os.path.abspath(workdir))
+
+
+def export_model(workdir: str, out_dir: str, step: int | None = None) -> str:
+  """Copy a training checkpoint's parameters (no optimiser or data-iterator state: a third of the size) with its
+  config, alphabet and normalisation into `out_dir` as a params-only checkpoint that `load_writer` reads; this is
+  how `handwriting_jax/pretrained/` is made. Returns the checkpoint folder written."""
+  writer = load_writer(workdir, step)
+  if os.path.isdir(os.path.join(out_dir, "checkpoints")) and os.listdir(os.path.join(out_dir, "checkpoints")):
+    raise WriteError(f"{os.path.abspath(out_dir)}/checkpoints already holds checkpoints; export into an empty folder")
+  verbosity = logging.get_verbosity()
+  logging.set_verbosity(min(verbosity, logging.ERROR))
+  try:
+    src = ckpt_lib.Checkpointer(workdir, read_only=True)
+    metadata = src.restore_metadata(writer.step)
+    src.close()
+  finally:
+    logging.set_verbosity(verbosity)
+  metadata = {k: v for k, v in metadata.items() if k != "data_iter"}
+  metadata["params_only"] = True
+  metadata["exported_from"] = {"workdir": writer.workdir, "step": writer.step}
+  dst = ckpt_lib.Checkpointer(out_dir, keep=1)
+  dst.save(writer.step, {"params": nnx.state(writer.model, nnx.Param)}, metadata)
+  dst.close()
+  return dst.path
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -294,6 +321,8 @@ def define_flags() -> None:
   flags.DEFINE_integer("width", 40, "Characters per line when wrapping --text.")
   flags.DEFINE_bool("plots", False, "Also write attention and density plots beside --out.")
   flags.DEFINE_integer("num_lines", None, "Prediction checkpoints: number of unconditional lines.")
+  flags.DEFINE_string("export", None, "Instead of writing: copy the model's parameters (no optimiser state) into "
+                      "this empty folder as a params-only checkpoint (how handwriting_jax/pretrained is made).")
 
 
 def run(workdir: str | None, out: str, *, text: str | None = None, bias: float | None = None,
@@ -354,6 +383,9 @@ def main(argv):
   if not FLAGS["verbosity"].present:
     logging.set_verbosity(logging.WARNING)  # keep Orbax's restore chatter off the console
   try:
+    if FLAGS.export:
+      print(export_model(FLAGS.workdir or pretrained_workdir(), FLAGS.export, FLAGS.checkpoint_step))
+      return
     paths = run(FLAGS.workdir, FLAGS.out, text=FLAGS.text, bias=FLAGS.bias, style=FLAGS.style,
                 style_file=FLAGS.style_file, save_style_path=FLAGS.save_style, same_style=FLAGS.same_style,
                 seed=FLAGS.seed, width=FLAGS.width, plots=FLAGS.plots, num_lines=FLAGS.num_lines,

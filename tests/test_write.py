@@ -13,6 +13,7 @@ import xml.etree.ElementTree as ET
 
 import jax
 import numpy as np
+import orbax.checkpoint as ocp
 import pytest
 from flax import nnx
 
@@ -91,6 +92,25 @@ def test_load_writer_restores_the_saved_parameters(writer, synth_workdir):
   config.seed = 123
   other = train.create_model(config, writer.alphabet.size)
   assert not np.array_equal(np.asarray(other.w_y[...]), np.asarray(writer.model.w_y[...]))
+
+
+def test_export_writes_a_smaller_params_only_checkpoint_that_loads(writer, synth_workdir, tmp_path):
+  """`export_model` (how the shipped pretrained model is made) keeps the parameters, drops the optimiser state."""
+  out = str(tmp_path / "exported")
+  write.export_model(synth_workdir[0], out)
+  exported = write.load_writer(out)
+  assert exported.step == writer.step and exported.alphabet == writer.alphabet
+  np.testing.assert_array_equal(exported.stats.mean, writer.stats.mean)
+  for a, b in zip(jax.tree.leaves(nnx.state(exported.model, nnx.Param)),
+                  jax.tree.leaves(nnx.state(writer.model, nnx.Param)), strict=True):
+    np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+  # Only the parameters were written: the optimiser's moments are not in the exported tree.
+  ckpt = ckpt_lib.Checkpointer(out, read_only=True)
+  tree = ckpt.manager.restore(writer.step, args=ocp.args.Composite(state=ocp.args.StandardRestore()))["state"]
+  ckpt.close()
+  assert set(tree.keys()) == {"params"}
+  with pytest.raises(write.WriteError, match="already holds checkpoints"):
+    write.export_model(synth_workdir[0], out)
 
 
 def test_missing_checkpoint_errors(tmp_path, monkeypatch):
