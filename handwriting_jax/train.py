@@ -164,6 +164,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   graphdef, state = step_lib.create_train_state(model, tx)
   train_batches = CurriculumBatches(dataset.train, dataset.alphabet, config.data)
   reporter = Reporter(workdir, config.train.num_steps)
+  reporter.line(dataset.summary["line"])
   reporter.line(f"{config.model.mode} network: {networks.count_params(model):,} parameters; "
                 f"{jax.device_count()} device(s) ({jax.devices()[0].platform}), {jax.process_count()} process(es)")
   if saved is not None:

@@ -148,7 +148,8 @@ def load_dataset(data_cfg: Any, progress: bool = True) -> Dataset:
                "repeated_points", "split_jumps", "dropped_jump_lines", "dropped_long_lines",
                "dropped_long_texts", "dropped_empty_lines"):
     summary[name] = int(counts.get(name, 0))
-  logging.info("%s", summary_line(summary, settings))
+  summary["line"] = summary_line(summary, settings)
+  logging.info("%s", summary["line"])
   return Dataset(train=_normalised(train, stats), valid=_normalised(valid, stats), alphabet=alphabet,
                  stats=stats, summary=summary)
 
