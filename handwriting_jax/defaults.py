@@ -149,9 +149,10 @@ def apply_variant(c: ml_collections.ConfigDict, variant: str) -> ml_collections.
     c.optim.clip_mode = "global_norm"
     c.optim.max_grad_norm = 100.0
     c.data.batch_size = 32
-    c.data.num_buckets = 3
+    c.data.num_buckets = 4
+    c.data.max_points = 600  # the embedded corpus's 99th percentile: drops ~1% of lines, saves a third of the time
     c.data.curriculum = ((600, 120), (1500, 220))
-    c.train.num_steps = 4000
+    c.train.num_steps = 3000
     c.train.log_every = 25
     c.train.eval_every = 250
     c.train.eval_batches = 8
