@@ -1,0 +1,149 @@
+"""configs/*.py: every variant validates, the paper networks have the paper's size, bad fields name themselves."""
+
+import importlib.util
+import os
+
+import pytest
+from flax import nnx
+
+from handwriting_jax import config_check, train
+from handwriting_jax.errors import UserError
+from handwriting_jax.model import networks
+
+_CONFIGS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs")
+_VARIANTS = ("", "paper", "small", "tiny")
+_ONE_HOT = 59  # one-hot width of the synthesis window input (alphabet plus padding and unknown ids)
+
+
+def _get_config(mode: str, variant: str):
+  """`configs/{mode}.py:get_config(variant)`, loaded from the file as `--config=configs/{mode}.py:{variant}` does."""
+  spec = importlib.util.spec_from_file_location(f"config_{mode}", os.path.join(_CONFIGS, f"{mode}.py"))
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module.get_config(variant)
+
+
+def _lstm_params(n_in: int, hidden: int) -> int:
+  """Peephole LSTM layer (eqs. 7-11): W_x [in, 4H], W_h [H, 4H], biases [4H], diagonal peepholes w_ci, w_cf, w_co."""
+  return n_in * 4 * hidden + hidden * 4 * hidden + 4 * hidden + 3 * hidden
+
+
+def _output_params(num_layers: int, hidden: int, mixtures: int) -> int:
+  """Output layer of eq. 17 from every hidden layer: ŷ has 1 + 6M entries (e, π, μ₁, μ₂, σ₁, σ₂, ρ)."""
+  return (num_layers * hidden + 1) * (1 + 6 * mixtures)
+
+
+def prediction_param_count(num_layers: int, hidden: int, mixtures: int) -> int:
+  """Section 4: layer 1 sees x; layer n > 1 sees x and h^{n-1} (skip connections)."""
+  return (_lstm_params(3, hidden) + (num_layers - 1) * _lstm_params(3 + hidden, hidden)
+          + _output_params(num_layers, hidden, mixtures))
+
+
+def synthesis_param_count(num_layers: int, hidden: int, mixtures: int, gaussians: int, one_hot: int) -> int:
+  """Section 5: layer 1 sees x and w_{t-1}; layer n > 1 sees x, h^{n-1} and w_t; window layer (eq. 48) h¹ -> 3K."""
+  return (_lstm_params(3 + one_hot, hidden) + (num_layers - 1) * _lstm_params(3 + hidden + one_hot, hidden)
+          + (hidden + 1) * 3 * gaussians + _output_params(num_layers, hidden, mixtures))
+
+
+@pytest.mark.parametrize("mode", ["prediction", "synthesis"])
+@pytest.mark.parametrize("variant", _VARIANTS)
+def test_every_variant_validates(mode, variant):
+  cfg = _get_config(mode, variant)
+  assert cfg.model.mode == mode
+  config_check.validate(cfg, device_count=1, process_count=1)
+
+
+@pytest.mark.parametrize("mode", ["prediction", "synthesis"])
+def test_paper_is_the_default_variant(mode):
+  assert _get_config(mode, "").to_dict() == _get_config(mode, "paper").to_dict()
+  with pytest.raises(ValueError, match="unknown config variant"):
+    _get_config(mode, "huge")
+
+
+def test_paper_prediction_network_has_the_paper_size():
+  cfg = _get_config("prediction", "paper")
+  m = cfg.model
+  assert (m.num_layers, m.hidden_size, m.num_mixtures, m.peepholes) == (3, 400, 20, True)
+  assert cfg.data.batch_size == 32
+  expected = prediction_param_count(m.num_layers, m.hidden_size, m.num_mixtures)
+  assert expected == 3_368_121  # the formula's value, as quoted in section 4 ("3.4M weights")
+  assert networks.count_params(train.create_model(cfg, _ONE_HOT)) == expected
+
+
+def test_paper_synthesis_network_has_the_paper_size():
+  cfg = _get_config("synthesis", "paper")
+  m = cfg.model
+  assert (m.num_layers, m.hidden_size, m.num_mixtures, m.num_window_gaussians) == (3, 400, 20, 10)
+  expected = synthesis_param_count(m.num_layers, m.hidden_size, m.num_mixtures, m.num_window_gaussians, _ONE_HOT)
+  assert expected == 3_663_351
+  assert networks.count_params(train.create_model(cfg, _ONE_HOT)) == expected
+
+
+def _abstract_param_count(cfg, one_hot: int) -> int:
+  """Parameters of the network of `cfg`, built abstractly (shapes only: no initialisation is computed)."""
+  return networks.count_params(nnx.eval_shape(lambda: train.create_model(cfg, one_hot)))
+
+
+def test_small_and_tiny_networks_follow_the_same_formulas():
+  for variant in ("small", "tiny"):
+    cfg = _get_config("synthesis", variant)
+    m = cfg.model
+    expected = synthesis_param_count(m.num_layers, m.hidden_size, m.num_mixtures, m.num_window_gaussians, 17)
+    assert _abstract_param_count(cfg, 17) == expected, variant
+    cfg = _get_config("prediction", variant)
+    m = cfg.model
+    expected = prediction_param_count(m.num_layers, m.hidden_size, m.num_mixtures)
+    assert _abstract_param_count(cfg, 17) == expected, variant
+
+
+def _set_negative_learning_rate(cfg):
+  cfg.optim.learning_rate = -1e-3
+
+
+def _set_unknown_window_variant(cfg):
+  cfg.model.window_variant = "gaussian"
+
+
+def _set_zero_hidden_size(cfg):
+  cfg.model.hidden_size = 0
+
+
+def _set_decreasing_curriculum(cfg):
+  cfg.data.curriculum = ((600, 120), (400, 220))
+
+
+def _set_iam_without_path(cfg):
+  cfg.data.source = "iam"
+  cfg.data.iam_path = ""
+
+
+def _set_unknown_optimizer(cfg):
+  cfg.optim.name = "sgd"
+
+
+@pytest.mark.parametrize("mutate, field", [
+    (_set_negative_learning_rate, "config.optim.learning_rate"),
+    (_set_unknown_window_variant, "config.model.window_variant"),
+    (_set_zero_hidden_size, "config.model.hidden_size"),
+    (_set_decreasing_curriculum, "config.data.curriculum[1]"),
+    (_set_iam_without_path, "config.data.iam_path"),
+    (_set_unknown_optimizer, "config.optim.name"),
+])
+def test_bad_field_raises_config_error_naming_it(mutate, field):
+  cfg = _get_config("synthesis", "small")
+  config_check.validate(cfg)
+  mutate(cfg)
+  with pytest.raises(config_check.ConfigError) as info:
+    config_check.validate(cfg)
+  assert str(info.value).startswith(field + ":"), str(info.value)
+  assert isinstance(info.value, UserError)
+  assert "\n" not in str(info.value)
+
+
+def test_batch_not_divisible_by_devices_names_the_batch_size():
+  cfg = _get_config("synthesis", "paper")
+  config_check.validate(cfg, device_count=8, process_count=2)  # 32 lines over 8 devices of 2 processes
+  with pytest.raises(config_check.ConfigError, match=r"^config\.data\.batch_size:.*32.*3 devices"):
+    config_check.validate(cfg, device_count=3)
+  with pytest.raises(config_check.ConfigError, match=r"^config\.data\.batch_size:.*5 processes"):
+    config_check.validate(cfg, device_count=1, process_count=5)

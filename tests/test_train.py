@@ -1,0 +1,366 @@
+"""Training: loss decreases, a golden step against an independent reference, exact resume (also after SIGKILL),
+refused workdirs, non-finite losses, one-line CLI errors, logs and TensorBoard events.
+
+Every run here uses the tiny synthesis config on a tiny embedded corpus. The runs compile the same jitted steps, so
+the module shares one persistent compilation cache (also with its subprocesses): a run after the first one costs
+about a second instead of several.
+"""
+
+import functools
+import glob
+import hashlib
+import os
+import re
+import shutil
+import signal
+import struct
+import subprocess
+import sys
+import time
+
+import chex
+import jax
+import ml_collections
+import numpy as np
+import pytest
+from flax import nnx
+from jax.experimental.compilation_cache import compilation_cache
+from tensorboardX.proto import event_pb2
+
+from handwriting_jax import checkpoint as ckpt_lib
+from handwriting_jax import defaults, optim, parallel, train
+from handwriting_jax import step as step_lib
+from handwriting_jax.data import dataset as dataset_lib
+from handwriting_jax.data.alphabet import Alphabet
+from handwriting_jax.model import mdn
+
+_REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+_CACHE_FLAGS = ("jax_compilation_cache_dir", "jax_persistent_cache_min_compile_time_secs",
+                "jax_persistent_cache_min_entry_size_bytes")
+# The corpus every run trains on: small enough to generate in a fraction of a second; one bucket, so that a run
+# compiles one train step and one evaluation step.
+_DATA_OVERRIDES = {"embedded.num_lines": 48, "embedded.valid_lines": 8, "num_buckets": 1}
+_REFERENCE_STEPS = 8
+
+
+@pytest.fixture(scope="module", autouse=True)
+def compile_cache(tmp_path_factory) -> str:
+  """A persistent compilation cache for this module's runs (restored to the previous settings afterwards)."""
+  path = str(tmp_path_factory.mktemp("jax_cache"))
+  old = {name: getattr(jax.config, name) for name in _CACHE_FLAGS}
+  for name, value in zip(_CACHE_FLAGS, (path, 0.0, 0)):
+    jax.config.update(name, value)
+  compilation_cache.reset_cache()
+  yield path
+  for name, value in old.items():
+    jax.config.update(name, value)
+  compilation_cache.reset_cache()
+
+
+@pytest.fixture(scope="module")
+def data_cache(tmp_path_factory) -> str:
+  """config.data.cache_dir of every run (unused by the embedded source, but never the user's ~/.cache)."""
+  return str(tmp_path_factory.mktemp("data_cache"))
+
+
+def tiny_config(data_cache: str, **train_fields) -> ml_collections.ConfigDict:
+  """configs/synthesis.py:tiny on the tiny corpus, no samples; `train_fields` override config.train."""
+  cfg = defaults.apply_variant(defaults.base_config("synthesis"), "tiny")
+  cfg.data.update_from_flattened_dict(_DATA_OVERRIDES)
+  cfg.data.cache_dir = data_cache
+  cfg.train.sample_every = 0
+  for k, v in train_fields.items():
+    cfg.train[k] = v
+  return cfg
+
+
+def restore(workdir: str, cfg: ml_collections.ConfigDict, step: int | None = None):
+  """(train state, metadata) of a checkpoint in `workdir`, restored into the structure `cfg` builds."""
+  ckpt = ckpt_lib.Checkpointer(workdir, read_only=True)
+  try:
+    alphabet = Alphabet(ckpt.restore_metadata(step)["alphabet"])
+    tx = optim.make_optimizer(cfg.optim, cfg.train.num_steps)
+    _, abstract = nnx.eval_shape(lambda: step_lib.create_train_state(train.create_model(cfg, alphabet.size), tx))
+    return ckpt.restore(abstract, step)
+  finally:
+    ckpt.close()
+
+
+def snapshot(folder: str) -> dict[str, str]:
+  """sha256 of every file under `folder`, by relative path."""
+  out = {}
+  for root, _, files in os.walk(folder):
+    for name in files:
+      path = os.path.join(root, name)
+      with open(path, "rb") as f:
+        out[os.path.relpath(path, folder)] = hashlib.sha256(f.read()).hexdigest()
+  return out
+
+
+def checkpoint_steps(workdir: str) -> list[int]:
+  """Finished checkpoints (Orbax renames a step's folder to its number once it is complete)."""
+  folder = os.path.join(workdir, "checkpoints")
+  return sorted(int(n) for n in os.listdir(folder) if n.isdigit()) if os.path.isdir(folder) else []
+
+
+def read_events(folder: str) -> dict[str, dict[int, float]]:
+  """Scalars of every TensorBoard event file under `folder` (TFRecord framing: length, crc, Event, crc)."""
+  scalars: dict[str, dict[int, float]] = {}
+  for path in glob.glob(os.path.join(folder, "**", "events.out.tfevents.*"), recursive=True):
+    with open(path, "rb") as f:
+      data = f.read()
+    pos = 0
+    while pos < len(data):
+      (length,) = struct.unpack("<Q", data[pos:pos + 8])
+      event = event_pb2.Event.FromString(data[pos + 12:pos + 12 + length])
+      pos += 12 + length + 4
+      for value in event.summary.value:
+        scalars.setdefault(value.tag, {})[event.step] = value.simple_value
+  return scalars
+
+
+@pytest.fixture(scope="module")
+def reference_run(tmp_path_factory, data_cache):
+  """(config, workdir, metrics) of an uninterrupted run that writes samples at its end (the resumed run doesn't)."""
+  cfg = tiny_config(data_cache, num_steps=_REFERENCE_STEPS, checkpoint_every=4, eval_every=4, log_every=2,
+                    sample_every=_REFERENCE_STEPS)
+  cfg.sample.texts = ("ab",)
+  cfg.sample.max_steps_per_char = 10
+  workdir = str(tmp_path_factory.mktemp("reference"))
+  metrics = train.train_and_evaluate(cfg, workdir)
+  return cfg, workdir, metrics
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# train_and_evaluate.
+
+
+def test_resume_is_bitwise_identical_to_an_uninterrupted_run(reference_run, data_cache, tmp_path):
+  cfg_a, workdir_a, metrics_a = reference_run
+  workdir_b = str(tmp_path / "b")
+  half = tiny_config(data_cache, num_steps=_REFERENCE_STEPS // 2, checkpoint_every=4, eval_every=4, log_every=2)
+  train.train_and_evaluate(half, workdir_b)
+  assert checkpoint_steps(workdir_b) == [_REFERENCE_STEPS // 2]
+  metrics_b = train.train_and_evaluate(cfg_a, workdir_b)
+
+  with open(os.path.join(workdir_b, "train.log"), encoding="utf-8") as f:
+    log = f.read()
+  assert re.search(rf"resumed from \S+ at step {_REFERENCE_STEPS // 2}\b", log), log
+  assert checkpoint_steps(workdir_a) == checkpoint_steps(workdir_b) == [_REFERENCE_STEPS // 2, _REFERENCE_STEPS]
+  state_a, meta_a = restore(workdir_a, cfg_a)
+  state_b, meta_b = restore(workdir_b, cfg_a)
+  assert int(state_a.step) == int(state_b.step) == _REFERENCE_STEPS
+  for leaf_a, leaf_b in zip(jax.tree.leaves(state_a), jax.tree.leaves(state_b), strict=True):
+    np.testing.assert_array_equal(np.asarray(leaf_a), np.asarray(leaf_b))
+  assert meta_a["data_iter"] == meta_b["data_iter"]
+  assert metrics_a == metrics_b  # the final validation loss, to the last bit
+  # Training moved the weights after the restart, so the equality above is not that of two restored copies.
+  state_half, _ = restore(workdir_a, cfg_a, step=_REFERENCE_STEPS // 2)
+  assert not np.array_equal(np.asarray(state_half.params["w_y"][...]), np.asarray(state_a.params["w_y"][...]))
+
+
+def test_incompatible_workdir_is_refused_and_left_intact(reference_run, data_cache, tmp_path):
+  cfg, workdir_a, _ = reference_run
+  workdir = str(tmp_path / "copy")
+  shutil.copytree(workdir_a, workdir)
+  before = snapshot(workdir)
+  assert any(p.startswith("checkpoints") for p in before)
+  bigger = tiny_config(data_cache, num_steps=2 * _REFERENCE_STEPS)
+  bigger.model.hidden_size = 2 * cfg.model.hidden_size
+  with pytest.raises(ckpt_lib.IncompatibleWorkdirError,
+                     match=rf"config\.model\.hidden_size: checkpoint has {cfg.model.hidden_size}, this run has "
+                           rf"{2 * cfg.model.hidden_size}") as info:
+    train.train_and_evaluate(bigger, workdir)
+  assert "num_layers" not in str(info.value)  # only the fields that differ
+  assert snapshot(workdir) == before
+
+
+def test_non_finite_loss_stops_without_saving_it(data_cache, tmp_path, monkeypatch):
+  poisoned_step = 5
+  original_next = train.CurriculumBatches.next
+
+  def poisoned_next(self, step):
+    batch = original_next(self, step)
+    if step + 1 == poisoned_step:  # `next(step)` gives the batch of training step step + 1
+      batch = {**batch, "inputs": np.full_like(batch["inputs"], np.nan)}
+    return batch
+
+  monkeypatch.setattr(train.CurriculumBatches, "next", poisoned_next)
+  cfg = tiny_config(data_cache, num_steps=_REFERENCE_STEPS, checkpoint_every=2, eval_every=_REFERENCE_STEPS,
+                    log_every=2)
+  workdir = str(tmp_path / "nan")
+  with pytest.raises(train.NonFiniteLossError, match=rf"at step {poisoned_step}\b"):
+    train.train_and_evaluate(cfg, workdir)
+  assert checkpoint_steps(workdir) == [2, 4]
+  for step in (2, 4):
+    state, _ = restore(workdir, cfg, step)
+    chex.assert_tree_all_finite(state)
+
+
+def test_logs_samples_and_tensorboard_events(reference_run):
+  _, workdir, metrics = reference_run
+  assert np.isfinite(metrics["valid_loss"]) and np.isfinite(metrics["valid_loss_per_step"])
+  with open(os.path.join(workdir, "train.log"), encoding="utf-8") as f:
+    lines = f.read().splitlines()
+  assert any(re.match(r"synthesis network: [\d,]+ parameters", ln) for ln in lines), lines
+  progress = [ln for ln in lines if re.match(rf"step \d+/{_REFERENCE_STEPS} loss=\S+ loss_per_step=", ln)]
+  assert [int(re.match(r"step (\d+)/", ln).group(1)) for ln in progress] == [2, 4, 6, 8], lines
+  validation = [ln for ln in lines if " validation: " in ln]
+  assert [int(ln.split()[1]) for ln in validation] == [4, 8], lines
+  assert f"{metrics['valid_loss']:.2f} nats/sequence" in validation[-1]
+  assert os.path.exists(os.path.join(workdir, "config.json"))
+  pngs = glob.glob(os.path.join(workdir, "samples", "*.png"))
+  assert pngs and any(re.match(rf"step {_REFERENCE_STEPS} samples: ", ln) for ln in lines), lines
+  for path in pngs:
+    with open(path, "rb") as f:
+      assert f.read(8) == b"\x89PNG\r\n\x1a\n", path
+
+  scalars = read_events(os.path.join(workdir, "tensorboard"))
+  assert sorted(scalars["loss"]) == [2, 4, 6, 8], scalars.keys()
+  assert sorted(scalars["valid_loss"]) == [4, 8]
+  assert scalars["valid_loss"][8] == pytest.approx(metrics["valid_loss"], rel=1e-6)
+  assert all(np.isfinite(v) for v in scalars["loss"].values())
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Steps (after the runs above: the loss test reuses their compiled step).
+
+
+def test_loss_decreases_on_a_fixed_batch(data_cache):
+  cfg = tiny_config(data_cache)
+  dataset = dataset_lib.load_dataset(cfg.data)
+  tx = optim.make_optimizer(cfg.optim, cfg.train.num_steps)
+  graphdef, state = step_lib.create_train_state(train.create_model(cfg, dataset.alphabet.size), tx)
+  par = parallel.DataParallel(cfg, graphdef, tx)  # the compiled step train_and_evaluate runs
+  state = par.put_state(state)
+  batch = train.CurriculumBatches(dataset.train, dataset.alphabet, cfg.data).next(0)
+  metrics = []
+  for _ in range(30):
+    state, m = par.train_step(state, batch)
+    metrics.append(m)
+  metrics = jax.device_get(metrics)
+  losses = np.array([m["loss"] for m in metrics])
+  assert all(bool(m["finite"]) for m in metrics)
+  assert int(jax.device_get(par.global_state(state).step)) == 30
+  assert losses[-1] < 0.6 * losses[0], losses
+  assert np.mean(losses[-5:]) < np.mean(losses[5:10]) < np.mean(losses[:5]), losses
+
+
+def _synthetic_batch(rng: np.random.Generator, alphabet_size: int) -> dict[str, np.ndarray]:
+  """A teacher-forced batch of 3 lines of different lengths (9, 7, 5 points; 4, 3, 2 characters)."""
+  b, t, u = 3, 9, 4
+  mask_BxT = (np.arange(t)[None] < np.array([[9], [7], [5]])).astype(np.float32)
+  targets_BxTx3 = np.concatenate([rng.normal(size=(b, t, 2)), rng.random((b, t, 1)) < 0.3], -1).astype(np.float32)
+  targets_BxTx3 *= mask_BxT[..., None]
+  inputs_BxTx3 = np.concatenate([np.tile([[[0.0, 0.0, 1.0]]], (b, 1, 1)), targets_BxTx3[:, :-1]], 1)
+  char_mask_BxU = (np.arange(u)[None] < np.array([[4], [3], [2]])).astype(np.float32)
+  chars_BxU = (rng.integers(2, alphabet_size, size=(b, u)) * char_mask_BxU).astype(np.int32)
+  return {"inputs": inputs_BxTx3.astype(np.float32), "targets": targets_BxTx3, "mask": mask_BxT,
+          "chars": chars_BxU, "char_mask": char_mask_BxU}
+
+
+def test_golden_train_step_matches_independent_reference(data_cache):
+  cfg = tiny_config(data_cache)
+  cfg.optim = defaults.optim_config()  # the paper's RMSProp, Graves clipping inside backprop
+  alphabet_size = 12
+  batch = _synthetic_batch(np.random.default_rng(0), alphabet_size)
+  tx = optim.make_optimizer(cfg.optim, cfg.train.num_steps)
+  graphdef, state0 = step_lib.create_train_state(train.create_model(cfg, alphabet_size), tx)
+  params0 = jax.tree.map(np.asarray, state0.params)
+  state1, metrics = jax.jit(functools.partial(step_lib.train_step, graphdef, tx))(state0, batch)
+
+  # Reference: the same weights in the network differentiated by plain autodiff of lax.scan (not the hand-written
+  # hoisted backward the train step runs), the loss of eqs. 23-26 on its output, then eqs. 38-41 in NumPy.
+  cfg_ref = ml_collections.ConfigDict(cfg.to_dict())
+  cfg_ref.model.hoisted_backward = False
+  graphdef_ref, params_ref = nnx.split(train.create_model(cfg_ref, alphabet_size), nnx.Param)
+  chex.assert_trees_all_equal(jax.tree.map(np.asarray, params_ref), params0)
+
+  def loss_fn(params):
+    y_hat_BxTxY, _, _ = nnx.merge(graphdef_ref, params)(batch["inputs"], batch["chars"], batch["char_mask"])
+    return mdn.sequence_loss(y_hat_BxTxY, batch["targets"], batch["mask"])
+
+  (loss_ref, per_step_ref), grads_ref = jax.jit(jax.value_and_grad(loss_fn, has_aux=True))(params_ref)
+  grads_ref = jax.tree.map(lambda g: np.asarray(g, np.float64), grads_ref)
+  aleph, gimel, daleth = 0.95, 1e-4, 1e-4
+  delta_ref = jax.tree.map(  # first step from n = g = Δ = 0
+      lambda g: -gimel * g / np.sqrt((1 - aleph) * g ** 2 - ((1 - aleph) * g) ** 2 + daleth), grads_ref)
+
+  host = jax.device_get(metrics)
+  assert bool(host["finite"]) and int(state1.step) == 1
+  np.testing.assert_allclose(host["loss"], loss_ref, rtol=1e-5)
+  np.testing.assert_allclose(host["loss_per_step"], per_step_ref, rtol=1e-5)
+  np.testing.assert_allclose(host["loss_per_step"], host["loss"] * 3 / batch["mask"].sum(), rtol=1e-5)
+  grad_norm_ref = np.sqrt(sum(np.sum(g ** 2) for g in jax.tree.leaves(grads_ref)))
+  np.testing.assert_allclose(host["grad_norm"], grad_norm_ref, rtol=1e-4)
+  new_params, old_params = jax.tree.leaves(state1.params), jax.tree.leaves(params0)
+  assert len(new_params) == len(old_params) == len(jax.tree.leaves(delta_ref))
+  for new, old, d_ref in zip(new_params, old_params, jax.tree.leaves(delta_ref)):
+    d = np.asarray(new, np.float64) - old
+    # w + Δ is rounded to float32: allow two ulps of the weight (1.0 for the forget-gate biases) besides 1e-3 of Δ.
+    np.testing.assert_array_less(np.abs(d - d_ref), 1e-3 * np.abs(d_ref) + 2 * np.spacing(np.abs(old)) + 1e-12)
+  assert max(np.max(np.abs(np.asarray(n) - o)) for n, o in zip(new_params, old_params)) > 1e-4  # weights moved
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Command line.
+
+
+def _main_args(workdir: str, data_cache: str, *overrides: str) -> list[str]:
+  return [sys.executable, "-m", "handwriting_jax.main", "--config=configs/synthesis.py:tiny", f"--workdir={workdir}",
+          f"--config.data.cache_dir={data_cache}", "--config.train.sample_every=0",
+          *(f"--config.data.{k}={v}" for k, v in _DATA_OVERRIDES.items()), *overrides]
+
+
+def _env(compile_cache: str) -> dict[str, str]:
+  return {**os.environ, "JAX_COMPILATION_CACHE_DIR": compile_cache,
+          "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0", "JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES": "0"}
+
+
+def test_main_reports_a_bad_config_in_one_line(tmp_path, data_cache, compile_cache):
+  workdir = str(tmp_path / "never")
+  proc = subprocess.run(_main_args(workdir, data_cache, "--config.optim.learning_rate=-1"), cwd=_REPO,
+                        env=_env(compile_cache), capture_output=True, text=True, timeout=120, check=False)
+  output = proc.stdout + proc.stderr
+  assert proc.returncode != 0, output
+  assert "Traceback" not in output, output
+  errors = [ln for ln in output.splitlines() if ln.startswith("error:")]
+  assert len(errors) == 1, output
+  assert re.fullmatch(r"error: config\.optim\.learning_rate: must be > 0, got -1(\.0)?", errors[0]), errors
+  assert proc.stderr.strip().splitlines()[-1] == errors[0]
+  assert not os.path.exists(workdir)  # refused before anything was written
+
+
+def test_run_killed_with_sigkill_resumes_from_its_last_checkpoint(tmp_path, data_cache, compile_cache):
+  workdir = str(tmp_path / "killed")
+  num_steps, every = 150, 10
+  args = _main_args(workdir, data_cache, f"--config.train.num_steps={num_steps}",
+                    f"--config.train.checkpoint_every={every}", f"--config.train.eval_every={num_steps}",
+                    f"--config.train.log_every={every}", "--config.train.keep_checkpoints=2")
+  log_path = tmp_path / "first.out"
+  with open(log_path, "w", encoding="utf-8") as out:
+    proc = subprocess.Popen(args, cwd=_REPO, env=_env(compile_cache), stdout=out, stderr=subprocess.STDOUT)
+    try:
+      deadline = time.time() + 90
+      while not checkpoint_steps(workdir) and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.02)
+      running = proc.poll() is None
+      proc.send_signal(signal.SIGKILL)
+      proc.wait(timeout=30)
+    finally:
+      if proc.poll() is None:
+        proc.kill()
+  assert running, f"the run ended before it could be killed:\n{log_path.read_text()}"
+  assert proc.returncode == -signal.SIGKILL
+  saved = checkpoint_steps(workdir)
+  assert saved and saved[-1] < num_steps, saved
+
+  proc = subprocess.run(args, cwd=_REPO, env=_env(compile_cache), capture_output=True, text=True, timeout=180,
+                        check=False)
+  assert proc.returncode == 0, proc.stdout + proc.stderr
+  with open(os.path.join(workdir, "train.log"), encoding="utf-8") as f:
+    log = f.read()
+  resumed = re.findall(r"resumed from \S+ at step (\d+)", log)
+  assert resumed == [str(saved[-1])], log
+  assert f"step {num_steps}/{num_steps} " in log
+  assert checkpoint_steps(workdir)[-1] == num_steps
