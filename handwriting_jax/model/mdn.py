@@ -4,12 +4,13 @@
 Everything is kept in log space: log π by log-softmax, log σ = σ̂, and log(1 - ρ²) from ρ̂ directly.
 """
 
+import math
 from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 
-LOG_2PI = float(jnp.log(2.0 * jnp.pi))
+LOG_2PI = math.log(2.0 * math.pi)  # plain Python: no JAX computation at import (jax.distributed comes first)
 
 
 class MixtureParams(NamedTuple):
