@@ -2,4 +2,4 @@
 
 
 class UserError(Exception):
-  """A mistake in the user's input; command-line entry points print its message and exit with status 2."""
+  """A mistake in the user's input; command-line entry points print its message and exit with status 1."""

@@ -42,7 +42,7 @@ def apply_gradients(tx: optax.GradientTransformation, state: TrainState, grads, 
   """Optimiser update; metrics hold the losses, the gradient norm and whether all of them are finite."""
   updates, opt_state = tx.update(grads, state.opt_state, state.params)
   params = optax.apply_updates(state.params, updates)
-  grad_norm = optax.global_norm(grads)
+  grad_norm = optax.tree.norm(grads)
   metrics = {"loss": loss, "loss_per_step": per_step, "grad_norm": grad_norm,
              "finite": jnp.isfinite(loss) & jnp.isfinite(grad_norm)}
   return TrainState(state.step + 1, params, opt_state), metrics

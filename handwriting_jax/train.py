@@ -3,6 +3,8 @@
 import json
 import math
 import os
+import signal
+import threading
 import time
 
 import jax
@@ -136,6 +138,36 @@ class Reporter:
       self.writer.close()
 
 
+class Preemption:
+  """SIGTERM (preemption, `scancel`, a SLURM requeue) asks for a checkpoint at the next step and a clean stop.
+
+  One process: a signal handler sets a flag. Several processes: JAX's preemption sync point (through Orbax), so that
+  every process saves at the same step.
+  """
+
+  def __init__(self):
+    self.requested = False
+    self._previous = None
+    if jax.process_count() == 1 and threading.current_thread() is threading.main_thread():
+      self._previous = signal.signal(signal.SIGTERM, self._handle)
+
+  def _handle(self, signum, frame) -> None:
+    del signum, frame
+    self.requested = True
+
+  def reached(self, ckpt: ckpt_lib.Checkpointer, step: int) -> bool:
+    """True when this step should be the last one (all processes agree)."""
+    if jax.process_count() > 1:
+      return ckpt.manager.reached_preemption(step)
+    return self.requested
+
+  def close(self) -> None:
+    """Restore the previous SIGTERM handler."""
+    if self._previous is not None:
+      signal.signal(signal.SIGTERM, self._previous)
+      self._previous = None
+
+
 def _check_finite(metrics: dict, step: int) -> None:
   if not bool(metrics["finite"]):
     raise NonFiniteLossError(
@@ -149,46 +181,47 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   config_check.validate(config, jax.device_count(), jax.process_count())
   os.makedirs(workdir, exist_ok=True)
   ckpt = ckpt_lib.Checkpointer(workdir, config.train.keep_checkpoints)
-  saved = None
-  if ckpt.latest_step() is not None:
-    saved = ckpt.restore_metadata()
-    ckpt_lib.check_compatible(saved["config"], config, ckpt.path)
-
-  dataset = dataset_lib.load_dataset(config.data)
-  if saved is not None and saved["alphabet"] != dataset.alphabet.chars:
-    raise ckpt_lib.IncompatibleWorkdirError(
-        f"the checkpoints in {ckpt.path} use the alphabet {saved['alphabet']!r}, but this run's data gives "
-        f"{dataset.alphabet.chars!r}; fix config.data.alphabet or use a new --workdir")
-  model = create_model(config, dataset.alphabet.size)
-  tx = optim.make_optimizer(config.optim, config.train.num_steps)
-  graphdef, state = step_lib.create_train_state(model, tx)
-  train_batches = CurriculumBatches(dataset.train, dataset.alphabet, config.data)
-  reporter = Reporter(workdir, config.train.num_steps)
-  reporter.line(dataset.summary["line"])
-  reporter.line(f"{config.model.mode} network: {networks.count_params(model):,} parameters; "
-                f"{jax.device_count()} device(s) ({jax.devices()[0].platform}), {jax.process_count()} process(es)")
-  if saved is not None:
-    state, saved = ckpt.restore(state)
-    train_batches.restore(saved["data_iter"])
-    reporter.line(f"resumed from {ckpt.path} at step {int(state.step)}")
-  else:
-    with open(os.path.join(workdir, "config.json"), "w", encoding="utf-8") as f:
-      f.write(config.to_json_best_effort(indent=2))
-
-  metadata = {"config": json.loads(config.to_json_best_effort()), "alphabet": dataset.alphabet.chars,
-              "norm": dataset.stats.to_arrays()}
-  par = parallel.DataParallel(config, graphdef, tx)
-  state = par.put_state(state)
-  valid = validation_batches(dataset, config.data, config.train.eval_batches)
-  cfg_t = config.train
-  start = int(state.step)
-  pending, window, final = None, [], {}
-
-  def save(step_now: int, metrics) -> None:
-    _check_finite(jax.device_get(metrics), step_now)
-    ckpt.save(step_now, par.global_state(state), {**metadata, "data_iter": train_batches.state()})
-
+  reporter, preemption = None, Preemption()
   try:
+    saved = None
+    if ckpt.latest_step() is not None:
+      saved = ckpt.restore_metadata()
+      ckpt_lib.check_compatible(saved["config"], config, ckpt.path)
+
+    dataset = dataset_lib.load_dataset(config.data)
+    if saved is not None and saved["alphabet"] != dataset.alphabet.chars:
+      raise ckpt_lib.IncompatibleWorkdirError(
+          f"the checkpoints in {ckpt.path} use the alphabet {saved['alphabet']!r}, but this run's data gives "
+          f"{dataset.alphabet.chars!r}; fix config.data.alphabet or use a new --workdir")
+    model = create_model(config, dataset.alphabet.size)
+    tx = optim.make_optimizer(config.optim, config.train.num_steps)
+    graphdef, state = step_lib.create_train_state(model, tx)
+    train_batches = CurriculumBatches(dataset.train, dataset.alphabet, config.data)
+    reporter = Reporter(workdir, config.train.num_steps)
+    reporter.line(dataset.summary["line"])
+    reporter.line(f"{config.model.mode} network: {networks.count_params(model):,} parameters; "
+                  f"{jax.device_count()} device(s) ({jax.devices()[0].platform}), {jax.process_count()} process(es)")
+    if saved is not None:
+      state, saved = ckpt.restore(state)
+      train_batches.restore(saved["data_iter"])
+      reporter.line(f"resumed from {ckpt.path} at step {int(state.step)}")
+    else:
+      with open(os.path.join(workdir, "config.json"), "w", encoding="utf-8") as f:
+        f.write(config.to_json_best_effort(indent=2))
+
+    metadata = {"config": json.loads(config.to_json_best_effort()), "alphabet": dataset.alphabet.chars,
+                "norm": dataset.stats.to_arrays()}
+    par = parallel.DataParallel(config, graphdef, tx)
+    state = par.put_state(state)
+    valid = validation_batches(dataset, config.data, config.train.eval_batches)
+    cfg_t = config.train
+    start = int(par.global_state(state).step)
+    pending, window, final = None, [], {}
+
+    def save(step_now: int, metrics) -> None:
+      _check_finite(jax.device_get(metrics), step_now)
+      ckpt.save(step_now, par.global_state(state), {**metadata, "data_iter": train_batches.state()})
+
     for step_now in range(start + 1, cfg_t.num_steps + 1):
       state, metrics = par.train_step(state, train_batches.next(step_now - 1))
       if pending is not None:  # read step t-1 while step t runs
@@ -213,9 +246,16 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
                                                    workdir, step_now)
         if written:
           reporter.line(f"step {step_now} samples: {', '.join(written)}")
+      if preemption.reached(ckpt, step_now):
+        if step_now % cfg_t.checkpoint_every and step_now != cfg_t.num_steps:  # not saved above
+          save(step_now, metrics)
+        reporter.line(f"stopped by SIGTERM at step {step_now}: checkpoint saved; the same command resumes")
+        break
     if pending is not None:
       _check_finite(jax.device_get(pending[1]), pending[0])
   finally:
+    preemption.close()
     ckpt.close()
-    reporter.close()
+    if reporter is not None:
+      reporter.close()
   return final

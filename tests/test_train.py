@@ -364,3 +364,32 @@ def test_run_killed_with_sigkill_resumes_from_its_last_checkpoint(tmp_path, data
   assert resumed == [str(saved[-1])], log
   assert f"step {num_steps}/{num_steps} " in log
   assert checkpoint_steps(workdir)[-1] == num_steps
+
+
+def test_sigterm_saves_at_the_next_step_and_stops_cleanly(tmp_path, data_cache, compile_cache):
+  """A preemption (SIGTERM) writes a checkpoint at the step it arrives, off the checkpoint_every grid."""
+  workdir = str(tmp_path / "terminated")
+  num_steps, every = 400, 100
+  args = _main_args(workdir, data_cache, f"--config.train.num_steps={num_steps}",
+                    f"--config.train.checkpoint_every={every}", f"--config.train.eval_every={num_steps}",
+                    "--config.train.log_every=1")
+  log_path = tmp_path / "first.out"
+  with open(log_path, "w", encoding="utf-8") as out:
+    proc = subprocess.Popen(args, cwd=_REPO, env=_env(compile_cache), stdout=out, stderr=subprocess.STDOUT)
+    try:
+      deadline = time.time() + 90
+      while "step 3/" not in log_path.read_text() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.02)
+      running = proc.poll() is None
+      proc.send_signal(signal.SIGTERM)
+      proc.wait(timeout=60)
+    finally:
+      if proc.poll() is None:
+        proc.kill()
+  output = log_path.read_text()
+  assert running, f"the run ended before it could be stopped:\n{output}"
+  assert proc.returncode == 0, output
+  stopped = re.findall(r"stopped by SIGTERM at step (\d+)", output)
+  assert len(stopped) == 1, output
+  assert checkpoint_steps(workdir) == [int(stopped[0])], output
+  assert int(stopped[0]) % every and int(stopped[0]) < num_steps
