@@ -251,3 +251,43 @@ def sample(model: networks._Network, key: jax.Array, *, texts: Sequence[str] | N
                  mixture=mdn.MixtureParams(*[np.asarray(a) for a in out["mixture"]]),
                  phi_BxTxU=np.asarray(out["phi"]) if conditional else None,
                  kappa_BxTxK=np.asarray(out["kappa"]) if conditional else None)
+
+
+def prime_lead_steps(phi_BxTxU: np.ndarray, strokes_BxTx3: np.ndarray, lengths_B: np.ndarray, prefix_len: int
+                     ) -> np.ndarray:
+  """Leading steps of each primed line that still finish the prime [B]: the strokes completed before the window
+  first reads the new text (argmax_u φ(t, u) >= prefix_len), e.g. the i dots and t bars of the prime's last word.
+
+  The cut is at the start of the stroke during which the window reaches the new text, so no stroke of the new text
+  is split. Lines whose window never reaches the new text are kept whole (0).
+  """
+  lead = np.zeros(len(lengths_B), np.int32)
+  for b, n in enumerate(lengths_B):
+    reading = np.argmax(phi_BxTxU[b, :n], axis=-1) >= prefix_len
+    if not reading.any():
+      continue
+    t = int(np.argmax(reading))
+    ends = np.flatnonzero(strokes_BxTx3[b, :t, 2] > 0.5)  # pen lifts before t: the stroke at t starts after the last
+    lead[b] = int(ends[-1]) + 1 if len(ends) else 0
+  return lead
+
+
+def drop_leading_steps(samples: Samples, lead_B: np.ndarray, stats=None) -> Samples:
+  """`samples` with the first `lead_B[b]` steps of line b removed from every per-step array (shifted left)."""
+
+  def shift(a):
+    if a is None:
+      return None
+    out = np.zeros_like(a)
+    for b, k in enumerate(lead_B):
+      out[b, :a.shape[1] - k] = a[b, k:]
+    return out
+
+  strokes = shift(samples.strokes_BxTx3)
+  lengths = (samples.lengths_B - lead_B).astype(np.int32)
+  lines = [strokes[b, :lengths[b]] for b in range(len(lengths))]
+  if stats is not None:
+    lines = [np.asarray(stats.denormalise(x), np.float32) for x in lines]
+  return dataclasses.replace(samples, strokes_BxTx3=strokes, mask_BxT=shift(samples.mask_BxT), lengths_B=lengths,
+                             lines=lines, mixture=mdn.MixtureParams(*[shift(a) for a in samples.mixture]),
+                             phi_BxTxU=shift(samples.phi_BxTxU), kappa_BxTxK=shift(samples.kappa_BxTxK))

@@ -120,7 +120,7 @@ def export_model(workdir: str, out_dir: str, step: int | None = None) -> str:
     logging.set_verbosity(verbosity)
   metadata = {k: v for k, v in metadata.items() if k != "data_iter"}
   metadata["params_only"] = True
-  metadata["exported_from"] = {"workdir": writer.workdir, "step": writer.step}
+  metadata["exported_from"] = {"workdir": workdir, "step": writer.step}
   dst = ckpt_lib.Checkpointer(out_dir, keep=1)
   dst.save(writer.step, {"params": nnx.state(writer.model, nnx.Param)}, metadata)
   dst.close()
@@ -192,12 +192,22 @@ def write_lines(writer: Writer, lines: list[str], *, bias: float, seed: int, pri
   key = jax.random.key(seed)
   kw = dict(alphabet=writer.alphabet, bias=bias, max_steps_per_char=writer.config.sample.max_steps_per_char,
             stats=writer.stats)
-  if prime is not None or not same_style or len(lines) == 1:
-    return sample_lib.sample(writer.model, key, texts=lines, prime=prime, **kw)
+  if prime is None and (not same_style or len(lines) == 1):
+    return sample_lib.sample(writer.model, key, texts=lines, **kw)
+  if prime is not None:
+    return _primed(writer, key, lines, prime, kw)
   first = sample_lib.sample(writer.model, jax.random.fold_in(key, 0), texts=lines[:1], **kw)
   own = sample_lib.Prime(first.strokes_BxTx3[0, :first.lengths_B[0]], lines[0])
-  rest = sample_lib.sample(writer.model, jax.random.fold_in(key, 1), texts=lines[1:], prime=own, **kw)
-  return _concat(first, rest)
+  return _concat(first, _primed(writer, jax.random.fold_in(key, 1), lines[1:], own, kw))
+
+
+def _primed(writer: Writer, key: jax.Array, lines: list[str], prime: sample_lib.Prime, kw: dict
+            ) -> sample_lib.Samples:
+  """Primed samples without the strokes that finish the prime (delayed i dots and t bars of its last word)."""
+  samples = sample_lib.sample(writer.model, key, texts=lines, prime=prime, **kw)
+  prefix = len(samples.texts[0]) - len(lines[0])  # prime text + separator
+  lead = sample_lib.prime_lead_steps(samples.phi_BxTxU, samples.strokes_BxTx3, samples.lengths_B, prefix)
+  return sample_lib.drop_leading_steps(samples, lead, writer.stats)
 
 
 def _concat(a: sample_lib.Samples, b: sample_lib.Samples) -> sample_lib.Samples:
