@@ -273,3 +273,16 @@ def test_cli_user_errors_are_one_line(args, message, synth_workdir, tmp_path):
   err = [line for line in proc.stderr.strip().splitlines() if line]
   assert len(err) == 1 and err[0].startswith("error: "), proc.stderr
   assert message.format(**fill) in err[0]
+
+
+def test_shipped_pretrained_model_writes_with_a_monotone_window():
+  """The model in handwriting_jax/pretrained loads with no workdir, and its window reads unseen text in order."""
+  writer = write.load_writer()
+  assert writer.conditional and writer.workdir == os.path.abspath(write.PRETRAINED_DIR)
+  text = "quiet judges vex"
+  samples = write.write_lines(writer, [text], bias=1.0, seed=0)
+  assert samples.finished_B.all()  # the paper's stop rule fired: the window moved past the last character
+  reading = np.argmax(samples.line_phi(0), axis=-1)
+  assert reading[0] <= 1 and reading[-1] >= len(text) - 2
+  assert np.mean(np.diff(reading) >= 0) > 0.97  # monotone, as in the paper's Fig. 13
+  assert np.all(np.isfinite(samples.lines[0]))
