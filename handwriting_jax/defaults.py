@@ -68,7 +68,9 @@ def model_config(mode: str) -> ml_collections.ConfigDict:
   c.init_scale = 0.075  # std of the normal initialisation of every weight matrix
   c.forget_bias = 1.0  # initial forget-gate bias (not in the paper; 0 reproduces a zero init)
   c.remat = False  # recompute the gates in the backward pass: memory grows with the carries, not the gates
-  c.remat_chunk = 200  # with remat: time steps whose gates are recomputed at once (as large matmuls)
+  # Time steps per chunk of the recurrent scans: each chunk's input projection (and, with remat, its gates in the
+  # backward pass) is one large matmul; no full-length projection is materialised. Same numbers for any value.
+  c.remat_chunk = 50
   # Backward pass of the recurrent scans: True = hand-written reverse scan with the weight gradients hoisted into
   # large matmuls over all T*B rows (model/recurrent.py); False = plain jax.grad of lax.scan (same numbers).
   c.hoisted_backward = True

@@ -166,10 +166,11 @@ class NetworkTest(parameterized.TestCase):
   @parameterized.parameters(("prediction", False, True, True), ("synthesis", False, True, True),
                             ("synthesis", True, True, True), ("prediction", True, False, True),
                             ("synthesis", False, True, False), ("synthesis", True, True, False, 3),
-                            ("prediction", True, True, True, 3))
+                            ("prediction", True, True, True, 3), ("synthesis", False, True, True, 3),
+                            ("synthesis", True, True, True, 1))
   def test_fast_path_equals_step_by_step(self, mode, remat, peepholes, hoisted, remat_chunk=200):
-    """Hoisted, layer-wise scans (hand-written or autodiff backward, remat in chunks that do or do not divide T)
-    equal the plain one-step formulation, forward and gradients."""
+    """Hoisted, layer-wise scans (hand-written or autodiff backward; time chunks, with or without remat, that do or
+    do not divide T) equal the plain one-step formulation, forward and gradients."""
     cfg = tiny_model_cfg(mode, remat=remat, peepholes=peepholes, hoisted_backward=hoisted, remat_chunk=remat_chunk)
     net = networks.build_network(cfg, 9, 0)
     inputs, chars, char_mask = self._batch()

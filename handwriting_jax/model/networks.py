@@ -88,7 +88,7 @@ class _Network(nnx.Module):
     self.lstm_clip = cfg.lstm_clip if cfg.lstm_clip > 0 else None
     self.output_clip = cfg.output_clip if cfg.output_clip > 0 else None
     # Fast-path settings (see recurrent.py): hand-written backward with hoisted weight gradients (False: plain
-    # autodiff of lax.scan, kept for comparison), scan unroll factor, time steps recomputed at once under remat.
+    # autodiff of lax.scan, kept for comparison), scan unroll factor, time steps per chunk of the layer scans.
     self.hoisted_backward = bool(cfg.hoisted_backward)
     self.unroll = int(cfg.scan_unroll)
     self.remat_chunk = int(cfg.remat_chunk)

@@ -10,9 +10,13 @@ input projection already is):
   backward  per step (reverse): (ds_{t-1}, dz_t) = vjp(cell), ds_{t-1} += vjp(r)(dz_t W_recᵀ)
             hoisted: dW_rec = R_prevᵀ dZ, dW_x[k] = X_kᵀ dZ, db = Σ dZ, dX_k = dZ W_x[k]ᵀ
 
+Both passes run chunk by chunk in time (`chunk` steps): a chunk's input projection Z_x is one large matmul made
+right before its steps, so no full-length [T, B, G] projection is ever materialised; the backward builds the
+previous states s_{t-1}, dZ and the recompute per chunk and writes dX into its output buffers in place.
 `remat=False` saves the pre-activations z_t (T·B·G floats). `remat=True` saves only the states s_t (which the layers
-above need anyway) and recomputes Z = Z_x + R_prev W_rec in the backward pass, chunk by chunk in time, as large
-matmuls: memory grows with the carries, not the gates, and the recompute runs at large-matmul speed.
+above need anyway) and recomputes Z = Z_x + R_prev W_rec in the backward pass, per chunk, as large matmuls: memory
+grows with the carries, not the gates, and the recompute runs at large-matmul speed. Output cotangents that are
+symbolic zeros (the cell states c_t, the attention φ in training) are never materialised.
 
 The cell's own small parameters (peepholes, the window projection) are differentiated per step by `jax.vjp`.
 Graves derivative clipping inside the cell (`clipping.maybe_clip`) is honoured since the cell is differentiated
@@ -82,47 +86,117 @@ def _tree_add(a, b):
   return jax.tree.map(jnp.add, a, b)
 
 
-def _prev_carries(carry0: Carry, carries_T: Carry) -> Carry:
-  """States s_{t-1} for t = 0..T-1: the initial state followed by all but the last saved state."""
-  return jax.tree.map(lambda c0, cs: jnp.concatenate([c0[None], cs[:-1]], axis=0), carry0, carries_T)
+def _add_nonzero(a, b):
+  """`a + b` leaf by leaf, where a None subtree of `b` is a zero."""
+  return jax.tree.map(lambda x, y: x if y is None else x + y, a, b)
 
 
-def _forward(cell: Cell, compute_dtype, unroll: int, weights: LayerWeights, consts, carry0: Carry,
+def _is_symbolic_zero(x) -> bool:
+  return isinstance(x, jax.custom_derivatives.SymbolicZero)
+
+
+def _drop_zeros(tree):
+  """Output cotangents with their symbolic zeros as None (so that no full-length zeros are materialised)."""
+  return jax.tree.map(lambda x: None if _is_symbolic_zero(x) else x, tree, is_leaf=_is_symbolic_zero)
+
+
+def _step_zeros(tree):
+  """Per-step zeros [B, ...] in place of the symbolic zeros of a time-major cotangent pytree (None elsewhere)."""
+  return jax.tree.map(lambda x: jnp.zeros(x.aval.shape[1:], x.aval.dtype) if _is_symbolic_zero(x) else None, tree,
+                      is_leaf=_is_symbolic_zero)
+
+
+def _chunking(num_steps: int, chunk: int) -> tuple[int, int, int]:
+  """(chunk size, number of full chunks, length of the last partial chunk) of `num_steps` time steps."""
+  size = num_steps if chunk <= 0 else min(chunk, num_steps)
+  n_full, rest = divmod(num_steps, size)
+  return size, n_full, rest
+
+
+def _slice(tree, start, size: int):
+  """Time steps [start, start + size) of a time-major pytree (`start` static or traced)."""
+  return jax.tree.map(lambda a: jax.lax.dynamic_slice_in_dim(a, start, size, axis=0), tree)
+
+
+def _update(bufs, outs, start):
+  """Write the time-major pytree `outs` into the full-length buffers `bufs` at time `start` (in place)."""
+  return jax.tree.map(lambda b, o: jax.lax.dynamic_update_slice_in_dim(b, o.astype(b.dtype), start, axis=0), bufs,
+                      outs)
+
+
+def _over_chunks(run_chunk, acc, num_steps: int, chunk: int, reverse: bool, out_like):
+  """Run `run_chunk(acc, start, size) -> (acc, outs_c)` over the time chunks (in reverse when `reverse`), writing
+  each chunk's time-major outputs into full-length buffers; `out_like(size)` gives the shapes of `outs_c`.
+  No full-length intermediate other than the outputs themselves is made."""
+  size, n_full, rest = _chunking(num_steps, chunk)
+  if n_full == 1 and not rest:
+    return run_chunk(acc, 0, size)
+  bufs = jax.tree.map(lambda s: jnp.zeros((num_steps,) + s.shape[1:], s.dtype), out_like(size))
+
+  def body(state, i):
+    acc, bufs = state
+    acc, outs = run_chunk(acc, i * size, size)
+    return (acc, _update(bufs, outs, i * size)), None
+
+  def tail(acc, bufs):
+    acc, outs = run_chunk(acc, n_full * size, rest)
+    return acc, _update(bufs, outs, n_full * size)
+
+  if rest and reverse:  # the last, partial chunk comes first in reverse time
+    acc, bufs = tail(acc, bufs)
+  (acc, bufs), _ = jax.lax.scan(body, (acc, bufs), jnp.arange(n_full), reverse=reverse)
+  if rest and not reverse:
+    acc, bufs = tail(acc, bufs)
+  return acc, bufs
+
+
+def _forward(cell, compute_dtype, chunk: int, unroll: int, weights: LayerWeights, consts, carry0: Carry,
              xs: tuple[jax.Array, ...], save_z: bool):
-  """Forward pass: hoisted projection and one scan; returns (carries_T, extras_T, z_T or None)."""
-  gates_x = _project(weights.w_x, weights.b, xs, compute_dtype)
+  """Forward pass, chunk by chunk in time: the chunk's input projection as one large matmul, then the scan over
+  its steps; returns (carries_T, extras_T, z_T or None). No full-length projection is ever materialised."""
+  num_steps = xs[0].shape[0]
 
-  def body(carry, gx):
-    z = gx + _mm(cell.rec(carry), weights.w_rec, compute_dtype)
-    new, extra = cell.step(weights.cell, consts, carry, z)
-    return new, (new, extra, z if save_z else None)
+  def run_chunk(carry, start, size):
+    gates_x = _project(weights.w_x, weights.b, _slice(xs, start, size), compute_dtype)
 
-  _, (carries, extras, zs) = jax.lax.scan(body, carry0, gates_x, unroll=unroll)
+    def body(carry, gx):
+      z = gx + _mm(cell.rec(carry), weights.w_rec, compute_dtype)
+      new, extra = cell.step(weights.cell, consts, carry, z)
+      return new, (new, extra, z if save_z else None)
+
+    return jax.lax.scan(body, carry, gates_x, unroll=unroll)
+
+  out_like = lambda size: jax.eval_shape(lambda: run_chunk(carry0, 0, size))[1]
+  _, (carries, extras, zs) = _over_chunks(run_chunk, carry0, num_steps, chunk, False, out_like)
   return carries, extras, zs
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(0, 1, 2, 3, 4))
 def _layer(cell, compute_dtype, remat, chunk, unroll, weights, consts, carry0, xs):
-  carries, extras, _ = _forward(cell, compute_dtype, unroll, weights, consts, carry0, xs, save_z=False)
+  carries, extras, _ = _forward(cell, compute_dtype, chunk, unroll, weights, consts, carry0, xs, save_z=False)
   return carries, extras
 
 
 def _layer_fwd(cell, compute_dtype, remat, chunk, unroll, weights, consts, carry0, xs):
-  carries, extras, zs = _forward(cell, compute_dtype, unroll, weights, consts, carry0, xs, save_z=not remat)
+  is_primal = lambda x: isinstance(x, jax.custom_derivatives.CustomVJPPrimal)
+  weights, consts, carry0, xs = jax.tree.map(lambda x: x.value, (weights, consts, carry0, xs), is_leaf=is_primal)
+  carries, extras, zs = _forward(cell, compute_dtype, chunk, unroll, weights, consts, carry0, xs, save_z=not remat)
   return (carries, extras), (weights, consts, carry0, xs, carries, zs)
 
 
-def _chunk_bwd(cell, compute_dtype, unroll, weights, consts, dcarry, dcell, xs_c, prev_c, z_c, dcarries_c, dextras_c):
-  """Reverse pass over one chunk of time steps; returns the state/cell cotangents and the chunk's dZ [C, B, G]."""
+def _chunk_bwd(cell, compute_dtype, unroll, weights, consts, dcarry, dcell, xs_c, prev_c, r_prev, z_c, dcarries_c,
+               dextras_c, dextra_zeros):
+  """Reverse pass over one chunk of time steps; returns the state/cell cotangents and the chunk's dZ [C, B, G].
+  None leaves of the output cotangents `dcarries_c`, `dextras_c` are zeros (`dextra_zeros` holds them per step)."""
   if z_c is None:  # remat: recompute the pre-activations as two large matmuls
-    r_prev = jax.vmap(cell.rec)(prev_c)
     z_c = _project(weights.w_x, weights.b, xs_c, compute_dtype) + _mm(r_prev, weights.w_rec, compute_dtype)
   w_rec_t = weights.w_rec.T
 
   def body(acc, inp):
     dcarry, dcell = acc
     prev, z, dnew, dextra = inp
-    dcarry = _tree_add(dcarry, dnew)  # the state s_t is also an output of the layer
+    dcarry = _add_nonzero(dcarry, dnew)  # the state s_t is also an output of the layer
+    dextra = jax.tree.map(lambda z, d: z if d is None else d, dextra_zeros, dextra, is_leaf=lambda x: x is None)
     _, vjp = jax.vjp(lambda p, c, z: cell.step(p, consts, c, z), weights.cell, prev, z)
     dp, dprev, dz = vjp((dcarry, dextra))
     _, rec_vjp = jax.vjp(cell.rec, prev)
@@ -136,66 +210,58 @@ def _chunk_bwd(cell, compute_dtype, unroll, weights, consts, dcarry, dcell, xs_c
 
 def _layer_bwd(cell, compute_dtype, remat, chunk, unroll, res, cts):
   weights, consts, carry0, xs, carries, zs = res
-  dcarries, dextras = cts
-  prev = _prev_carries(carry0, carries)
+  dcarries, dextras = _drop_zeros(cts[0]), _drop_zeros(cts[1])
+  dextra_zeros = _step_zeros(cts[1])
   num_steps = xs[0].shape[0]
-  size = num_steps if not remat or chunk <= 0 else min(chunk, num_steps)
-  n_full, rest = divmod(num_steps, size)
-  dcarry = jax.tree.map(jnp.zeros_like, carry0)
-  dcell = jax.tree.map(jnp.zeros_like, weights.cell)
   w_x_t = weights.w_x.T
   in_sizes = [x.shape[-1] for x in xs]
   grads = {"w_x": jnp.zeros_like(weights.w_x), "w_rec": jnp.zeros_like(weights.w_rec), "b": jnp.zeros_like(weights.b)}
 
-  def run_chunk(acc, sliced):
+  def prev_states(start, size):
+    """States s_{t-1} of the chunk's steps: s_{start-1} (or the initial state) and the chunk's own states but the
+    last; a chunk-sized copy only."""
+    before = jax.tree.map(lambda c: jax.lax.dynamic_index_in_dim(c, jnp.maximum(start - 1, 0), keepdims=False),
+                          carries)
+    first = jax.tree.map(lambda c0, b: jnp.where(start == 0, c0, b), carry0, before)
+    return jax.tree.map(lambda f, cs: jnp.concatenate([f[None], cs], 0), first, _slice(carries, start, size - 1))
+
+  def run_chunk(acc, start, size):
     """Backward of one chunk of time steps: reverse scan, then the chunk's hoisted weight and input gradients."""
     dcarry, dcell, grads = acc
-    xs_c, prev_c, z_c, dcarries_c, dextras_c = sliced
-    dcarry, dcell, dz_c = _chunk_bwd(cell, compute_dtype, unroll, weights, consts, dcarry, dcell, xs_c, prev_c, z_c,
-                                     dcarries_c, dextras_c)
+    xs_c, prev_c = _slice(xs, start, size), prev_states(start, size)
+    r_prev = _flat(jax.vmap(cell.rec)(prev_c))
+    z_c = None if zs is None else _slice(zs, start, size)
+    dcarry, dcell, dz_c = _chunk_bwd(cell, compute_dtype, unroll, weights, consts, dcarry, dcell, xs_c, prev_c,
+                                     r_prev.reshape((size, -1, r_prev.shape[-1])), z_c,
+                                     _slice(dcarries, start, size), _slice(dextras, start, size), dextra_zeros)
     dz_flat = _flat(dz_c)
     dw_x = jnp.concatenate([_mm_tn(_flat(x), dz_flat, compute_dtype) for x in xs_c], axis=0)
-    dw_rec = _mm_tn(_flat(jax.vmap(cell.rec)(prev_c)), dz_flat, compute_dtype)
+    dw_rec = _mm_tn(r_prev, dz_flat, compute_dtype)
     grads = {"w_x": grads["w_x"] + dw_x, "w_rec": grads["w_rec"] + dw_rec, "b": grads["b"] + jnp.sum(dz_flat, 0)}
-    dxs, start = [], 0
+    dxs, begin = [], 0
     for n in in_sizes:
-      dxs.append(_mm(dz_c, w_x_t[:, start:start + n], compute_dtype).astype(dz_c.dtype))
-      start += n
+      dxs.append(_mm(dz_c, w_x_t[:, begin:begin + n], compute_dtype).astype(dz_c.dtype))
+      begin += n
     return (dcarry, dcell, grads), tuple(dxs)
 
-  def sliced(get):
-    return (jax.tree.map(get, xs), jax.tree.map(get, prev), None if zs is None else get(zs),
-            jax.tree.map(get, dcarries), jax.tree.map(get, dextras))
-
-  acc = (dcarry, dcell, grads)
-  dxs_rest = None
-  if rest:  # the last, partial chunk comes first in reverse time
-    acc, dxs_rest = run_chunk(acc, sliced(lambda a: a[n_full * size:]))
-  if n_full == 1:
-    acc, dxs_full = run_chunk(acc, sliced(lambda a: a[:size]))
-  else:
-    def chunk_body(acc, i):
-      return run_chunk(acc, sliced(lambda a: jax.lax.dynamic_slice_in_dim(a, i * size, size, axis=0)))
-
-    acc, dxs_chunks = jax.lax.scan(chunk_body, acc, jnp.arange(n_full), reverse=True)
-    dxs_full = tuple(d.reshape((n_full * size,) + d.shape[2:]) for d in dxs_chunks)
-  dcarry, dcell, grads = acc
-  dxs = dxs_full if dxs_rest is None else tuple(jnp.concatenate([f, r], 0) for f, r in zip(dxs_full, dxs_rest))
+  acc = (jax.tree.map(jnp.zeros_like, carry0), jax.tree.map(jnp.zeros_like, weights.cell), grads)
+  out_like = lambda size: tuple(jax.ShapeDtypeStruct((size,) + x.shape[1:], x.dtype) for x in xs)
+  (dcarry, dcell, grads), dxs = _over_chunks(run_chunk, acc, num_steps, chunk, True, out_like)
   dweights = LayerWeights(grads["w_x"].astype(weights.w_x.dtype), grads["b"].astype(weights.b.dtype),
                           grads["w_rec"].astype(weights.w_rec.dtype), dcell)
   return dweights, jax.tree.map(jnp.zeros_like, consts), dcarry, dxs
 
 
-_layer.defvjp(_layer_fwd, _layer_bwd)
+_layer.defvjp(_layer_fwd, _layer_bwd, symbolic_zeros=True)
 
 
 def layer_scan(cell: Cell, weights: LayerWeights, carry0: Carry, xs_TxBxI: tuple[jax.Array, ...], consts=None, *,
-               compute_dtype=None, remat: bool = False, chunk: int = 200, unroll: int = 1
+               compute_dtype=None, remat: bool = False, chunk: int = 50, unroll: int = 1
                ) -> tuple[Carry, Any]:
   """Run a recurrent layer over time-major inputs; returns (states s_t stacked over T, extras stacked over T).
 
   `xs_TxBxI` are the pieces of the layer input (their concatenation is multiplied by `weights.w_x`), kept apart so
-  that no concatenated copy is made or saved. `chunk` bounds the time steps recomputed at once when `remat`;
+  that no concatenated copy is made or saved. `chunk` is the time steps per chunk of both passes (<= 0: all);
   `unroll` is the unroll factor of the scans.
   """
   return _layer(cell, compute_dtype, bool(remat), int(chunk), int(unroll), weights, consts, carry0, tuple(xs_TxBxI))
