@@ -2,13 +2,8 @@
 
 import ml_collections
 
-from handwriting_jax.errors import UserError
-
+from handwriting_jax.errors import ConfigError
 from handwriting_jax.model.window import WINDOW_VARIANTS
-
-
-class ConfigError(UserError, ValueError):
-  """A config field that makes no sense; the message names the field."""
 
 
 def _require(ok: bool, field: str, message: str) -> None:

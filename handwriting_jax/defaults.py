@@ -6,6 +6,8 @@ apply the variant (`paper` default, `small` CPU demo, `tiny` tests).
 
 import ml_collections
 
+from handwriting_jax.errors import ConfigError
+
 
 def data_config() -> ml_collections.ConfigDict:
   """Data source, preprocessing and batching fields (see README, section Data)."""
@@ -180,4 +182,4 @@ def apply_variant(c: ml_collections.ConfigDict, variant: str) -> ml_collections.
     c.train.checkpoint_every = 10
     c.train.sample_every = 0
     return c
-  raise ValueError(f"unknown config variant {variant!r}; expected one of 'paper', 'small', 'tiny'")
+  raise ConfigError(f"unknown config variant {variant!r}; expected one of 'paper', 'small', 'tiny'")

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from handwriting_jax.errors import UserError
+from handwriting_jax.errors import ConfigError, UserError
 
 PAD_ID = 0  # padding id: `chars_BxU` beyond a text's length; `char_mask_BxU` is 0 there.
 UNKNOWN_ID = 1  # id of every character outside the alphabet (on_unknown="map").
@@ -72,7 +72,7 @@ class Alphabet:
       try:
         return cls(chars)
       except (TypeError, ValueError) as e:
-        raise ValueError(f"config.data.alphabet is invalid: {e}") from e
+        raise ConfigError(f"config.data.alphabet is invalid: {e}") from e
     return cls.from_texts(texts)
 
   def to_string(self) -> str:

@@ -32,6 +32,7 @@ import ml_collections
 import numpy as np
 
 from handwriting_jax.data import vocabulary
+from handwriting_jax.errors import ConfigError
 
 ALPHABET = vocabulary.ALPHABET
 # `scriptc` is not offered: it draws thick down-strokes as doubled, split strokes that no pen would make.
@@ -120,7 +121,7 @@ def _font(name: str) -> dict[str, _Glyph]:
   """Glyphs of one Hershey font for ALPHABET, smoothed, y up, baseline at y = 0 (cached per font)."""
   from HersheyFonts import HersheyFonts  # pylint: disable=g-import-not-at-top
   if name not in FONTS:
-    raise ValueError(f"data.embedded.fonts: unknown font {name!r}; choose from {FONTS}")
+    raise ConfigError(f"data.embedded.fonts: unknown font {name!r}; choose from {FONTS}")
   f = HersheyFonts()
   f.load_default_font(name)
   glyphs = f.all_glyphs
@@ -284,7 +285,7 @@ def _layout(text: str, writer: Writer, rng: np.random.Generator) -> list[_Stroke
   for i, ch in enumerate(text):
     g = glyphs.get(ch)
     if g is None:
-      raise ValueError(f"data.embedded: character {ch!r} is not in the Hershey alphabet {ALPHABET!r}")
+      raise ConfigError(f"data.embedded: character {ch!r} is not in the Hershey alphabet {ALPHABET!r}")
     if ch == " ":
       strokes += _join_word(word, writer)
       word = []
@@ -387,10 +388,10 @@ class _Writers:
   def __init__(self, cfg: ml_collections.ConfigDict):
     self._fonts = tuple(f.strip() for f in str(cfg.fonts).split(",") if f.strip())
     if not self._fonts:
-      raise ValueError("data.embedded.fonts: empty font list")
+      raise ConfigError("data.embedded.fonts: empty font list")
     for f in self._fonts:
       if f not in FONTS:
-        raise ValueError(f"data.embedded.fonts: unknown font {f!r}; choose from {FONTS}")
+        raise ConfigError(f"data.embedded.fonts: unknown font {f!r}; choose from {FONTS}")
     self._seed, self._ppc = int(cfg.seed), float(cfg.points_per_char)
     self._cache: dict[int, Writer] = {}
 
@@ -409,16 +410,16 @@ def _check(cfg: ml_collections.ConfigDict) -> None:
   """Fail early with the field name on nonsensical sizes."""
   for name in _FIELDS:
     if name not in cfg:
-      raise ValueError(f"data.embedded.{name} is missing (see handwriting_jax/defaults.py)")
+      raise ConfigError(f"data.embedded.{name} is missing (see handwriting_jax/defaults.py)")
   for name in ("num_lines", "num_writers", "min_words", "max_words"):
     if int(cfg[name]) < 1:
-      raise ValueError(f"data.embedded.{name} must be >= 1, got {cfg[name]}")
+      raise ConfigError(f"data.embedded.{name} must be >= 1, got {cfg[name]}")
   if int(cfg.valid_lines) < 0 or int(cfg.valid_writers) < 0:
-    raise ValueError("data.embedded.valid_lines and data.embedded.valid_writers must be >= 0")
+    raise ConfigError("data.embedded.valid_lines and data.embedded.valid_writers must be >= 0")
   if float(cfg.points_per_char) <= 0:
-    raise ValueError(f"data.embedded.points_per_char must be > 0, got {cfg.points_per_char}")
+    raise ConfigError(f"data.embedded.points_per_char must be > 0, got {cfg.points_per_char}")
   if not 0.0 <= float(cfg.valid_new_writer_fraction) <= 1.0:
-    raise ValueError("data.embedded.valid_new_writer_fraction must be in [0, 1]")
+    raise ConfigError("data.embedded.valid_new_writer_fraction must be in [0, 1]")
 
 
 def _line_text(cfg: ml_collections.ConfigDict, stream: int, index: int,

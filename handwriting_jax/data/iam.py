@@ -32,7 +32,7 @@ import numpy as np
 import tqdm
 
 from handwriting_jax.data import strokes as strokes_lib
-from handwriting_jax.errors import UserError
+from handwriting_jax.errors import ConfigError, UserError
 
 STROKES_TAR, STROKES_DIR = "lineStrokes-all.tar.gz", "lineStrokes"
 ASCII_TAR, ASCII_DIR = "ascii-all.tar.gz", "ascii"
@@ -91,11 +91,11 @@ class IamCorpus:
 def find_inputs(iam_path: str) -> IamInputs:
   """Locate the tarballs / folders and split lists under `iam_path`; a clear ValueError when missing."""
   if not iam_path:
-    raise ValueError(f"config.data.iam_path is empty; with config.data.source='iam' set it to the folder "
+    raise ConfigError(f"config.data.iam_path is empty; with config.data.source='iam' set it to the folder "
                      f"holding {EXPECTED}")
   root = os.path.expanduser(iam_path)
   if not os.path.isdir(root):
-    raise ValueError(f"config.data.iam_path={iam_path!r} is not a folder; it should hold {EXPECTED}")
+    raise ConfigError(f"config.data.iam_path={iam_path!r} is not a folder; it should hold {EXPECTED}")
   missing = []
 
   def pick(folder: str, tarball: str) -> str:
@@ -115,7 +115,7 @@ def find_inputs(iam_path: str) -> IamInputs:
     else:
       missing.append(name)
   if missing:
-    raise ValueError(f"config.data.iam_path={iam_path!r} lacks {', '.join(missing)}; it should hold {EXPECTED}")
+    raise ConfigError(f"config.data.iam_path={iam_path!r} lacks {', '.join(missing)}; it should hold {EXPECTED}")
   return IamInputs(root=root, strokes=strokes_path, ascii=ascii_path, split_lists=split_lists)
 
 

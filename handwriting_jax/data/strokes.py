@@ -31,6 +31,8 @@ from typing import Any
 import numpy as np
 from scipy import signal
 
+from handwriting_jax.errors import ConfigError
+
 JUMP_MODES = ("split", "drop")
 SMOOTHING_MODES = ("none", "savgol")
 # Near-vertical segments (within this angle of vertical) estimate a line's slant.
@@ -184,20 +186,20 @@ class Preprocessing:
   def __post_init__(self):
     """Reject bad values with the `config.data` field they came from."""
     if not self.jump_threshold > 0:
-      raise ValueError(f"config.data.jump_threshold must be positive, got {self.jump_threshold}")
+      raise ConfigError(f"config.data.jump_threshold must be positive, got {self.jump_threshold}")
     if self.jump_mode not in JUMP_MODES:
-      raise ValueError(f"config.data.jump_mode must be one of {JUMP_MODES}, got {self.jump_mode!r}")
+      raise ConfigError(f"config.data.jump_mode must be one of {JUMP_MODES}, got {self.jump_mode!r}")
     if self.smoothing not in SMOOTHING_MODES:
-      raise ValueError(f"config.data.smoothing must be one of {SMOOTHING_MODES}, got {self.smoothing!r}")
+      raise ConfigError(f"config.data.smoothing must be one of {SMOOTHING_MODES}, got {self.smoothing!r}")
     if self.smoothing == "savgol":
       if self.savgol_window < 3 or self.savgol_window % 2 == 0:
-        raise ValueError(f"config.data.savgol_window must be an odd number >= 3, got {self.savgol_window}")
+        raise ConfigError(f"config.data.savgol_window must be an odd number >= 3, got {self.savgol_window}")
       if not 0 <= self.savgol_order < self.savgol_window:
-        raise ValueError(f"config.data.savgol_order must be in [0, savgol_window), got {self.savgol_order}")
+        raise ConfigError(f"config.data.savgol_order must be in [0, savgol_window), got {self.savgol_order}")
     if self.max_points < 1:
-      raise ValueError(f"config.data.max_points must be positive, got {self.max_points}")
+      raise ConfigError(f"config.data.max_points must be positive, got {self.max_points}")
     if self.max_chars < 1:
-      raise ValueError(f"config.data.max_chars must be positive, got {self.max_chars}")
+      raise ConfigError(f"config.data.max_chars must be positive, got {self.max_chars}")
 
   @classmethod
   def from_config(cls, data_cfg: Any) -> "Preprocessing":
@@ -205,12 +207,12 @@ class Preprocessing:
     kwargs = {}
     for f in dataclasses.fields(cls):
       if f.name not in data_cfg:
-        raise ValueError(f"config.data.{f.name} is missing (see handwriting_jax/defaults.py:data_config)")
+        raise ConfigError(f"config.data.{f.name} is missing (see handwriting_jax/defaults.py:data_config)")
       value = data_cfg[f.name]
       try:
         kwargs[f.name] = _convert(value, f.type)
       except (TypeError, ValueError) as e:
-        raise ValueError(f"config.data.{f.name} must be a {f.type}, got {value!r}") from e
+        raise ConfigError(f"config.data.{f.name} must be a {f.type}, got {value!r}") from e
     return cls(**kwargs)
 
   def as_dict(self) -> dict[str, Any]:
