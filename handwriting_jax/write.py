@@ -24,7 +24,7 @@ from flax import nnx
 from handwriting_jax import checkpoint as ckpt_lib
 from handwriting_jax import draw
 from handwriting_jax import sample as sample_lib
-from handwriting_jax.data.alphabet import Alphabet, UnknownCharactersError
+from handwriting_jax.data.alphabet import Alphabet
 from handwriting_jax.data.strokes import NormStats
 from handwriting_jax.errors import UserError
 from handwriting_jax.model import networks
@@ -382,8 +382,7 @@ def run(workdir: str | None, out: str, *, text: str | None = None, bias: float |
   return written
 
 
-USER_ERRORS = (WriteError, sample_lib.SamplingError, UnknownCharactersError, ckpt_lib.NoCheckpointError,
-               ckpt_lib.IncompatibleWorkdirError, FileNotFoundError)
+USER_ERRORS = (UserError, FileNotFoundError)
 
 
 def main(argv):

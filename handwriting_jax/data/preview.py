@@ -25,6 +25,7 @@ import numpy as np
 
 from handwriting_jax import defaults
 from handwriting_jax import draw
+from handwriting_jax.errors import UserError
 
 # configs/ is top level in the repository, not part of the package: <repo>/configs/synthesis.py.
 DEFAULT_CONFIG = Path(__file__).resolve().parents[2] / "configs" / "synthesis.py"
@@ -113,8 +114,12 @@ def main(argv: Sequence[str]) -> None:
   """Entry point: draw the lines chosen by the flags."""
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-  for path in run(FLAGS.config, FLAGS.out, FLAGS.num_lines, FLAGS.split, FLAGS.start, FLAGS.shuffle_seed,
-                  FLAGS.color_strokes):
+  try:
+    paths = run(FLAGS.config, FLAGS.out, FLAGS.num_lines, FLAGS.split, FLAGS.start, FLAGS.shuffle_seed,
+                FLAGS.color_strokes)
+  except (UserError, ValueError) as e:  # run() checks its arguments with ValueErrors naming the flag
+    raise SystemExit(f"error: {e}") from None
+  for path in paths:
     print(f"wrote {path}")
 
 
