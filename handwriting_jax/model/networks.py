@@ -17,6 +17,7 @@ from flax import nnx
 
 from handwriting_jax.model import lstm, mdn, recurrent, window
 from handwriting_jax.model.clipping import maybe_clip
+from handwriting_jax.errors import ConfigError
 
 
 class NetworkState(NamedTuple):
@@ -105,19 +106,33 @@ class _Network(nnx.Module):
     y = lstm.matmul(x, w, self.compute_dtype)
     return y if b is None else y + b
 
-  def _layer_scan(self, layer: LSTMLayer, carry: lstm.LSTMCarry, inputs_TxBxI: list[jax.Array]
-                  ) -> tuple[lstm.LSTMCarry, jax.Array]:
-    """One layer over the whole sequence: hoisted input projection of the input pieces (their concatenation is
-    the layer input), then the recurrent scan; returns the final carry and h [T, B, H]."""
+  def _w_out(self, n: int) -> jax.Array:
+    """Layer n's share W_{hⁿy} [H, Y] of the output layer."""
+    return self.w_y[...][n * self.hidden:(n + 1) * self.hidden]
+
+  def _layer_scan(self, n: int, carry: lstm.LSTMCarry, inputs_TxBxI: list[jax.Array]
+                  ) -> tuple[lstm.LSTMCarry, jax.Array, jax.Array]:
+    """Layer n over the whole sequence: hoisted input projection of the input pieces (their concatenation is
+    the layer input), then the recurrent scan; returns the final carry, h [T, B, H] and hⁿ W_{hⁿy} [T, B, Y]."""
+    layer = self.layers[n]
     if self.hoisted_backward:
-      weights = recurrent.LayerWeights(layer.w_x[...], layer.b[...], layer.w_h[...], layer.peepholes())
-      cell = recurrent.Cell(_lstm_rec, functools.partial(_lstm_cell_step, self.lstm_clip))
-      carries, _ = recurrent.layer_scan(cell, weights, carry, inputs_TxBxI, compute_dtype=self.compute_dtype,
-                                        remat=self.remat, chunk=self.remat_chunk, unroll=self.unroll)
-      return _last(carries), carries.h
+      weights = recurrent.LayerWeights(layer.w_x[...], layer.b[...], layer.w_h[...], layer.peepholes(), self._w_out(n))
+      cell = recurrent.Cell(_lstm_rec, functools.partial(_lstm_cell_step, self.lstm_clip), _lstm_rec)
+      carries, _, y = recurrent.layer_scan(cell, weights, carry, inputs_TxBxI, compute_dtype=self.compute_dtype,
+                                           remat=self.remat, chunk=self.remat_chunk, unroll=self.unroll)
+      return _last(carries), carries.h, y
     gates_x = self._project(jnp.concatenate(inputs_TxBxI, axis=-1), layer.w_x[...], layer.b[...])
-    return lstm.lstm_scan(layer.w_h[...], layer.peepholes(), carry, gates_x, self.lstm_clip, self.compute_dtype,
-                          self.remat, self.unroll)
+    carry, h = lstm.lstm_scan(layer.w_h[...], layer.peepholes(), carry, gates_x, self.lstm_clip, self.compute_dtype,
+                              self.remat, self.unroll)
+    return carry, h, lstm.matmul(h, self._w_out(n), self.compute_dtype)
+
+  def _output_sum(self, ys: list[jax.Array]) -> jax.Array:
+    """ŷ = b_y + Σ_n hⁿ W_{hⁿy} from the layers' shares (made chunk by chunk inside the layer scans), with Graves
+    output-derivative clipping when enabled."""
+    y = self.b_y[...]
+    for y_n in ys:
+      y = y + y_n
+    return maybe_clip(y, self.output_clip)
 
   def _output(self, hs: list[jax.Array]) -> jax.Array:
     """ŷ = b_y + Σ_n hⁿ W_{hⁿy} (one matmul per layer, no concatenated copy of the hidden states), with Graves
@@ -159,12 +174,13 @@ class PredictionNetwork(_Network):
     del chars_BxU, char_mask_BxU
     x = jnp.swapaxes(inputs_BxTx3, 0, 1)
     state = self.initial_state(x.shape[1], x.dtype) if state is None else state
-    hs, carries = [], []
-    for n, layer in enumerate(self.layers):
-      carry, h = self._layer_scan(layer, state.lstm[n], [x] if n == 0 else [x, hs[-1]])
+    hs, ys, carries = [], [], []
+    for n in range(self.num_layers):
+      carry, h, y_n = self._layer_scan(n, state.lstm[n], [x] if n == 0 else [x, hs[-1]])
       hs.append(h)
+      ys.append(y_n)
       carries.append(carry)
-    y = jnp.swapaxes(self._output(hs), 0, 1)
+    y = jnp.swapaxes(self._output_sum(ys), 0, 1)
     return y, NetworkState(tuple(carries), state.kappa, state.w), {}
 
   def step(self, state: NetworkState, x_Bx3: jax.Array, chars_onehot_BxUxA=None, char_mask_BxU=None
@@ -212,18 +228,19 @@ class SynthesisNetwork(_Network):
 
   def _layer1_window_scan(self, state: NetworkState, x_TxBx3, onehot, char_mask):
     """Layer 1 and the window over time (recurrent.layer_scan: W_h and W_xw fused in one matmul per step,
-    hoisted weight gradients); returns (final (c1, κ, w), (h¹, w, φ, κ) over time)."""
+    hoisted weight gradients); returns (final (c1, κ, w), (h¹, w, φ, κ, h¹ W_{h¹y}) over time)."""
     layer1, a = self.layers[0], self.alphabet_size
     w_x = layer1.w_x[...]
     weights = recurrent.LayerWeights(w_x[:3], layer1.b[...], jnp.concatenate([layer1.w_h[...], w_x[3:3 + a]], 0),
-                                     (layer1.peepholes(), self.w_window[...], self.b_window[...]))
+                                     (layer1.peepholes(), self.w_window[...], self.b_window[...]), self._w_out(0))
     cell = recurrent.Cell(_synthesis_rec, functools.partial(_synthesis_cell_step, self.lstm_clip,
-                                                            self.window_variant, self.compute_dtype))
-    carries, phi = recurrent.layer_scan(cell, weights, (state.lstm[0], state.kappa, state.w), [x_TxBx3],
+                                                            self.window_variant, self.compute_dtype),
+                          lambda carry: carry[0].h)
+    carries, phi, y1 = recurrent.layer_scan(cell, weights, (state.lstm[0], state.kappa, state.w), [x_TxBx3],
                                         (onehot, char_mask), compute_dtype=self.compute_dtype, remat=self.remat,
                                         chunk=self.remat_chunk, unroll=self.unroll)
     c1_seq, kappa_seq, w_seq = carries
-    return _last(carries), (c1_seq.h, w_seq, phi, kappa_seq)
+    return _last(carries), (c1_seq.h, w_seq, phi, kappa_seq, y1)
 
   def _layer1_window_scan_autodiff(self, state: NetworkState, x_TxBx3, onehot, char_mask):
     """Same as `_layer1_window_scan` as one plain lax.scan differentiated by JAX (the reference fast path)."""
@@ -237,7 +254,9 @@ class SynthesisNetwork(_Network):
 
     if self.remat:
       body = jax.checkpoint(body)
-    return jax.lax.scan(body, (state.lstm[0], state.kappa, state.w), gates_x1, unroll=self.unroll)
+    carry, (h1, w_seq, phi, kappa_seq) = jax.lax.scan(body, (state.lstm[0], state.kappa, state.w), gates_x1,
+                                                      unroll=self.unroll)
+    return carry, (h1, w_seq, phi, kappa_seq, lstm.matmul(h1, self._w_out(0), self.compute_dtype))
 
   def __call__(self, inputs_BxTx3: jax.Array, chars_BxU: jax.Array, char_mask_BxU: jax.Array,
                state: NetworkState | None = None) -> tuple[jax.Array, NetworkState, dict]:
@@ -245,17 +264,15 @@ class SynthesisNetwork(_Network):
     x = jnp.swapaxes(inputs_BxTx3, 0, 1)
     state = self.initial_state(x.shape[1], x.dtype) if state is None else state
     onehot, char_mask = self.one_hot(chars_BxU, x.dtype), char_mask_BxU.astype(x.dtype)
-    if self.hoisted_backward:
-      (c1, kappa, w_last), (h1, w_seq, phi, kappa_seq) = self._layer1_window_scan(state, x, onehot, char_mask)
-    else:
-      (c1, kappa, w_last), (h1, w_seq, phi, kappa_seq) = self._layer1_window_scan_autodiff(state, x, onehot,
-                                                                                           char_mask)
-    hs, carries = [h1], [c1]
+    scan = self._layer1_window_scan if self.hoisted_backward else self._layer1_window_scan_autodiff
+    (c1, kappa, w_last), (h1, w_seq, phi, kappa_seq, y1) = scan(state, x, onehot, char_mask)
+    hs, ys, carries = [h1], [y1], [c1]
     for n in range(1, self.num_layers):
-      carry, h = self._layer_scan(self.layers[n], state.lstm[n], [x, hs[-1], w_seq])
+      carry, h, y_n = self._layer_scan(n, state.lstm[n], [x, hs[-1], w_seq])
       hs.append(h)
+      ys.append(y_n)
       carries.append(carry)
-    y = jnp.swapaxes(self._output(hs), 0, 1)
+    y = jnp.swapaxes(self._output_sum(ys), 0, 1)
     aux = {"phi": jnp.swapaxes(phi, 0, 1), "kappa": jnp.swapaxes(kappa_seq, 0, 1)}
     return y, NetworkState(tuple(carries), kappa, w_last), aux
 
@@ -278,7 +295,7 @@ def build_network(model_cfg: ml_collections.ConfigDict, alphabet_size: int, seed
     return PredictionNetwork(model_cfg, rngs=rngs)
   if model_cfg.mode == "synthesis":
     return SynthesisNetwork(model_cfg, alphabet_size, rngs=rngs)
-  raise ValueError(f"config.model.mode must be 'prediction' or 'synthesis', got {model_cfg.mode!r}")
+  raise ConfigError(f"config.model.mode must be 'prediction' or 'synthesis', got {model_cfg.mode!r}")
 
 
 def count_params(model: nnx.Module) -> int:

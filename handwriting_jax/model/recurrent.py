@@ -39,19 +39,23 @@ class Cell(NamedTuple):
   `rec(carry) -> r [B, R]` is the part of the state multiplied by W_rec [R, G] each step (h, or [h, w]);
   `step(cell_params, consts, carry, z [B, G]) -> (new_carry, extra)` is everything else (gates, window); `consts`
   are per-sequence arrays that are not differentiated (the one-hot text); `extra` is a pytree of per-step outputs
-  that are not part of the state (e.g. the attention φ).
+  that are not part of the state (e.g. the attention φ); `out(carry) -> o [B, O]` is the part of the state
+  multiplied by the layer's output projection W_out (h), when the layer has one.
   """
   rec: Callable[[Carry], jax.Array]
   step: Callable[[CellParams, Any, Carry, jax.Array], tuple[Carry, Any]]
+  out: Callable[[Carry], jax.Array] | None = None
 
 
 class LayerWeights(NamedTuple):
   """Differentiable weights of a recurrent layer: input projection W_x [ΣI_k, G] and b [G], recurrent W_rec [R, G],
-  and the cell's own parameters (a pytree)."""
+  and the cell's own parameters (a pytree); optional output projection W_out [O, Y] (the layer's share of the
+  network's output layer, applied chunk by chunk so that its input cotangent is never full-length)."""
   w_x: jax.Array
   b: jax.Array
   w_rec: jax.Array
   cell: CellParams
+  w_out: jax.Array | None = None
 
 
 def _mm(x: jax.Array, w: jax.Array, compute_dtype) -> jax.Array:
@@ -153,7 +157,7 @@ def _over_chunks(run_chunk, acc, num_steps: int, chunk: int, reverse: bool, out_
 def _forward(cell, compute_dtype, chunk: int, unroll: int, weights: LayerWeights, consts, carry0: Carry,
              xs: tuple[jax.Array, ...], save_z: bool):
   """Forward pass, chunk by chunk in time: the chunk's input projection as one large matmul, then the scan over
-  its steps; returns (carries_T, extras_T, z_T or None). No full-length projection is ever materialised."""
+  its steps; returns (carries_T, extras_T, z_T or None, out(carries_T) W_out or None). No full-length projection is ever materialised."""
   num_steps = xs[0].shape[0]
 
   def run_chunk(carry, start, size):
@@ -164,24 +168,27 @@ def _forward(cell, compute_dtype, chunk: int, unroll: int, weights: LayerWeights
       new, extra = cell.step(weights.cell, consts, carry, z)
       return new, (new, extra, z if save_z else None)
 
-    return jax.lax.scan(body, carry, gates_x, unroll=unroll)
+    carry, (news, extras, zs) = jax.lax.scan(body, carry, gates_x, unroll=unroll)
+    ys = None if weights.w_out is None else _mm(jax.vmap(cell.out)(news), weights.w_out, compute_dtype)
+    return carry, (news, extras, zs, ys)
 
   out_like = lambda size: jax.eval_shape(lambda: run_chunk(carry0, 0, size))[1]
-  _, (carries, extras, zs) = _over_chunks(run_chunk, carry0, num_steps, chunk, False, out_like)
-  return carries, extras, zs
+  _, (carries, extras, zs, ys) = _over_chunks(run_chunk, carry0, num_steps, chunk, False, out_like)
+  return carries, extras, zs, ys
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(0, 1, 2, 3, 4))
 def _layer(cell, compute_dtype, remat, chunk, unroll, weights, consts, carry0, xs):
-  carries, extras, _ = _forward(cell, compute_dtype, chunk, unroll, weights, consts, carry0, xs, save_z=False)
-  return carries, extras
+  carries, extras, _, ys = _forward(cell, compute_dtype, chunk, unroll, weights, consts, carry0, xs, save_z=False)
+  return carries, extras, ys
 
 
 def _layer_fwd(cell, compute_dtype, remat, chunk, unroll, weights, consts, carry0, xs):
   is_primal = lambda x: isinstance(x, jax.custom_derivatives.CustomVJPPrimal)
   weights, consts, carry0, xs = jax.tree.map(lambda x: x.value, (weights, consts, carry0, xs), is_leaf=is_primal)
-  carries, extras, zs = _forward(cell, compute_dtype, chunk, unroll, weights, consts, carry0, xs, save_z=not remat)
-  return (carries, extras), (weights, consts, carry0, xs, carries, zs)
+  carries, extras, zs, ys = _forward(cell, compute_dtype, chunk, unroll, weights, consts, carry0, xs,
+                                     save_z=not remat)
+  return (carries, extras, ys), (weights, consts, carry0, xs, carries, zs)
 
 
 def _chunk_bwd(cell, compute_dtype, unroll, weights, consts, dcarry, dcell, xs_c, prev_c, r_prev, z_c, dcarries_c,
@@ -210,12 +217,15 @@ def _chunk_bwd(cell, compute_dtype, unroll, weights, consts, dcarry, dcell, xs_c
 
 def _layer_bwd(cell, compute_dtype, remat, chunk, unroll, res, cts):
   weights, consts, carry0, xs, carries, zs = res
-  dcarries, dextras = _drop_zeros(cts[0]), _drop_zeros(cts[1])
+  dcarries, dextras, dys = _drop_zeros(cts[0]), _drop_zeros(cts[1]), _drop_zeros(cts[2])
+  with_out = weights.w_out is not None and dys is not None
   dextra_zeros = _step_zeros(cts[1])
   num_steps = xs[0].shape[0]
   w_x_t = weights.w_x.T
   in_sizes = [x.shape[-1] for x in xs]
   grads = {"w_x": jnp.zeros_like(weights.w_x), "w_rec": jnp.zeros_like(weights.w_rec), "b": jnp.zeros_like(weights.b)}
+  if with_out:
+    grads["w_out"] = jnp.zeros_like(weights.w_out)
 
   def prev_states(start, size):
     """States s_{t-1} of the chunk's steps: s_{start-1} (or the initial state) and the chunk's own states but the
@@ -231,13 +241,20 @@ def _layer_bwd(cell, compute_dtype, remat, chunk, unroll, res, cts):
     xs_c, prev_c = _slice(xs, start, size), prev_states(start, size)
     r_prev = _flat(jax.vmap(cell.rec)(prev_c))
     z_c = None if zs is None else _slice(zs, start, size)
+    dcarries_c, grads = _slice(dcarries, start, size), dict(grads)
+    if with_out:  # the output projection's share: dS += vjp(out)(dY W_outᵀ), dW_out += O_tᵀ dY
+      dys_c, out_fn = _slice(dys, start, size), jax.vmap(cell.out)
+      o_c, out_vjp = jax.vjp(out_fn, _slice(carries, start, size))
+      (d_out,) = out_vjp(_mm(dys_c, weights.w_out.T, compute_dtype).astype(o_c.dtype))
+      dcarries_c = jax.tree.map(lambda a, b: a if b is None else a + b, d_out, dcarries_c)
+      grads["w_out"] = grads["w_out"] + _mm_tn(_flat(o_c), _flat(dys_c), compute_dtype)
     dcarry, dcell, dz_c = _chunk_bwd(cell, compute_dtype, unroll, weights, consts, dcarry, dcell, xs_c, prev_c,
                                      r_prev.reshape((size, -1, r_prev.shape[-1])), z_c,
-                                     _slice(dcarries, start, size), _slice(dextras, start, size), dextra_zeros)
+                                     dcarries_c, _slice(dextras, start, size), dextra_zeros)
     dz_flat = _flat(dz_c)
     dw_x = jnp.concatenate([_mm_tn(_flat(x), dz_flat, compute_dtype) for x in xs_c], axis=0)
     dw_rec = _mm_tn(r_prev, dz_flat, compute_dtype)
-    grads = {"w_x": grads["w_x"] + dw_x, "w_rec": grads["w_rec"] + dw_rec, "b": grads["b"] + jnp.sum(dz_flat, 0)}
+    grads.update(w_x=grads["w_x"] + dw_x, w_rec=grads["w_rec"] + dw_rec, b=grads["b"] + jnp.sum(dz_flat, 0))
     dxs, begin = [], 0
     for n in in_sizes:
       dxs.append(_mm(dz_c, w_x_t[:, begin:begin + n], compute_dtype).astype(dz_c.dtype))
@@ -248,7 +265,9 @@ def _layer_bwd(cell, compute_dtype, remat, chunk, unroll, res, cts):
   out_like = lambda size: tuple(jax.ShapeDtypeStruct((size,) + x.shape[1:], x.dtype) for x in xs)
   (dcarry, dcell, grads), dxs = _over_chunks(run_chunk, acc, num_steps, chunk, True, out_like)
   dweights = LayerWeights(grads["w_x"].astype(weights.w_x.dtype), grads["b"].astype(weights.b.dtype),
-                          grads["w_rec"].astype(weights.w_rec.dtype), dcell)
+                          grads["w_rec"].astype(weights.w_rec.dtype), dcell,
+                          None if weights.w_out is None else
+                          grads["w_out"].astype(weights.w_out.dtype) if with_out else jnp.zeros_like(weights.w_out))
   return dweights, jax.tree.map(jnp.zeros_like, consts), dcarry, dxs
 
 
@@ -257,8 +276,9 @@ _layer.defvjp(_layer_fwd, _layer_bwd, symbolic_zeros=True)
 
 def layer_scan(cell: Cell, weights: LayerWeights, carry0: Carry, xs_TxBxI: tuple[jax.Array, ...], consts=None, *,
                compute_dtype=None, remat: bool = False, chunk: int = 50, unroll: int = 1
-               ) -> tuple[Carry, Any]:
-  """Run a recurrent layer over time-major inputs; returns (states s_t stacked over T, extras stacked over T).
+               ) -> tuple[Carry, Any, jax.Array | None]:
+  """Run a recurrent layer over time-major inputs; returns (states s_t stacked over T, extras stacked over T,
+  out(s_t) W_out [T, B, Y] or None without `weights.w_out`).
 
   `xs_TxBxI` are the pieces of the layer input (their concatenation is multiplied by `weights.w_x`), kept apart so
   that no concatenated copy is made or saved. `chunk` is the time steps per chunk of both passes (<= 0: all);
