@@ -26,8 +26,9 @@ def create_train_state(model: nnx.Module, tx: optax.GradientTransformation) -> t
 def batch_loss(graphdef: nnx.GraphDef, params: nnx.State, batch: dict) -> tuple[jax.Array, jax.Array]:
   """(nats per sequence, nats per step) of the network on a teacher-forced batch."""
   model = nnx.merge(graphdef, params)
-  y_hat, _, _ = model(batch["inputs"], batch.get("chars"), batch.get("char_mask"))
-  return mdn.sequence_loss(y_hat, batch["targets"], batch["mask"])
+  y_hat_TxBxY, _, _ = model(batch["inputs"], batch.get("chars"), batch.get("char_mask"), time_major=True)
+  targets_TxBx3, mask_TxB = jnp.swapaxes(batch["targets"], 0, 1), jnp.swapaxes(batch["mask"], 0, 1)
+  return mdn.sequence_loss(y_hat_TxBxY, targets_TxBx3, mask_TxB, time_major=True)
 
 
 def loss_and_grads(graphdef: nnx.GraphDef, params: nnx.State, batch: dict):

@@ -70,12 +70,13 @@ def log_likelihood(params: MixtureParams, target: jax.Array) -> jax.Array:
   return log_mix + log_eos
 
 
-def sequence_loss(y_hat_BxTxY: jax.Array, targets_BxTx3: jax.Array, mask_BxT: jax.Array
+def sequence_loss(y_hat_BxTxY: jax.Array, targets_BxTx3: jax.Array, mask_BxT: jax.Array, time_major: bool = False
                   ) -> tuple[jax.Array, jax.Array]:
-  """Masked NLL: (nats per sequence = mean over lines of the summed NLL, nats per step over real steps)."""
+  """Masked NLL: (nats per sequence = mean over lines of the summed NLL, nats per step over real steps); with
+  `time_major` all three arguments have T and B swapped."""
   nll = -log_likelihood(mixture_params(y_hat_BxTxY), targets_BxTx3) * mask_BxT
   total = jnp.sum(nll)
-  per_sequence = total / y_hat_BxTxY.shape[0]
+  per_sequence = total / y_hat_BxTxY.shape[1 if time_major else 0]
   per_step = total / jnp.maximum(jnp.sum(mask_BxT), 1.0)
   return per_sequence, per_step
 

@@ -169,8 +169,9 @@ class PredictionNetwork(_Network):
     return NetworkState(carries, jnp.zeros((batch, 0), dtype), jnp.zeros((batch, 0), dtype))
 
   def __call__(self, inputs_BxTx3: jax.Array, chars_BxU=None, char_mask_BxU=None,
-               state: NetworkState | None = None) -> tuple[jax.Array, NetworkState, dict]:
-    """Teacher-forced pass: returns ŷ [B, T, 6M+1], the final state and an empty aux dict."""
+               state: NetworkState | None = None, time_major: bool = False) -> tuple[jax.Array, NetworkState, dict]:
+    """Teacher-forced pass: returns ŷ [B, T, 6M+1] ([T, B, 6M+1] if `time_major`), the final state and an empty
+    aux dict."""
     del chars_BxU, char_mask_BxU
     x = jnp.swapaxes(inputs_BxTx3, 0, 1)
     state = self.initial_state(x.shape[1], x.dtype) if state is None else state
@@ -180,7 +181,7 @@ class PredictionNetwork(_Network):
       hs.append(h)
       ys.append(y_n)
       carries.append(carry)
-    y = jnp.swapaxes(self._output_sum(ys), 0, 1)
+    y = self._output_sum(ys) if time_major else jnp.swapaxes(self._output_sum(ys), 0, 1)
     return y, NetworkState(tuple(carries), state.kappa, state.w), {}
 
   def step(self, state: NetworkState, x_Bx3: jax.Array, chars_onehot_BxUxA=None, char_mask_BxU=None
@@ -259,8 +260,9 @@ class SynthesisNetwork(_Network):
     return carry, (h1, w_seq, phi, kappa_seq, lstm.matmul(h1, self._w_out(0), self.compute_dtype))
 
   def __call__(self, inputs_BxTx3: jax.Array, chars_BxU: jax.Array, char_mask_BxU: jax.Array,
-               state: NetworkState | None = None) -> tuple[jax.Array, NetworkState, dict]:
-    """Teacher-forced pass: returns ŷ [B, T, 6M+1], the final state, and aux {phi [B,T,U], kappa [B,T,K]}."""
+               state: NetworkState | None = None, time_major: bool = False) -> tuple[jax.Array, NetworkState, dict]:
+    """Teacher-forced pass: returns ŷ [B, T, 6M+1] ([T, B, 6M+1] if `time_major`: no transposed copy), the final
+    state, and aux {phi [B,T,U], kappa [B,T,K]}."""
     x = jnp.swapaxes(inputs_BxTx3, 0, 1)
     state = self.initial_state(x.shape[1], x.dtype) if state is None else state
     onehot, char_mask = self.one_hot(chars_BxU, x.dtype), char_mask_BxU.astype(x.dtype)
@@ -272,7 +274,7 @@ class SynthesisNetwork(_Network):
       hs.append(h)
       ys.append(y_n)
       carries.append(carry)
-    y = jnp.swapaxes(self._output_sum(ys), 0, 1)
+    y = self._output_sum(ys) if time_major else jnp.swapaxes(self._output_sum(ys), 0, 1)
     aux = {"phi": jnp.swapaxes(phi, 0, 1), "kappa": jnp.swapaxes(kappa_seq, 0, 1)}
     return y, NetworkState(tuple(carries), kappa, w_last), aux
 
