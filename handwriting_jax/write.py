@@ -331,6 +331,7 @@ def define_flags() -> None:
   flags.DEFINE_integer("width", 40, "Characters per line when wrapping --text.")
   flags.DEFINE_bool("plots", False, "Also write attention and density plots beside --out.")
   flags.DEFINE_integer("num_lines", None, "Prediction checkpoints: number of unconditional lines.")
+  flags.DEFINE_string("animation", None, "Also animate the pen writing the first line: a .gif or .html file.")
   flags.DEFINE_string("export", None, "Instead of writing: copy the model's parameters (no optimiser state) into "
                       "this empty folder as a params-only checkpoint (how handwriting_jax/pretrained is made).")
 
@@ -338,10 +339,12 @@ def define_flags() -> None:
 def run(workdir: str | None, out: str, *, text: str | None = None, bias: float | None = None,
         style: int | None = None, style_file: str | None = None, save_style_path: str | None = None,
         same_style: bool = True, seed: int = 0, width: int = 40, plots: bool = False, num_lines: int | None = None,
-        checkpoint_step: int | None = None) -> list[str]:
-  """The command line as a function: write the page (and plots); returns the paths written."""
+        checkpoint_step: int | None = None, animation: str | None = None) -> list[str]:
+  """The command line as a function: write the page (and plots, animation); returns the paths written."""
   if os.path.splitext(out)[1].lower() not in OUTPUT_EXTENSIONS:
     raise WriteError(f"--out={out}: the output must end in one of {OUTPUT_EXTENSIONS}")
+  if animation is not None and os.path.splitext(animation)[1].lower() not in (".gif", ".html"):
+    raise WriteError(f"--animation={animation}: the animation must end in .gif or .html")
   if style is not None and style_file is not None:
     raise WriteError("give --style or --style_file, not both")
   if save_style_path is not None and style is None:
@@ -357,7 +360,7 @@ def run(workdir: str | None, out: str, *, text: str | None = None, bias: float |
     samples = sample_lib.sample(writer.model, jax.random.key(seed), num_lines=num_lines or 1, bias=bias,
                                 max_steps=writer.config.sample.max_steps, stats=writer.stats)
     save_page(samples.lines, out)
-    return [out] + (save_plots(samples, writer.stats, stem) if plots else [])
+    return [out] + (save_plots(samples, writer.stats, stem) if plots else []) + _animate(samples, animation)
   if num_lines is not None:
     raise WriteError("--num_lines is for prediction checkpoints; this is a synthesis network: give --text")
   if lines is None:
@@ -375,11 +378,21 @@ def run(workdir: str | None, out: str, *, text: str | None = None, bias: float |
   written.append(out)
   if plots:
     written += save_plots(samples, writer.stats, stem, lines)
+  written += _animate(samples, animation, lines)
   unfinished = [lines[b] for b in np.flatnonzero(~samples.finished_B)]
   if unfinished:
     logging.warning("%d line(s) reached the length cap before the window finished the text: %s", len(unfinished),
                     unfinished)
   return written
+
+
+def _animate(samples: sample_lib.Samples, path: str | None, texts: list[str] | None = None) -> list[str]:
+  """The pen writing the first line, as a GIF or HTML page at `path` (nothing when None)."""
+  if path is None:
+    return []
+  os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+  draw.save_animation(samples.lines[0], path, text=texts[0] if texts else None)
+  return [path]
 
 
 USER_ERRORS = (UserError, FileNotFoundError)
@@ -398,7 +411,7 @@ def main(argv):
     paths = run(FLAGS.workdir, FLAGS.out, text=FLAGS.text, bias=FLAGS.bias, style=FLAGS.style,
                 style_file=FLAGS.style_file, save_style_path=FLAGS.save_style, same_style=FLAGS.same_style,
                 seed=FLAGS.seed, width=FLAGS.width, plots=FLAGS.plots, num_lines=FLAGS.num_lines,
-                checkpoint_step=FLAGS.checkpoint_step)
+                checkpoint_step=FLAGS.checkpoint_step, animation=FLAGS.animation)
   except USER_ERRORS as e:
     print(f"error: {' '.join(str(e).split())}", file=sys.stderr)
     sys.exit(1)

@@ -211,6 +211,15 @@ def test_run_with_dataset_style_png_and_plots(synth_workdir, tmp_path):
     write.run(synth_workdir[0], out, text="ab", style=999)
 
 
+def test_run_animation_html_holds_the_pen_path(synth_workdir, tmp_path):
+  out, anim = str(tmp_path / "page.svg"), str(tmp_path / "pen.html")
+  assert write.run(synth_workdir[0], out, text="ab", animation=anim) == [out, anim]
+  with open(anim, encoding="utf-8") as f:
+    assert "<html" in f.read(2000).lower()
+  with pytest.raises(write.WriteError, match="--animation"):
+    write.run(synth_workdir[0], out, text="ab", animation=str(tmp_path / "pen.mp4"))
+
+
 def test_run_prediction_checkpoint(pred_workdir, tmp_path):
   out = str(tmp_path / "scribble.svg")
   assert write.run(pred_workdir[0], out, num_lines=3, bias=0.2) == [out]
