@@ -85,7 +85,8 @@ def _load_embedded(data_cfg: Any, settings: strokes_lib.Preprocessing) -> cache_
   return cache_lib.CachedCorpus(splits=splits, counts=dict(counts))
 
 
-def _load_iam(data_cfg: Any, settings: strokes_lib.Preprocessing, progress: bool) -> tuple[cache_lib.CachedCorpus, bool]:
+def _load_iam(data_cfg: Any, settings: strokes_lib.Preprocessing, progress: bool
+              ) -> tuple[cache_lib.CachedCorpus, bool]:
   """Read IAM-OnDB through the cache; returns (corpus, cache_hit)."""
   inputs = iam_lib.find_inputs(data_cfg.iam_path)
   key = cache_lib.cache_key(iam_lib.fingerprint(inputs), {**settings.as_dict(), "strict": bool(data_cfg.strict)})

@@ -157,7 +157,8 @@ def _over_chunks(run_chunk, acc, num_steps: int, chunk: int, reverse: bool, out_
 def _forward(cell, compute_dtype, chunk: int, unroll: int, weights: LayerWeights, consts, carry0: Carry,
              xs: tuple[jax.Array, ...], save_z: bool):
   """Forward pass, chunk by chunk in time: the chunk's input projection as one large matmul, then the scan over
-  its steps; returns (carries_T, extras_T, z_T or None, out(carries_T) W_out or None). No full-length projection is ever materialised."""
+  its steps; returns (carries_T, extras_T, z_T or None, out(carries_T) W_out or None). No full-length projection
+  is ever materialised."""
   num_steps = xs[0].shape[0]
 
   def run_chunk(carry, start, size):
