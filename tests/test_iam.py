@@ -1,5 +1,6 @@
 """Tests of handwriting_jax.data.iam on tiny hand-made files in the IAM-OnDB format (tests/fixtures/iam)."""
 
+import glob
 import os
 import re
 import shutil
@@ -201,3 +202,21 @@ def test_parse_functions_directly():
   with warnings.catch_warnings():
     warnings.simplefilter("error")
     assert iam.read_split_list(os.path.join(FIXTURE, "trainset.txt")) == ["a01-000u", "z09-999a"]
+
+
+def test_fast_parser_equals_elementtree_and_defers_to_it_on_anything_unusual(monkeypatch):
+  """The regex fast path gives exactly what ElementTree gives, and hands unusual files to it."""
+  paths = sorted(glob.glob(os.path.join(FIXTURE, "lineStrokes", "*", "*", "*.xml")))
+  assert len(paths) >= 5
+  datas = [open(p, "rb").read() for p in paths]
+  assert all(iam._fast_strokes(d) is not None for d in datas)  # pylint: disable=protected-access
+  fast = [iam.parse_line_strokes(d) for d in datas]
+  monkeypatch.setattr(iam, "_fast_strokes", lambda data: None)
+  for d, f in zip(datas, fast):
+    np.testing.assert_array_equal(f, iam.parse_line_strokes(d))
+  monkeypatch.undo()
+  # Attributes in another order, or a Point with extra spacing: valid XML the regex does not take.
+  reordered = re.sub(rb'<Point x="([^"]*)" y="([^"]*)" time="([^"]*)"/>', rb'<Point time="\3" y="\2" x="\1"/>',
+                     datas[0])
+  assert reordered != datas[0] and iam._fast_strokes(reordered) is None  # pylint: disable=protected-access
+  np.testing.assert_array_equal(iam.parse_line_strokes(reordered), fast[0])

@@ -20,6 +20,7 @@ listed forms are parsed.
 
 import collections
 import dataclasses
+import itertools
 import os
 import re
 import tarfile
@@ -136,8 +137,38 @@ def read_split_list(path: str) -> list[str]:
     return [s.strip() for s in f if s.strip()]
 
 
+_POINT_RE = re.compile(rb'<Point x="(-?[0-9]+(?:\.[0-9]*)?)" y="(-?[0-9]+(?:\.[0-9]*)?)"')
+_DOCUMENT_END = b"</WhiteboardCaptureSession>"
+
+
+def _fast_strokes(data: bytes) -> list[np.ndarray] | None:
+  """Strokes [n, 2] (x, -y) of a file in the usual IAM layout, read with byte searches and one regular expression
+  (faster than ElementTree); None when the file deviates in any way, so that the strict parser decides."""
+  if not data.rstrip().endswith(_DOCUMENT_END):
+    return None
+  start, end = data.find(b"<StrokeSet>"), data.find(b"</StrokeSet>")
+  if start < 0 or end < start or data.find(b"<StrokeSet>", start + 1) >= 0:
+    return None
+  body = data[start:end]
+  pieces = body.split(b"</Stroke>")
+  if len(pieces) - 1 != body.count(b"<Stroke ") or pieces[-1].strip() != b"":
+    return None
+  strokes = []
+  for piece in pieces[:-1]:
+    points = _POINT_RE.findall(piece)
+    if len(points) != piece.count(b"<Point"):
+      return None
+    if points:
+      xy = np.fromiter(map(float, itertools.chain.from_iterable(points)), np.float64, 2 * len(points))
+      strokes.append(xy.reshape(-1, 2) * np.array([1.0, -1.0]))
+  return strokes or None
+
+
 def parse_line_strokes(data: bytes) -> np.ndarray:
   """One `lineStrokes` XML file -> raw offsets `[T, 3]` float32 (IAM units, y up, eos on stroke ends)."""
+  strokes = _fast_strokes(data)
+  if strokes is not None:
+    return strokes_lib.strokes_to_offsets(strokes)
   try:
     root = ET.fromstring(data)
   except ET.ParseError as e:
