@@ -28,8 +28,8 @@ class NetworkState(NamedTuple):
   w: jax.Array
 
 
-def _lstm_rec(carry: lstm.LSTMCarry) -> jax.Array:
-  """What an LSTM layer multiplies by W_h each step: h_{t-1}."""
+def _lstm_keep(carry: lstm.LSTMCarry) -> jax.Array:
+  """What an LSTM layer outputs over time (and saves under remat): h_t."""
   return carry.h
 
 
@@ -39,10 +39,16 @@ def _lstm_cell_step(clip, peep_3xH, consts, carry, z_Bx4H):
   return lstm.lstm_cell(peep_3xH, carry, z_Bx4H, clip), None
 
 
-def _synthesis_rec(carry) -> jax.Array:
+def _synthesis_keep(carry) -> tuple[jax.Array, jax.Array, jax.Array]:
+  """What layer 1 of the synthesis network and the window output over time (and save under remat): (h¹, κ, w)."""
+  c1, kappa, w = carry
+  return c1.h, kappa, w
+
+
+def _synthesis_rec(kept) -> jax.Array:
   """What layer 1 of the synthesis network multiplies by [W_h; W_xw] each step: [h¹_{t-1}, w_{t-1}]."""
-  (c1, _, w_prev) = carry
-  return jnp.concatenate([c1.h, w_prev], axis=-1)
+  h1, _, w_prev = kept
+  return jnp.concatenate([h1, w_prev], axis=-1)
 
 
 def _synthesis_cell_step(clip, variant, compute_dtype, params, consts, carry, z_Bx4H):
@@ -54,11 +60,6 @@ def _synthesis_cell_step(clip, variant, compute_dtype, params, consts, carry, z_
   abk = lstm.matmul(c1.h, w_window, compute_dtype) + b_window
   win = window.window_step(abk, kappa, onehot, char_mask, variant)
   return (c1, win.kappa, win.w), win.phi
-
-
-def _last(tree):
-  """The last time step of a time-major pytree."""
-  return jax.tree.map(lambda a: a[-1], tree)
 
 
 class LSTMLayer(nnx.Module):
@@ -117,10 +118,11 @@ class _Network(nnx.Module):
     layer = self.layers[n]
     if self.hoisted_backward:
       weights = recurrent.LayerWeights(layer.w_x[...], layer.b[...], layer.w_h[...], layer.peepholes(), self._w_out(n))
-      cell = recurrent.Cell(_lstm_rec, functools.partial(_lstm_cell_step, self.lstm_clip), _lstm_rec)
-      carries, _, y = recurrent.layer_scan(cell, weights, carry, inputs_TxBxI, compute_dtype=self.compute_dtype,
-                                           remat=self.remat, chunk=self.remat_chunk, unroll=self.unroll)
-      return _last(carries), carries.h, y
+      identity = lambda h: h
+      cell = recurrent.Cell(identity, functools.partial(_lstm_cell_step, self.lstm_clip), identity, _lstm_keep)
+      h, _, y, final = recurrent.layer_scan(cell, weights, carry, inputs_TxBxI, compute_dtype=self.compute_dtype,
+                                            remat=self.remat, chunk=self.remat_chunk, unroll=self.unroll)
+      return final, h, y
     gates_x = self._project(jnp.concatenate(inputs_TxBxI, axis=-1), layer.w_x[...], layer.b[...])
     carry, h = lstm.lstm_scan(layer.w_h[...], layer.peepholes(), carry, gates_x, self.lstm_clip, self.compute_dtype,
                               self.remat, self.unroll)
@@ -236,12 +238,11 @@ class SynthesisNetwork(_Network):
                                      (layer1.peepholes(), self.w_window[...], self.b_window[...]), self._w_out(0))
     cell = recurrent.Cell(_synthesis_rec, functools.partial(_synthesis_cell_step, self.lstm_clip,
                                                             self.window_variant, self.compute_dtype),
-                          lambda carry: carry[0].h)
-    carries, phi, y1 = recurrent.layer_scan(cell, weights, (state.lstm[0], state.kappa, state.w), [x_TxBx3],
-                                        (onehot, char_mask), compute_dtype=self.compute_dtype, remat=self.remat,
-                                        chunk=self.remat_chunk, unroll=self.unroll)
-    c1_seq, kappa_seq, w_seq = carries
-    return _last(carries), (c1_seq.h, w_seq, phi, kappa_seq, y1)
+                          lambda kept: kept[0], _synthesis_keep)
+    (h1, kappa_seq, w_seq), phi, y1, final = recurrent.layer_scan(
+        cell, weights, (state.lstm[0], state.kappa, state.w), [x_TxBx3], (onehot, char_mask),
+        compute_dtype=self.compute_dtype, remat=self.remat, chunk=self.remat_chunk, unroll=self.unroll)
+    return final, (h1, w_seq, phi, kappa_seq, y1)
 
   def _layer1_window_scan_autodiff(self, state: NetworkState, x_TxBx3, onehot, char_mask):
     """Same as `_layer1_window_scan` as one plain lax.scan differentiated by JAX (the reference fast path)."""

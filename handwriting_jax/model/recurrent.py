@@ -13,9 +13,11 @@ input projection already is):
 Both passes run chunk by chunk in time (`chunk` steps): a chunk's input projection Z_x is one large matmul made
 right before its steps, so no full-length [T, B, G] projection is ever materialised; the backward builds the
 previous states s_{t-1}, dZ and the recompute per chunk and writes dX into its output buffers in place.
-`remat=False` saves the pre-activations z_t (T·B·G floats). `remat=True` saves only the states s_t (which the layers
-above need anyway) and recomputes Z = Z_x + R_prev W_rec in the backward pass, per chunk, as large matmuls: memory
-grows with the carries, not the gates, and the recompute runs at large-matmul speed. Output cotangents that are
+`remat=False` saves the states s_t and the pre-activations z_t (T·B·G floats). `remat=True` saves only the kept part
+k_t = keep(s_t) of the states (h, or h, κ and w: what the layers above need anyway) and the full states at the chunk
+boundaries; the backward pass recomputes a chunk's Z = Z_x + R_prev W_rec as large matmuls (R_prev = rec(k_{t-1})),
+then its full states (the cell states c_t) by a matmul-free scan of `cell.step` from the boundary state: memory grows
+with the kept states, not the gates or the cell states, and the recompute runs at large-matmul speed. Output cotangents that are
 symbolic zeros (the cell states c_t, the attention φ in training) are never materialised.
 
 The cell's own small parameters (peepholes, the window projection) are differentiated per step by `jax.vjp`.
@@ -36,15 +38,22 @@ CellParams = Any
 class Cell(NamedTuple):
   """A recurrence split at its one large per-step matmul.
 
-  `rec(carry) -> r [B, R]` is the part of the state multiplied by W_rec [R, G] each step (h, or [h, w]);
-  `step(cell_params, consts, carry, z [B, G]) -> (new_carry, extra)` is everything else (gates, window); `consts`
-  are per-sequence arrays that are not differentiated (the one-hot text); `extra` is a pytree of per-step outputs
-  that are not part of the state (e.g. the attention φ); `out(carry) -> o [B, O]` is the part of the state
-  multiplied by the layer's output projection W_out (h), when the layer has one.
+  `keep(carry) -> kept` selects the part of the state that the layer outputs over time (h, or h, κ and w; None: the
+  whole state); it must be a plain selection of leaves (linear), and the rest of the state (the cell state c) must
+  follow from it and `step` alone. `rec(kept) -> r [B, R]` is the part multiplied by W_rec [R, G] each step (h, or
+  [h, w]); `step(cell_params, consts, carry, z [B, G]) -> (new_carry, extra)` is everything else (gates, window);
+  `consts` are per-sequence arrays that are not differentiated (the one-hot text); `extra` is a pytree of per-step
+  outputs that are not part of the state (e.g. the attention φ); `out(kept) -> o [B, O]` is the part multiplied by
+  the layer's output projection W_out (h), when the layer has one.
   """
-  rec: Callable[[Carry], jax.Array]
+  rec: Callable[[Any], jax.Array]
   step: Callable[[CellParams, Any, Carry, jax.Array], tuple[Carry, Any]]
-  out: Callable[[Carry], jax.Array] | None = None
+  out: Callable[[Any], jax.Array] | None = None
+  keep: Callable[[Carry], Any] | None = None
+
+  def kept(self, carry: Carry):
+    """The part of `carry` that the layer outputs (and saves under remat)."""
+    return carry if self.keep is None else self.keep(carry)
 
 
 class LayerWeights(NamedTuple):
@@ -128,100 +137,117 @@ def _update(bufs, outs, start):
                       outs)
 
 
-def _over_chunks(run_chunk, acc, num_steps: int, chunk: int, reverse: bool, out_like):
+def _over_chunks(run_chunk, acc, num_steps: int, chunk: int, reverse: bool, out_like, starts: bool = False):
   """Run `run_chunk(acc, start, size) -> (acc, outs_c)` over the time chunks (in reverse when `reverse`), writing
   each chunk's time-major outputs into full-length buffers; `out_like(size)` gives the shapes of `outs_c`.
-  No full-length intermediate other than the outputs themselves is made."""
+  Returns (acc, outputs, with `starts` the accs entering each chunk stacked in time order [chunks, ...], else
+  None). No full-length intermediate other than the outputs themselves is made."""
   size, n_full, rest = _chunking(num_steps, chunk)
+  stack = lambda *trees: jax.tree.map(lambda *a: jnp.concatenate(a, 0), *trees)
   if n_full == 1 and not rest:
-    return run_chunk(acc, 0, size)
+    return *run_chunk(acc, 0, size), (jax.tree.map(lambda a: a[None], acc) if starts else None)
   bufs = jax.tree.map(lambda s: jnp.zeros((num_steps,) + s.shape[1:], s.dtype), out_like(size))
 
   def body(state, i):
     acc, bufs = state
+    acc_in = acc
     acc, outs = run_chunk(acc, i * size, size)
-    return (acc, _update(bufs, outs, i * size)), None
+    return (acc, _update(bufs, outs, i * size)), (acc_in if starts else None)
 
   def tail(acc, bufs):
+    acc_in = jax.tree.map(lambda a: a[None], acc) if starts else None
     acc, outs = run_chunk(acc, n_full * size, rest)
-    return acc, _update(bufs, outs, n_full * size)
+    return acc, _update(bufs, outs, n_full * size), acc_in
 
   if rest and reverse:  # the last, partial chunk comes first in reverse time
-    acc, bufs = tail(acc, bufs)
-  (acc, bufs), _ = jax.lax.scan(body, (acc, bufs), jnp.arange(n_full), reverse=reverse)
+    acc, bufs, tail_in = tail(acc, bufs)
+  (acc, bufs), accs_in = jax.lax.scan(body, (acc, bufs), jnp.arange(n_full), reverse=reverse)
   if rest and not reverse:
-    acc, bufs = tail(acc, bufs)
-  return acc, bufs
+    acc, bufs, tail_in = tail(acc, bufs)
+  return acc, bufs, (stack(accs_in, tail_in) if rest and starts else accs_in)
 
 
 def _forward(cell, compute_dtype, chunk: int, unroll: int, weights: LayerWeights, consts, carry0: Carry,
-             xs: tuple[jax.Array, ...], save_z: bool):
+             xs: tuple[jax.Array, ...], save_full: bool):
   """Forward pass, chunk by chunk in time: the chunk's input projection as one large matmul, then the scan over
-  its steps; returns (carries_T, extras_T, z_T or None, out(carries_T) W_out or None). No full-length projection
-  is ever materialised."""
+  its steps. Returns (final state, kept states k_T (the full states s_T with `save_full`), extras_T, z_T with
+  `save_full` else None, out(k_T) W_out or None, the states entering each chunk [chunks, ...]). No full-length
+  projection (nor, without `save_full`, full-length cell state) is ever materialised."""
   num_steps = xs[0].shape[0]
 
   def run_chunk(carry, start, size):
     gates_x = _project(weights.w_x, weights.b, _slice(xs, start, size), compute_dtype)
 
     def body(carry, gx):
-      z = gx + _mm(cell.rec(carry), weights.w_rec, compute_dtype)
+      z = gx + _mm(cell.rec(cell.kept(carry)), weights.w_rec, compute_dtype)
       new, extra = cell.step(weights.cell, consts, carry, z)
-      return new, (new, extra, z if save_z else None)
+      return new, (new if save_full else cell.kept(new), extra, z if save_full else None)
 
     carry, (news, extras, zs) = jax.lax.scan(body, carry, gates_x, unroll=unroll)
-    ys = None if weights.w_out is None else _mm(jax.vmap(cell.out)(news), weights.w_out, compute_dtype)
+    kept = jax.vmap(cell.kept)(news) if save_full else news
+    ys = None if weights.w_out is None else _mm(jax.vmap(cell.out)(kept), weights.w_out, compute_dtype)
     return carry, (news, extras, zs, ys)
 
   out_like = lambda size: jax.eval_shape(lambda: run_chunk(carry0, 0, size))[1]
-  _, (carries, extras, zs, ys) = _over_chunks(run_chunk, carry0, num_steps, chunk, False, out_like)
-  return carries, extras, zs, ys
+  final, (news, extras, zs, ys), starts = _over_chunks(run_chunk, carry0, num_steps, chunk, False, out_like,
+                                                      starts=not save_full)
+  return final, news, extras, zs, ys, starts
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(0, 1, 2, 3, 4))
 def _layer(cell, compute_dtype, remat, chunk, unroll, weights, consts, carry0, xs):
-  carries, extras, _, ys = _forward(cell, compute_dtype, chunk, unroll, weights, consts, carry0, xs, save_z=False)
-  return carries, extras, ys
+  final, kept, extras, _, ys, _ = _forward(cell, compute_dtype, chunk, unroll, weights, consts, carry0, xs,
+                                           save_full=False)
+  return kept, extras, ys, final
 
 
 def _layer_fwd(cell, compute_dtype, remat, chunk, unroll, weights, consts, carry0, xs):
   is_primal = lambda x: isinstance(x, jax.custom_derivatives.CustomVJPPrimal)
   weights, consts, carry0, xs = jax.tree.map(lambda x: x.value, (weights, consts, carry0, xs), is_leaf=is_primal)
-  carries, extras, zs, ys = _forward(cell, compute_dtype, chunk, unroll, weights, consts, carry0, xs,
-                                     save_z=not remat)
-  return (carries, extras, ys), (weights, consts, carry0, xs, carries, zs)
+  final, states, extras, zs, ys, starts = _forward(cell, compute_dtype, chunk, unroll, weights, consts, carry0, xs,
+                                                   save_full=not remat)
+  kept = states if remat else jax.vmap(cell.kept)(states)
+  # remat: kept states and the states entering each chunk; else the full states and the pre-activations
+  return (kept, extras, ys, final), (weights, consts, carry0, xs, states, zs, starts)
 
 
-def _chunk_bwd(cell, compute_dtype, unroll, weights, consts, dcarry, dcell, xs_c, prev_c, r_prev, z_c, dcarries_c,
-               dextras_c, dextra_zeros):
+def _chunk_bwd(cell, compute_dtype, unroll, weights, consts, dcarry, dcell, prev_c, z_c, dkept_c, dextras_c,
+               dkept_zeros, dextra_zeros):
   """Reverse pass over one chunk of time steps; returns the state/cell cotangents and the chunk's dZ [C, B, G].
-  None leaves of the output cotangents `dcarries_c`, `dextras_c` are zeros (`dextra_zeros` holds them per step)."""
-  if z_c is None:  # remat: recompute the pre-activations as two large matmuls
-    z_c = _project(weights.w_x, weights.b, xs_c, compute_dtype) + _mm(r_prev, weights.w_rec, compute_dtype)
+  None leaves of the output cotangents `dkept_c`, `dextras_c` are zeros (`dkept_zeros`, `dextra_zeros` hold them
+  per step)."""
   w_rec_t = weights.w_rec.T
+  fill = lambda zeros, d: jax.tree.map(lambda z, d: z if d is None else d, zeros, d, is_leaf=lambda x: x is None)
+  rec_full = lambda c: cell.rec(cell.kept(c))
 
   def body(acc, inp):
     dcarry, dcell = acc
-    prev, z, dnew, dextra = inp
-    dcarry = _add_nonzero(dcarry, dnew)  # the state s_t is also an output of the layer
-    dextra = jax.tree.map(lambda z, d: z if d is None else d, dextra_zeros, dextra, is_leaf=lambda x: x is None)
+    prev, z, dkept, dextra = inp
+    _, keep_vjp = jax.vjp(cell.kept, prev)  # linear: its transpose is the same at s_t and s_{t-1}
+    (dnew,) = keep_vjp(fill(dkept_zeros, dkept))
+    dcarry = _tree_add(dcarry, dnew)  # the kept state k_t is also an output of the layer
     _, vjp = jax.vjp(lambda p, c, z: cell.step(p, consts, c, z), weights.cell, prev, z)
-    dp, dprev, dz = vjp((dcarry, dextra))
-    _, rec_vjp = jax.vjp(cell.rec, prev)
+    dp, dprev, dz = vjp((dcarry, fill(dextra_zeros, dextra)))
+    _, rec_vjp = jax.vjp(rec_full, prev)
     (dprev_rec,) = rec_vjp(_mm(dz, w_rec_t, compute_dtype).astype(dz.dtype))
     return (_tree_add(dprev, dprev_rec), _tree_add(dcell, dp)), dz
 
-  (dcarry, dcell), dz_c = jax.lax.scan(body, (dcarry, dcell), (prev_c, z_c, dcarries_c, dextras_c), reverse=True,
+  (dcarry, dcell), dz_c = jax.lax.scan(body, (dcarry, dcell), (prev_c, z_c, dkept_c, dextras_c), reverse=True,
                                        unroll=unroll)
   return dcarry, dcell, dz_c
 
 
 def _layer_bwd(cell, compute_dtype, remat, chunk, unroll, res, cts):
-  weights, consts, carry0, xs, carries, zs = res
-  dcarries, dextras, dys = _drop_zeros(cts[0]), _drop_zeros(cts[1]), _drop_zeros(cts[2])
+  weights, consts, carry0, xs, states, zs, starts = res
+  dkepts, dextras, dys = _drop_zeros(cts[0]), _drop_zeros(cts[1]), _drop_zeros(cts[2])
+  dfinal = _drop_zeros(cts[3])
   with_out = weights.w_out is not None and dys is not None
-  dextra_zeros = _step_zeros(cts[1])
+  dkept_zeros, dextra_zeros = _step_zeros(cts[0]), _step_zeros(cts[1])
+  kept0 = cell.kept(carry0)
+  dkept_zeros = jax.tree.map(lambda z, k: jnp.zeros_like(k) if z is None else z, dkept_zeros, kept0,
+                             is_leaf=lambda x: x is None)
   num_steps = xs[0].shape[0]
+  size_full = _chunking(num_steps, chunk)[0]
   w_x_t = weights.w_x.T
   in_sizes = [x.shape[-1] for x in xs]
   grads = {"w_x": jnp.zeros_like(weights.w_x), "w_rec": jnp.zeros_like(weights.w_rec), "b": jnp.zeros_like(weights.b)}
@@ -232,26 +258,44 @@ def _layer_bwd(cell, compute_dtype, remat, chunk, unroll, res, cts):
     """States s_{t-1} of the chunk's steps: s_{start-1} (or the initial state) and the chunk's own states but the
     last; a chunk-sized copy only."""
     before = jax.tree.map(lambda c: jax.lax.dynamic_index_in_dim(c, jnp.maximum(start - 1, 0), keepdims=False),
-                          carries)
+                          states)
     first = jax.tree.map(lambda c0, b: jnp.where(start == 0, c0, b), carry0, before)
-    return jax.tree.map(lambda f, cs: jnp.concatenate([f[None], cs], 0), first, _slice(carries, start, size - 1))
+    return jax.tree.map(lambda f, cs: jnp.concatenate([f[None], cs], 0), first, _slice(states, start, size - 1))
+
+  def rebuild(start, size, xs_c, kept_c):
+    """remat: the chunk's states s_{t-1} and pre-activations z_t from the state entering the chunk and the kept
+    states: Z as two large matmuls, then the full states by a matmul-free scan of `cell.step`."""
+    first = jax.tree.map(lambda a: jax.lax.dynamic_index_in_dim(a, start // size_full, keepdims=False), starts)
+    kept_prev = jax.tree.map(lambda f, k: jnp.concatenate([f[None], k[:size - 1]], 0), cell.kept(first), kept_c)
+    r_prev = _flat(jax.vmap(cell.rec)(kept_prev))
+    z_c = _project(weights.w_x, weights.b, xs_c, compute_dtype) + _mm(r_prev, weights.w_rec, compute_dtype).reshape(
+        (size, -1, weights.w_rec.shape[-1]))
+
+    def body(carry, z):
+      return cell.step(weights.cell, consts, carry, z)[0], carry
+
+    _, prev_c = jax.lax.scan(body, first, z_c, unroll=unroll)
+    return prev_c, r_prev, z_c
 
   def run_chunk(acc, start, size):
     """Backward of one chunk of time steps: reverse scan, then the chunk's hoisted weight and input gradients."""
     dcarry, dcell, grads = acc
-    xs_c, prev_c = _slice(xs, start, size), prev_states(start, size)
-    r_prev = _flat(jax.vmap(cell.rec)(prev_c))
-    z_c = None if zs is None else _slice(zs, start, size)
-    dcarries_c, grads = _slice(dcarries, start, size), dict(grads)
-    if with_out:  # the output projection's share: dS += vjp(out)(dY W_outᵀ), dW_out += O_tᵀ dY
+    xs_c, grads = _slice(xs, start, size), dict(grads)
+    if zs is None:
+      kept_c = _slice(states, start, size)
+      prev_c, r_prev, z_c = rebuild(start, size, xs_c, kept_c)
+    else:
+      kept_c, prev_c = jax.vmap(cell.kept)(_slice(states, start, size)), prev_states(start, size)
+      r_prev, z_c = _flat(jax.vmap(cell.rec)(jax.vmap(cell.kept)(prev_c))), _slice(zs, start, size)
+    dkept_c = _slice(dkepts, start, size)
+    if with_out:  # the output projection's share: dK += vjp(out)(dY W_outᵀ), dW_out += O_tᵀ dY
       dys_c, out_fn = _slice(dys, start, size), jax.vmap(cell.out)
-      o_c, out_vjp = jax.vjp(out_fn, _slice(carries, start, size))
+      o_c, out_vjp = jax.vjp(out_fn, kept_c)
       (d_out,) = out_vjp(_mm(dys_c, weights.w_out.T, compute_dtype).astype(o_c.dtype))
-      dcarries_c = jax.tree.map(lambda a, b: a if b is None else a + b, d_out, dcarries_c)
+      dkept_c = jax.tree.map(lambda a, b: a if b is None else a + b, d_out, dkept_c)
       grads["w_out"] = grads["w_out"] + _mm_tn(_flat(o_c), _flat(dys_c), compute_dtype)
-    dcarry, dcell, dz_c = _chunk_bwd(cell, compute_dtype, unroll, weights, consts, dcarry, dcell, xs_c, prev_c,
-                                     r_prev.reshape((size, -1, r_prev.shape[-1])), z_c,
-                                     dcarries_c, _slice(dextras, start, size), dextra_zeros)
+    dcarry, dcell, dz_c = _chunk_bwd(cell, compute_dtype, unroll, weights, consts, dcarry, dcell, prev_c, z_c,
+                                     dkept_c, _slice(dextras, start, size), dkept_zeros, dextra_zeros)
     dz_flat = _flat(dz_c)
     dw_x = jnp.concatenate([_mm_tn(_flat(x), dz_flat, compute_dtype) for x in xs_c], axis=0)
     dw_rec = _mm_tn(r_prev, dz_flat, compute_dtype)
@@ -262,9 +306,11 @@ def _layer_bwd(cell, compute_dtype, remat, chunk, unroll, res, cts):
       begin += n
     return (dcarry, dcell, grads), tuple(dxs)
 
-  acc = (jax.tree.map(jnp.zeros_like, carry0), jax.tree.map(jnp.zeros_like, weights.cell), grads)
+  dcarry = jax.tree.map(lambda c, d: jnp.zeros_like(c) if d is None else d, carry0, dfinal,
+                        is_leaf=lambda x: x is None)
+  acc = (dcarry, jax.tree.map(jnp.zeros_like, weights.cell), grads)
   out_like = lambda size: tuple(jax.ShapeDtypeStruct((size,) + x.shape[1:], x.dtype) for x in xs)
-  (dcarry, dcell, grads), dxs = _over_chunks(run_chunk, acc, num_steps, chunk, True, out_like)
+  (dcarry, dcell, grads), dxs, _ = _over_chunks(run_chunk, acc, num_steps, chunk, True, out_like)
   dweights = LayerWeights(grads["w_x"].astype(weights.w_x.dtype), grads["b"].astype(weights.b.dtype),
                           grads["w_rec"].astype(weights.w_rec.dtype), dcell,
                           None if weights.w_out is None else
@@ -277,9 +323,9 @@ _layer.defvjp(_layer_fwd, _layer_bwd, symbolic_zeros=True)
 
 def layer_scan(cell: Cell, weights: LayerWeights, carry0: Carry, xs_TxBxI: tuple[jax.Array, ...], consts=None, *,
                compute_dtype=None, remat: bool = False, chunk: int = 50, unroll: int = 1
-               ) -> tuple[Carry, Any, jax.Array | None]:
-  """Run a recurrent layer over time-major inputs; returns (states s_t stacked over T, extras stacked over T,
-  out(s_t) W_out [T, B, Y] or None without `weights.w_out`).
+               ) -> tuple[Any, Any, jax.Array | None, Carry]:
+  """Run a recurrent layer over time-major inputs; returns (kept states keep(s_t) stacked over T, extras stacked
+  over T, out(keep(s_t)) W_out [T, B, Y] or None without `weights.w_out`, the final state s_T).
 
   `xs_TxBxI` are the pieces of the layer input (their concatenation is multiplied by `weights.w_x`), kept apart so
   that no concatenated copy is made or saved. `chunk` is the time steps per chunk of both passes (<= 0: all);
