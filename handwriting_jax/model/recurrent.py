@@ -17,8 +17,8 @@ previous states s_{t-1}, dZ and the recompute per chunk and writes dX into its o
 k_t = keep(s_t) of the states (h, or h, κ and w: what the layers above need anyway) and the full states at the chunk
 boundaries; the backward pass recomputes a chunk's Z = Z_x + R_prev W_rec as large matmuls (R_prev = rec(k_{t-1})),
 then its full states (the cell states c_t) by a matmul-free scan of `cell.step` from the boundary state: memory grows
-with the kept states, not the gates or the cell states, and the recompute runs at large-matmul speed. Output cotangents that are
-symbolic zeros (the cell states c_t, the attention φ in training) are never materialised.
+with the kept states, not the gates or the cell states, and the recompute runs at large-matmul speed. Output
+cotangents that are symbolic zeros (κ_t and the attention φ in training) are never materialised.
 
 The cell's own small parameters (peepholes, the window projection) are differentiated per step by `jax.vjp`.
 Graves derivative clipping inside the cell (`clipping.maybe_clip`) is honoured since the cell is differentiated
