@@ -114,6 +114,8 @@ def main(argv: Sequence[str]) -> None:
   """Entry point: draw the lines chosen by the flags."""
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+  if not FLAGS["verbosity"].present:
+    logging.set_verbosity(logging.WARNING)  # the paths written are printed below
   try:
     paths = run(FLAGS.config, FLAGS.out, FLAGS.num_lines, FLAGS.split, FLAGS.start, FLAGS.shuffle_seed,
                 FLAGS.color_strokes)
