@@ -331,6 +331,25 @@ def test_main_reports_a_bad_config_in_one_line(tmp_path, data_cache, compile_cac
   assert not os.path.exists(workdir)  # refused before anything was written
 
 
+def _run_and_signal(args: list[str], compile_cache: str, log_path, ready, sig: int
+                    ) -> tuple[subprocess.Popen, bool]:
+  """Start `main` with output to `log_path`, send `sig` once `ready()` (or after 90 s), wait for the exit; returns
+  (the finished process, whether it was still running when signalled)."""
+  with open(log_path, "w", encoding="utf-8") as out:
+    proc = subprocess.Popen(args, cwd=_REPO, env=_env(compile_cache), stdout=out, stderr=subprocess.STDOUT)
+    try:
+      deadline = time.time() + 90
+      while not ready() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.02)
+      running = proc.poll() is None
+      proc.send_signal(sig)
+      proc.wait(timeout=60)
+    finally:
+      if proc.poll() is None:
+        proc.kill()
+  return proc, running
+
+
 def test_run_killed_with_sigkill_resumes_from_its_last_checkpoint(tmp_path, data_cache, compile_cache):
   workdir = str(tmp_path / "killed")
   num_steps, every = 150, 10
@@ -338,18 +357,8 @@ def test_run_killed_with_sigkill_resumes_from_its_last_checkpoint(tmp_path, data
                     f"--config.train.checkpoint_every={every}", f"--config.train.eval_every={num_steps}",
                     f"--config.train.log_every={every}", "--config.train.keep_checkpoints=2")
   log_path = tmp_path / "first.out"
-  with open(log_path, "w", encoding="utf-8") as out:
-    proc = subprocess.Popen(args, cwd=_REPO, env=_env(compile_cache), stdout=out, stderr=subprocess.STDOUT)
-    try:
-      deadline = time.time() + 90
-      while not checkpoint_steps(workdir) and proc.poll() is None and time.time() < deadline:
-        time.sleep(0.02)
-      running = proc.poll() is None
-      proc.send_signal(signal.SIGKILL)
-      proc.wait(timeout=30)
-    finally:
-      if proc.poll() is None:
-        proc.kill()
+  proc, running = _run_and_signal(args, compile_cache, log_path, lambda: bool(checkpoint_steps(workdir)),
+                                  signal.SIGKILL)
   assert running, f"the run ended before it could be killed:\n{log_path.read_text()}"
   assert proc.returncode == -signal.SIGKILL
   saved = checkpoint_steps(workdir)
@@ -374,18 +383,8 @@ def test_sigterm_saves_at_the_next_step_and_stops_cleanly(tmp_path, data_cache, 
                     f"--config.train.checkpoint_every={every}", f"--config.train.eval_every={num_steps}",
                     "--config.train.log_every=1")
   log_path = tmp_path / "first.out"
-  with open(log_path, "w", encoding="utf-8") as out:
-    proc = subprocess.Popen(args, cwd=_REPO, env=_env(compile_cache), stdout=out, stderr=subprocess.STDOUT)
-    try:
-      deadline = time.time() + 90
-      while "step 3/" not in log_path.read_text() and proc.poll() is None and time.time() < deadline:
-        time.sleep(0.02)
-      running = proc.poll() is None
-      proc.send_signal(signal.SIGTERM)
-      proc.wait(timeout=60)
-    finally:
-      if proc.poll() is None:
-        proc.kill()
+  proc, running = _run_and_signal(args, compile_cache, log_path, lambda: "step 3/" in log_path.read_text(),
+                                  signal.SIGTERM)
   output = log_path.read_text()
   assert running, f"the run ended before it could be stopped:\n{output}"
   assert proc.returncode == 0, output
