@@ -207,29 +207,30 @@ def memory_child(args) -> None:
   print("MEMORY_JSON " + json.dumps(out), flush=True)
 
 
-def _peak_rss_bytes() -> int:
-  """Peak resident set size of this process (VmHWM; ru_maxrss where /proc is missing)."""
+def _proc_status_bytes(key: str) -> int | None:
+  """A `kB` field of /proc/self/status (VmHWM, VmRSS) in bytes; None where /proc is missing."""
   try:
     with open("/proc/self/status", encoding="ascii") as f:
       for line in f:
-        if line.startswith("VmHWM:"):
+        if line.startswith(key + ":"):
           return int(line.split()[1]) * 1024
   except OSError:
     pass
+  return None
+
+
+def _peak_rss_bytes() -> int:
+  """Peak resident set size of this process (VmHWM; ru_maxrss where /proc is missing)."""
+  peak = _proc_status_bytes("VmHWM")
+  if peak is not None:
+    return peak
   scale = 1 if platform.system() == "Darwin" else 1024
   return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale
 
 
 def _current_rss_bytes() -> int:
   """Current resident set size (VmRSS), 0 where /proc is missing."""
-  try:
-    with open("/proc/self/status", encoding="ascii") as f:
-      for line in f:
-        if line.startswith("VmRSS:"):
-          return int(line.split()[1]) * 1024
-  except OSError:
-    pass
-  return 0
+  return _proc_status_bytes("VmRSS") or 0
 
 
 def measure_memory(args, which: str) -> dict:
