@@ -73,6 +73,11 @@ def model_from_metadata(metadata: dict) -> tuple[networks._Network, ml_collectio
 
 def load_writer(workdir: str | None = None, step: int | None = None) -> Writer:
   """Restore the newest (or `step`) checkpoint of `workdir` (default: the pretrained model)."""
+  return _load(workdir, step)[0]
+
+
+def _load(workdir: str | None, step: int | None) -> tuple[Writer, dict]:
+  """`load_writer`, plus the checkpoint's metadata."""
   from handwriting_jax import optim  # pylint: disable=g-import-not-at-top
   from handwriting_jax import step as step_lib  # pylint: disable=g-import-not-at-top
   workdir = pretrained_workdir() if workdir is None else workdir
@@ -100,24 +105,16 @@ def load_writer(workdir: str | None = None, step: int | None = None) -> Writer:
   finally:
     ckpt.close()
   nnx.update(model, state["params"])
-  return Writer(model, config, alphabet, stats, int(restored_step), os.path.abspath(workdir))
+  return Writer(model, config, alphabet, stats, int(restored_step), os.path.abspath(workdir)), metadata
 
 
 def export_model(workdir: str, out_dir: str, step: int | None = None) -> str:
   """Copy a training checkpoint's parameters (no optimiser or data-iterator state: a third of the size) with its
   config, alphabet and normalisation into `out_dir` as a params-only checkpoint that `load_writer` reads; this is
   how `handwriting_jax/pretrained/` is made. Returns the checkpoint folder written."""
-  writer = load_writer(workdir, step)
   if os.path.isdir(os.path.join(out_dir, "checkpoints")) and os.listdir(os.path.join(out_dir, "checkpoints")):
     raise WriteError(f"{os.path.abspath(out_dir)}/checkpoints already holds checkpoints; export into an empty folder")
-  verbosity = logging.get_verbosity()
-  logging.set_verbosity(min(verbosity, logging.ERROR))
-  try:
-    src = ckpt_lib.Checkpointer(workdir, read_only=True)
-    metadata = src.restore_metadata(writer.step)
-    src.close()
-  finally:
-    logging.set_verbosity(verbosity)
+  writer, metadata = _load(workdir, step)
   metadata = {k: v for k, v in metadata.items() if k != "data_iter"}
   metadata["params_only"] = True
   metadata["exported_from"] = {"workdir": workdir, "step": writer.step}
