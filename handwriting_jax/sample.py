@@ -145,7 +145,7 @@ def check_prime(prime: Prime) -> np.ndarray:
   return strokes
 
 
-def prime_state(model: networks._Network, prime_strokes_Tx3: jax.Array, chars_BxU=None, char_mask_BxU=None,
+def prime_state(model: networks.Network, prime_strokes_Tx3: jax.Array, chars_BxU=None, char_mask_BxU=None,
                 batch: int = 1) -> tuple[networks.NetworkState, jax.Array]:
   """Teacher forcing over a prime line (pure, jittable): (state after it, next input = its last point) per line.
 
@@ -199,7 +199,7 @@ def _per_line_bias(bias, batch: int) -> np.ndarray:
   return bias_B
 
 
-def sample(model: networks._Network, key: jax.Array, *, texts: Sequence[str] | None = None,
+def sample(model: networks.Network, key: jax.Array, *, texts: Sequence[str] | None = None,
            alphabet: Alphabet | None = None, num_lines: int | None = None, bias=0.0, prime: Prime | None = None,
            max_steps_per_char: float = 40.0, max_steps: int = 1000, num_steps: int | None = None,
            stats=None) -> Samples:

@@ -14,7 +14,7 @@ import numpy as np
 from handwriting_jax import checkpoint as ckpt_lib
 from handwriting_jax import config_check, optim, parallel
 from handwriting_jax import step as step_lib
-from handwriting_jax import write as write_lib
+from handwriting_jax import training_samples
 from handwriting_jax.data import batches as batches_lib
 from handwriting_jax.data import dataset as dataset_lib
 from handwriting_jax.errors import UserError
@@ -23,15 +23,6 @@ from handwriting_jax.model import networks
 
 class NonFiniteLossError(UserError, FloatingPointError):
   """Training produced a NaN or infinite loss or gradient; no checkpoint of that state was written."""
-
-
-def create_model(cfg: ml_collections.ConfigDict, alphabet_size: int):
-  """The network of `cfg.model`, with Graves derivative clipping only when `cfg.optim.clip_mode == "graves"`."""
-  model_cfg = ml_collections.ConfigDict(cfg.model.to_dict())
-  if cfg.optim.clip_mode != "graves":
-    model_cfg.lstm_clip = 0.0
-    model_cfg.output_clip = 0.0
-  return networks.build_network(model_cfg, alphabet_size, cfg.seed)
 
 
 class CurriculumBatches:
@@ -193,7 +184,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
       raise ckpt_lib.IncompatibleWorkdirError(
           f"the checkpoints in {ckpt.path} use the alphabet {saved['alphabet']!r}, but this run's data gives "
           f"{dataset.alphabet.chars!r}; fix config.data.alphabet or use a new --workdir")
-    model = create_model(config, dataset.alphabet.size)
+    model = networks.create_model(config, dataset.alphabet.size)
     tx = optim.make_optimizer(config.optim, config.train.num_steps)
     graphdef, state = step_lib.create_train_state(model, tx)
     train_batches = CurriculumBatches(dataset.train, dataset.alphabet, config.data)
@@ -242,7 +233,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
         save(step_now, metrics)
       if cfg_t.sample_every and (step_now % cfg_t.sample_every == 0 or step_now == cfg_t.num_steps):
         _check_finite(jax.device_get(metrics), step_now)
-        written = write_lib.write_training_samples(graphdef, par.global_state(state).params, metadata, config,
+        written = training_samples.write_training_samples(graphdef, par.global_state(state).params, metadata, config,
                                                    workdir, step_now)
         if written:
           reporter.line(f"step {step_now} samples: {', '.join(written)}")

@@ -23,6 +23,7 @@ from jax.sharding import PartitionSpec as P
 
 from handwriting_jax import checkpoint as ckpt_lib
 from handwriting_jax import defaults, optim, parallel, train
+from handwriting_jax.model import networks
 from handwriting_jax import step as step_lib
 from handwriting_jax.config_check import ConfigError
 
@@ -58,7 +59,7 @@ def synthetic_batch(seed: int, batch: int, t: int = 24, u: int = 6) -> dict[str,
 
 def fresh_state(cfg):
   """(graphdef, tx, host state) of the tiny network."""
-  model = train.create_model(cfg, ALPHABET)
+  model = networks.create_model(cfg, ALPHABET)
   tx = optim.make_optimizer(cfg.optim, cfg.train.num_steps)
   graphdef, state = step_lib.create_train_state(model, tx)
   return graphdef, tx, state

@@ -6,7 +6,7 @@ import os
 import pytest
 from flax import nnx
 
-from handwriting_jax import config_check, train
+from handwriting_jax import config_check
 from handwriting_jax.errors import UserError
 from handwriting_jax.model import networks
 
@@ -67,7 +67,7 @@ def test_paper_prediction_network_has_the_paper_size():
   assert cfg.data.batch_size == 32
   expected = prediction_param_count(m.num_layers, m.hidden_size, m.num_mixtures)
   assert expected == 3_368_121  # the formula's value, as quoted in section 4 ("3.4M weights")
-  assert networks.count_params(train.create_model(cfg, _ONE_HOT)) == expected
+  assert networks.count_params(networks.create_model(cfg, _ONE_HOT)) == expected
 
 
 def test_paper_synthesis_network_has_the_paper_size():
@@ -76,12 +76,12 @@ def test_paper_synthesis_network_has_the_paper_size():
   assert (m.num_layers, m.hidden_size, m.num_mixtures, m.num_window_gaussians) == (3, 400, 20, 10)
   expected = synthesis_param_count(m.num_layers, m.hidden_size, m.num_mixtures, m.num_window_gaussians, _ONE_HOT)
   assert expected == 3_663_351
-  assert networks.count_params(train.create_model(cfg, _ONE_HOT)) == expected
+  assert networks.count_params(networks.create_model(cfg, _ONE_HOT)) == expected
 
 
 def _abstract_param_count(cfg, one_hot: int) -> int:
   """Parameters of the network of `cfg`, built abstractly (shapes only: no initialisation is computed)."""
-  return networks.count_params(nnx.eval_shape(lambda: train.create_model(cfg, one_hot)))
+  return networks.count_params(nnx.eval_shape(lambda: networks.create_model(cfg, one_hot)))
 
 
 def test_small_and_tiny_networks_follow_the_same_formulas():

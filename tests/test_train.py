@@ -32,7 +32,7 @@ from handwriting_jax import defaults, optim, parallel, train
 from handwriting_jax import step as step_lib
 from handwriting_jax.data import dataset as dataset_lib
 from handwriting_jax.data.alphabet import Alphabet
-from handwriting_jax.model import mdn
+from handwriting_jax.model import mdn, networks
 
 _REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 _CACHE_FLAGS = ("jax_compilation_cache_dir", "jax_persistent_cache_min_compile_time_secs",
@@ -80,7 +80,7 @@ def restore(workdir: str, cfg: ml_collections.ConfigDict, step: int | None = Non
   try:
     alphabet = Alphabet(ckpt.restore_metadata(step)["alphabet"])
     tx = optim.make_optimizer(cfg.optim, cfg.train.num_steps)
-    _, abstract = nnx.eval_shape(lambda: step_lib.create_train_state(train.create_model(cfg, alphabet.size), tx))
+    _, abstract = nnx.eval_shape(lambda: step_lib.create_train_state(networks.create_model(cfg, alphabet.size), tx))
     return ckpt.restore(abstract, step)
   finally:
     ckpt.close()
@@ -230,7 +230,7 @@ def test_loss_decreases_on_a_fixed_batch(data_cache):
   cfg = tiny_config(data_cache)
   dataset = dataset_lib.load_dataset(cfg.data)
   tx = optim.make_optimizer(cfg.optim, cfg.train.num_steps)
-  graphdef, state = step_lib.create_train_state(train.create_model(cfg, dataset.alphabet.size), tx)
+  graphdef, state = step_lib.create_train_state(networks.create_model(cfg, dataset.alphabet.size), tx)
   par = parallel.DataParallel(cfg, graphdef, tx)  # the compiled step train_and_evaluate runs
   state = par.put_state(state)
   batch = train.CurriculumBatches(dataset.train, dataset.alphabet, cfg.data).next(0)
@@ -265,7 +265,7 @@ def test_golden_train_step_matches_independent_reference(data_cache):
   alphabet_size = 12
   batch = _synthetic_batch(np.random.default_rng(0), alphabet_size)
   tx = optim.make_optimizer(cfg.optim, cfg.train.num_steps)
-  graphdef, state0 = step_lib.create_train_state(train.create_model(cfg, alphabet_size), tx)
+  graphdef, state0 = step_lib.create_train_state(networks.create_model(cfg, alphabet_size), tx)
   params0 = jax.tree.map(np.asarray, state0.params)
   state1, metrics = jax.jit(functools.partial(step_lib.train_step, graphdef, tx))(state0, batch)
 
@@ -273,7 +273,7 @@ def test_golden_train_step_matches_independent_reference(data_cache):
   # hoisted backward the train step runs), the loss of eqs. 23-26 on its output, then eqs. 38-41 in NumPy.
   cfg_ref = ml_collections.ConfigDict(cfg.to_dict())
   cfg_ref.model.hoisted_backward = False
-  graphdef_ref, params_ref = nnx.split(train.create_model(cfg_ref, alphabet_size), nnx.Param)
+  graphdef_ref, params_ref = nnx.split(networks.create_model(cfg_ref, alphabet_size), nnx.Param)
   chex.assert_trees_all_equal(jax.tree.map(np.asarray, params_ref), params0)
 
   def loss_fn(params):

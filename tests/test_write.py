@@ -20,9 +20,10 @@ from flax import nnx
 from configs import prediction as prediction_config
 from configs import synthesis as synthesis_config
 from handwriting_jax import checkpoint as ckpt_lib
-from handwriting_jax import optim, write
+from handwriting_jax import optim, training_samples, write
+from handwriting_jax import writer as writer_lib
 from handwriting_jax import step as step_lib
-from handwriting_jax import train
+from handwriting_jax.model import networks
 from handwriting_jax.data.alphabet import Alphabet, UnknownCharactersError
 from handwriting_jax.data.strokes import NormStats
 
@@ -34,7 +35,7 @@ SVG = "{http://www.w3.org/2000/svg}"
 
 def _save_checkpoint(workdir: str, config, step: int = 7) -> nnx.State:
   alphabet = Alphabet(CHARS)
-  model = train.create_model(config, alphabet.size)
+  model = networks.create_model(config, alphabet.size)
   _, state = step_lib.create_train_state(model, optim.make_optimizer(config.optim, config.train.num_steps))
   state = state._replace(step=jax.numpy.asarray(step, jax.numpy.int32))
   ckpt = ckpt_lib.Checkpointer(workdir)
@@ -62,7 +63,7 @@ def pred_workdir(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def writer(synth_workdir):
-  return write.load_writer(synth_workdir[0])
+  return writer_lib.load_writer(synth_workdir[0])
 
 
 def _count_strokes(line_Tx3: np.ndarray) -> int:
@@ -90,15 +91,15 @@ def test_load_writer_restores_the_saved_parameters(writer, synth_workdir):
   # A freshly built network of the same config with another seed differs, so the comparison above can fail.
   config = writer.config.copy_and_resolve_references()
   config.seed = 123
-  other = train.create_model(config, writer.alphabet.size)
+  other = networks.create_model(config, writer.alphabet.size)
   assert not np.array_equal(np.asarray(other.w_y[...]), np.asarray(writer.model.w_y[...]))
 
 
 def test_export_writes_a_smaller_params_only_checkpoint_that_loads(writer, synth_workdir, tmp_path):
   """`export_model` (how the shipped pretrained model is made) keeps the parameters, drops the optimiser state."""
   out = str(tmp_path / "exported")
-  write.export_model(synth_workdir[0], out)
-  exported = write.load_writer(out)
+  writer_lib.export_model(synth_workdir[0], out)
+  exported = writer_lib.load_writer(out)
   assert exported.step == writer.step and exported.alphabet == writer.alphabet
   np.testing.assert_array_equal(exported.stats.mean, writer.stats.mean)
   for a, b in zip(jax.tree.leaves(nnx.state(exported.model, nnx.Param)),
@@ -109,21 +110,21 @@ def test_export_writes_a_smaller_params_only_checkpoint_that_loads(writer, synth
   tree = ckpt.manager.restore(writer.step, args=ocp.args.Composite(state=ocp.args.StandardRestore()))["state"]
   ckpt.close()
   assert set(tree.keys()) == {"params"}
-  with pytest.raises(write.WriteError, match="already holds checkpoints"):
-    write.export_model(synth_workdir[0], out)
+  with pytest.raises(writer_lib.WriteError, match="already holds checkpoints"):
+    writer_lib.export_model(synth_workdir[0], out)
 
 
 def test_missing_checkpoint_errors(tmp_path, monkeypatch):
-  with pytest.raises(write.WriteError, match="does not exist"):
-    write.load_writer(str(tmp_path / "nowhere"))
+  with pytest.raises(writer_lib.WriteError, match="does not exist"):
+    writer_lib.load_writer(str(tmp_path / "nowhere"))
   with pytest.raises(ckpt_lib.NoCheckpointError, match=str(tmp_path / "checkpoints")):
-    write.load_writer(str(tmp_path))
+    writer_lib.load_writer(str(tmp_path))
   os.makedirs(tmp_path / "checkpoints")
   with pytest.raises(ckpt_lib.NoCheckpointError, match=str(tmp_path / "checkpoints")):
-    write.load_writer(str(tmp_path))
-  monkeypatch.setattr(write, "PRETRAINED_DIR", str(tmp_path / "pretrained"))
-  with pytest.raises(write.WriteError, match="no pretrained model"):
-    write.pretrained_workdir()
+    writer_lib.load_writer(str(tmp_path))
+  monkeypatch.setattr(writer_lib, "PRETRAINED_DIR", str(tmp_path / "pretrained"))
+  with pytest.raises(writer_lib.WriteError, match="no pretrained model"):
+    writer_lib.pretrained_workdir()
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -132,19 +133,19 @@ def test_missing_checkpoint_errors(tmp_path, monkeypatch):
 
 def test_wrap_text():
   text = "the quick brown fox jumps over the lazy dog\n\nsecond paragraph"
-  lines = write.wrap_text(text, 12)
+  lines = writer_lib.wrap_text(text, 12)
   assert all(len(x) <= 12 for x in lines)
   assert " ".join(lines) == " ".join(text.split())
   assert lines[-1] == "paragraph" and lines[-2] == "second"
-  assert write.wrap_text("abcdefghij", 4) == ["abcd", "efgh", "ij"]
+  assert writer_lib.wrap_text("abcdefghij", 4) == ["abcd", "efgh", "ij"]
   for empty in ("", "  \n \t"):
-    with pytest.raises(write.WriteError, match="empty"):
-      write.wrap_text(empty, 10)
+    with pytest.raises(writer_lib.WriteError, match="empty"):
+      writer_lib.wrap_text(empty, 10)
 
 
 def test_unknown_characters_are_listed(writer):
   with pytest.raises(UnknownCharactersError, match="'~'.*'é'"):
-    write.write_lines(writer, ["abc ~", "é"], bias=0.5, seed=0)
+    writer_lib.write_lines(writer, ["abc ~", "é"], bias=0.5, seed=0)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -152,13 +153,13 @@ def test_unknown_characters_are_listed(writer):
 
 
 def test_page_svg_has_one_path_per_stroke(writer, tmp_path):
-  lines = write.wrap_text("a page of text written in one style by a tiny net", 16)
-  samples = write.write_lines(writer, lines, bias=0.5, seed=1)
+  lines = writer_lib.wrap_text("a page of text written in one style by a tiny net", 16)
+  samples = writer_lib.write_lines(writer, lines, bias=0.5, seed=1)
   assert len(samples.lines) == len(lines)
   # Lines after the first are primed with the first (its text precedes theirs in the window's text).
   assert samples.texts[0] == lines[0] and all(t == lines[0] + " " + x for t, x in zip(samples.texts[1:], lines[1:]))
   path = str(tmp_path / "page.svg")
-  write.save_page(samples.lines, path)
+  writer_lib.save_page(samples.lines, path)
   root = ET.parse(path).getroot()
   assert root.tag == SVG + "svg"
   paths = root.findall(f".//{SVG}path")
@@ -169,8 +170,8 @@ def test_page_svg_has_one_path_per_stroke(writer, tmp_path):
 
 def test_same_seed_same_page(writer):
   lines = ["hello", "world"]
-  a = write.write_lines(writer, lines, bias=0.5, seed=3)
-  b = write.write_lines(writer, lines, bias=0.5, seed=3)  # (other seeds differ: see test_sample)
+  a = writer_lib.write_lines(writer, lines, bias=0.5, seed=3)
+  b = writer_lib.write_lines(writer, lines, bias=0.5, seed=3)  # (other seeds differ: see test_sample)
   for x, y in zip(a.lines, b.lines, strict=True):
     np.testing.assert_array_equal(x, y)
 
@@ -179,20 +180,20 @@ def test_style_file_round_trip_and_priming(writer, tmp_path):
   rng = np.random.default_rng(0)
   strokes = np.concatenate([rng.normal(size=(30, 2)) * 5, rng.random((30, 1)) < 0.2], axis=1).astype(np.float32)
   path = str(tmp_path / "style.npz")
-  write.save_style(path, strokes, "my style")
-  got, text = write.load_style(path)
+  writer_lib.save_style(path, strokes, "my style")
+  got, text = writer_lib.load_style(path)
   np.testing.assert_array_equal(got, strokes)
   assert text == "my style"
-  prime = write.make_prime(writer, got, text)
+  prime = writer_lib.make_prime(writer, got, text)
   np.testing.assert_allclose(prime.strokes_Tx3[:, :2], (strokes[:, :2] - STATS.mean) / STATS.std, rtol=1e-6)
-  samples = write.write_lines(writer, ["ab", "cd"], bias=0.5, seed=0, prime=prime)
+  samples = writer_lib.write_lines(writer, ["ab", "cd"], bias=0.5, seed=0, prime=prime)
   assert samples.texts == ["my style ab", "my style cd"]
   with open(tmp_path / "bad.npz", "wb") as f:
     np.savez(f, other=np.zeros(3))
-  with pytest.raises(write.WriteError, match="bad.npz"):
-    write.load_style(str(tmp_path / "bad.npz"))
-  with pytest.raises(write.WriteError, match="does not exist"):
-    write.load_style(str(tmp_path / "missing.npz"))
+  with pytest.raises(writer_lib.WriteError, match="bad.npz"):
+    writer_lib.load_style(str(tmp_path / "bad.npz"))
+  with pytest.raises(writer_lib.WriteError, match="does not exist"):
+    writer_lib.load_style(str(tmp_path / "missing.npz"))
 
 
 def test_run_with_dataset_style_png_and_plots(synth_workdir, tmp_path):
@@ -205,9 +206,9 @@ def test_run_with_dataset_style_png_and_plots(synth_workdir, tmp_path):
       "page_attention_0.png", "page_attention_1.png", "page_density_0.png", "page_density_1.png"]
   for p in written:
     assert os.path.getsize(p) > 0
-  _, text = write.load_style(style_path)
+  _, text = writer_lib.load_style(style_path)
   assert text  # the transcription of validation line 2 of the tiny embedded corpus
-  with pytest.raises(write.WriteError, match="--style=999"):
+  with pytest.raises(writer_lib.WriteError, match="--style=999"):
     write.run(synth_workdir[0], out, text="ab", style=999)
 
 
@@ -216,7 +217,7 @@ def test_run_animation_html_holds_the_pen_path(synth_workdir, tmp_path):
   assert write.run(synth_workdir[0], out, text="ab", animation=anim) == [out, anim]
   with open(anim, encoding="utf-8") as f:
     assert "<html" in f.read(2000).lower()
-  with pytest.raises(write.WriteError, match="--animation"):
+  with pytest.raises(writer_lib.WriteError, match="--animation"):
     write.run(synth_workdir[0], out, text="ab", animation=str(tmp_path / "pen.mp4"))
 
 
@@ -224,19 +225,19 @@ def test_run_prediction_checkpoint(pred_workdir, tmp_path):
   out = str(tmp_path / "scribble.svg")
   assert write.run(pred_workdir[0], out, num_lines=3, bias=0.2) == [out]
   assert len(ET.parse(out).getroot().findall(f".//{SVG}g[@id]")) == 3
-  with pytest.raises(write.WriteError, match="prediction network"):
+  with pytest.raises(writer_lib.WriteError, match="prediction network"):
     write.run(pred_workdir[0], out, text="hello")
 
 
 def test_run_argument_errors(synth_workdir, tmp_path):
   workdir = synth_workdir[0]
-  with pytest.raises(write.WriteError, match="must end in"):
+  with pytest.raises(writer_lib.WriteError, match="must end in"):
     write.run(workdir, str(tmp_path / "x.jpg"), text="ab")
-  with pytest.raises(write.WriteError, match="empty"):
+  with pytest.raises(writer_lib.WriteError, match="empty"):
     write.run(workdir, str(tmp_path / "x.svg"), text="   ")
-  with pytest.raises(write.WriteError, match="--text"):
+  with pytest.raises(writer_lib.WriteError, match="--text"):
     write.run(workdir, str(tmp_path / "x.svg"))
-  with pytest.raises(write.WriteError, match="not both"):
+  with pytest.raises(writer_lib.WriteError, match="not both"):
     write.run(workdir, str(tmp_path / "x.svg"), text="ab", style=1, style_file="s.npz")
 
 
@@ -247,12 +248,12 @@ def test_run_argument_errors(synth_workdir, tmp_path):
 @pytest.mark.parametrize("mode", ["synthesis", "prediction"])
 def test_write_training_samples(mode, synth_workdir, pred_workdir, tmp_path):
   workdir = synth_workdir[0] if mode == "synthesis" else pred_workdir[0]
-  w = write.load_writer(workdir)
+  w = writer_lib.load_writer(workdir)
   graphdef, params = nnx.split(w.model, nnx.Param)
   metadata = {"alphabet": w.alphabet.chars, "norm": STATS.to_arrays()}
   config = w.config
-  config.sample.texts = ("ab cd", "e~f")  # '~' is outside the alphabet: written without it, with a warning
-  paths = write.write_training_samples(graphdef, params, metadata, config, str(tmp_path), 2000)
+  config.sample.texts = ("ab cd", "e~f")  # "e~f" holds "~", outside the alphabet: skipped with a warning
+  paths = training_samples.write_training_samples(graphdef, params, metadata, config, str(tmp_path), 2000)
   expected = ["step_0002000.png"] + (["attention_0002000.png"] if mode == "synthesis" else [])
   assert [os.path.relpath(p, tmp_path) for p in paths] == [os.path.join("samples", e) for e in expected]
   assert all(os.path.getsize(p) > 0 for p in paths)
@@ -286,10 +287,10 @@ def test_cli_user_errors_are_one_line(args, message, synth_workdir, tmp_path):
 
 def test_shipped_pretrained_model_writes_with_a_monotone_window():
   """The model in handwriting_jax/pretrained loads with no workdir, and its window reads unseen text in order."""
-  writer = write.load_writer()
-  assert writer.conditional and writer.workdir == os.path.abspath(write.PRETRAINED_DIR)
+  writer = writer_lib.load_writer()
+  assert writer.conditional and writer.workdir == os.path.abspath(writer_lib.PRETRAINED_DIR)
   text = "quiet judges vex"
-  samples = write.write_lines(writer, [text], bias=1.0, seed=0)
+  samples = writer_lib.write_lines(writer, [text], bias=1.0, seed=0)
   assert samples.finished_B.all()  # the paper's stop rule fired: the window moved past the last character
   reading = np.argmax(samples.line_phi(0), axis=-1)
   assert reading[0] <= 1 and reading[-1] >= len(text) - 2

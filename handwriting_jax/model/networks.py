@@ -78,7 +78,7 @@ class LSTMLayer(nnx.Module):
     return None if self.peep is None else self.peep[...]
 
 
-class _Network(nnx.Module):
+class Network(nnx.Module):
   """Shared parts: layers, output layer ŷ = b_y + Σ_n W_{hⁿy} hⁿ (eq. 17), static settings."""
 
   def __init__(self, cfg: ml_collections.ConfigDict, layer_inputs: list[int], *, rngs: nnx.Rngs):
@@ -158,7 +158,7 @@ class _Network(nnx.Module):
     return carries, self._output(hs)
 
 
-class PredictionNetwork(_Network):
+class PredictionNetwork(Network):
   """Handwriting prediction network (section 4): skip connections input->every layer, every layer->output."""
 
   def __init__(self, cfg: ml_collections.ConfigDict, *, rngs: nnx.Rngs):
@@ -197,7 +197,7 @@ class PredictionNetwork(_Network):
     return NetworkState((c1, *carries), state.kappa, state.w), y, {}
 
 
-class SynthesisNetwork(_Network):
+class SynthesisNetwork(Network):
   """Handwriting synthesis network (section 5): window between layer 1 and the rest, fed back into layer 1."""
 
   def __init__(self, cfg: ml_collections.ConfigDict, alphabet_size: int, *, rngs: nnx.Rngs):
@@ -291,7 +291,7 @@ class SynthesisNetwork(_Network):
     return NetworkState((c1, *carries), win.kappa, win.w), y, aux
 
 
-def build_network(model_cfg: ml_collections.ConfigDict, alphabet_size: int, seed: int) -> _Network:
+def build_network(model_cfg: ml_collections.ConfigDict, alphabet_size: int, seed: int) -> Network:
   """Build the network that `model_cfg.mode` names ("prediction" or "synthesis")."""
   rngs = nnx.Rngs(params=seed)
   if model_cfg.mode == "prediction":
@@ -299,6 +299,23 @@ def build_network(model_cfg: ml_collections.ConfigDict, alphabet_size: int, seed
   if model_cfg.mode == "synthesis":
     return SynthesisNetwork(model_cfg, alphabet_size, rngs=rngs)
   raise ConfigError(f"config.model.mode must be 'prediction' or 'synthesis', got {model_cfg.mode!r}")
+
+
+def create_model(cfg: ml_collections.ConfigDict, alphabet_size: int, *, graves_clipping: bool | None = None
+                 ) -> "Network":
+  """The network of a whole config: `cfg.model` at seed `cfg.seed`.
+
+  Graves derivative clipping (`model.lstm_clip` / `model.output_clip`) is part of the optimiser's clipping mode:
+  it is applied when `graves_clipping` is True, which defaults to `cfg.optim.clip_mode == "graves"`; otherwise
+  the two bounds are set to 0 (off) in the built network. Sampling and evaluation are unaffected either way.
+  """
+  if graves_clipping is None:
+    graves_clipping = cfg.optim.clip_mode == "graves"
+  model_cfg = ml_collections.ConfigDict(cfg.model.to_dict())
+  if not graves_clipping:
+    model_cfg.lstm_clip = 0.0
+    model_cfg.output_clip = 0.0
+  return build_network(model_cfg, alphabet_size, cfg.seed)
 
 
 def count_params(model: nnx.Module) -> int:
