@@ -1,0 +1,283 @@
+"""Judge a writer as users do: validation NLL in the paper's units, and legibility read back by an OCR engine.
+
+  python -m handwriting_jax.evaluate                               # the model shipped in the package
+  python -m handwriting_jax.evaluate --workdir=DIR [--checkpoint_steps=4000,5000,6000] [--style_file=s.npz]
+
+NLL: the whole validation split of the data the writer was trained on (IAM-OnDB: every testset_v line up to the
+paper's 1,200 points, whatever the training config's `max_points`), normalised with the checkpoint's own statistics,
+in nats per sequence (the paper's unit) and per step; also in raw offset units, where figures from different
+normalisations can be compared. Without the data (an IAM path that is not on this machine) only legibility is
+reported, and the report says so.
+
+Legibility: `SENTENCES` (everyday sentences in no training text) are written unprimed, each line on its own, with
+`--seeds` draws each, at every `--biases`; every line is rendered and read back by tesseract
+(`handwriting_jax.legibility`); CER and WER per bias. With `--style_file` (or `--style=N`, validation line N) the same
+is done primed with that line. Images, contact sheets and `report.json` go to `--out` (default WORKDIR/eval/step_N).
+"""
+
+import dataclasses
+import json
+import math
+import os
+import sys
+import time
+from collections.abc import Sequence
+
+import jax
+import ml_collections
+import numpy as np
+from absl import app, flags, logging
+
+from handwriting_jax import draw, legibility
+from handwriting_jax import sample as sample_lib
+from handwriting_jax import step as step_lib
+from handwriting_jax import writer as writer_lib
+from handwriting_jax.data import batches as batches_lib
+from handwriting_jax.errors import UserError
+
+# Everyday sentences of 27-35 characters, lower case but one capital, none in the IAM-OnDB or embedded-corpus
+# training texts (evaluate checks that against the loaded training split and reports any overlap).
+SENTENCES = (
+    "the quick brown fox jumps over",
+    "please call me back after lunch",
+    "we will meet at the station",
+    "my sister bought a new bicycle",
+    "the coffee here is always cold",
+    "do not forget to water plants",
+    "he left his keys on the table",
+    "rain is expected later tonight",
+    "she plays the piano every day",
+    "our train was late this morning",
+    "thank you for the lovely gift",
+    "the children are asleep upstairs",
+    "send me the photos from the trip",
+    "this soup needs a little more salt",
+    "the garden looks lovely in spring",
+    "I found an old map in the attic",
+)
+PAPER_MAX_POINTS = 1200  # the paper's IAM-OnDB line cap; validation NLL covers every line up to it
+_EVAL_BATCH = 32
+_PAD_MULTIPLE = 200  # padded validation lengths: few shapes, few compiles
+
+
+class EvaluateError(UserError, ValueError):
+  """An evaluation that cannot be run as asked (bad biases, seeds, output path...)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class ValidationData:
+  """Validation lines renormalised with a checkpoint's statistics, and the training texts (for the overlap check)."""
+  strokes: list[np.ndarray]
+  texts: list[str]
+  train_texts: list[str]
+  description: str
+
+
+def load_validation(writer: writer_lib.Writer, iam_path: str | None = None) -> ValidationData:
+  """The writer's validation split up to PAPER_MAX_POINTS points, normalised with the checkpoint's statistics.
+
+  Raises a UserError (from the data loader) when the data is not on this machine."""
+  from handwriting_jax.data import dataset as dataset_lib  # pylint: disable=g-import-not-at-top  (heavy, optional)
+  data_cfg = ml_collections.ConfigDict(writer.config.data.to_dict())
+  data_cfg.max_points = max(int(data_cfg.max_points), PAPER_MAX_POINTS)
+  if iam_path:
+    data_cfg.iam_path = iam_path
+  data = dataset_lib.load_dataset(data_cfg, progress=False)
+  strokes = [writer.stats.normalise(data.stats.denormalise(x)) for x in data.valid.strokes]
+  source = "IAM-OnDB testset_v" if data_cfg.source == "iam" else f"{data_cfg.source} validation split"
+  return ValidationData(strokes, list(data.valid.texts), list(data.train.texts),
+                        f"{source}, every line up to {data_cfg.max_points} points")
+
+
+def _padded_batch(lines: Sequence[np.ndarray], ids: Sequence[np.ndarray], batch: int, t: int, u: int) -> dict:
+  """Teacher-forcing batch [batch, t] of `lines` (rows past them fully masked), as BatchIterator lays it out."""
+  out = {"inputs": np.zeros((batch, t, 3), np.float32), "targets": np.zeros((batch, t, 3), np.float32),
+         "mask": np.zeros((batch, t), np.float32), "chars": np.zeros((batch, u), np.int32),
+         "char_mask": np.zeros((batch, u), np.float32)}
+  for b, (line, c) in enumerate(zip(lines, ids)):
+    n = len(line)
+    out["targets"][b, :n] = line
+    out["inputs"][b, 0] = batches_lib.FIRST_INPUT
+    out["inputs"][b, 1:n] = line[:-1]
+    out["mask"][b, :n] = 1.0
+    out["chars"][b, :len(c)] = c
+    out["char_mask"][b, :len(c)] = 1.0
+  return out
+
+
+def validation_nll(writer: writer_lib.Writer, strokes: Sequence[np.ndarray], texts: Sequence[str]) -> dict:
+  """Exact NLL over every line: nats per sequence and per step (normalised offsets), and per sequence in raw units.
+
+  Raw units: the density of the de-normalised offsets, NLL + Σ_t log(σ_x σ_y), comparable across normalisations.
+  """
+  from flax import nnx  # pylint: disable=g-import-not-at-top
+  graphdef, params = nnx.split(writer.model, nnx.Param)
+  ids, _ = writer.alphabet.encode_all(list(texts), on_unknown="map")  # as in training
+  order = np.argsort([len(x) for x in strokes], kind="stable")
+  sums = jax.jit(step_lib.eval_sums, static_argnums=0)
+  total, steps = 0.0, 0.0
+  for lo in range(0, len(order), _EVAL_BATCH):
+    idx = order[lo:lo + _EVAL_BATCH]
+    t = -(-max(len(strokes[i]) for i in idx) // _PAD_MULTIPLE) * _PAD_MULTIPLE
+    u = -(-max(max(len(ids[i]) for i in idx), 1) // batches_lib.U_MULTIPLE) * batches_lib.U_MULTIPLE
+    batch = _padded_batch([strokes[i] for i in idx], [ids[i] for i in idx], _EVAL_BATCH, t, u)
+    out = jax.device_get(sums(graphdef, params, batch))
+    total += float(out["nll"])
+    steps += float(out["steps"])
+  lines = len(order)
+  log_scale = float(np.sum(np.log(writer.stats.std)))
+  return {"lines": lines, "steps": int(steps), "nats_per_sequence": total / lines, "nats_per_step": total / steps,
+          "raw_nats_per_sequence": (total + steps * log_scale) / lines,
+          "normalisation": {"std": writer.stats.std.tolist(), "mean": writer.stats.mean.tolist(),
+                            "mean_subtracted": bool(np.any(writer.stats.mean != 0))}}
+
+
+def legibility_at(writer: writer_lib.Writer, bias: float, seeds: int, out_dir: str,
+                  prime: sample_lib.Prime | None = None, sentences: Sequence[str] = SENTENCES) -> dict:
+  """Write every sentence `seeds` times (one batched call, each line its own draw), read them back, score them."""
+  texts = [s for _ in range(seeds) for s in sentences]
+  samples = writer_lib.write_lines(writer, texts, bias=bias, seed=0, prime=prime, same_style=False)
+  tag = f"{'primed' if prime else 'unprimed'}_bias_{bias:g}"
+  paths = [os.path.join(out_dir, tag, f"s{i % len(sentences):02d}_seed{i // len(sentences)}.png")
+           for i in range(len(texts))]
+  scores = legibility.read_lines(samples.lines, texts, paths)
+  rates = legibility.error_rates(scores)
+  per_seed = [legibility.error_rates(scores[k * len(sentences):(k + 1) * len(sentences)])["cer"]
+              for k in range(seeds)]
+  sheet = os.path.join(out_dir, f"{tag}.png")
+  n = min(len(sentences), 8)
+  draw.save_lines_png(samples.lines[:n], [f"{s.text}  →  read: {s.read!r}" for s in scores[:n]], sheet)
+  return {"bias": bias, "primed": prime is not None, **rates, "cer_per_seed": per_seed,
+          "finished": int(np.sum(samples.finished_B)), "lines": len(texts), "sheet": sheet,
+          "per_line": [{"text": s.text, "read": s.read, "cer": s.cer, "image": p} for s, p in zip(scores, paths)]}
+
+
+def overlap(sentences: Sequence[str], train_texts: Sequence[str]) -> list[str]:
+  """The sentences that occur (case-insensitively, as substrings) in some training text."""
+  lowered = [t.lower() for t in train_texts]
+  return [s for s in sentences if any(s.lower() in t for t in lowered)]
+
+
+def evaluate(workdir: str | None, step: int | None, *, biases: Sequence[float], seeds: int, out_dir: str | None,
+             prime_style: tuple[np.ndarray, str] | None = None, style_index: int | None = None,
+             iam_path: str | None = None, nll: bool = True) -> dict:
+  """Evaluate one checkpoint (default: the newest; no workdir: the shipped model); writes and returns the report."""
+  if not biases or any(not math.isfinite(b) or b < 0 for b in biases):
+    raise EvaluateError(f"--biases must be finite numbers >= 0, got {list(biases)}")
+  if seeds < 1:
+    raise EvaluateError(f"--seeds must be >= 1, got {seeds}")
+  legibility.check_tesseract()
+  t0 = time.time()
+  writer = writer_lib.load_writer(workdir, step)
+  if not writer.conditional:
+    raise EvaluateError(f"the checkpoint in {writer.workdir} is a prediction network: legibility needs a synthesis "
+                        "network (it writes text)")
+  if out_dir is None:
+    base = writer.workdir if workdir is not None else os.path.abspath("evaluation_shipped")
+    out_dir = os.path.join(base, "eval", f"step_{writer.step}")
+  if os.path.exists(out_dir) and not os.path.isdir(out_dir):
+    raise EvaluateError(f"--out={out_dir} is a file; give a folder")
+  os.makedirs(out_dir, exist_ok=True)
+  report = {"workdir": writer.workdir, "step": writer.step, "data_source": writer.config.data.source,
+            "sentences": list(SENTENCES), "seeds": seeds}
+  valid = None
+  if nll or style_index is not None:
+    try:
+      valid = load_validation(writer, iam_path)
+    except UserError as e:
+      report["nll"] = None
+      report["nll_unavailable"] = f"the training data is not available here, so no NLL: {' '.join(str(e).split())}"
+  if valid is not None:
+    report["overlap_with_training_texts"] = overlap(SENTENCES, valid.train_texts)
+    if nll:
+      report["nll"] = {"data": valid.description, **validation_nll(writer, valid.strokes, valid.texts)}
+  if style_index is not None:
+    if valid is None:
+      raise EvaluateError(f"--style={style_index} needs the validation data: {report['nll_unavailable']}")
+    if not 0 <= style_index < len(valid.strokes):
+      raise EvaluateError(f"--style={style_index}: the validation split has {len(valid.strokes)} lines")
+    prime_style = (writer.stats.denormalise(valid.strokes[style_index]), valid.texts[style_index])
+  report["legibility"] = [legibility_at(writer, b, seeds, out_dir) for b in biases]
+  if prime_style is not None:
+    prime = writer_lib.make_prime(writer, *prime_style)
+    report["primed_with"] = prime_style[1]
+    report["legibility_primed"] = [legibility_at(writer, b, seeds, out_dir, prime) for b in biases]
+  report["seconds"] = time.time() - t0
+  path = os.path.join(out_dir, "report.json")
+  with open(path, "w", encoding="utf-8") as f:
+    json.dump(report, f, indent=1, ensure_ascii=False)
+  report["path"] = path
+  return report
+
+
+def summary(report: dict) -> str:
+  """The report as a few human-readable lines."""
+  out = [f"{report['workdir']} step {report['step']} ({report['data_source']} data)"]
+  nll = report.get("nll")
+  if nll:
+    norm = nll["normalisation"]
+    out.append(f"  validation NLL: {nll['nats_per_sequence']:.1f} nats/sequence, {nll['nats_per_step']:.4f} "
+               f"nats/step over {nll['lines']} lines ({nll['data']}); offsets divided by std "
+               f"({norm['std'][0]:.3g}, {norm['std'][1]:.3g})"
+               f"{', mean subtracted' if norm['mean_subtracted'] else ''}; in raw units "
+               f"{nll['raw_nats_per_sequence']:.1f} nats/sequence")
+  else:
+    out.append(f"  {report.get('nll_unavailable', 'NLL not computed')}")
+  if report.get("overlap_with_training_texts"):
+    out.append(f"  warning: sentences found in training texts: {report['overlap_with_training_texts']}")
+  for key, label in (("legibility", "unprimed"), ("legibility_primed", "primed")):
+    for r in report.get(key, []):
+      seeds = ", ".join(f"{c:.0%}" for c in r["cer_per_seed"])
+      out.append(f"  {label:8s} bias {r['bias']:<4g}  CER {r['cer']:6.1%}  WER {r['wer']:6.1%}  "
+                 f"(per seed {seeds}; {r['finished']}/{r['lines']} lines finished by the window)")
+  out.append(f"  report: {report['path']}")
+  return "\n".join(out)
+
+
+FLAGS = flags.FLAGS
+
+
+def define_flags() -> None:
+  """The command-line flags (defined only when run as a program)."""
+  flags.DEFINE_string("workdir", None, "Training workdir (default: the model shipped in the package).")
+  flags.DEFINE_list("checkpoint_steps", [], "Checkpoint steps to evaluate (default: the newest).")
+  flags.DEFINE_list("biases", ["0", "0.5", "0.75", "1.0"], "Sampling biases to measure legibility at.")
+  flags.DEFINE_integer("seeds", 3, "Draws of every sentence per bias.")
+  flags.DEFINE_string("style_file", None, "Also measure legibility primed with this saved style (.npz).")
+  flags.DEFINE_integer("style", None, "Also measure legibility primed with validation line N.")
+  flags.DEFINE_string("iam_path", None, "IAM-OnDB folder, when it is not where the checkpoint's config says.")
+  flags.DEFINE_bool("nll", True, "Compute the validation NLL (needs the training data).")
+  flags.DEFINE_string("out", None, "Output folder (default: WORKDIR/eval/step_N).")
+
+
+def main(argv):
+  """Entry point: one report per checkpoint step; one-line errors for user mistakes."""
+  if len(argv) > 1:
+    raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+  if not FLAGS["verbosity"].present:
+    logging.set_verbosity(logging.WARNING)
+  try:
+    biases = [float(b) for b in FLAGS.biases]
+  except ValueError:
+    print(f"error: --biases must be numbers, got {FLAGS.biases}", file=sys.stderr)
+    sys.exit(1)
+  try:
+    steps = [int(s) for s in FLAGS.checkpoint_steps] or [None]
+  except ValueError:
+    print(f"error: --checkpoint_steps must be integers, got {FLAGS.checkpoint_steps}", file=sys.stderr)
+    sys.exit(1)
+  try:
+    style = writer_lib.load_style(FLAGS.style_file) if FLAGS.style_file else None
+    for step in steps:
+      out = FLAGS.out if FLAGS.out is None or len(steps) == 1 else os.path.join(FLAGS.out, f"step_{step}")
+      report = evaluate(FLAGS.workdir, step, biases=biases, seeds=FLAGS.seeds, out_dir=out, prime_style=style,
+                        style_index=FLAGS.style, iam_path=FLAGS.iam_path, nll=FLAGS.nll)
+      print(summary(report), flush=True)
+  except (UserError, FileNotFoundError) as e:
+    print(f"error: {' '.join(str(e).split())}", file=sys.stderr)
+    sys.exit(1)
+
+
+if __name__ == "__main__":
+  define_flags()
+  app.run(main)

@@ -1,0 +1,127 @@
+"""`evaluate`: exact validation NLL over every line, legibility per bias (tiny random networks), the report, errors."""
+
+import json
+import os
+import string
+
+import jax
+import numpy as np
+import pytest
+from flax import nnx
+
+from configs import synthesis as synthesis_config
+from handwriting_jax import checkpoint as ckpt_lib
+from handwriting_jax import evaluate, optim
+from handwriting_jax import step as step_lib
+from handwriting_jax import writer as writer_lib
+from handwriting_jax.data import batches as batches_lib
+from handwriting_jax.data.alphabet import Alphabet
+from handwriting_jax.data.strokes import NormStats
+from handwriting_jax.model import networks
+
+CHARS = " " + string.ascii_letters + string.digits + ".,'!?-"
+STATS = NormStats(mean=np.array([0.5, 0.0], np.float32), std=np.array([4.0, 3.0], np.float32))
+
+
+def _save(workdir: str, config) -> None:
+  alphabet = Alphabet(CHARS)
+  model = networks.create_model(config, alphabet.size)
+  _, state = step_lib.create_train_state(model, optim.make_optimizer(config.optim, config.train.num_steps))
+  ckpt = ckpt_lib.Checkpointer(workdir)
+  ckpt.save(5, state, {"config": json.loads(config.to_json_best_effort()), "alphabet": alphabet.chars,
+                       "norm": STATS.to_arrays()})
+  ckpt.close()
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory):
+  path = str(tmp_path_factory.mktemp("synth"))
+  config = synthesis_config.get_config("tiny")
+  config.sample.max_steps_per_char = 6
+  _save(path, config)
+  return path
+
+
+def test_validation_nll_is_exact_over_every_line(workdir):
+  writer = writer_lib.load_writer(workdir)
+  valid = evaluate.load_validation(writer)
+  assert len(valid.strokes) == writer.config.data.embedded.valid_lines  # every line, none repeated or dropped
+  got = evaluate.validation_nll(writer, valid.strokes, valid.texts)
+  # Reference: each line alone in a batch of one, no padding.
+  graphdef, params = nnx.split(writer.model, nnx.Param)
+  ref_total, ref_steps = 0.0, 0
+  for line, text in zip(valid.strokes, valid.texts):
+    ids = writer.alphabet.encode(text, on_unknown="map")
+    batch = evaluate._padded_batch([line], [ids], 1, len(line), max(len(ids), 1))
+    ref_total += float(step_lib.batch_loss(graphdef, params, batch)[0])
+    ref_steps += len(line)
+  assert got["lines"] == len(valid.strokes) and got["steps"] == ref_steps
+  np.testing.assert_allclose(got["nats_per_sequence"], ref_total / len(valid.strokes), rtol=1e-4)
+  np.testing.assert_allclose(got["nats_per_step"], ref_total / ref_steps, rtol=1e-4)
+  # Raw units: the density of de-normalised offsets, i.e. + log(σx σy) per step.
+  np.testing.assert_allclose(got["raw_nats_per_sequence"],
+                             (ref_total + ref_steps * np.log(4.0 * 3.0)) / len(valid.strokes), rtol=1e-4)
+
+
+def test_validation_uses_the_checkpoint_normalisation(workdir):
+  writer = writer_lib.load_writer(workdir)
+  valid = evaluate.load_validation(writer)
+  from handwriting_jax.data import dataset as dataset_lib  # pylint: disable=g-import-not-at-top
+  data = dataset_lib.load_dataset(writer.config.data, progress=False)
+  np.testing.assert_allclose(STATS.denormalise(valid.strokes[0]), data.stats.denormalise(data.valid.strokes[0]),
+                             rtol=1e-5, atol=1e-4)
+
+
+def test_padded_batch_matches_the_training_layout():
+  line = np.arange(12, dtype=np.float32).reshape(4, 3)
+  batch = evaluate._padded_batch([line], [np.array([3, 4], np.int32)], 2, 6, 8)
+  assert batch["inputs"].shape == (2, 6, 3) and batch["mask"].sum() == 4 and batch["char_mask"].sum() == 2
+  np.testing.assert_array_equal(batch["inputs"][0, 0], batches_lib.FIRST_INPUT)
+  np.testing.assert_array_equal(batch["inputs"][0, 1:4], line[:3])
+  np.testing.assert_array_equal(batch["targets"][0, :4], line)
+  assert not batch["inputs"][1].any() and not batch["mask"][1].any()
+
+
+def test_evaluate_writes_a_report_with_nll_and_legibility(workdir, tmp_path):
+  out = str(tmp_path / "eval")
+  report = evaluate.evaluate(workdir, None, biases=[0.5, 2.0], seeds=2, out_dir=out, style_index=1)
+  assert report["step"] == 5 and report["nll"]["lines"] == 16
+  assert [r["bias"] for r in report["legibility"]] == [0.5, 2.0]
+  for r in report["legibility"] + report["legibility_primed"]:
+    assert r["lines"] == 2 * len(evaluate.SENTENCES) and len(r["cer_per_seed"]) == 2
+    assert 0.0 <= r["wer"] and r["cer"] > 0.5  # a random network scribbles
+    assert all(os.path.isfile(line["image"]) for line in r["per_line"]) and os.path.isfile(r["sheet"])
+  with open(os.path.join(out, "report.json"), encoding="utf-8") as f:
+    assert json.load(f)["legibility"][0]["cer"] == report["legibility"][0]["cer"]
+  text = evaluate.summary(report)
+  assert "nats/sequence" in text and "bias 0.5" in text and "primed" in text
+
+
+def test_without_the_data_only_legibility_is_reported(tmp_path):
+  config = synthesis_config.get_config("tiny")
+  config.sample.max_steps_per_char = 4
+  config.data.source = "iam"
+  config.data.iam_path = str(tmp_path / "not-here")
+  _save(str(tmp_path / "w"), config)
+  report = evaluate.evaluate(str(tmp_path / "w"), None, biases=[1.0], seeds=1, out_dir=str(tmp_path / "e"))
+  assert report["nll"] is None and "not available" in report["nll_unavailable"]
+  assert "not-here" in report["nll_unavailable"] and len(report["legibility"]) == 1
+  assert "no NLL" in evaluate.summary(report)
+
+
+def test_overlap_finds_a_training_sentence():
+  assert evaluate.overlap(["the cat sat", "a dog"], ["Then The Cat Sat down", "dogs"]) == ["the cat sat"]
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"biases": [-1.0], "seeds": 1}, "biases"), ({"biases": [0.5], "seeds": 0}, "seeds")])
+def test_bad_arguments(workdir, tmp_path, kwargs, message):
+  with pytest.raises(evaluate.EvaluateError, match=message):
+    evaluate.evaluate(workdir, None, out_dir=str(tmp_path), **kwargs)
+
+
+def test_sentences_are_not_in_the_embedded_training_texts():
+  from handwriting_jax.data import hershey  # pylint: disable=g-import-not-at-top
+  train_texts, _ = hershey.corpus_texts(synthesis_config.get_config("small").data.embedded)
+  assert evaluate.overlap(evaluate.SENTENCES, train_texts) == []
+  assert all(27 <= len(s) <= 35 for s in evaluate.SENTENCES)

@@ -1,0 +1,92 @@
+"""The legibility metric itself: rendering, the edit distances, and tesseract reading clean text well and scribbles
+badly (so a CER figure means something). tesseract comes from Debian's tesseract-ocr, which .ci/run installs."""
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from HersheyFonts import HersheyFonts
+
+from handwriting_jax import legibility
+from handwriting_jax.data import strokes as strokes_lib
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+CLEAN_TEXTS = ("the quick brown fox jumps over", "please call me back after lunch", "send me the photos")
+
+
+def _printed_line(text: str) -> np.ndarray:
+  """`text` in Hershey's plain sans-serif font as pen offsets (y up): what a clean writer would produce."""
+  font = HersheyFonts()
+  font.load_default_font("futural")
+  font.normalize_rendering(30)
+  strokes, current = [], []
+  for (x0, y0), (x1, y1) in font.lines_for_text(text):
+    if current and np.allclose(current[-1], (x0, y0)):
+      current.append((x1, y1))
+    else:
+      if current:
+        strokes.append(np.array(current))
+      current = [(x0, y0), (x1, y1)]
+  strokes.append(np.array(current))
+  return strokes_lib.strokes_to_offsets(strokes)
+
+
+def test_edit_distances_and_rates():
+  s = legibility.score("kitten sat", "sitting sat")  # kitten -> sitting: 3 edits; words: 1 substitution
+  assert (s.char_errors, s.word_errors) == (3, 1)
+  assert s.cer == pytest.approx(0.3)
+  assert legibility.score("Abc", "abc").char_errors == 1  # case-sensitive
+  rates = legibility.error_rates([s, legibility.score("ab cd", "ab cd")])
+  assert rates["cer"] == pytest.approx(3 / 15) and rates["wer"] == pytest.approx(1 / 4)
+  assert rates["worst_line_cer"] == pytest.approx(0.3) and rates["mean_line_cer"] == pytest.approx(0.15)
+
+
+def test_render_line_scale_orientation_and_caps():
+  # A stroke rising to the right from (0, 0) to (10, 10), then a one-point dot at (15, 0): y up in the data is up
+  # in the image. Height 10 -> 105 px, so 10.5 px per unit, after a 20 px margin.
+  line = np.array([[0, 0, 0], [10, 10, 1], [5, -10, 1]], np.float32)
+  image = np.asarray(legibility.render_line(line))
+  m, h = legibility.MARGIN_PX, legibility.LINE_HEIGHT_PX
+  assert image.shape == (h + 2 * m + 1, int(np.ceil(15 * 10.5)) + 2 * m + 1)
+
+  def inked(x, y):
+    return (image[round(y) - 2:round(y) + 3, round(x) - 2:round(x) + 3] < 128).any()
+
+  assert inked(m, m + h) and inked(m + 105, m)  # the stroke's start (bottom left) and end (top)
+  assert inked(m + 15 * 10.5 - 1, m + h)  # the dot: a round cap on a one-point stroke
+  assert (image[m:m + 20, m:m + 20] > 128).all()  # the top left stays white
+  assert not inked(m + 60, m + 60 + 40)  # below the diagonal, away from the dot
+  with pytest.raises(ValueError):
+    legibility.render_line(np.array([[0, np.nan, 1]], np.float32))
+
+
+def test_clean_text_reads_back_well_and_scrambled_strokes_badly():
+  lines = [_printed_line(t) for t in CLEAN_TEXTS]
+  clean = legibility.error_rates(legibility.read_lines(lines, CLEAN_TEXTS))
+  assert clean["cer"] <= 0.1, clean
+  rng = np.random.default_rng(0)
+  scrambled = []
+  for line in lines:
+    x = line.copy()
+    x[:, :2] = rng.permutation(x[:, :2])  # the same pen moves, in random order
+    scrambled.append(x)
+  bad = legibility.error_rates(legibility.read_lines(scrambled, CLEAN_TEXTS))
+  assert bad["cer"] >= 0.6, bad
+
+
+def test_images_are_saved(tmp_path):
+  paths = [str(tmp_path / "a" / "line.png")]
+  [s] = legibility.read_lines([_printed_line("fox")], ["fox"], paths)
+  assert os.path.getsize(paths[0]) > 0 and s.text == "fox"
+
+
+def test_missing_tesseract_is_one_line_naming_the_package(tmp_path):
+  with pytest.raises(legibility.TesseractMissingError, match="tesseract-ocr"):
+    legibility.check_tesseract("no-such-tesseract-binary")
+  env = {**os.environ, "PATH": str(tmp_path), "PYTHONPATH": REPO, "JAX_PLATFORMS": "cpu"}
+  out = subprocess.run([sys.executable, "-m", "handwriting_jax.evaluate"], capture_output=True, text=True, env=env,
+                       cwd=REPO, timeout=300, check=False)
+  assert out.returncode == 1
+  assert out.stderr.strip().count("\n") == 0 and "tesseract-ocr" in out.stderr, out.stderr
