@@ -45,8 +45,16 @@ def validate(cfg: ml_collections.ConfigDict, device_count: int = 1, process_coun
            f"global batch {global_batch} does not divide over {device_count} devices")
   _require(global_batch % process_count == 0, "data.batch_size",
            f"global batch {global_batch} does not divide over {process_count} processes")
-  last = -1
+  pieces_until = cfg.data.pieces_until
+  _require(isinstance(pieces_until, int) and pieces_until >= 0, "data.pieces_until",
+           f"must be an integer >= 0 (0 = no word-piece stage), got {pieces_until!r}")
+  _require(isinstance(cfg.data.piece_max_words, int) and cfg.data.piece_max_words > 0, "data.piece_max_words",
+           f"must be a positive integer, got {cfg.data.piece_max_words!r}")
+  _require(pieces_until < cfg.train.num_steps, "data.pieces_until",
+           f"{pieces_until} leaves no step for whole lines (train.num_steps={cfg.train.num_steps})")
+  last = pieces_until - 1 if pieces_until else -1
   for i, stage in enumerate(cfg.data.curriculum):
     _require(len(stage) == 2 and stage[0] > last and stage[1] > 0, f"data.curriculum[{i}]",
-             f"stages are (until_step, max_points) with increasing steps and positive lengths, got {stage!r}")
+             f"stages are (until_step, max_points) with increasing steps (after data.pieces_until) and positive "
+             f"lengths, got {stage!r}")
     last = stage[0]

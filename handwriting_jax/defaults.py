@@ -54,6 +54,10 @@ def data_config() -> ml_collections.ConfigDict:
   c.shuffle_seed = 0
   # Curriculum on line length: list of (until_step, max_points); empty = full lines from step 0.
   c.curriculum = ()
+  # Word pieces (data/pieces.py): train the first `pieces_until` steps on lines cut at the pen-up gaps between words
+  # into pieces of 1..piece_max_words words (short, aligned sequences); 0 = off. Curriculum stages come after.
+  c.pieces_until = 0
+  c.piece_max_words = 3
   return c
 
 

@@ -149,7 +149,32 @@ def legibility_at(writer: writer_lib.Writer, bias: float, seeds: int, out_dir: s
   draw.save_lines_png(samples.lines[:n], [f"{s.text}  →  read: {s.read!r}" for s in scores[:n]], sheet)
   return {"bias": bias, "primed": prime is not None, **rates, "cer_per_seed": per_seed,
           "finished": int(np.sum(samples.finished_B)), "lines": len(texts), "sheet": sheet,
-          "per_line": [{"text": s.text, "read": s.read, "cer": s.cer, "image": p} for s, p in zip(scores, paths)]}
+          "per_line": [{"text": s.text, "read": s.read, "cer": s.cer, "image": p} for s, p in zip(scores, paths)],
+          "_strokes": samples.lines}
+
+
+def save_styles(workdir: str, result: dict, count: int) -> list[str]:
+  """Save the `count` most legible lines of one legibility result (distinct sentences, lowest CER first, finished
+  lines only) as the writer's own styles WORKDIR/styles/style_K.npz; returns their paths.
+
+  These are the model's samples, not training strokes, so a shipped writer carries no training data."""
+  order = sorted(range(len(result["per_line"])), key=lambda i: (result["per_line"][i]["cer"], i))
+  chosen, seen = [], set()
+  for i in order:
+    text = result["per_line"][i]["text"]
+    if text not in seen:
+      seen.add(text)
+      chosen.append(i)
+    if len(chosen) == count:
+      break
+  folder = os.path.join(workdir, writer_lib.STYLES_DIR)
+  os.makedirs(folder, exist_ok=True)
+  paths = []
+  for k, i in enumerate(chosen):
+    path = os.path.join(folder, f"style_{k}.npz")
+    writer_lib.save_style(path, result["_strokes"][i], result["per_line"][i]["text"])
+    paths.append(path)
+  return paths
 
 
 def overlap(sentences: Sequence[str], train_texts: Sequence[str]) -> list[str]:
@@ -160,12 +185,15 @@ def overlap(sentences: Sequence[str], train_texts: Sequence[str]) -> list[str]:
 
 def evaluate(workdir: str | None, step: int | None, *, biases: Sequence[float], seeds: int, out_dir: str | None,
              prime_style: tuple[np.ndarray, str] | None = None, style_index: int | None = None,
-             iam_path: str | None = None, nll: bool = True) -> dict:
+             iam_path: str | None = None, nll: bool = True, styles: int = 0, styles_bias: float = 0.75) -> dict:
   """Evaluate one checkpoint (default: the newest; no workdir: the shipped model); writes and returns the report."""
   if not biases or any(not math.isfinite(b) or b < 0 for b in biases):
     raise EvaluateError(f"--biases must be finite numbers >= 0, got {list(biases)}")
   if seeds < 1:
     raise EvaluateError(f"--seeds must be >= 1, got {seeds}")
+  if styles < 0 or (styles and styles_bias not in biases):
+    raise EvaluateError(f"--save_styles={styles} needs a count >= 0 and --styles_bias ({styles_bias}) among "
+                        f"--biases {list(biases)}")
   legibility.check_tesseract()
   t0 = time.time()
   writer = writer_lib.load_writer(workdir, step)
@@ -202,6 +230,11 @@ def evaluate(workdir: str | None, step: int | None, *, biases: Sequence[float], 
     prime = writer_lib.make_prime(writer, *prime_style)
     report["primed_with"] = prime_style[1]
     report["legibility_primed"] = [legibility_at(writer, b, seeds, out_dir, prime) for b in biases]
+  if styles:
+    chosen = next(r for r in report["legibility"] if r["bias"] == styles_bias)
+    report["styles"] = save_styles(writer.workdir, chosen, styles)
+  for r in report["legibility"] + report.get("legibility_primed", []):
+    r.pop("_strokes")
   report["seconds"] = time.time() - t0
   path = os.path.join(out_dir, "report.json")
   with open(path, "w", encoding="utf-8") as f:
@@ -230,6 +263,8 @@ def summary(report: dict) -> str:
       seeds = ", ".join(f"{c:.0%}" for c in r["cer_per_seed"])
       out.append(f"  {label:8s} bias {r['bias']:<4g}  CER {r['cer']:6.1%}  WER {r['wer']:6.1%}  "
                  f"(per seed {seeds}; {r['finished']}/{r['lines']} lines finished by the window)")
+  if report.get("styles"):
+    out.append(f"  styles saved: {', '.join(report['styles'])}")
   out.append(f"  report: {report['path']}")
   return "\n".join(out)
 
@@ -248,6 +283,9 @@ def define_flags() -> None:
   flags.DEFINE_string("iam_path", None, "IAM-OnDB folder, when it is not where the checkpoint's config says.")
   flags.DEFINE_bool("nll", True, "Compute the validation NLL (needs the training data).")
   flags.DEFINE_string("out", None, "Output folder (default: WORKDIR/eval/step_N).")
+  flags.DEFINE_integer("save_styles", 0, "Save the N most legible unprimed lines at --styles_bias as the writer's "
+                       "own styles (WORKDIR/styles/style_K.npz), for write --style_name and shipped writers.")
+  flags.DEFINE_float("styles_bias", 0.75, "The bias whose lines --save_styles chooses from.")
 
 
 def main(argv):
@@ -271,7 +309,8 @@ def main(argv):
     for step in steps:
       out = FLAGS.out if FLAGS.out is None or len(steps) == 1 else os.path.join(FLAGS.out, f"step_{step}")
       report = evaluate(FLAGS.workdir, step, biases=biases, seeds=FLAGS.seeds, out_dir=out, prime_style=style,
-                        style_index=FLAGS.style, iam_path=FLAGS.iam_path, nll=FLAGS.nll)
+                        style_index=FLAGS.style, iam_path=FLAGS.iam_path, nll=FLAGS.nll,
+                        styles=FLAGS.save_styles, styles_bias=FLAGS.styles_bias)
       print(summary(report), flush=True)
   except (UserError, FileNotFoundError) as e:
     print(f"error: {' '.join(str(e).split())}", file=sys.stderr)

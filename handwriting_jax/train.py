@@ -17,6 +17,7 @@ from handwriting_jax import step as step_lib
 from handwriting_jax import training_samples
 from handwriting_jax.data import batches as batches_lib
 from handwriting_jax.data import dataset as dataset_lib
+from handwriting_jax.data import pieces as pieces_lib
 from handwriting_jax.errors import UserError
 from handwriting_jax.model import networks
 
@@ -26,26 +27,44 @@ class NonFiniteLossError(UserError, FloatingPointError):
 
 
 class CurriculumBatches:
-  """Training batches with a curriculum on line length: `data.curriculum` = ((until_step, max_points), ...).
+  """Training batches with a curriculum: first word pieces for `data.pieces_until` steps (data/pieces.py, when > 0),
+  then line-length stages `data.curriculum` = ((until_step, max_points), ...), then full lines up to `max_points`.
 
   Each stage has its own seeded BatchIterator; the state (stage, iterator state) goes into checkpoints so a resumed
   run sees exactly the same batches.
   """
 
-  def __init__(self, split, alphabet, data_cfg: ml_collections.ConfigDict):
-    self.split, self.alphabet, self.data_cfg = split, alphabet, data_cfg
-    self.stages = [(int(u), int(m)) for u, m in data_cfg.curriculum] + [(None, int(data_cfg.max_points))]
+  def __init__(self, split, alphabet, data_cfg: ml_collections.ConfigDict, stats=None):
+    self.split, self.alphabet, self.data_cfg, self.stats = split, alphabet, data_cfg, stats
+    pieces_until = int(data_cfg.get("pieces_until", 0))
+    self.stages = ([(pieces_until, int(data_cfg.max_points), True)] if pieces_until > 0 else []) + [
+        (int(u), int(m), False) for u, m in data_cfg.curriculum] + [(None, int(data_cfg.max_points), False)]
     self.stage, self.iterator = -1, None
+    self.pieces_summary = None
 
   def _stage_for(self, step: int) -> int:
-    return next(i for i, (until, _) in enumerate(self.stages) if until is None or step < until)
+    return next(i for i, (until, _, _) in enumerate(self.stages) if until is None or step < until)
 
   def _start(self, stage: int) -> None:
     self.stage = stage
+    _, max_points, use_pieces = self.stages[stage]
+    strokes, texts = self.split.strokes, self.split.texts
+    if use_pieces:
+      strokes, texts, cut = pieces_lib.split_into_pieces(strokes, texts, self.stats, int(self.data_cfg.piece_max_words),
+                                                         int(self.data_cfg.shuffle_seed))
+      self.pieces_summary = f"word pieces: {len(strokes)} pieces from {cut} of {len(self.split.strokes)} lines"
     self.iterator = batches_lib.BatchIterator(
-        self.split.strokes, self.split.texts, self.alphabet, batch_size=self.data_cfg.batch_size,
+        strokes, texts, self.alphabet, batch_size=self.data_cfg.batch_size,
         num_buckets=self.data_cfg.num_buckets, seed=self.data_cfg.shuffle_seed + 1009 * stage,
-        max_points=self.stages[stage][1], process_index=jax.process_index(), process_count=jax.process_count())
+        max_points=max_points, process_index=jax.process_index(), process_count=jax.process_count())
+
+  def describe(self) -> str:
+    """One line about the current stage, for the log."""
+    until, max_points, use_pieces = self.stages[self.stage]
+    what = self.pieces_summary if use_pieces else f"lines up to {max_points} points"
+    lines = self.iterator.num_lines
+    return (f"curriculum stage {self.stage} ({'until step ' + str(until) if until else 'to the end'}): {what}, "
+            f"{lines} used, {self.iterator.steps_per_epoch} steps per epoch")
 
   def next(self, step: int) -> dict[str, np.ndarray]:
     """This process's slice of the global batch for training step `step`."""
@@ -187,7 +206,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     model = networks.create_model(config, dataset.alphabet.size)
     tx = optim.make_optimizer(config.optim, config.train.num_steps)
     graphdef, state = step_lib.create_train_state(model, tx)
-    train_batches = CurriculumBatches(dataset.train, dataset.alphabet, config.data)
+    train_batches = CurriculumBatches(dataset.train, dataset.alphabet, config.data, dataset.stats)
     reporter = Reporter(workdir, config.train.num_steps)
     reporter.line(dataset.summary["line"])
     reporter.line(f"{config.model.mode} network: {networks.count_params(model):,} parameters; "
@@ -214,7 +233,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
       ckpt.save(step_now, par.global_state(state), {**metadata, "data_iter": train_batches.state()})
 
     for step_now in range(start + 1, cfg_t.num_steps + 1):
-      state, metrics = par.train_step(state, train_batches.next(step_now - 1))
+      stage = train_batches.stage
+      batch = train_batches.next(step_now - 1)
+      if train_batches.stage != stage:
+        reporter.line(train_batches.describe())
+      state, metrics = par.train_step(state, batch)
       if pending is not None:  # read step t-1 while step t runs
         host = jax.device_get(pending[1])
         _check_finite(host, pending[0])

@@ -27,12 +27,17 @@ FLAGS = flags.FLAGS
 
 def define_flags() -> None:
   """The command-line flags (defined only when run as a program, so importing this module defines none)."""
-  flags.DEFINE_string("workdir", None, "Training workdir holding checkpoints/ (default: the pretrained model).")
+  flags.DEFINE_string("workdir", None, "Training workdir holding checkpoints/ (default: a writer shipped in the "
+                      "package, chosen by --shipped).")
+  flags.DEFINE_string("shipped", None, f"Without --workdir: the shipped writer to use, one of "
+                      f"{', '.join(writer_lib.SHIPPED)} (default {writer_lib.DEFAULT_SHIPPED}).")
   flags.DEFINE_integer("checkpoint_step", None, "Checkpoint step to use (default: the newest).")
   flags.DEFINE_string("text", None, "Text to write (synthesis checkpoints); wrapped into lines of --width characters.")
   flags.DEFINE_float("bias", None, "Sampling bias b >= 0 (eqs. 61-62; default: the checkpoint's config.sample.bias).")
   flags.DEFINE_integer("style", None, "Prime with validation line N of the checkpoint's data set.")
   flags.DEFINE_string("style_file", None, "Prime with a style saved by --save_style (.npz).")
+  flags.DEFINE_string("style_name", None, "Prime with a style saved with the writer (WORKDIR/styles/NAME.npz; the "
+                      "shipped writers' styles are their own most legible samples).")
   flags.DEFINE_string("save_style", None, "Save the --style line used to this .npz file.")
   flags.DEFINE_bool("same_style", True, "Without a style: write the first line freely and prime the others with it.")
   flags.DEFINE_string("out", "handwriting.svg", "Output file, .svg (one path per stroke) or .png.")
@@ -48,22 +53,26 @@ def define_flags() -> None:
 def run(workdir: str | None, out: str, *, text: str | None = None, bias: float | None = None,
         style: int | None = None, style_file: str | None = None, save_style_path: str | None = None,
         same_style: bool = True, seed: int = 0, width: int = 40, plots: bool = False, num_lines: int | None = None,
-        checkpoint_step: int | None = None, animation: str | None = None) -> list[str]:
+        checkpoint_step: int | None = None, animation: str | None = None, style_name: str | None = None,
+        shipped: str | None = None) -> list[str]:
   """The command line as a function: write the page (and plots, animation); returns the paths written."""
   if os.path.splitext(out)[1].lower() not in writer_lib.OUTPUT_EXTENSIONS:
     raise writer_lib.WriteError(f"--out={out}: the output must end in one of {writer_lib.OUTPUT_EXTENSIONS}")
   if animation is not None and os.path.splitext(animation)[1].lower() not in (".gif", ".html"):
     raise writer_lib.WriteError(f"--animation={animation}: the animation must end in .gif or .html")
-  if style is not None and style_file is not None:
-    raise writer_lib.WriteError("give --style or --style_file, not both")
+  if sum(x is not None for x in (style, style_file, style_name)) > 1:
+    raise writer_lib.WriteError("give one of --style, --style_file and --style_name, not several")
+  if shipped is not None and workdir is not None:
+    raise writer_lib.WriteError("give --workdir or --shipped, not both")
   if save_style_path is not None and style is None:
     raise writer_lib.WriteError("--save_style saves the line chosen with --style=N; give --style")
   lines = None if text is None else writer_lib.wrap_text(text, width)
-  writer = writer_lib.load_writer(workdir, checkpoint_step)
+  writer = writer_lib.load_writer(writer_lib.pretrained_workdir(shipped) if workdir is None else workdir,
+                                  checkpoint_step)
   bias = writer.config.sample.bias if bias is None else bias
   stem = os.path.splitext(out)[0]
   if not writer.conditional:
-    if text is not None or style is not None or style_file is not None:
+    if text is not None or style is not None or style_file is not None or style_name is not None:
       raise writer_lib.WriteError(f"the checkpoint in {writer.workdir} is a prediction network: it writes "
                                   "unconditionally; use --num_lines instead of --text / --style")
     samples = sample_lib.sample(writer.model, jax.random.key(seed), num_lines=num_lines or 1, bias=bias,
@@ -78,9 +87,11 @@ def run(workdir: str | None, out: str, *, text: str | None = None, bias: float |
     raise writer_lib.WriteError("give --text to write (this is a synthesis checkpoint)")
   sample_lib.check_texts(lines, writer.alphabet)
   prime, written = None, []
-  if style is not None or style_file is not None:
+  if style is not None or style_file is not None or style_name is not None:
     if style is not None:
       strokes, prime_text = writer_lib.dataset_style(writer.config, style)
+    elif style_name is not None:
+      strokes, prime_text = writer_lib.writer_style(writer, style_name)
     else:
       strokes, prime_text = writer_lib.load_style(style_file)
     prime = writer_lib.make_prime(writer, strokes, prime_text)
@@ -120,13 +131,14 @@ def main(argv):
     logging.set_verbosity(logging.WARNING)  # keep Orbax's restore chatter off the console
   try:
     if FLAGS.export:
-      workdir = FLAGS.workdir or writer_lib.pretrained_workdir()
+      workdir = FLAGS.workdir or writer_lib.pretrained_workdir(FLAGS.shipped)
       print(writer_lib.export_model(workdir, FLAGS.export, FLAGS.checkpoint_step))
       return
     paths = run(FLAGS.workdir, FLAGS.out, text=FLAGS.text, bias=FLAGS.bias, style=FLAGS.style,
                 style_file=FLAGS.style_file, save_style_path=FLAGS.save_style, same_style=FLAGS.same_style,
                 seed=FLAGS.seed, width=FLAGS.width, plots=FLAGS.plots, num_lines=FLAGS.num_lines,
-                checkpoint_step=FLAGS.checkpoint_step, animation=FLAGS.animation)
+                checkpoint_step=FLAGS.checkpoint_step, animation=FLAGS.animation, style_name=FLAGS.style_name,
+                shipped=FLAGS.shipped)
   except USER_ERRORS as e:
     print(f"error: {' '.join(str(e).split())}", file=sys.stderr)
     sys.exit(1)

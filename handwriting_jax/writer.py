@@ -9,6 +9,7 @@ raise `WriteError` or another `UserError` with a one-line message.
 
 import dataclasses
 import os
+import shutil
 import textwrap
 
 import jax
@@ -27,6 +28,10 @@ from handwriting_jax.errors import UserError
 from handwriting_jax.model import networks
 
 PRETRAINED_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "pretrained")
+# Writers shipped in the package, by name: "embedded" (the small network trained on the embedded Hershey corpus).
+SHIPPED = ("embedded",)
+DEFAULT_SHIPPED = "embedded"
+STYLES_DIR = "styles"  # a writer's own styles: WORKDIR/styles/NAME.npz (see save_style)
 OUTPUT_EXTENSIONS = (".svg", ".png")
 
 
@@ -50,13 +55,33 @@ class Writer:
     return isinstance(self.model, networks.SynthesisNetwork)
 
 
-def pretrained_workdir() -> str:
-  """The workdir of the pretrained synthesis model shipped in the package; WriteError when it is not installed."""
-  ckpt_dir = os.path.join(PRETRAINED_DIR, "checkpoints")
+def pretrained_workdir(name: str | None = None) -> str:
+  """The workdir of a writer shipped in the package (`SHIPPED`; default `DEFAULT_SHIPPED`); WriteError when it is
+  unknown or not installed."""
+  name = DEFAULT_SHIPPED if name is None else name
+  if name not in SHIPPED:
+    raise WriteError(f"no shipped writer is called {name!r}; the package ships {', '.join(SHIPPED)}")
+  workdir = os.path.join(PRETRAINED_DIR, name)
+  ckpt_dir = os.path.join(workdir, "checkpoints")
   if not os.path.isdir(ckpt_dir) or not os.listdir(ckpt_dir):
-    raise WriteError(f"no pretrained model is installed at {PRETRAINED_DIR} (expected a checkpoints/ folder "
+    raise WriteError(f"the shipped writer {name!r} is not installed at {workdir} (expected a checkpoints/ folder "
                      "there); pass --workdir=DIR of a trained model")
-  return PRETRAINED_DIR
+  return workdir
+
+
+def style_names(workdir: str) -> list[str]:
+  """Names of the styles saved with a writer (WORKDIR/styles/NAME.npz), sorted."""
+  folder = os.path.join(workdir, STYLES_DIR)
+  return sorted(f[:-4] for f in os.listdir(folder) if f.endswith(".npz")) if os.path.isdir(folder) else []
+
+
+def writer_style(writer: "Writer", name: str) -> tuple[np.ndarray, str]:
+  """(raw offsets, text) of the style `name` saved with `writer`; WriteError listing the names there are."""
+  names = style_names(writer.workdir)
+  if name not in names:
+    have = f"its styles are {', '.join(names)}" if names else "it has no saved styles"
+    raise WriteError(f"the writer in {writer.workdir} has no style {name!r}; {have}")
+  return load_style(os.path.join(writer.workdir, STYLES_DIR, f"{name}.npz"))
 
 
 def model_from_metadata(metadata: dict, abstract: bool = False
@@ -71,7 +96,7 @@ def model_from_metadata(metadata: dict, abstract: bool = False
 
 
 def load_writer(workdir: str | None = None, step: int | None = None) -> Writer:
-  """Restore the newest (or `step`) checkpoint of `workdir` (default: the pretrained model)."""
+  """Restore the newest (or `step`) checkpoint of `workdir` (default: the default shipped writer)."""
   return _load(workdir, step)[0]
 
 
@@ -124,6 +149,10 @@ def export_model(workdir: str, out_dir: str, step: int | None = None) -> str:
   dst = ckpt_lib.Checkpointer(out_dir, keep=1)
   dst.save(writer.step, {"params": nnx.state(writer.model, nnx.Param)}, metadata)
   dst.close()
+  for name in style_names(writer.workdir):  # the writer's own styles travel with it
+    os.makedirs(os.path.join(out_dir, STYLES_DIR), exist_ok=True)
+    shutil.copyfile(os.path.join(writer.workdir, STYLES_DIR, f"{name}.npz"),
+                    os.path.join(out_dir, STYLES_DIR, f"{name}.npz"))
   return dst.path
 
 

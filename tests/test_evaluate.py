@@ -125,3 +125,14 @@ def test_sentences_are_not_in_the_embedded_training_texts():
   train_texts, _ = hershey.corpus_texts(synthesis_config.get_config("small").data.embedded)
   assert evaluate.overlap(evaluate.SENTENCES, train_texts) == []
   assert all(27 <= len(s) <= 35 for s in evaluate.SENTENCES)
+
+
+def test_save_styles_keeps_the_most_legible_distinct_lines(tmp_path):
+  lines = [np.full((3, 3), i, np.float32) for i in range(4)]
+  result = {"per_line": [{"text": "a", "cer": 0.5}, {"text": "b", "cer": 0.1}, {"text": "b", "cer": 0.0},
+                         {"text": "c", "cer": 0.2}], "_strokes": lines}
+  paths = evaluate.save_styles(str(tmp_path), result, 2)
+  assert [os.path.basename(p) for p in paths] == ["style_0.npz", "style_1.npz"]
+  got = [writer_lib.load_style(p) for p in paths]
+  assert [t for _, t in got] == ["b", "c"] and got[0][0][0, 0] == 2 and got[1][0][0, 0] == 3
+  assert writer_lib.style_names(str(tmp_path)) == ["style_0", "style_1"]

@@ -6,6 +6,7 @@ writes: a TrainState tree plus metadata with config, alphabet and normalisation 
 
 import json
 import os
+import shutil
 import string
 import subprocess
 import sys
@@ -123,8 +124,10 @@ def test_missing_checkpoint_errors(tmp_path, monkeypatch):
   with pytest.raises(ckpt_lib.NoCheckpointError, match=str(tmp_path / "checkpoints")):
     writer_lib.load_writer(str(tmp_path))
   monkeypatch.setattr(writer_lib, "PRETRAINED_DIR", str(tmp_path / "pretrained"))
-  with pytest.raises(writer_lib.WriteError, match="no pretrained model"):
+  with pytest.raises(writer_lib.WriteError, match="is not installed"):
     writer_lib.pretrained_workdir()
+  with pytest.raises(writer_lib.WriteError, match="no shipped writer is called 'nope'"):
+    writer_lib.pretrained_workdir("nope")
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -196,6 +199,23 @@ def test_style_file_round_trip_and_priming(writer, tmp_path):
     writer_lib.load_style(str(tmp_path / "missing.npz"))
 
 
+def test_writer_styles_by_name_and_export_keeps_them(synth_workdir, tmp_path):
+  workdir = str(tmp_path / "w")
+  shutil.copytree(synth_workdir[0], workdir)
+  assert writer_lib.style_names(workdir) == []
+  os.makedirs(os.path.join(workdir, "styles"))
+  writer_lib.save_style(os.path.join(workdir, "styles", "neat.npz"), np.array([[0, 0, 0], [1, 2, 1]]), "ab")
+  writer = writer_lib.load_writer(workdir)
+  strokes, text = writer_lib.writer_style(writer, "neat")
+  assert text == "ab" and strokes.shape == (2, 3)
+  with pytest.raises(writer_lib.WriteError, match="its styles are neat"):
+    writer_lib.writer_style(writer, "messy")
+  out = str(tmp_path / "page.svg")
+  assert write.run(workdir, out, text="cd", style_name="neat") == [out]
+  writer_lib.export_model(workdir, str(tmp_path / "export"))
+  assert writer_lib.style_names(str(tmp_path / "export")) == ["neat"]
+
+
 def test_run_with_dataset_style_png_and_plots(synth_workdir, tmp_path):
   out = str(tmp_path / "out" / "page.png")
   style_path = str(tmp_path / "style.npz")
@@ -237,7 +257,7 @@ def test_run_argument_errors(synth_workdir, tmp_path):
     write.run(workdir, str(tmp_path / "x.svg"), text="   ")
   with pytest.raises(writer_lib.WriteError, match="--text"):
     write.run(workdir, str(tmp_path / "x.svg"))
-  with pytest.raises(writer_lib.WriteError, match="not both"):
+  with pytest.raises(writer_lib.WriteError, match="not several"):
     write.run(workdir, str(tmp_path / "x.svg"), text="ab", style=1, style_file="s.npz")
 
 
@@ -285,10 +305,13 @@ def test_cli_user_errors_are_one_line(args, message, synth_workdir, tmp_path):
   assert message.format(**fill) in err[0]
 
 
-def test_shipped_pretrained_model_writes_with_a_monotone_window():
-  """The model in handwriting_jax/pretrained loads with no workdir, and its window reads unseen text in order."""
-  writer = writer_lib.load_writer()
-  assert writer.conditional and writer.workdir == os.path.abspath(writer_lib.PRETRAINED_DIR)
+@pytest.mark.parametrize("name", writer_lib.SHIPPED)
+def test_shipped_pretrained_model_writes_with_a_monotone_window(name):
+  """Every writer in handwriting_jax/pretrained loads by name, and its window reads unseen text in order."""
+  writer = writer_lib.load_writer(writer_lib.pretrained_workdir(name))
+  assert writer.conditional and writer.workdir == os.path.join(os.path.abspath(writer_lib.PRETRAINED_DIR), name)
+  if name == writer_lib.DEFAULT_SHIPPED:
+    assert writer_lib.load_writer().workdir == writer.workdir
   text = "quiet judges vex"
   samples = writer_lib.write_lines(writer, [text], bias=1.0, seed=0)
   assert samples.finished_B.all()  # the paper's stop rule fired: the window moved past the last character
