@@ -41,6 +41,7 @@ class CurriculumBatches:
         (int(u), int(m), False) for u, m in data_cfg.curriculum] + [(None, int(data_cfg.max_points), False)]
     self.stage, self.iterator = -1, None
     self.pieces_summary = None
+    self._mean_lengths: dict[int, float] = {}
 
   def _stage_for(self, step: int) -> int:
     return next(i for i, (until, _, _) in enumerate(self.stages) if until is None or step < until)
@@ -53,10 +54,33 @@ class CurriculumBatches:
       strokes, texts, cut = pieces_lib.split_into_pieces(strokes, texts, self.stats, int(self.data_cfg.piece_max_words),
                                                          int(self.data_cfg.shuffle_seed))
       self.pieces_summary = f"word pieces: {len(strokes)} pieces from {cut} of {len(self.split.strokes)} lines"
-    self.iterator = batches_lib.BatchIterator(
+    self.iterator = self._iterator(stage, strokes, texts)
+
+  def _iterator(self, stage: int, strokes, texts) -> batches_lib.BatchIterator:
+    return batches_lib.BatchIterator(
         strokes, texts, self.alphabet, batch_size=self.data_cfg.batch_size,
         num_buckets=self.data_cfg.num_buckets, seed=self.data_cfg.shuffle_seed + 1009 * stage,
-        max_points=max_points, process_index=jax.process_index(), process_count=jax.process_count())
+        max_points=self.stages[stage][1], process_index=jax.process_index(), process_count=jax.process_count())
+
+  def _mean_length(self, stage: int) -> float:
+    """Mean padded length T of a stage's batches over an epoch (what a step of that stage costs, roughly)."""
+    if stage not in self._mean_lengths:
+      it = self.iterator if stage == self.stage else self._iterator(stage, self.split.strokes, self.split.texts)
+      counts = np.asarray(it._batches_per_bucket, np.float64)  # pylint: disable=protected-access
+      lengths = np.asarray([t for t, _ in it.padded_shapes], np.float64)
+      self._mean_lengths[stage] = float(counts @ lengths / counts.sum())
+    return self._mean_lengths[stage]
+
+  def remaining_length(self, step: int, num_steps: int) -> float:
+    """Sum of the expected padded lengths of steps `step..num_steps-1` (for the ETA), stage by stage."""
+    total, lo = 0.0, 0
+    for i, (until, _, use_pieces) in enumerate(self.stages):
+      hi = num_steps if until is None else min(until, num_steps)
+      n = max(0, hi - max(lo, step))
+      if n and not (use_pieces and i != self.stage):  # a pieces stage not yet started would need its split
+        total += n * self._mean_length(i)
+      lo = hi
+    return total
 
   def describe(self) -> str:
     """One line about the current stage, for the log."""
@@ -103,7 +127,7 @@ def evaluate(par: parallel.DataParallel, state, batches: list[dict]) -> dict[str
 class Reporter:
   """Console line (step, loss, steps/s, ETA), WORKDIR/train.log and TensorBoard scalars, process 0 only."""
 
-  def __init__(self, workdir: str, num_steps: int):
+  def __init__(self, workdir: str, num_steps: int, clock=time.monotonic):
     self.active = jax.process_index() == 0
     self.num_steps = num_steps
     self.log_path = os.path.join(workdir, "train.log")
@@ -111,7 +135,9 @@ class Reporter:
     if self.active:
       from tensorboardX import SummaryWriter  # pylint: disable=g-import-not-at-top
       self.writer = SummaryWriter(os.path.join(workdir, "tensorboard"))
-    self._t0, self._s0 = time.time(), None
+    self._clock = clock
+    self._t0, self._s0 = clock(), None
+    self._per_point = None  # smoothed seconds per padded time step of a batch
 
   def scalars(self, step: int, values: dict[str, float]) -> None:
     """Write scalars to TensorBoard."""
@@ -127,16 +153,25 @@ class Reporter:
       with open(self.log_path, "a", encoding="utf-8") as f:
         f.write(text + "\n")
 
-  def progress(self, step: int, values: dict[str, float]) -> None:
-    """Console progress line with throughput and ETA since the last call."""
-    now = time.time()
+  def progress(self, step: int, values: dict[str, float], points: float, remaining_points: float) -> None:
+    """Console progress line with throughput since the last call and an ETA.
+
+    The ETA is the remaining steps' expected padded lengths (`remaining_points`, per curriculum stage) times a
+    smoothed time per padded point (`points` were run since the last call), so a stage of short lines does not
+    promise an early finish; the first interval (compilation) only starts the clock.
+    """
+    now = self._clock()
     if self._s0 is None:
       self._t0, self._s0 = now, step
       rate = float("nan")
     else:
-      rate = (step - self._s0) / max(now - self._t0, 1e-9)
+      dt = max(now - self._t0, 1e-9)
+      rate = (step - self._s0) / dt
+      if points > 0:
+        per_point = dt / points
+        self._per_point = per_point if self._per_point is None else 0.7 * self._per_point + 0.3 * per_point
       self._t0, self._s0 = now, step
-    eta = (self.num_steps - step) / rate if rate and math.isfinite(rate) and rate > 0 else float("nan")
+    eta = remaining_points * self._per_point if self._per_point is not None else float("nan")
     eta_text = time.strftime("%H:%M:%S", time.gmtime(eta)) if math.isfinite(eta) else "--:--:--"
     parts = " ".join(f"{k}={v:.4g}" for k, v in values.items())
     self.line(f"step {step}/{self.num_steps} {parts} steps/s={rate:.3g} eta={eta_text}")
@@ -227,6 +262,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     cfg_t = config.train
     start = int(par.global_state(state).step)
     pending, window, final = None, [], {}
+    points = 0.0  # padded time steps run since the last progress line (for the ETA)
 
     def save(step_now: int, metrics) -> None:
       _check_finite(jax.device_get(metrics), step_now)
@@ -238,6 +274,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
       if train_batches.stage != stage:
         reporter.line(train_batches.describe())
       state, metrics = par.train_step(state, batch)
+      points += batch["inputs"].shape[1]
       if pending is not None:  # read step t-1 while step t runs
         host = jax.device_get(pending[1])
         _check_finite(host, pending[0])
@@ -246,7 +283,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
       if step_now % cfg_t.log_every == 0 and window:
         values = {k: float(np.mean([w[k] for w in window])) for k in ("loss", "loss_per_step", "grad_norm")}
         window = []
-        reporter.progress(step_now, values)
+        reporter.progress(step_now, values, points, train_batches.remaining_length(step_now, cfg_t.num_steps))
+        points = 0.0
       if step_now % cfg_t.eval_every == 0 or step_now == cfg_t.num_steps:
         final = evaluate(par, state, valid)
         reporter.line(f"step {step_now} validation: {final['valid_loss']:.2f} nats/sequence, "

@@ -392,3 +392,25 @@ def test_sigterm_saves_at_the_next_step_and_stops_cleanly(tmp_path, data_cache, 
   assert len(stopped) == 1, output
   assert checkpoint_steps(workdir) == [int(stopped[0])], output
   assert int(stopped[0]) % every and int(stopped[0]) < num_steps
+
+
+def test_eta_follows_the_curriculum_stages(tmp_path):
+  cfg = defaults.base_config("synthesis")
+  cfg = defaults.apply_variant(cfg, "tiny")
+  cfg.data.curriculum = ((6, 80),)
+  dataset = dataset_lib.load_dataset(cfg.data, progress=False)
+  batches = train.CurriculumBatches(dataset.train, dataset.alphabet, cfg.data, dataset.stats)
+  batches.next(0)
+  short, full = batches._mean_length(0), batches._mean_length(1)
+  assert short < full  # the short-line stage costs less per step
+  assert batches.remaining_length(0, 10) == pytest.approx(6 * short + 4 * full)
+  assert batches.remaining_length(8, 10) == pytest.approx(2 * full)
+  # Smoothed seconds per padded point times what is left: 100 points in 10 s, 50 points left -> 5 s.
+  clock = iter([0.0, 100.0, 110.0])
+  reporter = train.Reporter(str(tmp_path), 10, clock=lambda: next(clock))
+  reporter.progress(1, {"loss": 1.0}, 999.0, 50.0)  # the first interval (compilation) only starts the clock
+  reporter.progress(2, {"loss": 1.0}, 100.0, 50.0)
+  with open(tmp_path / "train.log", encoding="utf-8") as f:
+    lines = f.read().splitlines()
+  assert lines[0].endswith("eta=--:--:--") and lines[1].endswith("eta=00:00:05"), lines
+  reporter.close()
