@@ -11,7 +11,7 @@ from handwriting_jax.errors import UserError
 from handwriting_jax.model import networks
 
 _CONFIGS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs")
-_VARIANTS = ("", "paper", "small", "tiny")
+_VARIANTS = ("", "paper", "small", "iam_small", "tiny")
 _ONE_HOT = 59  # one-hot width of the synthesis window input (alphabet plus padding and unknown ids)
 
 
@@ -50,6 +50,10 @@ def synthesis_param_count(num_layers: int, hidden: int, mixtures: int, gaussians
 def test_every_variant_validates(mode, variant):
   cfg = _get_config(mode, variant)
   assert cfg.model.mode == mode
+  if cfg.data.source == "iam":  # IAM variants need the user's data folder, and say so
+    with pytest.raises(UserError, match="config.data.iam_path"):
+      config_check.validate(cfg, device_count=1, process_count=1)
+    cfg.data.iam_path = "/data/iam-ondb"
   config_check.validate(cfg, device_count=1, process_count=1)
 
 
