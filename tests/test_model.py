@@ -256,3 +256,31 @@ def test_paper_parameter_counts():
 
 if __name__ == "__main__":
   pytest.main([__file__])
+
+
+@pytest.mark.parametrize("rho", [-0.8, 0.0, 0.6])
+def test_mdn_sample_matches_the_mixture_mean_covariance_and_weights(rho):
+  """Many draws from a 2-component mixture: component weights, per-component mean and covariance (σ1, σ2, ρ: a sign
+  error in ρ flips the covariance), and the end-of-stroke rate."""
+  n = 40_000
+  mu = np.array([[1.0, -2.0], [-8.0, 0.5]], np.float32)
+  sigma = np.array([[0.5, 2.0], [1.5, 0.3]], np.float32)
+  rhos = np.array([rho, -rho / 2], np.float32)
+  params = mdn.MixtureParams(
+      log_pi=jnp.broadcast_to(jnp.log(jnp.array([0.3, 0.7])), (n, 2)), mu=jnp.broadcast_to(mu, (n, 2, 2)),
+      log_sigma=jnp.broadcast_to(jnp.log(sigma), (n, 2, 2)), rho_hat=jnp.broadcast_to(jnp.arctanh(rhos), (n, 2)),
+      eos_logit=jnp.full((n,), np.log(0.2 / 0.8), jnp.float32))
+  x = np.asarray(mdn.sample(jax.random.key(3), params))
+  assert abs(x[:, 2].mean() - 0.2) < 0.01
+  # The components are far apart in x: assign each draw to the nearer mean in x1 (overlap < 0.1%).
+  first = x[:, 0] > -1.0
+  assert abs(first.mean() - 0.3) < 0.01
+  for j, pick in enumerate([first, ~first]):
+    pts = x[pick, :2]
+    np.testing.assert_allclose(pts.mean(axis=0), mu[j], atol=0.05)
+    cov = np.cov(pts.T)
+    want = np.array([[sigma[j, 0] ** 2, rhos[j] * sigma[j, 0] * sigma[j, 1]],
+                     [rhos[j] * sigma[j, 0] * sigma[j, 1], sigma[j, 1] ** 2]])
+    np.testing.assert_allclose(cov, want, atol=0.06 * max(sigma[j]) ** 2)
+    corr = cov[0, 1] / np.sqrt(cov[0, 0] * cov[1, 1])
+    assert abs(corr - rhos[j]) < 0.03
