@@ -98,10 +98,6 @@ class Checkpointer:
       raise NoCheckpointError(f"no checkpoint in {self.path}")
     return step
 
-  def wait(self) -> None:
-    """Block until pending saves are on disk."""
-    self.manager.wait_until_finished()
-
   def close(self) -> None:
     """Finish pending saves and release the manager."""
     self.manager.wait_until_finished()

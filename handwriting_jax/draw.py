@@ -147,15 +147,6 @@ def lines_to_svg(lines: Sequence[np.ndarray], path: PathLike | None = None, line
   return svg
 
 
-def strokes_to_svg(line_Tx3: np.ndarray, path: PathLike | None = None, **kwargs) -> str:
-  """SVG of a single line (see `lines_to_svg` for the keyword arguments)."""
-  return lines_to_svg([line_Tx3], path, **kwargs)
-
-
-# ----------------------------------------------------------------------------------------------------------
-# PNG helpers.
-
-
 def _new_figure(width_in: float, height_in: float, **kwargs) -> Figure:
   """A pyplot-free figure with its own Agg canvas (no global matplotlib state is touched)."""
   fig = Figure(figsize=(width_in, height_in), **kwargs)

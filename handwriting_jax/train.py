@@ -257,6 +257,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     metadata = {"config": json.loads(config.to_json_best_effort()), "alphabet": dataset.alphabet.chars,
                 "norm": dataset.stats.to_arrays()}
     par = parallel.DataParallel(config, graphdef, tx)
+    reporter.line(par.describe())
     state = par.put_state(state)
     valid = validation_batches(dataset, config.data, config.train.eval_batches)
     cfg_t = config.train

@@ -5,8 +5,7 @@ character outside the alphabet (only with `encode(..., on_unknown="map")`, the t
 caller counts them and reports the count), and the alphabet's characters take ids 2, 3, ... in order.
 `Alphabet.size` (= len(chars) + 2) is the width of the one-hot vectors `c_u` of eq. 47.
 
-The alphabet is kept with a checkpoint either as its plain string (`to_string` / `from_string`) or, for
-array-only stores such as an Orbax tree, as int32 code points (`to_array` / `from_array`).
+The alphabet is kept with a checkpoint as its plain string (`Alphabet.chars`, in the checkpoint's JSON metadata).
 """
 
 from collections.abc import Iterable, Sequence
@@ -74,24 +73,6 @@ class Alphabet:
       except (TypeError, ValueError) as e:
         raise ConfigError(f"config.data.alphabet is invalid: {e}") from e
     return cls.from_texts(texts)
-
-  def to_string(self) -> str:
-    """The characters as a plain string (store it with a checkpoint)."""
-    return self._chars
-
-  @classmethod
-  def from_string(cls, chars: str) -> "Alphabet":
-    """Inverse of `to_string`."""
-    return cls(chars)
-
-  def to_array(self) -> np.ndarray:
-    """The characters as int32 code points [len(chars)], for array-only checkpoint trees."""
-    return np.array([ord(c) for c in self._chars], dtype=np.int32)
-
-  @classmethod
-  def from_array(cls, codes: np.ndarray) -> "Alphabet":
-    """Inverse of `to_array`."""
-    return cls("".join(chr(int(c)) for c in np.asarray(codes).reshape(-1)))
 
   def unknown_chars(self, text: str) -> list[str]:
     """The distinct characters of `text` outside the alphabet, sorted."""

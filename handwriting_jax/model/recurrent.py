@@ -31,6 +31,8 @@ from typing import Any, Callable, NamedTuple
 import jax
 import jax.numpy as jnp
 
+from handwriting_jax.model import lstm
+
 Carry = Any
 CellParams = Any
 
@@ -67,13 +69,6 @@ class LayerWeights(NamedTuple):
   w_out: jax.Array | None = None
 
 
-def _mm(x: jax.Array, w: jax.Array, compute_dtype) -> jax.Array:
-  """`x @ w` with optional low-precision inputs and float32 accumulation."""
-  if compute_dtype is None:
-    return jnp.matmul(x, w)
-  return jnp.matmul(x.astype(compute_dtype), w.astype(compute_dtype), preferred_element_type=jnp.float32)
-
-
 def _mm_tn(a_NxP: jax.Array, b_NxQ: jax.Array, compute_dtype) -> jax.Array:
   """`aᵀ @ b` over a long shared row axis (a weight gradient), float32 result."""
   if compute_dtype is not None:
@@ -85,7 +80,7 @@ def _project(w_x: jax.Array, b: jax.Array, xs: tuple[jax.Array, ...], compute_dt
   """Hoisted input projection Σ_k X_k W_x[k] + b over all time steps; X_k [..., I_k] -> [..., G]."""
   out, start = b, 0
   for x in xs:
-    out = out + _mm(x, w_x[start:start + x.shape[-1]], compute_dtype)
+    out = out + lstm.matmul(x, w_x[start:start + x.shape[-1]], compute_dtype)
     start += x.shape[-1]
   return out
 
@@ -97,11 +92,6 @@ def _flat(a: jax.Array) -> jax.Array:
 
 def _tree_add(a, b):
   return jax.tree.map(jnp.add, a, b)
-
-
-def _add_nonzero(a, b):
-  """`a + b` leaf by leaf, where a None subtree of `b` is a zero."""
-  return jax.tree.map(lambda x, y: x if y is None else x + y, a, b)
 
 
 def _is_symbolic_zero(x) -> bool:
@@ -179,13 +169,13 @@ def _forward(cell, compute_dtype, chunk: int, unroll: int, weights: LayerWeights
     gates_x = _project(weights.w_x, weights.b, _slice(xs, start, size), compute_dtype)
 
     def body(carry, gx):
-      z = gx + _mm(cell.rec(cell.kept(carry)), weights.w_rec, compute_dtype)
+      z = gx + lstm.matmul(cell.rec(cell.kept(carry)), weights.w_rec, compute_dtype)
       new, extra = cell.step(weights.cell, consts, carry, z)
       return new, (new if save_full else cell.kept(new), extra, z if save_full else None)
 
     carry, (news, extras, zs) = jax.lax.scan(body, carry, gates_x, unroll=unroll)
     kept = jax.vmap(cell.kept)(news) if save_full else news
-    ys = None if weights.w_out is None else _mm(jax.vmap(cell.out)(kept), weights.w_out, compute_dtype)
+    ys = None if weights.w_out is None else lstm.matmul(jax.vmap(cell.out)(kept), weights.w_out, compute_dtype)
     return carry, (news, extras, zs, ys)
 
   out_like = lambda size: jax.eval_shape(lambda: run_chunk(carry0, 0, size))[1]
@@ -229,7 +219,7 @@ def _chunk_bwd(cell, compute_dtype, unroll, weights, consts, dcarry, dcell, prev
     _, vjp = jax.vjp(lambda p, c, z: cell.step(p, consts, c, z), weights.cell, prev, z)
     dp, dprev, dz = vjp((dcarry, fill(dextra_zeros, dextra)))
     _, rec_vjp = jax.vjp(rec_full, prev)
-    (dprev_rec,) = rec_vjp(_mm(dz, w_rec_t, compute_dtype).astype(dz.dtype))
+    (dprev_rec,) = rec_vjp(lstm.matmul(dz, w_rec_t, compute_dtype).astype(dz.dtype))
     return (_tree_add(dprev, dprev_rec), _tree_add(dcell, dp)), dz
 
   (dcarry, dcell), dz_c = jax.lax.scan(body, (dcarry, dcell), (prev_c, z_c, dkept_c, dextras_c), reverse=True,
@@ -268,7 +258,7 @@ def _layer_bwd(cell, compute_dtype, remat, chunk, unroll, res, cts):
     first = jax.tree.map(lambda a: jax.lax.dynamic_index_in_dim(a, start // size_full, keepdims=False), starts)
     kept_prev = jax.tree.map(lambda f, k: jnp.concatenate([f[None], k[:size - 1]], 0), cell.kept(first), kept_c)
     r_prev = _flat(jax.vmap(cell.rec)(kept_prev))
-    z_c = _project(weights.w_x, weights.b, xs_c, compute_dtype) + _mm(r_prev, weights.w_rec, compute_dtype).reshape(
+    z_c = _project(weights.w_x, weights.b, xs_c, compute_dtype) + lstm.matmul(r_prev, weights.w_rec, compute_dtype).reshape(
         (size, -1, weights.w_rec.shape[-1]))
 
     def body(carry, z):
@@ -291,7 +281,7 @@ def _layer_bwd(cell, compute_dtype, remat, chunk, unroll, res, cts):
     if with_out:  # the output projection's share: dK += vjp(out)(dY W_outᵀ), dW_out += O_tᵀ dY
       dys_c, out_fn = _slice(dys, start, size), jax.vmap(cell.out)
       o_c, out_vjp = jax.vjp(out_fn, kept_c)
-      (d_out,) = out_vjp(_mm(dys_c, weights.w_out.T, compute_dtype).astype(o_c.dtype))
+      (d_out,) = out_vjp(lstm.matmul(dys_c, weights.w_out.T, compute_dtype).astype(o_c.dtype))
       dkept_c = jax.tree.map(lambda a, b: a if b is None else a + b, d_out, dkept_c)
       grads["w_out"] = grads["w_out"] + _mm_tn(_flat(o_c), _flat(dys_c), compute_dtype)
     dcarry, dcell, dz_c = _chunk_bwd(cell, compute_dtype, unroll, weights, consts, dcarry, dcell, prev_c, z_c,
@@ -302,7 +292,7 @@ def _layer_bwd(cell, compute_dtype, remat, chunk, unroll, res, cts):
     grads.update(w_x=grads["w_x"] + dw_x, w_rec=grads["w_rec"] + dw_rec, b=grads["b"] + jnp.sum(dz_flat, 0))
     dxs, begin = [], 0
     for n in in_sizes:
-      dxs.append(_mm(dz_c, w_x_t[:, begin:begin + n], compute_dtype).astype(dz_c.dtype))
+      dxs.append(lstm.matmul(dz_c, w_x_t[:, begin:begin + n], compute_dtype).astype(dz_c.dtype))
       begin += n
     return (dcarry, dcell, grads), tuple(dxs)
 
