@@ -178,7 +178,7 @@ def apply_variant(c: ml_collections.ConfigDict, variant: str) -> ml_collections.
     c.data.normalise_mean = True
     c.data.curriculum = ()
     c.data.pieces_until = 1500
-    c.train.num_steps = 4500
+    c.train.num_steps = 3800
     c.train.eval_every = 500
     c.train.checkpoint_every = 500
     c.train.keep_checkpoints = 6

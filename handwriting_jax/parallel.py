@@ -31,7 +31,7 @@ from jax import lax
 from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec as P
 
 from handwriting_jax import step as step_lib
-from handwriting_jax.config_check import ConfigError
+from handwriting_jax.errors import ConfigError
 from handwriting_jax.errors import UserError
 
 AXIS = "data"

@@ -25,7 +25,7 @@ from handwriting_jax import checkpoint as ckpt_lib
 from handwriting_jax import defaults, optim, parallel, train
 from handwriting_jax.model import networks
 from handwriting_jax import step as step_lib
-from handwriting_jax.config_check import ConfigError
+from handwriting_jax.errors import ConfigError
 
 ALPHABET = 12
 PATHS = ("single", "jit", "pmap")

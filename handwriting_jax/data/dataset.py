@@ -19,7 +19,7 @@ from handwriting_jax.data import cache as cache_lib
 from handwriting_jax.data import iam as iam_lib
 from handwriting_jax.data import strokes as strokes_lib
 from handwriting_jax.data.alphabet import Alphabet
-from handwriting_jax.config_check import ConfigError
+from handwriting_jax.errors import ConfigError
 
 SOURCES = ("embedded", "iam")
 _SPLITS = ("train", "valid")
