@@ -66,6 +66,9 @@ def run(workdir: str | None, out: str, *, text: str | None = None, bias: float |
     raise writer_lib.WriteError("give --workdir or --shipped, not both")
   if save_style_path is not None and style is None:
     raise writer_lib.WriteError("--save_style saves the line chosen with --style=N; give --style")
+  for path, flag in ((out, "--out"), (animation, "--animation"), (save_style_path, "--save_style")):
+    if path is not None:
+      writer_lib.check_output_path(path, flag)
   lines = None if text is None else writer_lib.wrap_text(text, width)
   writer = writer_lib.load_writer(writer_lib.pretrained_workdir(shipped) if workdir is None else workdir,
                                   checkpoint_step)

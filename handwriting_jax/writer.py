@@ -11,6 +11,7 @@ import dataclasses
 import os
 import shutil
 import textwrap
+import zipfile
 
 import jax
 import ml_collections
@@ -182,7 +183,7 @@ def load_style(path: str) -> tuple[np.ndarray, str]:
   try:
     with np.load(path, allow_pickle=False) as f:
       strokes, text = np.asarray(f["strokes"], np.float32), str(f["text"])
-  except (KeyError, ValueError, OSError) as e:
+  except (KeyError, ValueError, OSError, EOFError, zipfile.BadZipFile) as e:  # empty, cut or not an .npz
     raise WriteError(f"style file {path} is not a style (.npz with 'strokes' [T, 3] and 'text'): {e}") from e
   if strokes.ndim != 2 or strokes.shape[1] != 3 or not len(strokes) or not text:
     raise WriteError(f"style file {path}: expected strokes [T >= 1, 3] and a non-empty text, got strokes "
@@ -255,6 +256,19 @@ def _concat(a: sample_lib.Samples, b: sample_lib.Samples) -> sample_lib.Samples:
       lines=a.lines + b.lines, texts=a.texts + b.texts,
       mixture=type(a.mixture)(*[cat(x, y, {1: t}) for x, y in zip(a.mixture, b.mixture)]),
       phi_BxTxU=cat(a.phi_BxTxU, b.phi_BxTxU, {1: t, 2: u}), kappa_BxTxK=cat(a.kappa_BxTxK, b.kappa_BxTxK, {1: t}))
+
+
+def check_output_path(path: str, flag: str = "--out") -> None:
+  """WriteError before any work when `path` cannot be written: it is a folder, or a file sits where a folder of it
+  would go."""
+  full = os.path.abspath(path)
+  if os.path.isdir(full):
+    raise WriteError(f"{flag}={path} is a folder; give a file name")
+  parent = os.path.dirname(full)
+  while not os.path.exists(parent):
+    parent = os.path.dirname(parent)
+  if not os.path.isdir(parent):
+    raise WriteError(f"{flag}={path}: {parent} is a file, so nothing can be written under it")
 
 
 def save_page(lines: list[np.ndarray], path: str, texts: list[str] | None = None) -> None:

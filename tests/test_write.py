@@ -197,6 +197,11 @@ def test_style_file_round_trip_and_priming(writer, tmp_path):
     writer_lib.load_style(str(tmp_path / "bad.npz"))
   with pytest.raises(writer_lib.WriteError, match="does not exist"):
     writer_lib.load_style(str(tmp_path / "missing.npz"))
+  good = open(path, "rb").read()
+  for name, content in (("empty.npz", b""), ("cut.npz", good[:len(good) // 2]), ("text.npz", b"not a zip")):
+    (tmp_path / name).write_bytes(content)
+    with pytest.raises(writer_lib.WriteError, match=name):
+      writer_lib.load_style(str(tmp_path / name))
 
 
 def test_writer_styles_by_name_and_export_keeps_them(synth_workdir, tmp_path):
@@ -257,6 +262,12 @@ def test_run_argument_errors(synth_workdir, tmp_path):
     write.run(workdir, str(tmp_path / "x.svg"), text="   ")
   with pytest.raises(writer_lib.WriteError, match="--text"):
     write.run(workdir, str(tmp_path / "x.svg"))
+  (tmp_path / "afile").write_text("x")
+  with pytest.raises(writer_lib.WriteError, match="is a file"):
+    write.run(workdir, str(tmp_path / "afile" / "sub" / "x.svg"), text="ab")
+  os.makedirs(tmp_path / "adir.gif")
+  with pytest.raises(writer_lib.WriteError, match="is a folder"):
+    write.run(workdir, str(tmp_path / "dir.svg"), text="ab", animation=str(tmp_path / "adir.gif"))
   with pytest.raises(writer_lib.WriteError, match="not several"):
     write.run(workdir, str(tmp_path / "x.svg"), text="ab", style=1, style_file="s.npz")
 
