@@ -1,6 +1,6 @@
 """Judge a writer as users do: validation NLL in the paper's units, and legibility read back by an OCR engine.
 
-  python -m handwriting_jax.evaluate                               # the model shipped in the package
+  python -m handwriting_jax.evaluate [--shipped=embedded]          # a writer shipped in the package
   python -m handwriting_jax.evaluate --workdir=DIR [--checkpoint_steps=4000,5000,6000] [--style_file=s.npz]
 
 NLL: the whole validation split of the data the writer was trained on (IAM-OnDB: every testset_v line up to the
@@ -201,7 +201,8 @@ def evaluate(workdir: str | None, step: int | None, *, biases: Sequence[float], 
     raise EvaluateError(f"the checkpoint in {writer.workdir} is a prediction network: legibility needs a synthesis "
                         "network (it writes text)")
   if out_dir is None:
-    base = writer.workdir if workdir is not None else os.path.abspath("evaluation_shipped")
+    shipped = os.path.dirname(writer.workdir) == os.path.abspath(writer_lib.PRETRAINED_DIR)
+    base = os.path.abspath(f"evaluation_{os.path.basename(writer.workdir)}") if shipped else writer.workdir
     out_dir = os.path.join(base, "eval", f"step_{writer.step}")
   if os.path.exists(out_dir) and not os.path.isdir(out_dir):
     raise EvaluateError(f"--out={out_dir} is a file; give a folder")
@@ -274,7 +275,9 @@ FLAGS = flags.FLAGS
 
 def define_flags() -> None:
   """The command-line flags (defined only when run as a program)."""
-  flags.DEFINE_string("workdir", None, "Training workdir (default: the model shipped in the package).")
+  flags.DEFINE_string("workdir", None, "Training workdir (default: a writer shipped in the package, --shipped).")
+  flags.DEFINE_string("shipped", None, f"Without --workdir: the shipped writer, one of {', '.join(writer_lib.SHIPPED)} "
+                      f"(default {writer_lib.DEFAULT_SHIPPED}).")
   flags.DEFINE_list("checkpoint_steps", [], "Checkpoint steps to evaluate (default: the newest).")
   flags.DEFINE_list("biases", ["0", "0.5", "0.75", "1.0"], "Sampling biases to measure legibility at.")
   flags.DEFINE_integer("seeds", 3, "Draws of every sentence per bias.")
@@ -282,7 +285,8 @@ def define_flags() -> None:
   flags.DEFINE_integer("style", None, "Also measure legibility primed with validation line N.")
   flags.DEFINE_string("iam_path", None, "IAM-OnDB folder, when it is not where the checkpoint's config says.")
   flags.DEFINE_bool("nll", True, "Compute the validation NLL (needs the training data).")
-  flags.DEFINE_string("out", None, "Output folder (default: WORKDIR/eval/step_N).")
+  flags.DEFINE_string("out", None, "Output folder (default: WORKDIR/eval/step_N; for a shipped writer "
+                      "./evaluation_NAME/eval/step_N).")
   flags.DEFINE_integer("save_styles", 0, "Save the N most legible unprimed lines at --styles_bias as the writer's "
                        "own styles (WORKDIR/styles/style_K.npz), for write --style_name and shipped writers.")
   flags.DEFINE_float("styles_bias", 0.75, "The bias whose lines --save_styles chooses from.")
@@ -305,10 +309,13 @@ def main(argv):
     print(f"error: --checkpoint_steps must be integers, got {FLAGS.checkpoint_steps}", file=sys.stderr)
     sys.exit(1)
   try:
+    if FLAGS.shipped is not None and FLAGS.workdir is not None:
+      raise EvaluateError("give --workdir or --shipped, not both")
+    workdir = writer_lib.pretrained_workdir(FLAGS.shipped) if FLAGS.workdir is None else FLAGS.workdir
     style = writer_lib.load_style(FLAGS.style_file) if FLAGS.style_file else None
     for step in steps:
       out = FLAGS.out if FLAGS.out is None or len(steps) == 1 else os.path.join(FLAGS.out, f"step_{step}")
-      report = evaluate(FLAGS.workdir, step, biases=biases, seeds=FLAGS.seeds, out_dir=out, prime_style=style,
+      report = evaluate(workdir, step, biases=biases, seeds=FLAGS.seeds, out_dir=out, prime_style=style,
                         style_index=FLAGS.style, iam_path=FLAGS.iam_path, nll=FLAGS.nll,
                         styles=FLAGS.save_styles, styles_bias=FLAGS.styles_bias)
       print(summary(report), flush=True)
