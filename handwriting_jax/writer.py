@@ -29,9 +29,10 @@ from handwriting_jax.errors import UserError
 from handwriting_jax.model import networks
 
 PRETRAINED_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "pretrained")
-# Writers shipped in the package, by name: "embedded" (the small network trained on the embedded Hershey corpus).
-SHIPPED = ("embedded",)
-DEFAULT_SHIPPED = "embedded"
+# Writers shipped in the package, by name: "iam" (the small network trained on IAM-OnDB with the iam_small recipe;
+# non-commercial research use, under IAM-OnDB's terms) and "embedded" (the same network on the embedded Hershey corpus).
+SHIPPED = ("iam", "embedded")
+DEFAULT_SHIPPED = "iam"
 STYLES_DIR = "styles"  # a writer's own styles: WORKDIR/styles/NAME.npz (see save_style)
 OUTPUT_EXTENSIONS = (".svg", ".png")
 
