@@ -133,14 +133,15 @@ def validation_nll(writer: writer_lib.Writer, strokes: Sequence[np.ndarray], tex
 
 
 def legibility_at(writer: writer_lib.Writer, bias: float, seeds: int, out_dir: str,
-                  prime: sample_lib.Prime | None = None, sentences: Sequence[str] = SENTENCES) -> dict:
+                  prime: sample_lib.Prime | None = None, sentences: Sequence[str] = SENTENCES,
+                  tesseract: str | None = None) -> dict:
   """Write every sentence `seeds` times (one batched call, each line its own draw), read them back, score them."""
   texts = [s for _ in range(seeds) for s in sentences]
   samples = writer_lib.write_lines(writer, texts, bias=bias, seed=0, prime=prime, same_style=False)
   tag = f"{'primed' if prime else 'unprimed'}_bias_{bias:g}"
   paths = [os.path.join(out_dir, tag, f"s{i % len(sentences):02d}_seed{i // len(sentences)}.png")
            for i in range(len(texts))]
-  scores = legibility.read_lines(samples.lines, texts, paths)
+  scores = legibility.read_lines(samples.lines, texts, paths, tesseract=tesseract)
   rates = legibility.error_rates(scores)
   per_seed = [legibility.error_rates(scores[k * len(sentences):(k + 1) * len(sentences)])["cer"]
               for k in range(seeds)]
@@ -194,7 +195,7 @@ def evaluate(workdir: str | None, step: int | None, *, biases: Sequence[float], 
   if styles < 0 or (styles and styles_bias not in biases):
     raise EvaluateError(f"--save_styles={styles} needs a count >= 0 and --styles_bias ({styles_bias}) among "
                         f"--biases {list(biases)}")
-  legibility.check_tesseract()
+  tesseract = legibility.check_tesseract()  # once, before any work
   t0 = time.time()
   writer = writer_lib.load_writer(workdir, step)
   if not writer.conditional:
@@ -226,11 +227,12 @@ def evaluate(workdir: str | None, step: int | None, *, biases: Sequence[float], 
     if not 0 <= style_index < len(valid.strokes):
       raise EvaluateError(f"--style={style_index}: the validation split has {len(valid.strokes)} lines")
     prime_style = (writer.stats.denormalise(valid.strokes[style_index]), valid.texts[style_index])
-  report["legibility"] = [legibility_at(writer, b, seeds, out_dir) for b in biases]
+  report["legibility"] = [legibility_at(writer, b, seeds, out_dir, tesseract=tesseract) for b in biases]
   if prime_style is not None:
     prime = writer_lib.make_prime(writer, *prime_style)
     report["primed_with"] = prime_style[1]
-    report["legibility_primed"] = [legibility_at(writer, b, seeds, out_dir, prime) for b in biases]
+    report["legibility_primed"] = [legibility_at(writer, b, seeds, out_dir, prime, tesseract=tesseract)
+                                   for b in biases]
   if styles:
     chosen = next(r for r in report["legibility"] if r["bias"] == styles_bias)
     report["styles"] = save_styles(writer.workdir, chosen, styles)
@@ -309,9 +311,7 @@ def main(argv):
     print(f"error: --checkpoint_steps must be integers, got {FLAGS.checkpoint_steps}", file=sys.stderr)
     sys.exit(1)
   try:
-    if FLAGS.shipped is not None and FLAGS.workdir is not None:
-      raise EvaluateError("give --workdir or --shipped, not both")
-    workdir = writer_lib.pretrained_workdir(FLAGS.shipped) if FLAGS.workdir is None else FLAGS.workdir
+    workdir = writer_lib.resolve_workdir(FLAGS.workdir, FLAGS.shipped)
     style = writer_lib.load_style(FLAGS.style_file) if FLAGS.style_file else None
     for step in steps:
       out = FLAGS.out if FLAGS.out is None or len(steps) == 1 else os.path.join(FLAGS.out, f"step_{step}")

@@ -51,8 +51,8 @@ class CurriculumBatches:
     _, max_points, use_pieces = self.stages[stage]
     strokes, texts = self.split.strokes, self.split.texts
     if use_pieces:
-      strokes, texts, cut = pieces_lib.split_into_pieces(strokes, texts, self.stats, int(self.data_cfg.piece_max_words),
-                                                         int(self.data_cfg.shuffle_seed))
+      strokes, texts, cut = pieces_lib.split_into_pieces(
+          strokes, texts, self.stats, int(self.data_cfg.piece_max_words), int(self.data_cfg.shuffle_seed))
       self.pieces_summary = f"word pieces: {len(strokes)} pieces from {cut} of {len(self.split.strokes)} lines"
     self.iterator = self._iterator(stage, strokes, texts)
 
@@ -66,9 +66,7 @@ class CurriculumBatches:
     """Mean padded length T of a stage's batches over an epoch (what a step of that stage costs, roughly)."""
     if stage not in self._mean_lengths:
       it = self.iterator if stage == self.stage else self._iterator(stage, self.split.strokes, self.split.texts)
-      counts = np.asarray(it._batches_per_bucket, np.float64)  # pylint: disable=protected-access
-      lengths = np.asarray([t for t, _ in it.padded_shapes], np.float64)
-      self._mean_lengths[stage] = float(counts @ lengths / counts.sum())
+      self._mean_lengths[stage] = it.mean_padded_length
     return self._mean_lengths[stage]
 
   def remaining_length(self, step: int, num_steps: int) -> float:
@@ -295,8 +293,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
         save(step_now, metrics)
       if cfg_t.sample_every and (step_now % cfg_t.sample_every == 0 or step_now == cfg_t.num_steps):
         _check_finite(jax.device_get(metrics), step_now)
-        written = training_samples.write_training_samples(graphdef, par.global_state(state).params, metadata, config,
-                                                   workdir, step_now)
+        written = training_samples.write_training_samples(graphdef, par.global_state(state).params, metadata,
+                                                          config, workdir, step_now)
         if written:
           reporter.line(f"step {step_now} samples: {', '.join(written)}")
       if preemption.reached(ckpt, step_now):

@@ -62,16 +62,13 @@ def run(workdir: str | None, out: str, *, text: str | None = None, bias: float |
     raise writer_lib.WriteError(f"--animation={animation}: the animation must end in .gif or .html")
   if sum(x is not None for x in (style, style_file, style_name)) > 1:
     raise writer_lib.WriteError("give one of --style, --style_file and --style_name, not several")
-  if shipped is not None and workdir is not None:
-    raise writer_lib.WriteError("give --workdir or --shipped, not both")
   if save_style_path is not None and style is None:
     raise writer_lib.WriteError("--save_style saves the line chosen with --style=N; give --style")
   for path, flag in ((out, "--out"), (animation, "--animation"), (save_style_path, "--save_style")):
     if path is not None:
       writer_lib.check_output_path(path, flag)
   lines = None if text is None else writer_lib.wrap_text(text, width)
-  writer = writer_lib.load_writer(writer_lib.pretrained_workdir(shipped) if workdir is None else workdir,
-                                  checkpoint_step)
+  writer = writer_lib.load_writer(writer_lib.resolve_workdir(workdir, shipped), checkpoint_step)
   bias = writer.config.sample.bias if bias is None else bias
   stem = os.path.splitext(out)[0]
   if not writer.conditional:
@@ -134,7 +131,7 @@ def main(argv):
     logging.set_verbosity(logging.WARNING)  # keep Orbax's restore chatter off the console
   try:
     if FLAGS.export:
-      workdir = FLAGS.workdir or writer_lib.pretrained_workdir(FLAGS.shipped)
+      workdir = writer_lib.resolve_workdir(FLAGS.workdir, FLAGS.shipped)
       print(writer_lib.export_model(workdir, FLAGS.export, FLAGS.checkpoint_step))
       return
     paths = run(FLAGS.workdir, FLAGS.out, text=FLAGS.text, bias=FLAGS.bias, style=FLAGS.style,

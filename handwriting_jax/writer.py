@@ -71,6 +71,14 @@ def pretrained_workdir(name: str | None = None) -> str:
   return workdir
 
 
+def resolve_workdir(workdir: str | None, shipped: str | None) -> str:
+  """The workdir a command line names: `--workdir`, else the shipped writer `--shipped` (default
+  `DEFAULT_SHIPPED`); WriteError when both are given."""
+  if workdir is not None and shipped is not None:
+    raise WriteError("give --workdir or --shipped, not both")
+  return pretrained_workdir(shipped) if workdir is None else workdir
+
+
 def style_names(workdir: str) -> list[str]:
   """Names of the styles saved with a writer (WORKDIR/styles/NAME.npz), sorted."""
   folder = os.path.join(workdir, STYLES_DIR)

@@ -121,6 +121,12 @@ class BatchIterator(Iterator[dict[str, np.ndarray]]):
     self._position = 0
     self._schedule = self._epoch_schedule(0)
 
+  @property
+  def mean_padded_length(self) -> float:
+    """Mean padded length T of this iterator's batches over an epoch (what one of its steps costs, roughly)."""
+    counts = np.asarray(self._batches_per_bucket, np.float64)
+    return float(counts @ np.asarray([t for t, _ in self.padded_shapes], np.float64) / counts.sum())
+
   # ----- epoch order -----
 
   def _epoch_schedule(self, epoch: int) -> tuple[np.ndarray, np.ndarray]:

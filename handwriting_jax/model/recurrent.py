@@ -258,8 +258,8 @@ def _layer_bwd(cell, compute_dtype, remat, chunk, unroll, res, cts):
     first = jax.tree.map(lambda a: jax.lax.dynamic_index_in_dim(a, start // size_full, keepdims=False), starts)
     kept_prev = jax.tree.map(lambda f, k: jnp.concatenate([f[None], k[:size - 1]], 0), cell.kept(first), kept_c)
     r_prev = _flat(jax.vmap(cell.rec)(kept_prev))
-    z_c = _project(weights.w_x, weights.b, xs_c, compute_dtype) + lstm.matmul(r_prev, weights.w_rec, compute_dtype).reshape(
-        (size, -1, weights.w_rec.shape[-1]))
+    z_rec = lstm.matmul(r_prev, weights.w_rec, compute_dtype).reshape((size, -1, weights.w_rec.shape[-1]))
+    z_c = _project(weights.w_x, weights.b, xs_c, compute_dtype) + z_rec
 
     def body(carry, z):
       return cell.step(weights.cell, consts, carry, z)[0], carry
