@@ -14,12 +14,13 @@ import numpy as np
 import orbax.checkpoint as ocp
 from orbax.checkpoint import checkpoint_managers
 
+from handwriting_jax import defaults
 from handwriting_jax.errors import UserError
 
 # Config groups whose change makes a checkpoint unusable (shapes or meaning of the parameters).
 _COMPATIBILITY_FIELDS = ("model.mode", "model.num_layers", "model.hidden_size", "model.num_mixtures",
                          "model.num_window_gaussians", "model.peepholes", "model.window_variant", "data.source",
-                         "data.alphabet", "optim.name")
+                         "data.alphabet", "data.downsample", "data.normalise_mean", "optim.name")
 
 
 class IncompatibleWorkdirError(UserError, ValueError):
@@ -52,6 +53,7 @@ def _lookup(cfg: dict, field: str):
 
 def check_compatible(saved_config: dict, config: ml_collections.ConfigDict, path: str) -> None:
   """Raise IncompatibleWorkdirError listing every compatibility field that differs."""
+  saved_config = defaults.with_defaults(saved_config).to_dict()
   current = json.loads(config.to_json_best_effort())
   diffs = [f"config.{f}: checkpoint has {_lookup(saved_config, f)!r}, this run has {_lookup(current, f)!r}"
            for f in _COMPATIBILITY_FIELDS if _lookup(saved_config, f) != _lookup(current, f)]

@@ -28,9 +28,11 @@ def validate(cfg: ml_collections.ConfigDict, device_count: int = 1, process_coun
   _one_of(cfg, "optim.clip_mode", ("graves", "global_norm", "none"))
   _one_of(cfg, "parallel", ("jit", "pmap"))
   _one_of(cfg, "data.source", ("embedded", "iam"))
+  _one_of(cfg, "sample.stop_rule", ("paper", "lift"))
   for field in ("model.num_layers", "model.hidden_size", "model.num_mixtures", "model.num_window_gaussians",
                 "data.batch_size", "data.num_buckets", "train.num_steps", "train.log_every", "train.eval_every",
-                "train.checkpoint_every", "train.keep_checkpoints", "model.scan_unroll", "model.remat_chunk"):
+                "train.checkpoint_every", "train.keep_checkpoints", "model.scan_unroll", "model.remat_chunk",
+                "data.downsample"):
     group, name = field.split(".")
     value = cfg[group][name]
     _require(isinstance(value, int) and value > 0, field, f"must be a positive integer, got {value!r}")

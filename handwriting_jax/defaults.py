@@ -58,6 +58,9 @@ def data_config() -> ml_collections.ConfigDict:
   # into pieces of 1..piece_max_words words (short, aligned sequences); 0 = off. Curriculum stages come after.
   c.pieces_until = 0
   c.piece_max_words = 3
+  # Keep every k-th point of each stroke and its last point (data/strokes.py, step 5); 1 = every point. Changes
+  # the sequences, so NLL in nats per sequence is then not comparable with full-rate figures (the paper's).
+  c.downsample = 1
   return c
 
 
@@ -137,7 +140,28 @@ def base_config(mode: str) -> ml_collections.ConfigDict:
   c.sample.texts = ("handwriting in jax", "a quick brown fox jumps")  # written during training
   c.sample.max_steps_per_char = 40  # length cap: points per character of the text
   c.sample.max_steps = 1000  # length cap for unconditional (prediction) samples
+  # When a line ends (sample.py): "paper" = the first step the window has passed the text (section 5.3); "lift" =
+  # the first pen lift after that, so the stroke under way (often the last letter) is not cut off.
+  c.sample.stop_rule = "paper"
   return c
+
+
+def _fill(saved: dict, default: ml_collections.ConfigDict) -> dict:
+  """`saved` with every field it lacks taken from `default`, recursively."""
+  out = dict(saved)
+  for key, value in default.items():
+    if key not in out:
+      out[key] = value.to_dict() if isinstance(value, ml_collections.ConfigDict) else value
+    elif isinstance(value, ml_collections.ConfigDict) and isinstance(out[key], dict):
+      out[key] = _fill(out[key], value)
+  return out
+
+
+def with_defaults(saved: dict) -> ml_collections.ConfigDict:
+  """A checkpoint's saved config with the fields added since it was written set to their defaults (which keep
+  the old behaviour), so older checkpoints stay usable."""
+  mode = saved.get("model", {}).get("mode", "synthesis")
+  return ml_collections.ConfigDict(_fill(saved, base_config(mode)))
 
 
 def apply_variant(c: ml_collections.ConfigDict, variant: str) -> ml_collections.ConfigDict:
@@ -176,12 +200,13 @@ def apply_variant(c: ml_collections.ConfigDict, variant: str) -> ml_collections.
     c.data.source = "iam"
     c.data.max_points = 800
     c.data.normalise_mean = True
+    c.data.downsample = 2
     c.data.curriculum = ()
     c.data.pieces_until = 1500
-    c.train.num_steps = 3800
+    c.train.num_steps = 5000
     c.train.eval_every = 500
     c.train.checkpoint_every = 500
-    c.train.keep_checkpoints = 6
+    c.train.keep_checkpoints = 10
     c.train.sample_every = 1000
     return c
   if variant == "tiny":

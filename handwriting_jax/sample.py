@@ -97,9 +97,12 @@ def _end_phi(aux: dict, num_positions: int) -> jax.Array:
   return window.window_phi(aux["alpha"], aux["beta"], aux["kappa"], num_positions)
 
 
-@functools.partial(jax.jit, static_argnames=("graphdef", "num_steps", "conditional"))
+STOP_RULES = ("paper", "lift")
+
+
+@functools.partial(jax.jit, static_argnames=("graphdef", "num_steps", "conditional", "stop_rule"))
 def _sample_scan(graphdef: nnx.GraphDef, params: nnx.State, keys_B, bias_B, prime_Px3, chars_BxU, char_mask_BxU,
-                 text_lengths_B, caps_B, *, num_steps: int, conditional: bool):
+                 text_lengths_B, caps_B, *, num_steps: int, conditional: bool, stop_rule: str = "paper"):
   """The compiled sampler: priming (when `prime_Px3` is not None), then one scan of `num_steps` steps."""
   model = nnx.merge(graphdef, params)
   batch = keys_B.shape[0]
@@ -112,12 +115,15 @@ def _sample_scan(graphdef: nnx.GraphDef, params: nnx.State, keys_B, bias_B, prim
   num_positions = chars_BxU.shape[1] + 1
 
   def body(carry, t):
-    state, x_prev, done = carry
+    state, x_prev, done, passed = carry
     state, y_hat, aux = model.step(state, x_prev, onehot, char_mask_BxU)
     params_t = mdn.mixture_params(y_hat, bias_B)
     step_keys = jax.vmap(lambda k: jax.random.fold_in(k, t))(keys_B)
     point = jax.vmap(mdn.sample)(step_keys, params_t)
-    stop = window_finished(_end_phi(aux, num_positions), text_lengths_B) if conditional else jnp.zeros_like(done)
+    passed = passed | (window_finished(_end_phi(aux, num_positions), text_lengths_B) if conditional
+                       else jnp.zeros_like(done))
+    # "paper": stop as soon as the window has passed the text; "lift": then finish the stroke under way.
+    stop = passed & (point[:, 2] > 0.5) if stop_rule == "lift" else passed
     ends_now = ~done & (stop | (t + 1 >= caps_B))
     point = point.at[:, 2].set(jnp.where(ends_now, 1.0, point[:, 2]))
     valid = ~done
@@ -126,10 +132,10 @@ def _sample_scan(graphdef: nnx.GraphDef, params: nnx.State, keys_B, bias_B, prim
     if conditional:
       outputs["phi"] = jnp.where(valid[:, None], aux["phi"], 0.0)
       outputs["kappa"] = aux["kappa"]
-    return (state, point, done | ends_now), outputs
+    return (state, point, done | ends_now, passed), outputs
 
   done0 = jnp.zeros((batch,), bool)
-  _, out = jax.lax.scan(body, (state0, x0_Bx3, done0), jnp.arange(num_steps))
+  _, out = jax.lax.scan(body, (state0, x0_Bx3, done0, done0), jnp.arange(num_steps))
   return jax.tree.map(lambda a: jnp.swapaxes(a, 0, 1), out)
 
 
@@ -202,14 +208,18 @@ def _per_line_bias(bias, batch: int) -> np.ndarray:
 def sample(model: networks.Network, key: jax.Array, *, texts: Sequence[str] | None = None,
            alphabet: Alphabet | None = None, num_lines: int | None = None, bias=0.0, prime: Prime | None = None,
            max_steps_per_char: float = 40.0, max_steps: int = 1000, num_steps: int | None = None,
-           stats=None) -> Samples:
+           stats=None, stop_rule: str = "paper") -> Samples:
   """Sample lines from `model` in one compiled call.
 
   Synthesis: give `texts` and `alphabet`; line b stops by the window rule or after `max_steps_per_char *
   len(texts[b])` points. Prediction: give `num_lines`; every line has `max_steps` points. `bias` is a number or one
   per line. `prime` (synthesis) imitates a real line. `num_steps` fixes the scan length (default: the largest cap),
   e.g. to reuse one compiled sampler for several requests. `stats` (a NormStats) de-normalises `Samples.lines`.
+  `stop_rule` (config.sample.stop_rule): "paper" ends a line at the first step the window rule holds; "lift" ends
+  it at the first pen lift from then on, so the stroke under way (often the last letter) is finished.
   """
+  if stop_rule not in STOP_RULES:
+    raise SamplingError(f"the stop rule must be one of {STOP_RULES}, got {stop_rule!r}")
   conditional = isinstance(model, networks.SynthesisNetwork)
   if conditional:
     if texts is None or alphabet is None:
@@ -238,7 +248,7 @@ def sample(model: networks.Network, key: jax.Array, *, texts: Sequence[str] | No
   keys = jax.random.split(key, batch)
   out = _sample_scan(graphdef, params, keys, jnp.asarray(_per_line_bias(bias, batch)), prime_Px3,
                      jnp.asarray(chars), jnp.asarray(char_mask), jnp.asarray(lengths), jnp.asarray(caps),
-                     num_steps=steps, conditional=conditional)
+                     num_steps=steps, conditional=conditional, stop_rule=stop_rule)
   out = jax.device_get(out)
   mask = np.asarray(out["valid"])
   lens = mask.sum(axis=1).astype(np.int32)

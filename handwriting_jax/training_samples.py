@@ -51,7 +51,8 @@ def write_training_samples(graphdef: nnx.GraphDef, params: nnx.State, metadata: 
       logging.warning("config.sample.texts: nothing to write with this alphabet; no samples at step %d", step)
       return []
     samples = sample_lib.sample(model, key, texts=usable, alphabet=alphabet, bias=config.sample.bias,
-                                max_steps_per_char=config.sample.max_steps_per_char, stats=stats)
+                                max_steps_per_char=config.sample.max_steps_per_char, stats=stats,
+                                stop_rule=config.sample.stop_rule)
     captions = [f"{t} (bias {config.sample.bias}, step {step})" for t in usable]
     path = os.path.join(out_dir, f"attention_{step:07d}.png")
     draw.plot_attention(samples.line_phi(0), samples.texts[0], path, line_Tx3=samples.lines[0],

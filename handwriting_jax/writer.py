@@ -20,7 +20,7 @@ from absl import logging
 from flax import nnx
 
 from handwriting_jax import checkpoint as ckpt_lib
-from handwriting_jax import draw, optim
+from handwriting_jax import defaults, draw, optim
 from handwriting_jax import sample as sample_lib
 from handwriting_jax import step as step_lib
 from handwriting_jax.data.alphabet import Alphabet
@@ -98,7 +98,7 @@ def model_from_metadata(metadata: dict, abstract: bool = False
                         ) -> tuple[networks.Network, ml_collections.ConfigDict, Alphabet, NormStats]:
   """The network of a checkpoint's config (abstract: shapes only, via `nnx.eval_shape`), its alphabet and
   normalisation statistics."""
-  config = ml_collections.ConfigDict(metadata["config"])
+  config = defaults.with_defaults(metadata["config"])
   alphabet = Alphabet(metadata["alphabet"])
   stats = NormStats.from_arrays(metadata["norm"])
   build = lambda: networks.create_model(config, alphabet.size)  # pylint: disable=unnecessary-lambda-assignment
@@ -230,7 +230,7 @@ def write_lines(writer: Writer, lines: list[str], *, bias: float, seed: int, pri
   sample_lib.check_texts(lines, writer.alphabet)
   key = jax.random.key(seed)
   kw = dict(alphabet=writer.alphabet, bias=bias, max_steps_per_char=writer.config.sample.max_steps_per_char,
-            stats=writer.stats)
+            stats=writer.stats, stop_rule=writer.config.sample.stop_rule)
   if prime is None and (not same_style or len(lines) == 1):
     return sample_lib.sample(writer.model, key, texts=lines, **kw)
   if prime is not None:

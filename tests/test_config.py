@@ -6,7 +6,8 @@ import os
 import pytest
 from flax import nnx
 
-from handwriting_jax import config_check
+from handwriting_jax import checkpoint as ckpt_lib
+from handwriting_jax import config_check, defaults
 from handwriting_jax.errors import UserError
 from handwriting_jax.model import networks
 
@@ -125,7 +126,17 @@ def _set_unknown_optimizer(cfg):
   cfg.optim.name = "sgd"
 
 
+def _set_unknown_stop_rule(cfg):
+  cfg.sample.stop_rule = "never"
+
+
+def _set_zero_downsample(cfg):
+  cfg.data.downsample = 0
+
+
 @pytest.mark.parametrize("mutate, field", [
+    (_set_unknown_stop_rule, "config.sample.stop_rule"),
+    (_set_zero_downsample, "config.data.downsample"),
     (_set_negative_learning_rate, "config.optim.learning_rate"),
     (_set_unknown_window_variant, "config.model.window_variant"),
     (_set_zero_hidden_size, "config.model.hidden_size"),
@@ -151,3 +162,23 @@ def test_batch_not_divisible_by_devices_names_the_batch_size():
     config_check.validate(cfg, device_count=3)
   with pytest.raises(config_check.ConfigError, match=r"^config\.data\.batch_size:.*5 processes"):
     config_check.validate(cfg, device_count=1, process_count=5)
+
+
+def test_with_defaults_fills_fields_added_since_a_checkpoint_was_written():
+  saved = _get_config("synthesis", "small").to_dict()
+  del saved["data"]["downsample"], saved["sample"]["stop_rule"]
+  saved["model"]["hidden_size"] = 77
+  cfg = defaults.with_defaults(saved)
+  assert cfg.data.downsample == 1 and cfg.sample.stop_rule == "paper"  # the old behaviour
+  assert cfg.model.hidden_size == 77 and cfg.optim.name == "adam"  # what was saved is kept
+  assert "downsample" not in saved["data"]  # the saved dict is not changed
+
+
+def test_old_checkpoint_config_stays_compatible_and_a_new_downsample_does_not():
+  saved = _get_config("synthesis", "small").to_dict()
+  del saved["data"]["downsample"]
+  current = _get_config("synthesis", "small")
+  ckpt_lib.check_compatible(saved, current, "/w")
+  current.data.downsample = 2
+  with pytest.raises(ckpt_lib.IncompatibleWorkdirError, match="config.data.downsample: checkpoint has 1"):
+    ckpt_lib.check_compatible(saved, current, "/w")

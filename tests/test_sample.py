@@ -275,3 +275,26 @@ def test_prime_lead_steps_cut_at_the_stroke_where_the_window_reaches_the_new_tex
   np.testing.assert_array_equal(out.lines[1], strokes[1, :6])
   np.testing.assert_array_equal(out.phi_BxTxU[0, :4], phi[0, 4:])
   assert not out.strokes_BxTx3[0, 4:].any()
+
+
+def test_lift_stop_rule_finishes_the_stroke_under_way(synth):
+  texts = ["ab", "a", "abc", "b"] * 4
+  kw = dict(texts=texts, alphabet=ALPHABET, max_steps_per_char=100, bias=0.0)
+  paper = sample.sample(synth, jax.random.key(0), **kw)
+  lift = sample.sample(synth, jax.random.key(0), stop_rule="lift", **kw)
+  assert paper.finished_B.all() and lift.finished_B.all()
+  for b in range(len(texts)):
+    n_p, n_l = paper.lengths_B[b], lift.lengths_B[b]
+    assert n_l >= n_p
+    # The same draws up to the paper's stop (whose pen lift the paper rule forces), then the stroke goes on
+    # until the first lift the network itself samples.
+    np.testing.assert_array_equal(lift.strokes_BxTx3[b, :n_p - 1], paper.strokes_BxTx3[b, :n_p - 1])
+    np.testing.assert_array_equal(lift.strokes_BxTx3[b, n_p - 1, :2], paper.strokes_BxTx3[b, n_p - 1, :2])
+    np.testing.assert_array_equal(lift.strokes_BxTx3[b, n_p - 1:n_l - 1, 2], 0.0)
+    assert lift.strokes_BxTx3[b, n_l - 1, 2] == 1.0
+  assert np.any(lift.lengths_B > paper.lengths_B)
+
+
+def test_unknown_stop_rule_is_an_error(synth):
+  with pytest.raises(sample.SamplingError, match="stop rule"):
+    sample.sample(synth, jax.random.key(0), texts=["ab"], alphabet=ALPHABET, stop_rule="late")

@@ -134,6 +134,32 @@ def test_align_removes_baseline_slope_and_slant():
     np.testing.assert_allclose(s[:, 0], s[0, 0], atol=1e-6)  # every bar vertical
 
 
+def test_downsample_keeps_every_kth_point_and_each_strokes_ends():
+  rng = np.random.default_rng(3)
+  sizes = [1, 2, 5, 8, 13]
+  strokes_in = [np.cumsum(rng.integers(-9, 10, size=(n, 2)), axis=0).astype(np.float64) for n in sizes]
+  out = strokes.downsample_strokes(strokes_in, 3)
+  assert [len(s) for s in out] == [1, 2, 3, 4, 5]  # points 0, 3, 6, ... plus the last one when not among them
+  for s_in, s_out in zip(strokes_in, out):
+    np.testing.assert_array_equal(s_out[0], s_in[0])
+    np.testing.assert_array_equal(s_out[-1], s_in[-1])
+    expect = sorted(set(range(0, len(s_in), 3)) | {len(s_in) - 1})
+    np.testing.assert_array_equal(s_out, s_in[expect])
+
+
+def test_preprocess_line_downsample_keeps_pen_lifts_and_counts_points_before():
+  rng = np.random.default_rng(4)
+  strokes_in = [np.cumsum(rng.integers(1, 9, size=(n, 2)), axis=0).astype(np.float64) for n in (7, 4, 10)]
+  line = strokes.strokes_to_offsets(strokes_in).astype(np.float32)  # 21 points
+  out, _ = strokes.preprocess_line(line, strokes.Preprocessing(downsample=2, max_points=21))
+  got = strokes.offsets_to_strokes(out)
+  assert len(out) == 4 + 3 + 6 and out[:, 2].sum() == 3  # every stroke kept, its lift where it was
+  for s_in, s_out in zip(strokes_in, got):  # the same pen positions (strokes_to_offsets puts the origin first)
+    np.testing.assert_allclose(s_out[[0, -1]] + strokes_in[0][0], s_in[[0, -1]])
+  dropped, counts = strokes.preprocess_line(line, strokes.Preprocessing(downsample=2, max_points=20))
+  assert dropped is None and counts["dropped_long_lines"] == 1  # 21 raw points > 20, though 13 remain
+
+
 def test_norm_stats_invertible_and_eos_untouched():
   rng = np.random.default_rng(2)
   lines = []
@@ -164,7 +190,8 @@ def test_norm_stats_invertible_and_eos_untouched():
 
 @pytest.mark.parametrize("field,value", [("jump_mode", "lift"), ("smoothing", "gauss"), ("savgol_window", 6),
                                          ("savgol_order", 7), ("jump_threshold", -1.0), ("max_points", 0),
-                                         ("max_chars", 2.5), ("align", "yes")])
+                                         ("max_chars", 2.5), ("align", "yes"), ("downsample", 0),
+                                         ("downsample", 1.5)])
 def test_preprocessing_config_errors_name_the_field(field, value):
   cfg = defaults.data_config()
   cfg.smoothing = "savgol"

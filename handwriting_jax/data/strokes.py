@@ -18,7 +18,10 @@ Preprocessing (`preprocess_line`, each step a `config.data` field, see `Preproce
      it ("split") or drops the whole line ("drop");
   3. optional Savitzky-Golay smoothing of each stroke (`scipy.signal.savgol_filter`);
   4. optional alignment: rotate the line so its least-squares baseline is horizontal, then shear it so
-     that its mean slant of near-vertical pen-down segments is upright.
+     that its mean slant of near-vertical pen-down segments is upright;
+  5. optional downsampling (`downsample` = k > 1): keep every k-th point of each stroke and always its last
+     point, so pen lifts stay exact and the line has about 1/k of its steps (cheaper steps, fewer steps per
+     character for the window to cover). `max_points` counts the points before this step.
 Normalisation is separate (`NormStats`, fitted on the training split): offsets are divided by the
 training-set standard deviation (and the mean subtracted if asked); the eos column is never touched.
 """
@@ -149,6 +152,17 @@ def smooth_strokes(strokes: Sequence[np.ndarray], window: int, order: int) -> li
   return out
 
 
+def downsample_strokes(strokes: Sequence[np.ndarray], factor: int) -> list[np.ndarray]:
+  """Keep points 0, k, 2k, ... of each stroke and its last point (every stroke keeps its ends)."""
+  out = []
+  for s in strokes:
+    keep = np.arange(0, len(s), factor)
+    if keep[-1] != len(s) - 1:
+      keep = np.append(keep, len(s) - 1)
+    out.append(s[keep])
+  return out
+
+
 def align_strokes(strokes: Sequence[np.ndarray]) -> list[np.ndarray]:
   """Rotate the line's least-squares baseline to horizontal, then shear its mean slant upright."""
   xy_Nx2 = np.concatenate(strokes, axis=0)
@@ -182,6 +196,7 @@ class Preprocessing:
   align: bool = False
   max_points: int = 1200
   max_chars: int = 80
+  downsample: int = 1
 
   def __post_init__(self):
     """Reject bad values with the `config.data` field they came from."""
@@ -200,6 +215,9 @@ class Preprocessing:
       raise ConfigError(f"config.data.max_points must be positive, got {self.max_points}")
     if self.max_chars < 1:
       raise ConfigError(f"config.data.max_chars must be positive, got {self.max_chars}")
+    if self.downsample < 1:
+      raise ConfigError(f"config.data.downsample must be a positive integer (1 = keep every point), got "
+                        f"{self.downsample}")
 
   @classmethod
   def from_config(cls, data_cfg: Any) -> "Preprocessing":
@@ -259,16 +277,18 @@ def preprocess_line(offsets_Tx3: np.ndarray, settings: Preprocessing) -> tuple[n
       return None, counts
   else:
     line_Tx3, counts["split_jumps"] = split_jumps(line_Tx3, settings.jump_threshold)
-  if settings.smoothing == "savgol" or settings.align:
+  if len(line_Tx3) > settings.max_points:
+    counts["dropped_long_lines"] = 1
+    return None, counts
+  if settings.smoothing == "savgol" or settings.align or settings.downsample > 1:
     strokes = offsets_to_strokes(line_Tx3)
     if settings.smoothing == "savgol":
       strokes = smooth_strokes(strokes, settings.savgol_window, settings.savgol_order)
     if settings.align:
       strokes = align_strokes(strokes)
+    if settings.downsample > 1:
+      strokes = downsample_strokes(strokes, settings.downsample)
     line_Tx3 = strokes_to_offsets(strokes)
-  if len(line_Tx3) > settings.max_points:
-    counts["dropped_long_lines"] = 1
-    return None, counts
   return line_Tx3, counts
 
 
