@@ -28,7 +28,7 @@ import ml_collections
 import numpy as np
 from absl import app, flags, logging
 
-from handwriting_jax import draw, legibility
+from handwriting_jax import cli, draw, legibility
 from handwriting_jax import sample as sample_lib
 from handwriting_jax import step as step_lib
 from handwriting_jax import writer as writer_lib
@@ -329,4 +329,4 @@ def main(argv):
 
 if __name__ == "__main__":
   define_flags()
-  app.run(main)
+  cli.run(main)

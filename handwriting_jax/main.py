@@ -4,10 +4,10 @@ Any field can be overridden as `--config.group.field=value`; a workdir that hold
 """
 
 import jax
-from absl import app, flags, logging
+from absl import flags, logging
 from ml_collections import config_flags
 
-from handwriting_jax import parallel, train
+from handwriting_jax import cli, parallel, train
 from handwriting_jax.errors import UserError
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Config file, e.g. configs/synthesis.py:small.",
@@ -26,16 +26,17 @@ flags.mark_flags_as_required(["config", "workdir"])
 def main(argv):
   """Initialise multi-host JAX when needed, log the devices, hand off to `train.train_and_evaluate`."""
   del argv
+  config = cli.config_value(_CONFIG)
   try:
     parallel.initialize_distributed(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
     if jax.process_index() == 0:
       print(f"JAX process {jax.process_index()}/{jax.process_count()}, local devices: {jax.local_devices()}",
             flush=True)
-    train.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
+    train.train_and_evaluate(config, _WORKDIR.value)
   except UserError as e:
     raise SystemExit(f"error: {e}") from None
 
 
 if __name__ == "__main__":
   logging.set_verbosity(logging.WARNING)  # Orbax and JAX are chatty at INFO; progress goes to stdout
-  app.run(main)
+  cli.run(main)  # the first Ctrl-C saves and stops (train.Preemption), a second one ends here in one line

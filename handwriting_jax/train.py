@@ -6,6 +6,7 @@ import os
 import signal
 import threading
 import time
+from collections.abc import Callable
 
 import jax
 import ml_collections
@@ -182,33 +183,41 @@ class Reporter:
 
 
 class Preemption:
-  """SIGTERM (preemption, `scancel`, a SLURM requeue) asks for a checkpoint at the next step and a clean stop.
+  """SIGTERM (preemption, `scancel`, a SLURM requeue) or a first Ctrl-C (SIGINT) asks for a checkpoint at the next
+  step and a clean stop; a second Ctrl-C stops at once (KeyboardInterrupt, nothing more saved).
 
   One process: a signal handler sets a flag. Several processes: JAX's preemption sync point (through Orbax), so that
   every process saves at the same step.
   """
 
-  def __init__(self):
-    self.requested = False
-    self._previous = None
+  SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+  def __init__(self, say: Callable[[str], None] = print):
+    self.requested = None  # the name of the signal that asked to stop
+    self._say = say
+    self._previous = {}
     if jax.process_count() == 1 and threading.current_thread() is threading.main_thread():
-      self._previous = signal.signal(signal.SIGTERM, self._handle)
+      self._previous = {s: signal.signal(s, self._handle) for s in self.SIGNALS}
 
   def _handle(self, signum, frame) -> None:
-    del signum, frame
-    self.requested = True
+    del frame
+    if signum == signal.SIGINT and self.requested == "Ctrl-C":
+      raise KeyboardInterrupt
+    self.requested = "Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name
+    if signum == signal.SIGINT:
+      self._say("Ctrl-C: saving a checkpoint after this step, then stopping (Ctrl-C again stops at once)")
 
   def reached(self, ckpt: ckpt_lib.Checkpointer, step: int) -> bool:
     """True when this step should be the last one (all processes agree)."""
     if jax.process_count() > 1:
       return ckpt.manager.reached_preemption(step)
-    return self.requested
+    return self.requested is not None
 
   def close(self) -> None:
-    """Restore the previous SIGTERM handler."""
-    if self._previous is not None:
-      signal.signal(signal.SIGTERM, self._previous)
-      self._previous = None
+    """Restore the previous handlers."""
+    for s, previous in self._previous.items():
+      signal.signal(s, previous)
+    self._previous = {}
 
 
 def _check_finite(metrics: dict, step: int) -> None:
@@ -300,7 +309,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
       if preemption.reached(ckpt, step_now):
         if step_now % cfg_t.checkpoint_every and step_now != cfg_t.num_steps:  # not saved above
           save(step_now, metrics)
-        reporter.line(f"stopped by SIGTERM at step {step_now}: checkpoint saved; the same command resumes")
+        reporter.line(f"stopped by {preemption.requested or 'SIGTERM'} at step {step_now}: checkpoint saved; the same "
+                      "command resumes")
         break
     if pending is not None:
       _check_finite(jax.device_get(pending[1]), pending[0])

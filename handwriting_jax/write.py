@@ -17,7 +17,7 @@ import jax
 import numpy as np
 from absl import app, flags, logging
 
-from handwriting_jax import draw
+from handwriting_jax import cli, draw
 from handwriting_jax import sample as sample_lib
 from handwriting_jax import writer as writer_lib
 from handwriting_jax.errors import UserError
@@ -148,4 +148,4 @@ def main(argv):
 
 if __name__ == "__main__":
   define_flags()
-  app.run(main)
+  cli.run(main)

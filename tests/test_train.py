@@ -375,23 +375,40 @@ def test_run_killed_with_sigkill_resumes_from_its_last_checkpoint(tmp_path, data
   assert checkpoint_steps(workdir)[-1] == num_steps
 
 
-def test_sigterm_saves_at_the_next_step_and_stops_cleanly(tmp_path, data_cache, compile_cache):
-  """A preemption (SIGTERM) writes a checkpoint at the step it arrives, off the checkpoint_every grid."""
+@pytest.mark.parametrize("sig, label", [(signal.SIGTERM, "SIGTERM"), (signal.SIGINT, "Ctrl-C")])
+def test_sigterm_saves_at_the_next_step_and_stops_cleanly(tmp_path, data_cache, compile_cache, sig, label):
+  """A preemption (SIGTERM) or a first Ctrl-C writes a checkpoint at the step it arrives, off the checkpoint_every
+  grid."""
   workdir = str(tmp_path / "terminated")
   num_steps, every = 400, 100
   args = _main_args(workdir, data_cache, f"--config.train.num_steps={num_steps}",
                     f"--config.train.checkpoint_every={every}", f"--config.train.eval_every={num_steps}",
                     "--config.train.log_every=1")
   log_path = tmp_path / "first.out"
-  proc, running = _run_and_signal(args, compile_cache, log_path, lambda: "step 3/" in log_path.read_text(),
-                                  signal.SIGTERM)
+  proc, running = _run_and_signal(args, compile_cache, log_path, lambda: "step 3/" in log_path.read_text(), sig)
   output = log_path.read_text()
   assert running, f"the run ended before it could be stopped:\n{output}"
   assert proc.returncode == 0, output
-  stopped = re.findall(r"stopped by SIGTERM at step (\d+)", output)
+  assert "Traceback" not in output, output
+  stopped = re.findall(rf"stopped by {label} at step (\d+)", output)
   assert len(stopped) == 1, output
   assert checkpoint_steps(workdir) == [int(stopped[0])], output
   assert int(stopped[0]) % every and int(stopped[0]) < num_steps
+
+
+def test_first_ctrl_c_asks_for_a_save_and_a_second_one_stops_at_once():
+  said = []
+  before = signal.getsignal(signal.SIGINT)
+  preemption = train.Preemption(say=said.append)
+  try:
+    assert preemption.requested is None
+    os.kill(os.getpid(), signal.SIGINT)
+    assert preemption.requested == "Ctrl-C" and len(said) == 1 and "Ctrl-C again" in said[0]
+    with pytest.raises(KeyboardInterrupt):
+      os.kill(os.getpid(), signal.SIGINT)
+  finally:
+    preemption.close()
+  assert signal.getsignal(signal.SIGINT) is before  # the previous handler is back
 
 
 def test_eta_follows_the_curriculum_stages(tmp_path):
