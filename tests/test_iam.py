@@ -177,6 +177,35 @@ def test_truncated_member_of_tarball_is_named(tmp_path):
     read(make_tarballs(root, tmp_path / "download"))
 
 
+@pytest.mark.parametrize("damage", ["cut_half", "cut_trailer", "flipped_byte"])
+def test_truncated_or_corrupt_tarball_is_an_error_naming_it(tmp_path, damage):
+  download = make_tarballs(FIXTURE, tmp_path / "download")
+  tarball = download / iam.STROKES_TAR
+  data = bytearray(tarball.read_bytes())
+  if damage == "cut_half":
+    data = data[: len(data) // 2]
+  elif damage == "cut_trailer":  # every member intact, only the gzip trailer (CRC, size) lost
+    data = data[:-8]
+  else:
+    data[len(data) // 2] ^= 0xFF
+  tarball.write_bytes(bytes(data))
+  with pytest.raises(iam.IAMArchiveError, match=re.escape(str(tarball)) + ": the archive is truncated or corrupt"):
+    read(download)
+  with pytest.raises(iam.IAMArchiveError):
+    read(download, strict=False)  # never a skip-and-warn, whatever data.strict says
+
+
+def test_listed_forms_missing_from_the_archive_warn_loudly_or_fail_when_strict(tmp_path):
+  root = copy_fixture(tmp_path)
+  shutil.rmtree(root / "lineStrokes" / "b01")
+  # The fixture lists one form that it lacks (z09-999a); b01-010z is the second.
+  with pytest.warns(iam.IAMFormatWarning, match=r"2 forms listed in the split lists have no line files .*b01-010z"):
+    corpus = read(root)
+  assert corpus.counts["missing_forms"] == 2 and "b01-010z-01" not in corpus.train.ids
+  with pytest.raises(iam.IAMFormatError, match="have no line files"):
+    read(root, strict=True)
+
+
 def test_missing_inputs_are_clear_errors(tmp_path):
   with pytest.raises(ValueError, match="config.data.iam_path is empty.*lineStrokes-all.tar.gz"):
     iam.find_inputs("")

@@ -18,15 +18,20 @@ StrokeSet, missing or unreadable transcription) is a warning naming the file, or
 listed forms are parsed.
 """
 
+import bz2
 import collections
 import dataclasses
+import gzip
 import itertools
+import lzma
 import os
 import re
 import tarfile
 import warnings
 import xml.etree.ElementTree as ET
+import zlib
 from collections.abc import Callable, Iterator
+from typing import Any
 
 from absl import logging
 import numpy as np
@@ -202,23 +207,59 @@ def parse_transcription(data: bytes) -> list[str]:
   return [line.strip() for line in lines[starts[0] + 1:] if line.strip()]
 
 
+class IAMArchiveError(UserError, ValueError):
+  """A tarball that cannot be read to its end (truncated or corrupt): always an error, never skipped."""
+
+
+_ARCHIVE_ERRORS = (tarfile.TarError, EOFError, OSError, zlib.error, lzma.LZMAError)
+_MAGIC = {b"\x1f\x8b": gzip.GzipFile, b"BZh": bz2.BZ2File, b"\xfd7zXZ": lzma.LZMAFile}
+
+
+def _decompressed(fileobj) -> Any:
+  """A reader of the decompressed bytes of `fileobj` (gzip, bzip2, xz or a plain tar): these readers check the end
+  of the compressed stream (its trailer and checksum) and raise EOFError on a cut, which tarfile's own stream
+  reader does not."""
+  head = fileobj.read(6)
+  fileobj.seek(0)
+  for magic, opener in _MAGIC.items():
+    if head.startswith(magic):
+      return opener(fileobj=fileobj, mode="rb") if opener is gzip.GzipFile else opener(fileobj, mode="rb")
+  return fileobj
+
+
 def _iter_files(path: str, desc: str, progress: bool) -> Iterator[tuple[str, str, Callable[[], bytes]]]:
-  """(name for messages, base name, read()) of every file of a folder or tarball, in one pass."""
+  """(name for messages, base name, read()) of every file of a folder or tarball, in one pass; a tarball that ends
+  early or is corrupt anywhere (also between members, and in its compression trailer) is an IAMArchiveError."""
   if os.path.isdir(path):
     files = sorted(os.path.join(d, f) for d, _, fs in os.walk(path) for f in fs)
     for f in tqdm.tqdm(files, desc=desc, unit="file", disable=not progress, leave=False):
       yield f, os.path.basename(f), lambda f=f: _read(f)
     return
+
+  def broken(e: BaseException) -> IAMArchiveError:
+    return IAMArchiveError(f"{path}: the archive is truncated or corrupt ({type(e).__name__}: {e}); download it "
+                           "again (or extract it and point config.data.iam_path at the folder)")
+
+  def reader(tar: tarfile.TarFile, member: tarfile.TarInfo) -> Callable[[], bytes]:
+    def read() -> bytes:
+      try:
+        return tar.extractfile(member).read()
+      except _ARCHIVE_ERRORS as e:
+        raise broken(e) from None
+    return read
+
   with open(path, "rb") as raw, tqdm.tqdm.wrapattr(raw, "read", total=os.path.getsize(path), desc=desc,
                                                   disable=not progress, leave=False) as wrapped:
     try:
-      with tarfile.open(fileobj=wrapped, mode="r|*") as tar:
+      stream = _decompressed(wrapped)
+      with tarfile.open(fileobj=stream, mode="r|") as tar:
         for member in tar:
           if member.isfile():
-            name = f"{path}:{member.name}"
-            yield name, os.path.basename(member.name), lambda m=member, t=tar: t.extractfile(m).read()
-    except (tarfile.TarError, EOFError, OSError) as e:
-      raise IAMFormatError(f"{path}: cannot read the tarball ({e}); download it again or extract it") from e
+            yield f"{path}:{member.name}", os.path.basename(member.name), reader(tar, member)
+      while stream.read(1 << 20):  # read to the end, so that a cut after the last member is noticed too
+        pass
+    except _ARCHIVE_ERRORS as e:
+      raise broken(e) from None
 
 
 def _read(path: str) -> bytes:
@@ -289,12 +330,14 @@ def read_iam(iam_path: str, strict: bool = False, progress: bool = True) -> IamC
     line_files[m["form"]][int(m["num"])] = line
 
   corpus = IamCorpus(train=IamSplit(), valid=IamSplit(), counts={})
+  missing = []
   for split in SPLITS:
     out = getattr(corpus, split)
     for form, selection in wanted[split].items():
       files = line_files.get(form)
       if not files:
         counts["missing_forms"] += 1
+        missing.append(form)
         continue
       if form not in transcriptions:
         problem(f"{_expected_ascii(form)} (under {inputs.ascii})",
@@ -315,7 +358,12 @@ def read_iam(iam_path: str, strict: bool = False, progress: bool = True) -> IamC
         out.lines.append(line)
         out.texts.append(text)
         out.ids.append(f"{form}-{number:02d}")
-  if counts["missing_forms"]:
-    logging.warning("IAM: %d listed forms have no line files under %s", counts["missing_forms"], inputs.strokes)
+  if missing:
+    message = (f"{len(missing)} forms listed in the split lists have no line files under {inputs.strokes} (e.g. "
+               f"{', '.join(missing[:3])}): an incomplete download or extraction?")
+    if strict:
+      raise IAMFormatError(message)
+    warnings.warn(message + " Training goes on without them (config.data.strict=True makes this an error).",
+                  IAMFormatWarning, stacklevel=2)
   corpus.counts = dict(counts)
   return corpus
