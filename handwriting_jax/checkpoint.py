@@ -6,7 +6,10 @@ that differ.
 """
 
 import json
+import logging
 import os
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import jax
 import ml_collections
@@ -23,12 +26,33 @@ _COMPATIBILITY_FIELDS = ("model.mode", "model.num_layers", "model.hidden_size", 
                          "data.alphabet", "data.downsample", "data.normalise_mean", "optim.name")
 
 
+class _DropUnretrievedReadErrors(logging.Filter):
+  """Orbax reads a checkpoint's arrays concurrently; when one read fails (a broken file, reported once by
+  `first_intact`) the others' futures die unread and asyncio would log each with a long TensorStore spec at exit."""
+
+  def filter(self, record: logging.LogRecord) -> bool:
+    return not str(record.msg).startswith("Future exception was never retrieved")
+
+
+logging.getLogger("asyncio").addFilter(_DropUnretrievedReadErrors())
+
+
 class IncompatibleWorkdirError(UserError, ValueError):
   """The workdir holds checkpoints written by a config this run cannot continue."""
 
 
 class NoCheckpointError(UserError, FileNotFoundError):
   """A workdir without any checkpoint where one is required."""
+
+
+class CheckpointReadError(UserError, ValueError):
+  """No checkpoint of a workdir (or not the one asked for) can be read back."""
+
+
+def short_reason(e: BaseException, limit: int = 160) -> str:
+  """The first line of an exception's message, cut to `limit` characters (TensorStore messages run long)."""
+  text = (str(e).strip().splitlines() or [""])[0]
+  return f"{type(e).__name__}: {text[:limit]}{'...' if len(text) > limit else ''}"
 
 
 def to_jsonable(tree):
@@ -93,6 +117,34 @@ class Checkpointer:
     out = self.manager.restore(step, args=ocp.args.Composite(
         state=ocp.args.StandardRestore(target), metadata=ocp.args.JsonRestore()))
     return out["state"], out["metadata"]
+
+  def first_intact(self, load: Callable[[int], Any], steps: Sequence[int] | None = None
+                   ) -> tuple[Any, int, list[tuple[int, BaseException]]]:
+    """(load(step), step, failures) for the newest of `steps` (default: every saved step) that `load` reads back;
+    `failures` lists the newer (step, error) that it could not read. CheckpointReadError when none can be read:
+    then nothing is judged corrupt (the same failure everywhere points at the caller, not at the files)."""
+    steps = sorted(self.manager.all_steps(), reverse=True) if steps is None else list(steps)
+    if not steps:
+      raise NoCheckpointError(f"no checkpoint in {self.path}")
+    failures = []
+    for step in steps:
+      try:
+        return load(step), step, failures
+      except Exception as e:  # pylint: disable=broad-except  # any unreadable file: TensorStore, JSON, missing
+        failures.append((step, e))
+    step, e = failures[0]
+    raise CheckpointReadError(f"cannot read checkpoint step {step} in {self.path} ({short_reason(e)})"
+                              + (f", nor any of the {len(failures) - 1} older ones" if len(failures) > 1 else ""))
+
+  def set_aside(self, step: int) -> str:
+    """Rename a broken step's folder to `<step>.corrupt` (out of Orbax's view, nothing deleted); its new path."""
+    src = os.path.join(self.path, str(step))
+    dst, n = f"{src}.corrupt", 1
+    while os.path.exists(dst):
+      dst, n = f"{src}.corrupt.{n}", n + 1
+    os.rename(src, dst)
+    self.manager.reload()
+    return dst
 
   def _resolve(self, step: int | None) -> int:
     step = self.latest_step() if step is None else step

@@ -237,7 +237,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   try:
     saved = None
     if ckpt.latest_step() is not None:
-      saved = ckpt.restore_metadata()
+      saved = ckpt.first_intact(ckpt.restore_metadata)[0]
       ckpt_lib.check_compatible(saved["config"], config, ckpt.path)
 
     dataset = dataset_lib.load_dataset(config.data)
@@ -254,7 +254,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     reporter.line(f"{config.model.mode} network: {networks.count_params(model):,} parameters; "
                   f"{jax.device_count()} device(s) ({jax.devices()[0].platform}), {jax.process_count()} process(es)")
     if saved is not None:
-      state, saved = ckpt.restore(state)
+      (state, saved), step_ok, failures = ckpt.first_intact(lambda s: ckpt.restore(state, s))
+      for bad, e in failures:  # newer than an intact step: broken files, not a mismatch
+        reporter.line(f"warning: checkpoint step {bad} cannot be read ({ckpt_lib.short_reason(e)}); moved it to "
+                      f"{ckpt.set_aside(bad)} and resuming from step {step_ok}")
       train_batches.restore(saved["data_iter"])
       reporter.line(f"resumed from {ckpt.path} at step {int(state.step)}")
     else:

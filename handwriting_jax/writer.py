@@ -124,16 +124,26 @@ def _load(workdir: str | None, step: int | None) -> tuple[Writer, dict]:
     ckpt = ckpt_lib.Checkpointer(workdir, read_only=True)
   finally:
     logging.set_verbosity(verbosity)
-  try:
-    metadata = ckpt.restore_metadata(step)
+  def read(s: int):
+    metadata = ckpt.restore_metadata(s)
     model, config, alphabet, stats = model_from_metadata(metadata, abstract=True)
     graphdef, abstract_params = nnx.split(model, nnx.Param)
     if metadata.get("params_only"):  # written by `export_model`: parameters, no optimiser state
-      state, _ = ckpt.restore({"params": abstract_params}, step)
+      state, _ = ckpt.restore({"params": abstract_params}, s)
     else:  # a training checkpoint: the TrainState tree, shapes only, as train.py builds it
-      state, _ = ckpt.restore(_abstract_train_state(config, alphabet.size), step)
+      state, _ = ckpt.restore(_abstract_train_state(config, alphabet.size), s)
       state = {"params": state.params}
-    restored_step = ckpt.latest_step() if step is None else step
+    return metadata, config, alphabet, stats, graphdef, state
+
+  try:
+    if step is not None and step not in ckpt.manager.all_steps():
+      raise ckpt_lib.NoCheckpointError(f"no checkpoint of step {step} in {ckpt.path} (it has steps "
+                                       f"{sorted(ckpt.manager.all_steps())})")
+    loaded, restored_step, failures = ckpt.first_intact(read, None if step is None else [step])
+    metadata, config, alphabet, stats, graphdef, state = loaded
+    for bad, e in failures:
+      logging.warning("checkpoint step %d in %s cannot be read (%s); using step %d", bad, ckpt.path,
+                      ckpt_lib.short_reason(e), restored_step)
   finally:
     ckpt.close()
   model = nnx.merge(graphdef, state["params"])

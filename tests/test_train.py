@@ -175,6 +175,72 @@ def test_incompatible_workdir_is_refused_and_left_intact(reference_run, data_cac
   assert snapshot(workdir) == before
 
 
+def _break_checkpoint(step_dir: str, damage: str) -> None:
+  """Damage one saved step the ways a crash or a bad disk does."""
+  if damage == "truncated_data":
+    data_files = [p for p in glob.glob(os.path.join(step_dir, "state", "**", "d", "*"), recursive=True)
+                  if os.path.isfile(p)]
+    assert data_files
+    for path in data_files:
+      with open(path, "r+b") as f:
+        f.truncate(max(os.path.getsize(path) // 3, 1))
+  elif damage == "flipped_bytes":
+    for path in glob.glob(os.path.join(step_dir, "state", "**", "d", "*"), recursive=True):
+      with open(path, "r+b") as f:
+        data = bytearray(f.read())
+        data[len(data) // 2:len(data) // 2 + 8] = bytes(255 - b for b in data[len(data) // 2:len(data) // 2 + 8])
+        f.seek(0)
+        f.write(data)
+  elif damage == "metadata_missing":
+    os.remove(os.path.join(step_dir, "metadata", "metadata"))
+  elif damage == "metadata_cut":
+    path = os.path.join(step_dir, "metadata", "metadata")
+    with open(path, "r+b") as f:
+      f.truncate(os.path.getsize(path) // 2)
+  elif damage == "tree_metadata_gone":
+    os.remove(os.path.join(step_dir, "state", "_METADATA"))
+  else:
+    raise ValueError(damage)
+
+
+@pytest.mark.parametrize("damage", ["truncated_data", "flipped_bytes", "metadata_missing", "metadata_cut",
+                                    "tree_metadata_gone"])
+def test_corrupt_newest_checkpoint_is_set_aside_and_the_run_resumes_from_an_intact_one(
+    reference_run, data_cache, tmp_path, damage):
+  cfg, workdir_a, metrics_a = reference_run
+  workdir = str(tmp_path / "copy")
+  shutil.copytree(workdir_a, workdir)
+  steps = checkpoint_steps(workdir)
+  newest = os.path.join(workdir, "checkpoints", str(steps[-1]))
+  _break_checkpoint(newest, damage)
+  metrics = train.train_and_evaluate(cfg, workdir)
+  with open(os.path.join(workdir, "train.log"), encoding="utf-8") as f:
+    log = f.read()
+  assert f"warning: checkpoint step {steps[-1]} cannot be read" in log, log
+  assert re.search(rf"resumed from \S+ at step {steps[-2]}\b", log), log
+  assert os.path.isdir(newest + ".corrupt")  # kept for a look, out of Orbax's view
+  assert checkpoint_steps(workdir) == steps  # the step was trained and saved again
+  state, _ = restore(workdir, cfg)
+  state_a, _ = restore(workdir_a, cfg)
+  for leaf, leaf_a in zip(jax.tree.leaves(state), jax.tree.leaves(state_a), strict=True):
+    np.testing.assert_array_equal(np.asarray(leaf), np.asarray(leaf_a))  # as if nothing had happened
+  assert metrics == metrics_a
+
+
+def test_when_no_checkpoint_can_be_read_nothing_is_moved(reference_run, data_cache, tmp_path):
+  cfg, workdir_a, _ = reference_run
+  workdir = str(tmp_path / "copy")
+  shutil.copytree(workdir_a, workdir)
+  for step in checkpoint_steps(workdir):
+    _break_checkpoint(os.path.join(workdir, "checkpoints", str(step)), "truncated_data")
+  before = snapshot(workdir)
+  with pytest.raises(ckpt_lib.CheckpointReadError, match=r"cannot read checkpoint step \d+ in .* nor any of the"):
+    train.train_and_evaluate(cfg, workdir)
+  after = snapshot(workdir)
+  assert {k: v for k, v in after.items() if k.startswith("checkpoints")} == {
+      k: v for k, v in before.items() if k.startswith("checkpoints")}
+
+
 def test_non_finite_loss_stops_without_saving_it(data_cache, tmp_path, monkeypatch):
   poisoned_step = 5
   original_next = train.CurriculumBatches.next

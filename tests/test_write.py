@@ -6,12 +6,14 @@ writes: a TrainState tree plus metadata with config, alphabet and normalisation 
 
 import json
 import os
+import re
 import shutil
 import string
 import subprocess
 import sys
 import xml.etree.ElementTree as ET
 
+import chex
 import jax
 import numpy as np
 import orbax.checkpoint as ocp
@@ -128,6 +130,25 @@ def test_missing_checkpoint_errors(tmp_path, monkeypatch):
     writer_lib.pretrained_workdir()
   with pytest.raises(writer_lib.WriteError, match="no shipped writer is called 'nope'"):
     writer_lib.pretrained_workdir("nope")
+
+
+def test_corrupt_newest_checkpoint_writes_with_an_older_one_and_an_asked_for_step_is_one_error(tmp_path, caplog):
+  workdir = str(tmp_path / "w")
+  config = synthesis_config.get_config("tiny")
+  older = _save_checkpoint(workdir, config, step=3)
+  _save_checkpoint(workdir, config, step=7)
+  os.remove(os.path.join(workdir, "checkpoints", "7", "metadata", "metadata"))
+  with caplog.at_level("WARNING"):
+    w = writer_lib.load_writer(workdir)
+  assert w.step == 3
+  assert any(re.search(r"checkpoint step 7 in .* cannot be read \(FileNotFoundError.*using step 3", r.getMessage())
+             for r in caplog.records), caplog.text
+  chex.assert_trees_all_equal(nnx.state(w.model, nnx.Param), older)
+  assert os.path.isdir(os.path.join(workdir, "checkpoints", "7"))  # a reader moves nothing
+  with pytest.raises(ckpt_lib.CheckpointReadError, match=r"cannot read checkpoint step 7 in .*FileNotFoundError"):
+    writer_lib.load_writer(workdir, step=7)
+  with pytest.raises(ckpt_lib.NoCheckpointError, match=r"no checkpoint of step 5 .* steps \[3, 7\]"):
+    writer_lib.load_writer(workdir, step=5)
 
 
 # ---------------------------------------------------------------------------------------------------------
