@@ -8,6 +8,7 @@ that differ.
 import json
 import logging
 import os
+import shutil
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -34,7 +35,16 @@ class _DropUnretrievedReadErrors(logging.Filter):
     return not str(record.msg).startswith("Future exception was never retrieved")
 
 
+class _DropOrbaxSaveErrors(logging.Filter):
+  """Orbax logs a failed background save with its tracebacks from several threads; `Checkpointer` raises it again
+  as one CheckpointSaveError, so those records are dropped."""
+
+  def filter(self, record: logging.LogRecord) -> bool:
+    return not (record.levelno >= logging.ERROR and f"{os.sep}orbax{os.sep}" in record.pathname)
+
+
 logging.getLogger("asyncio").addFilter(_DropUnretrievedReadErrors())
+logging.getLogger("absl").addFilter(_DropOrbaxSaveErrors())
 
 
 class IncompatibleWorkdirError(UserError, ValueError):
@@ -43,6 +53,10 @@ class IncompatibleWorkdirError(UserError, ValueError):
 
 class NoCheckpointError(UserError, FileNotFoundError):
   """A workdir without any checkpoint where one is required."""
+
+
+class CheckpointSaveError(UserError, OSError):
+  """A checkpoint could not be written (a full disk, a lost mount): one line, with the newest step on disk."""
 
 
 class CheckpointReadError(UserError, ValueError):
@@ -101,9 +115,47 @@ class Checkpointer:
     return self.manager.latest_step()
 
   def save(self, step: int, state, metadata: dict) -> None:
-    """Start an asynchronous save of `state` (a pytree of arrays) and `metadata` (JSON-able) at `step`."""
-    self.manager.save(step, args=ocp.args.Composite(
-        state=ocp.args.StandardSave(state), metadata=ocp.args.JsonSave(to_jsonable(metadata))))
+    """Start an asynchronous save of `state` (a pytree of arrays) and `metadata` (JSON-able) at `step`; a failure of
+    this save or of the previous one (they finish in the background) is a CheckpointSaveError. A save that cannot
+    fit in the free space is refused before it starts (no half-written step, no background errors)."""
+    need, free = self._expected_bytes(state), shutil.disk_usage(self.path).free
+    if free < need:
+      raise self._save_failed(OSError(28, f"No space left on device ({free / 1e6:.2f} MB free, a checkpoint takes "
+                                          f"about {need / 1e6:.2f} MB)"), wait=False)
+    try:
+      self.manager.save(step, args=ocp.args.Composite(
+          state=ocp.args.StandardSave(state), metadata=ocp.args.JsonSave(to_jsonable(metadata))))
+    except Exception as e:  # pylint: disable=broad-except  # TensorStore and Orbax raise many kinds
+      raise self._save_failed(e) from None
+
+  def _expected_bytes(self, state) -> int:
+    """About what the next save writes: the newest complete step's size, else the arrays' bytes, with a margin."""
+    newest = self.manager.latest_step()
+    folder = os.path.join(self.path, str(newest)) if newest is not None else ""
+    if folder and os.path.isdir(folder):
+      size = sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(folder) for f in fs)
+    else:
+      size = sum(int(np.asarray(x).nbytes) for x in jax.tree.leaves(state))
+    return int(size * 1.2) + (64 << 10)
+
+  def _save_failed(self, e: BaseException, wait: bool = True) -> CheckpointSaveError:
+    """The one-line error of a failed save; a partial step stays in its temporary folder, out of Orbax's view."""
+    if wait:
+      try:
+        self.manager.wait_until_finished()
+      except Exception:  # pylint: disable=broad-except  # the same failure again
+        pass
+      self.manager.reload()
+    if getattr(e, "errno", 0) == 28:
+      reason = f"no space left on device{str(e).split('No space left on device', 1)[-1]}"
+    elif "No space left on device" in str(e):
+      reason = "no space left on device"
+    else:
+      reason = short_reason(e)
+    newest = self.manager.latest_step()
+    return CheckpointSaveError(
+        f"could not save a checkpoint in {self.path}: {reason}; the newest complete checkpoint is "
+        + (f"step {newest}" if newest is not None else "none") + "; make room and run the same command to resume")
 
   def restore_metadata(self, step: int | None = None) -> dict:
     """Metadata of `step` (default: newest); NoCheckpointError when there is none."""
@@ -153,6 +205,10 @@ class Checkpointer:
     return step
 
   def close(self) -> None:
-    """Finish pending saves and release the manager."""
-    self.manager.wait_until_finished()
-    self.manager.close()
+    """Finish pending saves and release the manager (CheckpointSaveError if the last save failed)."""
+    try:
+      self.manager.wait_until_finished()
+    except Exception as e:  # pylint: disable=broad-except
+      raise self._save_failed(e) from None
+    finally:
+      self.manager.close()

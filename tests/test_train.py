@@ -11,6 +11,7 @@ import glob
 import hashlib
 import os
 import re
+import shlex
 import shutil
 import signal
 import struct
@@ -381,6 +382,40 @@ def _main_args(workdir: str, data_cache: str, *overrides: str) -> list[str]:
 def _env(compile_cache: str) -> dict[str, str]:
   return {**os.environ, "JAX_COMPILATION_CACHE_DIR": compile_cache,
           "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0", "JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES": "0"}
+
+
+def test_full_disk_while_saving_is_one_line_and_the_run_resumes_once_there_is_room(tmp_path, data_cache,
+                                                                                   compile_cache):
+  """A real full disk: a 3 MiB tmpfs, mounted in a private mount namespace (`unshare -m`; root, as in CI)."""
+  disk, workdir = tmp_path / "disk", tmp_path / "disk" / "w"
+  disk.mkdir()
+  run = lambda steps, log: (f"{shlex.join(_main_args(str(workdir), data_cache, f'--config.train.num_steps={steps}', '--config.train.checkpoint_every=10', '--config.train.eval_every=1000'))}"  # pylint: disable=line-too-long
+                            f" > {tmp_path / log} 2>&1; echo $? > {tmp_path / log}.rc")
+  script = "\n".join([
+      "set -u",
+      f"mount -t tmpfs -o size=3m tmpfs {disk}",
+      run(20, "first.out"),
+      f"avail=$(df -k --output=avail {disk} | tail -1)",
+      f"dd if=/dev/zero of={disk}/filler bs=1k count=$((avail - 100)) 2>/dev/null",
+      run(60, "full.out"),
+      f"rm {disk}/filler",
+      run(60, "resumed.out"),
+  ])
+  proc = subprocess.run(["unshare", "-m", "bash", "-c", script], cwd=_REPO, env=_env(compile_cache),
+                        capture_output=True, text=True, timeout=300, check=False)
+  assert proc.returncode == 0, proc.stdout + proc.stderr
+  rc = {name: (tmp_path / f"{name}.out.rc").read_text().strip() for name in ("first", "full", "resumed")}
+  assert rc == {"first": "0", "full": "1", "resumed": "0"}, rc
+  full = (tmp_path / "full.out").read_text()
+  assert "Traceback" not in full, full
+  errors = [x for x in full.splitlines() if x.startswith("error:")]
+  assert len(errors) == 1 and re.fullmatch(
+      rf"error: could not save a checkpoint in {re.escape(str(workdir / 'checkpoints'))}: no space left on device "
+      r"\(0\.\d\d MB free, a checkpoint takes about 0\.\d\d MB\); the newest complete checkpoint is step 20; make "
+      r"room and run the same command to resume", errors[0]), full
+  assert full.rstrip().splitlines()[-1] == errors[0], full  # nothing after it
+  resumed = (tmp_path / "resumed.out").read_text()
+  assert "resumed from" in resumed and "at step 20" in resumed and "step 60/60" in resumed, resumed
 
 
 def test_main_reports_a_bad_config_in_one_line(tmp_path, data_cache, compile_cache):
