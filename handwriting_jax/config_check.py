@@ -1,4 +1,14 @@
-"""Up-front validation of a config: every error names the offending field."""
+"""Up-front validation of a config: every field of every group has a rule, and every error names its field.
+
+`RULES` maps each leaf field (dotted path) to what it must be; `validate` checks them all before anything runs (data,
+compilation, a training step), then the rules that tie fields together. A field without a rule is an error too, so a
+new config field cannot skip validation (tests/test_config.py walks the table with a bad value for each field).
+"""
+
+import dataclasses
+import math
+from collections.abc import Callable
+from typing import Any
 
 import ml_collections
 
@@ -6,57 +16,175 @@ from handwriting_jax.errors import ConfigError
 from handwriting_jax.model.window import WINDOW_VARIANTS
 
 
+@dataclasses.dataclass(frozen=True)
+class Rule:
+  """What one field must be: `ok(value)`, described as `expected`; `bad` is a value that breaks it (for tests)."""
+
+  ok: Callable[[Any], bool]
+  expected: str
+  bad: Any
+
+
+def _is_int(v) -> bool:
+  return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_number(v) -> bool:
+  return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+POSITIVE_INT = Rule(lambda v: _is_int(v) and v > 0, "a positive integer", 0)
+NON_NEGATIVE_INT = Rule(lambda v: _is_int(v) and v >= 0, "an integer >= 0", -1)
+ANY_INT = Rule(_is_int, "an integer", 1.5)
+POSITIVE = Rule(lambda v: _is_number(v) and v > 0, "a finite number > 0", 0.0)
+NON_NEGATIVE = Rule(lambda v: _is_number(v) and v >= 0, "a finite number >= 0", -1.0)
+NUMBER = Rule(_is_number, "a finite number", float("nan"))
+FRACTION = Rule(lambda v: _is_number(v) and 0 <= v <= 1, "a number in [0, 1]", 1.5)
+BELOW_ONE = Rule(lambda v: _is_number(v) and 0 <= v < 1, "a number in [0, 1)", 1.0)
+BOOL = Rule(lambda v: isinstance(v, bool), "true or false", "yes")
+TEXT = Rule(lambda v: isinstance(v, str), "a string", 3)
+
+
+def one_of(*choices: str) -> Rule:
+  """A field that takes one of `choices`."""
+  return Rule(lambda v: v in choices, f"one of {choices}", "bogus")
+
+
+def _odd_window(v) -> bool:
+  return _is_int(v) and v >= 3 and v % 2 == 1
+
+
+def _texts(v) -> bool:
+  return isinstance(v, (tuple, list)) and all(isinstance(t, str) and t.strip() for t in v)
+
+
+def _stages(v) -> bool:
+  return isinstance(v, (tuple, list)) and all(
+      isinstance(s, (tuple, list)) and len(s) == 2 and all(_is_int(x) and x > 0 for x in s) for s in v)
+
+
+RULES: dict[str, Rule] = {
+    "seed": ANY_INT,
+    "parallel": one_of("jit", "pmap"),
+    "model.mode": one_of("prediction", "synthesis"),
+    "model.num_layers": POSITIVE_INT,
+    "model.hidden_size": POSITIVE_INT,
+    "model.num_mixtures": POSITIVE_INT,
+    "model.num_window_gaussians": POSITIVE_INT,
+    "model.window_variant": one_of(*WINDOW_VARIANTS),
+    "model.peepholes": BOOL,
+    "model.init_scale": POSITIVE,
+    "model.forget_bias": NUMBER,
+    "model.remat": BOOL,
+    "model.remat_chunk": POSITIVE_INT,
+    "model.hoisted_backward": BOOL,
+    "model.scan_unroll": POSITIVE_INT,
+    "model.compute_dtype": one_of("float32", "bfloat16", "float16"),
+    "model.lstm_clip": NON_NEGATIVE,
+    "model.output_clip": NON_NEGATIVE,
+    "data.source": one_of("embedded", "iam"),
+    "data.iam_path": TEXT,
+    "data.cache_dir": TEXT,
+    "data.strict": BOOL,
+    "data.max_points": POSITIVE_INT,
+    "data.max_chars": POSITIVE_INT,
+    "data.jump_threshold": POSITIVE,
+    "data.jump_mode": one_of("split", "drop"),
+    "data.smoothing": one_of("none", "savgol"),
+    "data.savgol_window": Rule(_odd_window, "an odd integer >= 3", 6),
+    "data.savgol_order": NON_NEGATIVE_INT,
+    "data.align": BOOL,
+    "data.normalise_mean": BOOL,
+    "data.alphabet": TEXT,
+    "data.embedded.num_lines": POSITIVE_INT,
+    "data.embedded.valid_lines": POSITIVE_INT,
+    "data.embedded.seed": ANY_INT,
+    "data.embedded.min_words": POSITIVE_INT,
+    "data.embedded.max_words": POSITIVE_INT,
+    "data.embedded.num_writers": POSITIVE_INT,
+    "data.embedded.points_per_char": POSITIVE,
+    "data.embedded.fonts": Rule(lambda v: isinstance(v, str) and bool(v.strip()), "a comma-separated list of fonts",
+                                ""),
+    "data.embedded.x_height": POSITIVE,
+    "data.embedded.valid_writers": NON_NEGATIVE_INT,
+    "data.embedded.valid_new_writer_fraction": FRACTION,
+    "data.batch_size": POSITIVE_INT,
+    "data.num_buckets": POSITIVE_INT,
+    "data.shuffle_seed": ANY_INT,
+    "data.curriculum": Rule(_stages, "a list of (until_step, max_points) pairs of positive integers", ((10, 0),)),
+    "data.pieces_until": NON_NEGATIVE_INT,
+    "data.piece_max_words": POSITIVE_INT,
+    "data.downsample": POSITIVE_INT,
+    "optim.name": one_of("rmsprop", "adam"),
+    "optim.learning_rate": POSITIVE,
+    "optim.decay": BELOW_ONE,
+    "optim.momentum": BELOW_ONE,
+    "optim.eps": POSITIVE,
+    "optim.b1": BELOW_ONE,
+    "optim.b2": BELOW_ONE,
+    "optim.schedule": one_of("constant", "cosine"),
+    "optim.warmup_steps": NON_NEGATIVE_INT,
+    "optim.final_fraction": FRACTION,
+    "optim.clip_mode": one_of("graves", "global_norm", "none"),
+    "optim.max_grad_norm": POSITIVE,
+    "train.num_steps": POSITIVE_INT,
+    "train.log_every": POSITIVE_INT,
+    "train.eval_every": POSITIVE_INT,
+    "train.eval_batches": NON_NEGATIVE_INT,
+    "train.checkpoint_every": POSITIVE_INT,
+    "train.keep_checkpoints": POSITIVE_INT,
+    "train.sample_every": NON_NEGATIVE_INT,
+    "sample.bias": NON_NEGATIVE,
+    "sample.texts": Rule(_texts, "a list of non-empty strings", ("ok", " ")),
+    "sample.max_steps_per_char": POSITIVE,
+    "sample.max_steps": POSITIVE_INT,
+    "sample.stop_rule": one_of("paper", "lift"),
+}
+
+
+def leaves(cfg: ml_collections.ConfigDict, prefix: str = "") -> dict[str, Any]:
+  """Every leaf field of `cfg` by dotted path (nested groups walked)."""
+  out = {}
+  for key, value in cfg.items():
+    path = f"{prefix}{key}"
+    if isinstance(value, (ml_collections.ConfigDict, dict)):
+      out.update(leaves(value, path + "."))
+    else:
+      out[path] = value
+  return out
+
+
 def _require(ok: bool, field: str, message: str) -> None:
   if not ok:
     raise ConfigError(f"config.{field}: {message}")
 
 
-def _one_of(cfg: ml_collections.ConfigDict, field: str, choices: tuple[str, ...]) -> None:
-  value = cfg
-  for part in field.split("."):
-    value = value[part]
-  _require(value in choices, field, f"got {value!r}, expected one of {choices}")
-
-
 def validate(cfg: ml_collections.ConfigDict, device_count: int = 1, process_count: int = 1) -> None:
-  """Raise ConfigError naming the first field that makes no sense for this run."""
-  _one_of(cfg, "model.mode", ("prediction", "synthesis"))
-  _one_of(cfg, "model.window_variant", WINDOW_VARIANTS)
-  _one_of(cfg, "model.compute_dtype", ("float32", "bfloat16", "float16"))
-  _one_of(cfg, "optim.name", ("rmsprop", "adam"))
-  _one_of(cfg, "optim.schedule", ("constant", "cosine"))
-  _one_of(cfg, "optim.clip_mode", ("graves", "global_norm", "none"))
-  _one_of(cfg, "parallel", ("jit", "pmap"))
-  _one_of(cfg, "data.source", ("embedded", "iam"))
-  _one_of(cfg, "sample.stop_rule", ("paper", "lift"))
-  for field in ("model.num_layers", "model.hidden_size", "model.num_mixtures", "model.num_window_gaussians",
-                "data.batch_size", "data.num_buckets", "train.num_steps", "train.log_every", "train.eval_every",
-                "train.checkpoint_every", "train.keep_checkpoints", "model.scan_unroll", "model.remat_chunk",
-                "data.downsample"):
-    group, name = field.split(".")
-    value = cfg[group][name]
-    _require(isinstance(value, int) and value > 0, field, f"must be a positive integer, got {value!r}")
-  _require(cfg.optim.learning_rate > 0, "optim.learning_rate", f"must be > 0, got {cfg.optim.learning_rate}")
-  _require(cfg.model.init_scale > 0, "model.init_scale", f"must be > 0, got {cfg.model.init_scale}")
-  _require(cfg.optim.max_grad_norm > 0, "optim.max_grad_norm", "must be > 0")
-  _require(cfg.sample.bias >= 0, "sample.bias", f"must be >= 0, got {cfg.sample.bias}")
+  """Raise ConfigError naming the first field that makes no sense for this run: each field by its rule, then the
+  rules across fields."""
+  values = leaves(cfg)
+  for field in values:
+    _require(field in RULES, field, "is not a known config field (see handwriting_jax/defaults.py)")
+  for field, rule in RULES.items():
+    _require(field in values, field, "is missing (see handwriting_jax/defaults.py)")
+    _require(rule.ok(values[field]), field, f"must be {rule.expected}, got {values[field]!r}")
   _require(cfg.data.source != "iam" or bool(cfg.data.iam_path), "data.iam_path",
            "is empty but config.data.source is 'iam': give the folder holding the IAM-OnDB files")
+  _require(cfg.data.savgol_order < cfg.data.savgol_window, "data.savgol_order",
+           f"must be below data.savgol_window ({cfg.data.savgol_window}), got {cfg.data.savgol_order}")
+  _require(cfg.data.embedded.min_words <= cfg.data.embedded.max_words, "data.embedded.min_words",
+           f"must be <= data.embedded.max_words ({cfg.data.embedded.max_words}), got {cfg.data.embedded.min_words}")
   global_batch = cfg.data.batch_size
   _require(global_batch % device_count == 0, "data.batch_size",
            f"global batch {global_batch} does not divide over {device_count} devices")
   _require(global_batch % process_count == 0, "data.batch_size",
            f"global batch {global_batch} does not divide over {process_count} processes")
   pieces_until = cfg.data.pieces_until
-  _require(isinstance(pieces_until, int) and pieces_until >= 0, "data.pieces_until",
-           f"must be an integer >= 0 (0 = no word-piece stage), got {pieces_until!r}")
-  _require(isinstance(cfg.data.piece_max_words, int) and cfg.data.piece_max_words > 0, "data.piece_max_words",
-           f"must be a positive integer, got {cfg.data.piece_max_words!r}")
   _require(pieces_until < cfg.train.num_steps, "data.pieces_until",
            f"{pieces_until} leaves no step for whole lines (train.num_steps={cfg.train.num_steps})")
   last = pieces_until - 1 if pieces_until else -1
   for i, stage in enumerate(cfg.data.curriculum):
-    _require(len(stage) == 2 and stage[0] > last and stage[1] > 0, f"data.curriculum[{i}]",
+    _require(stage[0] > last, f"data.curriculum[{i}]",
              f"stages are (until_step, max_points) with increasing steps (after data.pieces_until) and positive "
-             f"lengths, got {stage!r}")
+             f"lengths, got {tuple(stage)!r}")
     last = stage[0]

@@ -182,3 +182,48 @@ def test_old_checkpoint_config_stays_compatible_and_a_new_downsample_does_not():
   current.data.downsample = 2
   with pytest.raises(ckpt_lib.IncompatibleWorkdirError, match="config.data.downsample: checkpoint has 1"):
     ckpt_lib.check_compatible(saved, current, "/w")
+
+
+def _every_valid_config():
+  """(name, config) of every mode and variant, made valid (an IAM path where a variant needs one)."""
+  for mode in ("prediction", "synthesis"):
+    for variant in _VARIANTS[1:]:
+      cfg = _get_config(mode, variant)
+      if cfg.data.source == "iam":
+        cfg.data.iam_path = "/data/iam-ondb"
+      yield f"{mode}:{variant}", cfg
+
+
+def test_every_field_of_every_variant_has_a_rule():
+  for name, cfg in _every_valid_config():
+    assert set(config_check.leaves(cfg)) == set(config_check.RULES), name
+
+
+@pytest.mark.parametrize("field", sorted(config_check.RULES))
+def test_an_out_of_range_value_of_any_field_is_one_line_naming_it(field):
+  import ml_collections  # pylint: disable=import-outside-toplevel
+  rule = config_check.RULES[field]
+  for name, cfg in _every_valid_config():
+    config_check.validate(cfg)
+    plain = cfg.to_dict()  # a plain dict: ConfigDict itself refuses a value of another type at assignment
+    group = plain
+    *parents, leaf = field.split(".")
+    for part in parents:
+      group = group[part]
+    group[leaf] = rule.bad
+    with pytest.raises(config_check.ConfigError) as info:
+      config_check.validate(ml_collections.ConfigDict(plain))
+    message = str(info.value)
+    assert message.startswith(f"config.{field}:") and "\n" not in message, (name, message)
+
+
+def test_an_unknown_or_missing_field_is_refused():
+  import ml_collections  # pylint: disable=import-outside-toplevel
+  cfg = _get_config("synthesis", "tiny").to_dict()
+  cfg["train"]["evaluate_every"] = 3
+  with pytest.raises(config_check.ConfigError, match=r"^config.train.evaluate_every: is not a known config field"):
+    config_check.validate(ml_collections.ConfigDict(cfg))
+  cfg = _get_config("synthesis", "tiny").to_dict()
+  del cfg["optim"]["eps"]
+  with pytest.raises(config_check.ConfigError, match=r"^config.optim.eps: is missing"):
+    config_check.validate(ml_collections.ConfigDict(cfg))
