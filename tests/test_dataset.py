@@ -121,6 +121,22 @@ def test_unreadable_cache_is_rebuilt(tmp_path):
   assert load(cfg).summary["cache_hit"] is True
 
 
+def test_cache_with_non_finite_strokes_is_rebuilt(tmp_path):
+  cfg = iam_config(tmp_path)
+  fresh = load(cfg)
+  (name,) = cache_files(tmp_path)
+  path = tmp_path / "cache" / name
+  with np.load(path, allow_pickle=False) as z:
+    arrays = dict(z)
+  arrays["train/points"][3, 0] = np.nan
+  with open(path, "wb") as f:
+    np.savez(f, **arrays)
+  with pytest.warns(UserWarning, match="unreadable data cache .*non-finite points"):
+    again = load(cfg)
+  assert again.summary["cache_hit"] is False
+  assert_same(fresh, again)
+
+
 def test_cache_round_trip_with_empty_split(tmp_path):
   corpus = cache_lib.CachedCorpus(
       splits={"train": cache_lib.CachedSplit(lines=[np.ones((3, 3), np.float32), np.zeros((1, 3), np.float32)],

@@ -206,6 +206,29 @@ def test_listed_forms_missing_from_the_archive_warn_loudly_or_fail_when_strict(t
     read(root, strict=True)
 
 
+def test_strict_mode_refuses_bytes_invalid_in_the_declared_encoding(tmp_path):
+  root = copy_fixture(tmp_path)
+  line = root / "lineStrokes" / "a01" / "a01-000" / "a01-000u-02.xml"
+  data = line.read_bytes().replace(b'encoding="ISO-8859-1"', b'encoding="UTF-8"', 1)
+  line.write_bytes(data.replace(b"<StrokeSet>", b"<!-- \xff\xfe --><StrokeSet>", 1))
+  assert len(read(root).train.ids) == 3  # lenient: the strokes themselves are fine
+  with pytest.raises(iam.IAMFormatError, match=r"a01-000u-02\.xml: declares encoding 'UTF-8' but byte \d+ is not"):
+    read(root, strict=True)
+
+
+@pytest.mark.parametrize("tarred", [False, True])
+def test_a_file_too_large_for_one_line_is_malformed_and_never_read_whole(tmp_path, monkeypatch, tarred):
+  root = copy_fixture(tmp_path)
+  line = root / "lineStrokes" / "a01" / "a01-000" / "a01-000u-02.xml"
+  line.write_bytes(line.read_bytes() + b"<!--" + b"x" * 4000 + b"-->\n")
+  monkeypatch.setattr(iam, "MAX_FILE_BYTES", 3000)  # every other fixture file is far smaller
+  assert all(f.stat().st_size < 3000 for f in root.rglob("*") if f.is_file() and f != line)
+  path = make_tarballs(root, tmp_path / "download") if tarred else root
+  with pytest.warns(iam.IAMFormatWarning, match=r"a01-000u-02\.xml: [\d,]+ bytes, over the"):
+    corpus = read(path)
+  assert "a01-000u-02" not in corpus.train.ids and "a01-000u-01" in corpus.train.ids
+
+
 def test_missing_inputs_are_clear_errors(tmp_path):
   with pytest.raises(ValueError, match="config.data.iam_path is empty.*lineStrokes-all.tar.gz"):
     iam.find_inputs("")

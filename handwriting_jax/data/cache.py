@@ -99,6 +99,8 @@ def load(path: str) -> CachedCorpus:
       points = z[f"{name}/points"]
       if points.shape != (int(lengths.sum()), 3):
         raise ValueError(f"{path}: split {name!r} holds {points.shape[0]} points, lengths sum to {lengths.sum()}")
+      if not np.all(np.isfinite(points)):
+        raise ValueError(f"{path}: split {name!r} holds non-finite points")
       lines = np.split(points, np.cumsum(lengths)[:-1]) if len(lengths) else []
       splits[name] = CachedSplit(lines=lines, texts=z[f"{name}/texts"].tolist(), ids=z[f"{name}/ids"].tolist())
     counts = dict(zip(z["count_names"].tolist(), (int(v) for v in z["count_values"])))

@@ -142,6 +142,8 @@ def read_split_list(path: str) -> list[str]:
     return [s.strip() for s in f if s.strip()]
 
 
+MAX_FILE_BYTES = 16 << 20  # one line or transcription file; IAM-OnDB's largest are well under 1 MB
+_DECLARED_ENCODING = re.compile(rb'^<\?xml[^>]*encoding="([A-Za-z0-9._-]+)"')
 _POINT_RE = re.compile(rb'<Point x="(-?[0-9]+(?:\.[0-9]*)?)" y="(-?[0-9]+(?:\.[0-9]*)?)"')
 _DOCUMENT_END = b"</WhiteboardCaptureSession>"
 
@@ -169,8 +171,25 @@ def _fast_strokes(data: bytes) -> list[np.ndarray] | None:
   return strokes or None
 
 
-def parse_line_strokes(data: bytes) -> np.ndarray:
-  """One `lineStrokes` XML file -> raw offsets `[T, 3]` float32 (IAM units, y up, eos on stroke ends)."""
+def check_declared_encoding(data: bytes) -> None:
+  """IAMFormatError when an XML file's bytes do not decode in the encoding its declaration names (strict mode)."""
+  m = _DECLARED_ENCODING.match(data.lstrip())
+  if not m:
+    return
+  encoding = m[1].decode("ascii")
+  try:
+    data.decode(encoding)
+  except LookupError:
+    raise IAMFormatError(f"declares an unknown encoding {encoding!r}") from None
+  except UnicodeDecodeError as e:
+    raise IAMFormatError(f"declares encoding {encoding!r} but byte {e.start} is not valid in it") from None
+
+
+def parse_line_strokes(data: bytes, strict: bool = False) -> np.ndarray:
+  """One `lineStrokes` XML file -> raw offsets `[T, 3]` float32 (IAM units, y up, eos on stroke ends). `strict`
+  also checks that the bytes are valid in the encoding the file declares."""
+  if strict:
+    check_declared_encoding(data)
   strokes = _fast_strokes(data)
   if strokes is not None:
     return strokes_lib.strokes_to_offsets(strokes)
@@ -242,6 +261,7 @@ def _iter_files(path: str, desc: str, progress: bool) -> Iterator[tuple[str, str
 
   def reader(tar: tarfile.TarFile, member: tarfile.TarInfo) -> Callable[[], bytes]:
     def read() -> bytes:
+      _check_size(member.size)
       try:
         return tar.extractfile(member).read()
       except _ARCHIVE_ERRORS as e:
@@ -262,8 +282,15 @@ def _iter_files(path: str, desc: str, progress: bool) -> Iterator[tuple[str, str
       raise broken(e) from None
 
 
+def _check_size(size: int) -> None:
+  """IAMFormatError for a file too large to be one line or one transcription (never read into memory)."""
+  if size > MAX_FILE_BYTES:
+    raise IAMFormatError(f"{size:,} bytes, over the {MAX_FILE_BYTES >> 20} MB a single IAM-OnDB file can hold")
+
+
 def _read(path: str) -> bytes:
-  """The bytes of a file."""
+  """The bytes of a file (IAMFormatError beyond MAX_FILE_BYTES)."""
+  _check_size(os.path.getsize(path))
   with open(path, "rb") as f:
     return f.read()
 
@@ -323,7 +350,7 @@ def read_iam(iam_path: str, strict: bool = False, progress: bool = True) -> IamC
     if not m or m["form"] not in all_forms:
       continue
     try:
-      line = parse_line_strokes(read())
+      line = parse_line_strokes(read(), strict=strict)
     except IAMFormatError as e:
       problem(name, str(e))
       line = None
