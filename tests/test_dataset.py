@@ -3,6 +3,7 @@
 import os
 import re
 import shutil
+import subprocess
 import sys
 import types
 
@@ -244,3 +245,27 @@ def test_embedded_source_with_the_real_generator():
     assert line.dtype == np.float32 and line.shape[1] == 3 and line[-1, 2] == 1.0
     assert np.all(np.isfinite(line))
   assert_same(ds, load(cfg))  # deterministic from the seed
+
+
+def test_one_splits_file_trains_like_the_folder(tmp_path):
+  out = tmp_path / "iam-splits.npz"
+  proc = subprocess.run([sys.executable, "-m", "handwriting_jax.data.export_iam", f"--iam_path={FIXTURE}",
+                         f"--out={out}"], capture_output=True, text=True, timeout=120, check=False)
+  assert proc.returncode == 0 and "wrote" in proc.stdout, proc.stdout + proc.stderr
+  with np.load(out, allow_pickle=False) as z:  # compressed, no pickle
+    assert z["train/points"].dtype == np.float32
+  folder = load(iam_config(tmp_path / "a"))
+  single = load(iam_config(tmp_path / "b", out))
+  assert single.summary["cache_hit"] is False
+  assert_same(folder, single)
+  assert {k: v for k, v in single.summary.items() if k not in ("cache_hit", "line")} == {
+      k: v for k, v in folder.summary.items() if k not in ("cache_hit", "line")}
+  assert load(iam_config(tmp_path / "b", out)).summary["cache_hit"] is True
+  assert_same(load(iam_config(tmp_path / "c", out, downsample=2)), load(iam_config(tmp_path / "d", downsample=2)))
+
+
+def test_a_file_that_is_not_a_splits_file_is_named(tmp_path):
+  bogus = tmp_path / "other.npz"
+  np.savez(bogus, x=np.zeros(3))
+  with pytest.raises(iam.IAMFormatError, match=rf"{re.escape(str(bogus))}: not a"):
+    load(iam_config(tmp_path, bogus))

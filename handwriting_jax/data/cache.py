@@ -60,8 +60,8 @@ def cache_path(directory: str, prefix: str, key: str) -> str:
   return os.path.join(directory, f"{prefix}-v{CACHE_VERSION}-{key[:20]}.npz")
 
 
-def save(path: str, corpus: CachedCorpus) -> None:
-  """Write `corpus` to `path` atomically (temporary file, then rename)."""
+def save(path: str, corpus: CachedCorpus, compressed: bool = False) -> None:
+  """Write `corpus` to `path` atomically (temporary file, then rename); `compressed`: zip-deflate the arrays."""
   arrays = {"version": np.asarray(CACHE_VERSION, np.int64),
             "split_names": _strings(list(corpus.splits)),
             "count_names": _strings(list(corpus.counts)),
@@ -79,7 +79,7 @@ def save(path: str, corpus: CachedCorpus) -> None:
   fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".npz", dir=directory)
   try:
     with os.fdopen(fd, "wb") as f:
-      np.savez(f, **arrays)
+      (np.savez_compressed if compressed else np.savez)(f, **arrays)
     os.replace(tmp, path)
   except BaseException:
     if os.path.exists(tmp):

@@ -9,6 +9,7 @@ line is logged; the same numbers are in `Dataset.summary`.
 
 import collections
 import dataclasses
+import os
 from collections.abc import Sequence
 from typing import Any
 
@@ -87,13 +88,19 @@ def _load_embedded(data_cfg: Any, settings: strokes_lib.Preprocessing) -> cache_
 
 def _load_iam(data_cfg: Any, settings: strokes_lib.Preprocessing, progress: bool
               ) -> tuple[cache_lib.CachedCorpus, bool]:
-  """Read IAM-OnDB through the cache; returns (corpus, cache_hit)."""
-  inputs = iam_lib.find_inputs(data_cfg.iam_path)
-  key = cache_lib.cache_key(iam_lib.fingerprint(inputs), {**settings.as_dict(), "strict": bool(data_cfg.strict)})
+  """Read IAM-OnDB (its folder, or one splits file) through the cache; returns (corpus, cache_hit)."""
+  if iam_lib.is_splits_file(data_cfg.iam_path):
+    source = os.path.abspath(os.path.expanduser(data_cfg.iam_path))
+    fingerprint = [(source, os.path.getsize(source), os.stat(source).st_mtime_ns)]
+    read = lambda: iam_lib.read_splits_file(source)  # pylint: disable=unnecessary-lambda-assignment
+  else:
+    fingerprint = iam_lib.fingerprint(iam_lib.find_inputs(data_cfg.iam_path))
+    read = lambda: iam_lib.read_iam(data_cfg.iam_path, strict=bool(data_cfg.strict), progress=progress)  # pylint: disable=unnecessary-lambda-assignment
+  key = cache_lib.cache_key(fingerprint, {**settings.as_dict(), "strict": bool(data_cfg.strict)})
   path = cache_lib.cache_path(cache_lib.cache_dir(data_cfg), "iam", key)
 
   def build() -> cache_lib.CachedCorpus:
-    corpus = iam_lib.read_iam(data_cfg.iam_path, strict=bool(data_cfg.strict), progress=progress)
+    corpus = read()
     splits, counts = {}, collections.Counter(corpus.counts)
     for name in _SPLITS:
       raw = getattr(corpus, name)

@@ -94,6 +94,35 @@ class IamCorpus:
   counts: dict[str, int]
 
 
+def is_splits_file(iam_path: str) -> bool:
+  """True when `config.data.iam_path` names one splits file (written by `handwriting_jax.data.export_iam`)."""
+  return os.path.isfile(os.path.expanduser(iam_path)) and iam_path.endswith(".npz")
+
+
+def write_splits_file(corpus: IamCorpus, path: str) -> None:
+  """Save both raw splits (IAM units, before any preprocessing) and the reader's counts as one compressed .npz."""
+  from handwriting_jax.data import cache as cache_lib  # pylint: disable=g-import-not-at-top  # avoids a cycle
+  splits = {name: cache_lib.CachedSplit(lines=getattr(corpus, name).lines, texts=getattr(corpus, name).texts,
+                                        ids=getattr(corpus, name).ids) for name in SPLITS}
+  cache_lib.save(path, cache_lib.CachedCorpus(splits=splits, counts={**corpus.counts, "splits_file": 1}),
+                 compressed=True)
+
+
+def read_splits_file(path: str) -> IamCorpus:
+  """The raw splits of a file written by `write_splits_file`; an IAMFormatError naming it if it is not one."""
+  from handwriting_jax.data import cache as cache_lib  # pylint: disable=g-import-not-at-top
+  try:
+    corpus = cache_lib.load(os.path.expanduser(path))
+  except Exception as e:  # pylint: disable=broad-except  # zip, npz and format errors alike
+    raise IAMFormatError(f"{path}: not a readable IAM-OnDB splits file ({type(e).__name__}: {e})") from None
+  if not corpus.counts.get("splits_file") or set(corpus.splits) != set(SPLITS):
+    raise IAMFormatError(f"{path}: not an IAM-OnDB splits file (write one with python -m "
+                         "handwriting_jax.data.export_iam)")
+  counts = {k: v for k, v in corpus.counts.items() if k != "splits_file"}
+  return IamCorpus(**{name: IamSplit(list(corpus.splits[name].lines), list(corpus.splits[name].texts),
+                                     list(corpus.splits[name].ids)) for name in SPLITS}, counts=counts)
+
+
 def find_inputs(iam_path: str) -> IamInputs:
   """Locate the tarballs / folders and split lists under `iam_path`; a clear ValueError when missing."""
   if not iam_path:
@@ -101,7 +130,8 @@ def find_inputs(iam_path: str) -> IamInputs:
                      f"holding {EXPECTED}")
   root = os.path.expanduser(iam_path)
   if not os.path.isdir(root):
-    raise ConfigError(f"config.data.iam_path={iam_path!r} is not a folder; it should hold {EXPECTED}")
+    raise ConfigError(f"config.data.iam_path={iam_path!r} is not a folder; it should hold {EXPECTED} (or name a "
+                      "splits .npz file written by python -m handwriting_jax.data.export_iam)")
   missing = []
 
   def pick(folder: str, tarball: str) -> str:
