@@ -189,8 +189,12 @@ def overlap(sentences: Sequence[str], train_texts: Sequence[str]) -> list[str]:
 
 def evaluate(workdir: str | None, step: int | None, *, biases: Sequence[float], seeds: int, out_dir: str | None,
              prime_style: tuple[np.ndarray, str] | None = None, style_index: int | None = None,
-             iam_path: str | None = None, nll: bool = True, styles: int = 0, styles_bias: float = 0.75) -> dict:
-  """Evaluate one checkpoint (default: the newest; no workdir: the shipped model); writes and returns the report."""
+             iam_path: str | None = None, nll: bool = True, styles: int = 0, styles_bias: float = 0.75,
+             stop_rule: str | None = None) -> dict:
+  """Evaluate one checkpoint (default: the newest; no workdir: the shipped model); writes and returns the report.
+  `stop_rule` overrides the checkpoint's config.sample.stop_rule."""
+  if stop_rule is not None and stop_rule not in sample_lib.STOP_RULES:
+    raise EvaluateError(f"--stop_rule must be one of {sample_lib.STOP_RULES}, got {stop_rule!r}")
   if not biases or any(not math.isfinite(b) or b < 0 for b in biases):
     raise EvaluateError(f"--biases must be finite numbers >= 0, got {list(biases)}")
   if seeds < 1:
@@ -201,6 +205,8 @@ def evaluate(workdir: str | None, step: int | None, *, biases: Sequence[float], 
   tesseract = legibility.check_tesseract()  # once, before any work
   t0 = time.time()
   writer = writer_lib.load_writer(workdir, step)
+  if stop_rule is not None:
+    writer.config.sample.stop_rule = stop_rule
   if not writer.conditional:
     raise EvaluateError(f"the checkpoint in {writer.workdir} is a prediction network: legibility needs a synthesis "
                         "network (it writes text)")
@@ -212,7 +218,7 @@ def evaluate(workdir: str | None, step: int | None, *, biases: Sequence[float], 
     raise EvaluateError(f"--out={out_dir} is a file; give a folder")
   os.makedirs(out_dir, exist_ok=True)
   report = {"workdir": writer.workdir, "step": writer.step, "data_source": writer.config.data.source,
-            "sentences": list(SENTENCES), "seeds": seeds}
+            "sentences": list(SENTENCES), "seeds": seeds, "stop_rule": writer.config.sample.stop_rule}
   valid = None
   if nll or style_index is not None:
     try:
@@ -295,6 +301,8 @@ def define_flags() -> None:
   flags.DEFINE_integer("save_styles", 0, "Save the N most legible unprimed lines at --styles_bias as the writer's "
                        "own styles (WORKDIR/styles/style_K.npz), for write --style_name and shipped writers.")
   flags.DEFINE_float("styles_bias", 0.75, "The bias whose lines --save_styles chooses from.")
+  flags.DEFINE_enum("stop_rule", None, ["paper", "lift"], "When a written line ends (default: the checkpoint's "
+                    "config.sample.stop_rule): paper = the window has passed the text, lift = then the next pen lift.")
 
 
 def main(argv):
@@ -320,7 +328,7 @@ def main(argv):
       out = FLAGS.out if FLAGS.out is None or len(steps) == 1 else os.path.join(FLAGS.out, f"step_{step}")
       report = evaluate(workdir, step, biases=biases, seeds=FLAGS.seeds, out_dir=out, prime_style=style,
                         style_index=FLAGS.style, iam_path=FLAGS.iam_path, nll=FLAGS.nll,
-                        styles=FLAGS.save_styles, styles_bias=FLAGS.styles_bias)
+                        styles=FLAGS.save_styles, styles_bias=FLAGS.styles_bias, stop_rule=FLAGS.stop_rule)
       print(summary(report), flush=True)
   except (UserError, FileNotFoundError) as e:
     print(f"error: {' '.join(str(e).split())}", file=sys.stderr)

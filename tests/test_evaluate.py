@@ -114,7 +114,8 @@ def test_overlap_finds_a_training_sentence():
 
 
 @pytest.mark.parametrize("kwargs, message", [
-    ({"biases": [-1.0], "seeds": 1}, "biases"), ({"biases": [0.5], "seeds": 0}, "seeds")])
+    ({"biases": [-1.0], "seeds": 1}, "biases"), ({"biases": [0.5], "seeds": 0}, "seeds"),
+    ({"biases": [0.5], "seeds": 1, "stop_rule": "late"}, "stop_rule")])
 def test_bad_arguments(workdir, tmp_path, kwargs, message):
   with pytest.raises(evaluate.EvaluateError, match=message):
     evaluate.evaluate(workdir, None, out_dir=str(tmp_path), **kwargs)
