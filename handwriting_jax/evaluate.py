@@ -86,7 +86,7 @@ def load_validation(writer: writer_lib.Writer, iam_path: str | None = None) -> V
   strokes = [writer.stats.normalise(data.stats.denormalise(x)) for x in data.valid.strokes]
   source = "IAM-OnDB testset_v" if data_cfg.source == "iam" else f"{data_cfg.source} validation split"
   every = "" if int(data_cfg.downsample) == 1 else (
-      f", every {int(data_cfg.downsample)}th point of each stroke kept (data.downsample: nats per sequence are not "
+      f", one point in {int(data_cfg.downsample)} of each stroke kept (data.downsample: nats per sequence are not "
       "comparable with full-rate figures such as the paper's)")
   return ValidationData(strokes, list(data.valid.texts), list(data.train.texts),
                         f"{source}, every line up to {data_cfg.max_points} points{every}")
