@@ -208,7 +208,7 @@ def _per_line_bias(bias, batch: int) -> np.ndarray:
 def sample(model: networks.Network, key: jax.Array, *, texts: Sequence[str] | None = None,
            alphabet: Alphabet | None = None, num_lines: int | None = None, bias=0.0, prime: Prime | None = None,
            max_steps_per_char: float = 40.0, max_steps: int = 1000, num_steps: int | None = None,
-           stats=None, stop_rule: str = "paper") -> Samples:
+           stats=None, stop_rule: str = "paper", num_chars: int | None = None) -> Samples:
   """Sample lines from `model` in one compiled call.
 
   Synthesis: give `texts` and `alphabet`; line b stops by the window rule or after `max_steps_per_char *
@@ -217,6 +217,9 @@ def sample(model: networks.Network, key: jax.Array, *, texts: Sequence[str] | No
   e.g. to reuse one compiled sampler for several requests. `stats` (a NormStats) de-normalises `Samples.lines`.
   `stop_rule` (config.sample.stop_rule): "paper" ends a line at the first step the window rule holds; "lift" ends
   it at the first pen lift from then on, so the stroke under way (often the last letter) is finished.
+  `key` is one key (split into one per line) or one key per line (shape [B]): line b's draws depend only on its
+  key. `num_chars` pads the text axis to at least that many characters, so that batches of other texts reuse one
+  compiled sampler.
   """
   if stop_rule not in STOP_RULES:
     raise SamplingError(f"the stop rule must be one of {STOP_RULES}, got {stop_rule!r}")
@@ -229,6 +232,9 @@ def sample(model: networks.Network, key: jax.Array, *, texts: Sequence[str] | No
     # Characters of a prime's transcription outside the alphabet map to the unknown id, as in training; the new
     # texts were checked above.
     chars, char_mask, lengths = encode_texts(full_texts, alphabet, "error" if prime is None else "map")
+    if num_chars is not None and num_chars > chars.shape[1]:
+      pad = ((0, 0), (0, num_chars - chars.shape[1]))
+      chars, char_mask = np.pad(chars, pad), np.pad(char_mask, pad)
     batch = len(texts)
     caps = np.array([max(1, math.ceil(max_steps_per_char * len(t))) for t in texts], np.int32)
   else:
@@ -245,7 +251,9 @@ def sample(model: networks.Network, key: jax.Array, *, texts: Sequence[str] | No
     raise SamplingError(f"num_steps must be >= 1, got {steps}")
   prime_Px3 = None if prime is None else jnp.asarray(check_prime(prime))
   graphdef, params = nnx.split(model)
-  keys = jax.random.split(key, batch)
+  if not jax.dtypes.issubdtype(key.dtype, jax.dtypes.prng_key) or key.shape not in ((), (batch,)):
+    raise SamplingError(f"key must be one typed key (jax.random.key) or {batch} of them, got {key.dtype} {key.shape}")
+  keys = key if key.shape == (batch,) else jax.random.split(key, batch)
   out = _sample_scan(graphdef, params, keys, jnp.asarray(_per_line_bias(bias, batch)), prime_Px3,
                      jnp.asarray(chars), jnp.asarray(char_mask), jnp.asarray(lengths), jnp.asarray(caps),
                      num_steps=steps, conditional=conditional, stop_rule=stop_rule)
