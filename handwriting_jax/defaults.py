@@ -194,8 +194,9 @@ def apply_variant(c: ml_collections.ConfigDict, variant: str) -> ml_collections.
     return c
   if variant == "iam_small":
     # The CPU recipe for IAM-OnDB (README, "Real handwriting on a CPU"): the small network, 1500 steps of word
-    # pieces (data/pieces.py), then whole lines up to 800 points (83% of the training lines), the mean offset
-    # removed (IAM baselines drift). Give the data: --config.data.iam_path=/data/iam-ondb.
+    # pieces (data/pieces.py), then whole lines up to 800 raw points (83% of the training lines), every second point
+    # kept (data.downsample: half the steps per line, so steps cost half and the window has half as far to go), the
+    # mean offset removed (IAM baselines drift). Give the data: --config.data.iam_path=/data/iam-ondb.
     apply_variant(c, "small")
     c.data.source = "iam"
     c.data.max_points = 800
