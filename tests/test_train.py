@@ -427,7 +427,8 @@ def test_main_reports_a_bad_config_in_one_line(tmp_path, data_cache, compile_cac
   assert "Traceback" not in output, output
   errors = [ln for ln in output.splitlines() if ln.startswith("error:")]
   assert len(errors) == 1, output
-  assert re.fullmatch(r"error: config\.optim\.learning_rate: must be > 0, got -1(\.0)?", errors[0]), errors
+  assert re.fullmatch(r"error: config\.optim\.learning_rate: must be a finite number > 0, got -1(\.0)?",
+                      errors[0]), errors
   assert proc.stderr.strip().splitlines()[-1] == errors[0]
   assert not os.path.exists(workdir)  # refused before anything was written
 
