@@ -389,8 +389,11 @@ def test_full_disk_while_saving_is_one_line_and_the_run_resumes_once_there_is_ro
   """A real full disk: a 3 MiB tmpfs, mounted in a private mount namespace (`unshare -m`; root, as in CI)."""
   disk, workdir = tmp_path / "disk", tmp_path / "disk" / "w"
   disk.mkdir()
-  run = lambda steps, log: (f"{shlex.join(_main_args(str(workdir), data_cache, f'--config.train.num_steps={steps}', '--config.train.checkpoint_every=10', '--config.train.eval_every=1000'))}"  # pylint: disable=line-too-long
-                            f" > {tmp_path / log} 2>&1; echo $? > {tmp_path / log}.rc")
+  def run(steps: int, log: str) -> str:
+    args = _main_args(str(workdir), data_cache, f"--config.train.num_steps={steps}",
+                      "--config.train.checkpoint_every=10", "--config.train.eval_every=1000")
+    return f"{shlex.join(args)} > {tmp_path / log} 2>&1; echo $? > {tmp_path / log}.rc"
+
   script = "\n".join([
       "set -u",
       f"mount -t tmpfs -o size=3m tmpfs {disk}",

@@ -92,10 +92,12 @@ def _load_iam(data_cfg: Any, settings: strokes_lib.Preprocessing, progress: bool
   if iam_lib.is_splits_file(data_cfg.iam_path):
     source = os.path.abspath(os.path.expanduser(data_cfg.iam_path))
     fingerprint = [(source, os.path.getsize(source), os.stat(source).st_mtime_ns)]
-    read = lambda: iam_lib.read_splits_file(source)  # pylint: disable=unnecessary-lambda-assignment
+    def read() -> iam_lib.IamCorpus:
+      return iam_lib.read_splits_file(source)
   else:
     fingerprint = iam_lib.fingerprint(iam_lib.find_inputs(data_cfg.iam_path))
-    read = lambda: iam_lib.read_iam(data_cfg.iam_path, strict=bool(data_cfg.strict), progress=progress)  # pylint: disable=unnecessary-lambda-assignment
+    def read() -> iam_lib.IamCorpus:
+      return iam_lib.read_iam(data_cfg.iam_path, strict=bool(data_cfg.strict), progress=progress)
   key = cache_lib.cache_key(fingerprint, {**settings.as_dict(), "strict": bool(data_cfg.strict)})
   path = cache_lib.cache_path(cache_lib.cache_dir(data_cfg), "iam", key)
 
