@@ -229,6 +229,13 @@ def test_a_file_too_large_for_one_line_is_malformed_and_never_read_whole(tmp_pat
   assert "a01-000u-02" not in corpus.train.ids and "a01-000u-01" in corpus.train.ids
 
 
+def test_unknown_declared_encoding_is_a_format_error():
+  # Found by experiments/fuzz_iam.py: ElementTree raised LookupError.
+  data = b'<?xml version="1.0" encoding="xISO-8859-1"?>\n<a><StrokeSet><Stroke><Point x="1" y="2"/>\x00/Stroke>'
+  with pytest.raises(iam.IAMFormatError, match="unknown encoding"):
+    iam.parse_line_strokes(data)
+
+
 def test_missing_inputs_are_clear_errors(tmp_path):
   with pytest.raises(ValueError, match="config.data.iam_path is empty.*lineStrokes-all.tar.gz"):
     iam.find_inputs("")

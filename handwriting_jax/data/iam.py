@@ -227,6 +227,8 @@ def parse_line_strokes(data: bytes, strict: bool = False) -> np.ndarray:
     root = ET.fromstring(data)
   except ET.ParseError as e:
     raise IAMFormatError(f"malformed XML ({e})") from None
+  except (LookupError, ValueError) as e:  # an unknown declared encoding (found by experiments/fuzz_iam.py)
+    raise IAMFormatError(f"unreadable XML ({e})") from None
   stroke_sets = list(root.iter("StrokeSet"))
   if not stroke_sets:
     raise IAMFormatError("no <StrokeSet> element")
