@@ -120,13 +120,13 @@ class Checkpointer:
     fit in the free space is refused before it starts (no half-written step, no background errors)."""
     need, free = self._expected_bytes(state), shutil.disk_usage(self.path).free
     if free < need:
-      raise self._save_failed(OSError(28, f"No space left on device ({free / 1e6:.2f} MB free, a checkpoint takes "
-                                          f"about {need / 1e6:.2f} MB)"), wait=False)
+      raise self._save_failed(f"no space left on device ({free / 1e6:.2f} MB free, a checkpoint takes about "
+                              f"{need / 1e6:.2f} MB)", wait=False)
     try:
       self.manager.save(step, args=ocp.args.Composite(
           state=ocp.args.StandardSave(state), metadata=ocp.args.JsonSave(to_jsonable(metadata))))
     except Exception as e:  # pylint: disable=broad-except  # TensorStore and Orbax raise many kinds
-      raise self._save_failed(e) from None
+      raise self._save_failed(self._reason(e)) from None
 
   def _expected_bytes(self, state) -> int:
     """About what the next save writes: the newest complete step's size, else the arrays' bytes, with a margin."""
@@ -138,7 +138,12 @@ class Checkpointer:
       size = sum(int(np.asarray(x).nbytes) for x in jax.tree.leaves(state))
     return int(size * 1.2) + (64 << 10)
 
-  def _save_failed(self, e: BaseException, wait: bool = True) -> CheckpointSaveError:
+  @staticmethod
+  def _reason(e: BaseException) -> str:
+    """A failed save's cause in a few words."""
+    return "no space left on device" if "No space left on device" in str(e) else short_reason(e)
+
+  def _save_failed(self, reason: str, wait: bool = True) -> CheckpointSaveError:
     """The one-line error of a failed save; a partial step stays in its temporary folder, out of Orbax's view."""
     if wait:
       try:
@@ -146,12 +151,6 @@ class Checkpointer:
       except Exception:  # pylint: disable=broad-except  # the same failure again
         pass
       self.manager.reload()
-    if getattr(e, "errno", 0) == 28:
-      reason = f"no space left on device{str(e).split('No space left on device', 1)[-1]}"
-    elif "No space left on device" in str(e):
-      reason = "no space left on device"
-    else:
-      reason = short_reason(e)
     newest = self.manager.latest_step()
     return CheckpointSaveError(
         f"could not save a checkpoint in {self.path}: {reason}; the newest complete checkpoint is "
@@ -209,6 +208,6 @@ class Checkpointer:
     try:
       self.manager.wait_until_finished()
     except Exception as e:  # pylint: disable=broad-except
-      raise self._save_failed(e) from None
+      raise self._save_failed(self._reason(e)) from None
     finally:
       self.manager.close()

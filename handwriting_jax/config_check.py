@@ -14,6 +14,7 @@ import ml_collections
 
 from handwriting_jax.errors import ConfigError
 from handwriting_jax.model.window import WINDOW_VARIANTS
+from handwriting_jax.sample import STOP_RULES
 
 
 @dataclasses.dataclass(frozen=True)
@@ -138,7 +139,7 @@ RULES: dict[str, Rule] = {
     "sample.texts": Rule(_texts, "a list of non-empty strings", ("ok", " ")),
     "sample.max_steps_per_char": POSITIVE,
     "sample.max_steps": POSITIVE_INT,
-    "sample.stop_rule": one_of("paper", "lift"),
+    "sample.stop_rule": one_of(*STOP_RULES),
 }
 
 

@@ -301,7 +301,7 @@ def define_flags() -> None:
   flags.DEFINE_integer("save_styles", 0, "Save the N most legible unprimed lines at --styles_bias as the writer's "
                        "own styles (WORKDIR/styles/style_K.npz), for write --style_name and shipped writers.")
   flags.DEFINE_float("styles_bias", 0.75, "The bias whose lines --save_styles chooses from.")
-  flags.DEFINE_enum("stop_rule", None, ["paper", "lift"], "When a written line ends (default: the checkpoint's "
+  flags.DEFINE_enum("stop_rule", None, list(sample_lib.STOP_RULES), "When a written line ends (default: the checkpoint's "
                     "config.sample.stop_rule): paper = the window has passed the text, lift = then the next pen lift.")
 
 

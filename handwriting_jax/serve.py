@@ -202,25 +202,18 @@ class BatchedWriter:
   def _write(self, group: list[_Job]) -> None:
     """One sampler call for `group` (same prime and bucket), padded to `batch_lines` lines."""
     try:
-      texts = [t for j in group for t in j.lines]
-      keys = [jax.random.split(jax.random.key(j.seed), len(j.lines)) for j in group]
-      bias = [j.bias for j in group for _ in j.lines]
-      pad = self.batch_lines - len(texts)
-      keys.append(jax.random.split(jax.random.key(0), pad) if pad else None)
-      keys_B = jax.numpy.concatenate([k for k in keys if k is not None])
-      texts += [texts[0]] * pad
-      bias += [bias[0]] * pad
-      head = group[0]
-      w = self.writer
-      steps = math.ceil(w.config.sample.max_steps_per_char * head.bucket)
-      samples = sample_lib.sample(w.model, keys_B, texts=texts, alphabet=w.alphabet, bias=np.asarray(bias),
-                                  prime=head.prime, max_steps_per_char=w.config.sample.max_steps_per_char,
-                                  stats=w.stats, stop_rule=w.config.sample.stop_rule, num_steps=steps,
-                                  num_chars=head.bucket)
-      if head.prime is not None:
-        prefix = len(samples.texts[0]) - len(texts[0])
-        lead = sample_lib.prime_lead_steps(samples.phi_BxTxU, samples.strokes_BxTx3, samples.lengths_B, prefix)
-        samples = sample_lib.drop_leading_steps(samples, lead, w.stats)
+      pad = self.batch_lines - sum(len(j.lines) for j in group)  # padding lines, written and dropped
+      texts = [t for j in group for t in j.lines] + [group[0].lines[0]] * pad
+      bias = [j.bias for j in group for _ in j.lines] + [group[0].bias] * pad
+      keys_B = jax.numpy.concatenate([jax.random.split(jax.random.key(j.seed), len(j.lines)) for j in group]
+                                     + [jax.random.split(jax.random.key(0), pad)])
+      head, w = group[0], self.writer
+      kw = {**writer_lib.sample_kwargs(w, np.asarray(bias)), "num_chars": head.bucket,
+            "num_steps": math.ceil(w.config.sample.max_steps_per_char * head.bucket)}
+      if head.prime is None:
+        samples = sample_lib.sample(w.model, keys_B, texts=texts, **kw)
+      else:
+        samples = writer_lib.primed_samples(w, keys_B, texts, head.prime, kw)
       self.calls += 1
       at = 0
       for j in group:

@@ -239,20 +239,26 @@ def write_lines(writer: Writer, lines: list[str], *, bias: float, seed: int, pri
                      "--num_lines for unconditional samples")
   sample_lib.check_texts(lines, writer.alphabet)
   key = jax.random.key(seed)
-  kw = dict(alphabet=writer.alphabet, bias=bias, max_steps_per_char=writer.config.sample.max_steps_per_char,
-            stats=writer.stats, stop_rule=writer.config.sample.stop_rule)
+  kw = sample_kwargs(writer, bias)
   if prime is None and (not same_style or len(lines) == 1):
     return sample_lib.sample(writer.model, key, texts=lines, **kw)
   if prime is not None:
-    return _primed(writer, key, lines, prime, kw)
+    return primed_samples(writer, key, lines, prime, kw)
   first = sample_lib.sample(writer.model, jax.random.fold_in(key, 0), texts=lines[:1], **kw)
   own = sample_lib.Prime(first.strokes_BxTx3[0, :first.lengths_B[0]], lines[0])
-  return _concat(first, _primed(writer, jax.random.fold_in(key, 1), lines[1:], own, kw))
+  return _concat(first, primed_samples(writer, jax.random.fold_in(key, 1), lines[1:], own, kw))
 
 
-def _primed(writer: Writer, key: jax.Array, lines: list[str], prime: sample_lib.Prime, kw: dict
-            ) -> sample_lib.Samples:
-  """Primed samples without the strokes that finish the prime (delayed i dots and t bars of its last word)."""
+def sample_kwargs(writer: Writer, bias) -> dict:
+  """The `sample_lib.sample` arguments a writer always passes: alphabet, bias, length cap, statistics, stop rule."""
+  return dict(alphabet=writer.alphabet, bias=bias, max_steps_per_char=writer.config.sample.max_steps_per_char,
+              stats=writer.stats, stop_rule=writer.config.sample.stop_rule)
+
+
+def primed_samples(writer: Writer, key: jax.Array, lines: list[str], prime: sample_lib.Prime, kw: dict
+                   ) -> sample_lib.Samples:
+  """Primed samples (`kw`: arguments of `sample_lib.sample`) without the strokes that finish the prime (delayed i
+  dots and t bars of its last word)."""
   samples = sample_lib.sample(writer.model, key, texts=lines, prime=prime, **kw)
   prefix = len(samples.texts[0]) - len(lines[0])  # prime text + separator
   lead = sample_lib.prime_lead_steps(samples.phi_BxTxU, samples.strokes_BxTx3, samples.lengths_B, prefix)
