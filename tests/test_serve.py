@@ -4,6 +4,7 @@
 import concurrent.futures
 import json
 import os
+import shutil
 import socket
 import threading
 import time
@@ -172,3 +173,64 @@ def test_bad_requests_are_one_line_400s_and_the_server_stays_up(server, body, me
   status, out = _post(server + "/api/write", body)
   assert status == 400 and message in out["error"] and "\n" not in out["error"], out
   assert _get(server + "/healthz")[0] == 200
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The page in a real browser: headless Chromium (Debian chromium + chromium-driver, installed by .ci/run).
+
+CHROMIUM_FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
+                  "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage", "--window-size=1100,900")
+
+
+def _chromium(tmp_path):
+  """A headless Chromium driven by Debian's chromedriver, with a fresh profile; fails (never skips) without it."""
+  from selenium import webdriver  # pylint: disable=g-import-not-at-top
+  from selenium.webdriver.chrome.service import Service  # pylint: disable=g-import-not-at-top
+  binary, driver = shutil.which("chromium"), shutil.which("chromedriver")
+  if not binary or not driver:
+    pytest.fail("the browser test needs Chromium: apt-get install chromium chromium-driver (.ci/run does)")
+  options = webdriver.ChromeOptions()
+  options.binary_location = binary
+  for flag in (*CHROMIUM_FLAGS, f"--user-data-dir={tmp_path / 'profile'}"):
+    options.add_argument(flag)
+  return webdriver.Chrome(options=options, service=Service(executable_path=driver))
+
+
+def test_the_page_writes_typed_text_and_then_in_a_hand_drawn_on_its_canvas(server, tmp_path):
+  """Type text, press write, wait for the animated SVG; then draw a prime on the canvas, say what it reads, write
+  again in that hand; no error shown, downloads offered, a screenshot saved."""
+  from selenium.webdriver.common.action_chains import ActionChains  # pylint: disable=g-import-not-at-top
+  from selenium.webdriver.common.by import By  # pylint: disable=g-import-not-at-top
+  from selenium.webdriver.support import expected_conditions as ec  # pylint: disable=g-import-not-at-top
+  from selenium.webdriver.support.ui import Select, WebDriverWait  # pylint: disable=g-import-not-at-top
+  browser = _chromium(tmp_path)
+  try:
+    wait = WebDriverWait(browser, 120)
+    browser.get(server + "/")
+    wait.until(lambda b: len(Select(b.find_element(By.ID, "style")).options) == 3)  # style_0, free, my hand
+    text = browser.find_element(By.ID, "text")
+    text.clear()
+    text.send_keys("ab cd")
+    browser.find_element(By.ID, "write").click()
+    first = wait.until(ec.presence_of_element_located((By.CSS_SELECTOR, "#written path")))
+    assert browser.find_element(By.ID, "error").text == ""
+    assert browser.find_element(By.ID, "dlsvg").is_displayed()
+
+    Select(browser.find_element(By.ID, "style")).select_by_value("__hand__")
+    canvas = browser.find_element(By.ID, "canvas")
+    assert canvas.is_displayed()
+    pen = ActionChains(browser).move_to_element_with_offset(canvas, -400, 0).click_and_hold()
+    for i in range(30):
+      pen.move_by_offset(6, int(12 * np.sin(i / 2)) - int(12 * np.sin((i - 1) / 2)))
+    pen.release().move_by_offset(20, -10).click_and_hold().move_by_offset(3, 25).release().perform()
+    assert browser.execute_script("return strokes.length") == 2
+    assert browser.execute_script("return strokes[0].length") >= 20
+    browser.find_element(By.ID, "handtext").send_keys("hi there")
+    browser.find_element(By.ID, "write").click()
+    wait.until(ec.staleness_of(first))
+    wait.until(ec.presence_of_element_located((By.CSS_SELECTOR, "#written path")))
+    assert browser.find_element(By.ID, "error").text == ""
+    assert browser.save_screenshot(str(tmp_path / "page.png"))
+    assert (tmp_path / "page.png").stat().st_size > 5000
+  finally:
+    browser.quit()
