@@ -38,8 +38,9 @@ def parse_args(argv=None) -> argparse.Namespace:
   p.add_argument("--repeats", type=int, default=5, help="timed training steps (after one warm-up step)")
   p.add_argument("--matmul_size", type=int, default=2048, help="N of the N x N x N float32 reference matmul")
   p.add_argument("--variants", default="",
-                 help="extra synthesis variants to time, comma-separated: autodiff (plain grad of lax.scan), "
-                      "remat, bf16, unroll2, unroll4")
+                 help="extra synthesis variants to time, comma-separated: autodiff (plain grad of lax.scan: the "
+                      "reference scans of handwriting_jax/model/reference.py), "
+                      "remat, bf16, unroll2, unroll4, adaptive and fixed (weight noise); join with +")
   p.add_argument("--memory_batch", type=int, default=64, help="B of the peak-memory step")
   p.add_argument("--memory_length", type=int, default=1200, help="T of the peak-memory step")
   p.add_argument("--memory_mode", default="synthesis", help="network of the peak-memory step")
@@ -86,15 +87,16 @@ def make_config(args, mode: str, variant: str = ""):
   from handwriting_jax import defaults  # pylint: disable=g-import-not-at-top
   cfg = defaults.base_config(mode)
   cfg.model.hidden_size = args.hidden
-  cfg.model.hoisted_backward = True
   cfg.model.scan_unroll = 1
   for v in filter(None, variant.split("+")):
     if v == "autodiff":
-      cfg.model.hoisted_backward = False
+      continue  # not a config field: build_network picks the reference network
     elif v == "remat":
       cfg.model.remat = True
     elif v == "bf16":
       cfg.model.compute_dtype = "bfloat16"
+    elif v in ("adaptive", "fixed"):  # weight noise (weight_noise.py): one draw per batch, L_C for adaptive
+      cfg.optim.weight_noise = v
     elif v.startswith("unroll"):
       cfg.model.scan_unroll = int(v[len("unroll"):])
     else:
@@ -113,16 +115,25 @@ def make_batch(batch: int, length: int, chars: int, alphabet: int, seed: int = 0
           "char_mask": np.ones((batch, chars), np.float32)}
 
 
-def compiled_train_step(cfg, batch: dict, alphabet: int):
-  """(compiled jitted train step, initial state, compile seconds) for `cfg` on batches shaped like `batch`."""
+def build_network(cfg, alphabet: int, variant: str = ""):
+  """The network of `cfg`; with the `autodiff` variant the plain-autodiff reference (model/reference.py)."""
+  from handwriting_jax.model import networks, reference  # pylint: disable=g-import-not-at-top
+  lib = reference if "autodiff" in variant.split("+") else networks
+  return lib.build_network(cfg.model, alphabet, cfg.seed)
+
+
+def compiled_train_step(cfg, batch: dict, alphabet: int, variant: str = ""):
+  """(compiled jitted train step, initial state, compile seconds, parameters) for `cfg` (and the network of
+  `variant`) on batches shaped like `batch`."""
   import jax  # pylint: disable=g-import-not-at-top
   from handwriting_jax import optim  # pylint: disable=g-import-not-at-top
   from handwriting_jax import step as step_lib  # pylint: disable=g-import-not-at-top
   from handwriting_jax.model import networks  # pylint: disable=g-import-not-at-top
-  net = networks.build_network(cfg.model, alphabet, cfg.seed)
+  net = build_network(cfg, alphabet, variant)
   tx = optim.make_optimizer(cfg.optim, 1000)
-  graphdef, state = step_lib.create_train_state(net, tx)
-  fn = jax.jit(functools.partial(step_lib.train_step, graphdef, tx), donate_argnums=0)
+  noise = step_lib.noise_settings(cfg, 10_000)
+  graphdef, state = step_lib.create_train_state(net, tx, noise)
+  fn = jax.jit(functools.partial(step_lib.train_step, graphdef, tx, noise=noise), donate_argnums=0)
   t0 = time.perf_counter()
   compiled = fn.lower(state, batch).compile()
   return compiled, state, time.perf_counter() - t0, networks.count_params(net)
@@ -157,7 +168,7 @@ def time_training(args, mode: str, variant: str, ref: ReferenceMatmul) -> dict:
   cfg = make_config(args, mode, variant)
   alphabet = len(ALPHABET) + 2
   batch = make_batch(args.batch, args.length, args.chars, alphabet)
-  compiled, state, compile_s, params = compiled_train_step(cfg, batch, alphabet)
+  compiled, state, compile_s, params = compiled_train_step(cfg, batch, alphabet, variant)
   state, metrics = compiled(state, batch)  # warm-up
   jax.block_until_ready(metrics)
   fwd, formula = flops_per_step(mode, cfg.model.hidden_size, cfg.model.num_layers, cfg.model.num_mixtures,
@@ -250,10 +261,9 @@ def time_sampling(args, mode: str) -> dict:
   import jax  # pylint: disable=g-import-not-at-top
   from handwriting_jax import sample as sample_lib  # pylint: disable=g-import-not-at-top
   from handwriting_jax.data.alphabet import Alphabet  # pylint: disable=g-import-not-at-top
-  from handwriting_jax.model import networks  # pylint: disable=g-import-not-at-top
   cfg = make_config(args, mode)
   alphabet = Alphabet(ALPHABET)
-  net = networks.build_network(cfg.model, alphabet.size, cfg.seed)
+  net = build_network(cfg, alphabet.size)
   words = "the quick brown fox jumps over a lazy dog while writing handwriting in jax".split()
   texts = [" ".join(words[(i + j) % len(words)] for j in range(6))[:args.chars] for i in range(args.sample_lines)]
   kwargs = dict(num_steps=args.sample_points, bias=0.5)

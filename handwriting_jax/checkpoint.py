@@ -24,7 +24,10 @@ from handwriting_jax.errors import UserError
 # Config groups whose change makes a checkpoint unusable (shapes or meaning of the parameters).
 _COMPATIBILITY_FIELDS = ("model.mode", "model.num_layers", "model.hidden_size", "model.num_mixtures",
                          "model.num_window_gaussians", "model.peepholes", "model.window_variant", "data.source",
-                         "data.alphabet", "data.downsample", "data.normalise_mean", "optim.name")
+                         "data.alphabet", "data.downsample", "data.normalise_mean", "optim.name",
+                         "optim.weight_noise")
+# What a network started from another checkpoint (`train.init_from`) must share with it.
+NETWORK_FIELDS = tuple(f for f in _COMPATIBILITY_FIELDS if not f.startswith("optim."))
 
 
 class _DropUnretrievedReadErrors(logging.Filter):
@@ -89,16 +92,25 @@ def _lookup(cfg: dict, field: str):
   return value
 
 
-def check_compatible(saved_config: dict, config: ml_collections.ConfigDict, path: str) -> None:
-  """Raise IncompatibleWorkdirError listing every compatibility field that differs."""
+def check_compatible(saved_config: dict, config: ml_collections.ConfigDict, path: str,
+                     fields: Sequence[str] = _COMPATIBILITY_FIELDS) -> None:
+  """Raise IncompatibleWorkdirError listing every compatibility field (of `fields`) that differs."""
   saved_config = defaults.with_defaults(saved_config).to_dict()
   current = json.loads(config.to_json_best_effort())
   diffs = [f"config.{f}: checkpoint has {_lookup(saved_config, f)!r}, this run has {_lookup(current, f)!r}"
-           for f in _COMPATIBILITY_FIELDS if _lookup(saved_config, f) != _lookup(current, f)]
+           for f in fields if _lookup(saved_config, f) != _lookup(current, f)]
   if diffs:
     raise IncompatibleWorkdirError(
         f"the checkpoints in {path} were written by an incompatible config:\n  " + "\n  ".join(diffs)
         + "\nUse a new --workdir, or the config that wrote this one.")
+
+
+def _on_disk(state):
+  """The tree a state is saved as: a NamedTuple (TrainState) as a dict of its fields that are not None, so that
+  states without weight noise keep the layout of the checkpoints written before it existed."""
+  if hasattr(state, "_fields"):
+    return {k: v for k, v in state._asdict().items() if v is not None}
+  return state
 
 
 class Checkpointer:
@@ -124,7 +136,7 @@ class Checkpointer:
                               f"{need / 1e6:.2f} MB)", wait=False)
     try:
       self.manager.save(step, args=ocp.args.Composite(
-          state=ocp.args.StandardSave(state), metadata=ocp.args.JsonSave(to_jsonable(metadata))))
+          state=ocp.args.StandardSave(_on_disk(state)), metadata=ocp.args.JsonSave(to_jsonable(metadata))))
     except Exception as e:  # pylint: disable=broad-except  # TensorStore and Orbax raise many kinds
       raise self._save_failed(self._reason(e)) from None
 
@@ -164,10 +176,13 @@ class Checkpointer:
   def restore(self, abstract_state, step: int | None = None):
     """(state, metadata) of `step` (default: newest), restored into the structure of `abstract_state`."""
     step = self._resolve(step)
-    target = jax.tree.map(ocp.utils.to_shape_dtype_struct, abstract_state)
+    target = jax.tree.map(ocp.utils.to_shape_dtype_struct, _on_disk(abstract_state))
     out = self.manager.restore(step, args=ocp.args.Composite(
         state=ocp.args.StandardRestore(target), metadata=ocp.args.JsonRestore()))
-    return out["state"], out["metadata"]
+    state = out["state"]
+    if hasattr(abstract_state, "_fields"):  # a NamedTuple: its None fields were not saved
+      state = type(abstract_state)(**{k: state.get(k) for k in abstract_state._fields})
+    return state, out["metadata"]
 
   def first_intact(self, load: Callable[[int], Any], steps: Sequence[int] | None = None
                    ) -> tuple[Any, int, list[tuple[int, BaseException]]]:

@@ -3,6 +3,9 @@
 `RULES` maps each leaf field (dotted path) to what it must be; `validate` checks them all before anything runs (data,
 compilation, a training step), then the rules that tie fields together. A field without a rule is an error too, so a
 new config field cannot skip validation (tests/test_config.py walks the table with a bad value for each field).
+`validate_data` checks the `config.data` group alone (for commands that only load data). This is the one place
+that checks config values: the libraries that read them assume a validated config (their constructors keep only
+plain ValueErrors for their own invariants), and take their lists of choices from the modules that define them.
 """
 
 import dataclasses
@@ -12,7 +15,11 @@ from typing import Any
 
 import ml_collections
 
+from handwriting_jax import optim, parallel, weight_noise
+from handwriting_jax.data import dataset, hershey, strokes
+from handwriting_jax.data.alphabet import Alphabet
 from handwriting_jax.errors import ConfigError
+from handwriting_jax.model import networks
 from handwriting_jax.model.window import WINDOW_VARIANTS
 from handwriting_jax.sample import STOP_RULES
 
@@ -55,6 +62,20 @@ def _odd_window(v) -> bool:
   return _is_int(v) and v >= 3 and v % 2 == 1
 
 
+def _fonts(v) -> bool:
+  try:
+    return isinstance(v, str) and bool(hershey.font_list(v))
+  except ValueError:
+    return False
+
+
+def _alphabet(v) -> bool:
+  try:
+    return isinstance(v, str) and (not v or bool(Alphabet(v)))
+  except ValueError:
+    return False
+
+
 def _texts(v) -> bool:
   return isinstance(v, (tuple, list)) and all(isinstance(t, str) and t.strip() for t in v)
 
@@ -66,8 +87,8 @@ def _stages(v) -> bool:
 
 RULES: dict[str, Rule] = {
     "seed": ANY_INT,
-    "parallel": one_of("jit", "pmap"),
-    "model.mode": one_of("prediction", "synthesis"),
+    "parallel": one_of(*parallel.MODES),
+    "model.mode": one_of(*networks.MODES),
     "model.num_layers": POSITIVE_INT,
     "model.hidden_size": POSITIVE_INT,
     "model.num_mixtures": POSITIVE_INT,
@@ -78,25 +99,24 @@ RULES: dict[str, Rule] = {
     "model.forget_bias": NUMBER,
     "model.remat": BOOL,
     "model.remat_chunk": POSITIVE_INT,
-    "model.hoisted_backward": BOOL,
     "model.scan_unroll": POSITIVE_INT,
     "model.compute_dtype": one_of("float32", "bfloat16", "float16"),
     "model.lstm_clip": NON_NEGATIVE,
     "model.output_clip": NON_NEGATIVE,
-    "data.source": one_of("embedded", "iam"),
+    "data.source": one_of(*dataset.SOURCES),
     "data.iam_path": TEXT,
     "data.cache_dir": TEXT,
     "data.strict": BOOL,
     "data.max_points": POSITIVE_INT,
     "data.max_chars": POSITIVE_INT,
     "data.jump_threshold": POSITIVE,
-    "data.jump_mode": one_of("split", "drop"),
-    "data.smoothing": one_of("none", "savgol"),
+    "data.jump_mode": one_of(*strokes.JUMP_MODES),
+    "data.smoothing": one_of(*strokes.SMOOTHING_MODES),
     "data.savgol_window": Rule(_odd_window, "an odd integer >= 3", 6),
     "data.savgol_order": NON_NEGATIVE_INT,
     "data.align": BOOL,
     "data.normalise_mean": BOOL,
-    "data.alphabet": TEXT,
+    "data.alphabet": Rule(_alphabet, "a string of distinct characters (empty: those of the training texts)", "aa"),
     "data.embedded.num_lines": POSITIVE_INT,
     "data.embedded.valid_lines": POSITIVE_INT,
     "data.embedded.seed": ANY_INT,
@@ -104,8 +124,7 @@ RULES: dict[str, Rule] = {
     "data.embedded.max_words": POSITIVE_INT,
     "data.embedded.num_writers": POSITIVE_INT,
     "data.embedded.points_per_char": POSITIVE,
-    "data.embedded.fonts": Rule(lambda v: isinstance(v, str) and bool(v.strip()), "a comma-separated list of fonts",
-                                ""),
+    "data.embedded.fonts": Rule(_fonts, f"a comma-separated list of fonts from {hershey.FONTS}", "scripts,gothic"),
     "data.embedded.x_height": POSITIVE,
     "data.embedded.valid_writers": NON_NEGATIVE_INT,
     "data.embedded.valid_new_writer_fraction": FRACTION,
@@ -116,18 +135,20 @@ RULES: dict[str, Rule] = {
     "data.pieces_until": NON_NEGATIVE_INT,
     "data.piece_max_words": POSITIVE_INT,
     "data.downsample": POSITIVE_INT,
-    "optim.name": one_of("rmsprop", "adam"),
+    "optim.name": one_of(*optim.OPTIMIZERS),
     "optim.learning_rate": POSITIVE,
     "optim.decay": BELOW_ONE,
     "optim.momentum": BELOW_ONE,
     "optim.eps": POSITIVE,
     "optim.b1": BELOW_ONE,
     "optim.b2": BELOW_ONE,
-    "optim.schedule": one_of("constant", "cosine"),
+    "optim.schedule": one_of(*optim.SCHEDULES),
     "optim.warmup_steps": NON_NEGATIVE_INT,
     "optim.final_fraction": FRACTION,
-    "optim.clip_mode": one_of("graves", "global_norm", "none"),
+    "optim.clip_mode": one_of(*optim.CLIP_MODES),
     "optim.max_grad_norm": POSITIVE,
+    "optim.weight_noise": one_of(*weight_noise.MODES),
+    "optim.weight_noise_std": POSITIVE,
     "train.num_steps": POSITIVE_INT,
     "train.log_every": POSITIVE_INT,
     "train.eval_every": POSITIVE_INT,
@@ -135,6 +156,7 @@ RULES: dict[str, Rule] = {
     "train.checkpoint_every": POSITIVE_INT,
     "train.keep_checkpoints": POSITIVE_INT,
     "train.sample_every": NON_NEGATIVE_INT,
+    "train.init_from": TEXT,
     "sample.bias": NON_NEGATIVE,
     "sample.texts": Rule(_texts, "a list of non-empty strings", ("ok", " ")),
     "sample.max_steps_per_char": POSITIVE,
@@ -160,21 +182,37 @@ def _require(ok: bool, field: str, message: str) -> None:
     raise ConfigError(f"config.{field}: {message}")
 
 
-def validate(cfg: ml_collections.ConfigDict, device_count: int = 1, process_count: int = 1) -> None:
-  """Raise ConfigError naming the first field that makes no sense for this run: each field by its rule, then the
-  rules across fields."""
-  values = leaves(cfg)
+def _check_fields(values: dict[str, Any], prefix: str = "") -> None:
+  """Every field of `values` (leaves by dotted path) known and by its rule; every rule under `prefix` given."""
   for field in values:
     _require(field in RULES, field, "is not a known config field (see handwriting_jax/defaults.py)")
   for field, rule in RULES.items():
-    _require(field in values, field, "is missing (see handwriting_jax/defaults.py)")
-    _require(rule.ok(values[field]), field, f"must be {rule.expected}, got {values[field]!r}")
-  _require(cfg.data.source != "iam" or bool(cfg.data.iam_path), "data.iam_path",
+    if field.startswith(prefix):
+      _require(field in values, field, "is missing (see handwriting_jax/defaults.py)")
+      _require(rule.ok(values[field]), field, f"must be {rule.expected}, got {values[field]!r}")
+
+
+def _check_data(data: ml_collections.ConfigDict) -> None:
+  """The rules across fields of `config.data`."""
+  _require(data.source != "iam" or bool(data.iam_path), "data.iam_path",
            "is empty but config.data.source is 'iam': give the folder holding the IAM-OnDB files")
-  _require(cfg.data.savgol_order < cfg.data.savgol_window, "data.savgol_order",
-           f"must be below data.savgol_window ({cfg.data.savgol_window}), got {cfg.data.savgol_order}")
-  _require(cfg.data.embedded.min_words <= cfg.data.embedded.max_words, "data.embedded.min_words",
-           f"must be <= data.embedded.max_words ({cfg.data.embedded.max_words}), got {cfg.data.embedded.min_words}")
+  _require(data.savgol_order < data.savgol_window, "data.savgol_order",
+           f"must be below data.savgol_window ({data.savgol_window}), got {data.savgol_order}")
+  _require(data.embedded.min_words <= data.embedded.max_words, "data.embedded.min_words",
+           f"must be <= data.embedded.max_words ({data.embedded.max_words}), got {data.embedded.min_words}")
+
+
+def validate_data(data_cfg: ml_collections.ConfigDict) -> None:
+  """`validate` for the `config.data` group alone (what `data.dataset.load_dataset` reads)."""
+  _check_fields(leaves(data_cfg, "data."), "data.")
+  _check_data(data_cfg)
+
+
+def validate(cfg: ml_collections.ConfigDict, device_count: int = 1, process_count: int = 1) -> None:
+  """Raise ConfigError naming the first field that makes no sense for this run: each field by its rule, then the
+  rules across fields."""
+  _check_fields(leaves(cfg))
+  _check_data(cfg.data)
   global_batch = cfg.data.batch_size
   _require(global_batch % device_count == 0, "data.batch_size",
            f"global batch {global_batch} does not divide over {device_count} devices")

@@ -80,9 +80,6 @@ def model_config(mode: str) -> ml_collections.ConfigDict:
   # Time steps per chunk of the recurrent scans: each chunk's input projection (and, with remat, its gates in the
   # backward pass) is one large matmul; no full-length projection is materialised. Same numbers for any value.
   c.remat_chunk = 50
-  # Backward pass of the recurrent scans: True = hand-written reverse scan with the weight gradients hoisted into
-  # large matmuls over all T*B rows (model/recurrent.py); False = plain jax.grad of lax.scan (same numbers).
-  c.hoisted_backward = True
   c.scan_unroll = 1  # lax.scan unroll factor of the recurrent scans
   c.compute_dtype = "float32"  # matmul input dtype; "bfloat16" for GPUs (state and accumulation stay fp32)
   # Graves clipping (set by config.optim.clip_mode == "graves"; 0 disables): bounds on the derivatives
@@ -110,6 +107,10 @@ def optim_config() -> ml_collections.ConfigDict:
   # "none".
   c.clip_mode = "graves"
   c.max_grad_norm = 10.0
+  # Weight noise (Graves 2011; handwriting_jax/weight_noise.py): "none"; "fixed" (w = μ + std·ε per batch);
+  # "adaptive" (a trained σ per weight, initialised to weight_noise_std, plus the complexity cost L_C / N).
+  c.weight_noise = "none"
+  c.weight_noise_std = 0.01
   return c
 
 
@@ -123,6 +124,7 @@ def train_config() -> ml_collections.ConfigDict:
   c.checkpoint_every = 1000
   c.keep_checkpoints = 3
   c.sample_every = 2000  # write samples and an attention plot into WORKDIR/samples; 0 = never
+  c.init_from = ""  # a workdir or params-only export whose parameters a new run starts from (same network)
   return c
 
 
@@ -147,19 +149,21 @@ def base_config(mode: str) -> ml_collections.ConfigDict:
 
 
 def _fill(saved: dict, default: ml_collections.ConfigDict) -> dict:
-  """`saved` with every field it lacks taken from `default`, recursively."""
-  out = dict(saved)
+  """The fields of `default`, recursively, with their values from `saved` where it has them."""
+  out = {}
   for key, value in default.items():
-    if key not in out:
-      out[key] = value.to_dict() if isinstance(value, ml_collections.ConfigDict) else value
-    elif isinstance(value, ml_collections.ConfigDict) and isinstance(out[key], dict):
-      out[key] = _fill(out[key], value)
+    if isinstance(value, ml_collections.ConfigDict):
+      out[key] = _fill(saved[key], value) if isinstance(saved.get(key), dict) else value.to_dict()
+    else:
+      out[key] = saved.get(key, value)
   return out
 
 
 def with_defaults(saved: dict) -> ml_collections.ConfigDict:
-  """A checkpoint's saved config with the fields added since it was written set to their defaults (which keep
-  the old behaviour), so older checkpoints stay usable."""
+  """A checkpoint's saved config brought up to the current fields, so older checkpoints stay usable: fields added
+  since it was written take their defaults (which keep the old behaviour), and fields since removed are dropped
+  (each selected nothing the checkpoint depends on; e.g. `model.hoisted_backward`, which chose between the
+  hand-written and the autodiff backward pass of the same numbers)."""
   mode = saved.get("model", {}).get("mode", "synthesis")
   return ml_collections.ConfigDict(_fill(saved, base_config(mode)))
 
@@ -194,17 +198,18 @@ def apply_variant(c: ml_collections.ConfigDict, variant: str) -> ml_collections.
     return c
   if variant == "iam_small":
     # The CPU recipe for IAM-OnDB (README, "Real handwriting on a CPU"): the small network, 1500 steps of word
-    # pieces (data/pieces.py), then whole lines up to 800 raw points (83% of the training lines), every second point
-    # kept (data.downsample: half the steps per line, so steps cost half and the window has half as far to go), the
-    # mean offset removed (IAM baselines drift). Give the data: --config.data.iam_path=/data/iam-ondb.
+    # pieces (data/pieces.py), then whole lines up to 800 raw points (83% of the training lines), one point in three
+    # kept (data.downsample: a third of the steps per line, so steps cost a third and the window has a third as far
+    # to go; real IAM lines read back by OCR as well at 1/3 as at full rate), the mean offset removed (IAM baselines
+    # drift). Give the data: --config.data.iam_path=/data/iam-ondb.
     apply_variant(c, "small")
     c.data.source = "iam"
     c.data.max_points = 800
     c.data.normalise_mean = True
-    c.data.downsample = 2
+    c.data.downsample = 3
     c.data.curriculum = ()
     c.data.pieces_until = 1500
-    c.train.num_steps = 5000
+    c.train.num_steps = 7000
     c.train.eval_every = 500
     c.train.checkpoint_every = 500
     c.train.keep_checkpoints = 10

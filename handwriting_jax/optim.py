@@ -3,7 +3,9 @@
 import ml_collections
 import optax
 
-from handwriting_jax.errors import ConfigError
+OPTIMIZERS = ("rmsprop", "adam")  # config.optim.name
+SCHEDULES = ("constant", "cosine")  # config.optim.schedule
+CLIP_MODES = ("graves", "global_norm", "none")  # config.optim.clip_mode
 
 
 def learning_rate_schedule(optim_cfg: ml_collections.ConfigDict, num_steps: int) -> optax.Schedule:
@@ -15,7 +17,7 @@ def learning_rate_schedule(optim_cfg: ml_collections.ConfigDict, num_steps: int)
   elif optim_cfg.schedule == "cosine":
     main = optax.cosine_decay_schedule(lr, max(num_steps - warmup, 1), alpha=optim_cfg.final_fraction)
   else:
-    raise ConfigError(f"config.optim.schedule must be 'constant' or 'cosine', got {optim_cfg.schedule!r}")
+    raise ValueError(f"unknown learning-rate schedule {optim_cfg.schedule!r}; expected one of {SCHEDULES}")
   if warmup <= 0:
     return main
   return optax.join_schedules([optax.linear_schedule(0.0, lr, warmup), main], [warmup])
@@ -34,7 +36,7 @@ def make_optimizer(optim_cfg: ml_collections.ConfigDict, num_steps: int) -> opta
   elif optim_cfg.name == "adam":
     opt = optax.adam(lr, b1=optim_cfg.b1, b2=optim_cfg.b2)
   else:
-    raise ConfigError(f"config.optim.name must be 'rmsprop' or 'adam', got {optim_cfg.name!r}")
+    raise ValueError(f"unknown optimiser {optim_cfg.name!r}; expected one of {OPTIMIZERS}")
   if optim_cfg.clip_mode == "global_norm":
     return optax.chain(optax.clip_by_global_norm(optim_cfg.max_grad_norm), opt)
   return opt

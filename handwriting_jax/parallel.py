@@ -31,24 +31,25 @@ from jax import lax
 from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec as P
 
 from handwriting_jax import step as step_lib
-from handwriting_jax.errors import ConfigError
 from handwriting_jax.errors import UserError
 
 AXIS = "data"
+MODES = ("jit", "pmap")  # config.parallel
 
 
 class DataParallel:
   """Places state and batches on the devices and runs the compiled train / eval steps (`config.parallel`)."""
 
-  def __init__(self, cfg: ml_collections.ConfigDict, graphdef: nnx.GraphDef, tx: optax.GradientTransformation):
-    if cfg.parallel not in ("jit", "pmap"):
-      raise ConfigError(f"config.parallel: got {cfg.parallel!r}, expected 'jit' or 'pmap'")
+  def __init__(self, cfg: ml_collections.ConfigDict, graphdef: nnx.GraphDef, tx: optax.GradientTransformation,
+               noise: step_lib.Noise = step_lib.NO_NOISE):
+    """Compile the steps of `cfg.parallel` for a validated config (config_check: the mode, the batch over devices)."""
+    if cfg.parallel not in MODES:
+      raise ValueError(f"unknown parallel mode {cfg.parallel!r}; expected one of {MODES}")
     self.mode = cfg.parallel
     self.global_batch = int(cfg.data.batch_size)
     num_devices = jax.device_count()
     if self.global_batch % num_devices:
-      raise ConfigError(f"config.data.batch_size: global batch {self.global_batch} does not divide over "
-                       f"{num_devices} devices")
+      raise ValueError(f"a global batch of {self.global_batch} lines does not divide over {num_devices} devices")
     self.per_device_batch = self.global_batch // num_devices
     self.local_batch = self.global_batch // jax.process_count()
     # Auto axes: XLA's partitioner propagates the batch sharding through the scans (no sharding-in-types).
@@ -56,7 +57,7 @@ class DataParallel:
     self.replicated = NamedSharding(self.mesh, P())
     self.batch_sharding = NamedSharding(self.mesh, P(AXIS))
     if self.mode == "jit":
-      self._train_step = jax.jit(functools.partial(step_lib.train_step, graphdef, tx),
+      self._train_step = jax.jit(functools.partial(step_lib.train_step, graphdef, tx, noise=noise),
                                  in_shardings=(self.replicated, self.batch_sharding),
                                  out_shardings=(self.replicated, self.replicated), donate_argnums=0)
       self._eval_sums = jax.jit(functools.partial(step_lib.eval_sums, graphdef),
@@ -64,7 +65,7 @@ class DataParallel:
     else:
       self._local_mesh = Mesh(np.asarray(jax.local_devices()), (AXIS,))
       self._stacked = NamedSharding(self._local_mesh, P(AXIS))
-      self._train_step = jax.pmap(functools.partial(_pmap_train_step, graphdef, tx, num_devices),
+      self._train_step = jax.pmap(functools.partial(_pmap_train_step, graphdef, tx, noise, num_devices),
                                   axis_name=AXIS, donate_argnums=0)
       self._eval_sums = jax.pmap(functools.partial(_pmap_eval_sums, graphdef), axis_name=AXIS)
 
@@ -122,22 +123,19 @@ class DataParallel:
     return jax.make_array_from_single_device_arrays(shape, self.replicated, arrays)
 
 
-def _pmap_train_step(graphdef: nnx.GraphDef, tx: optax.GradientTransformation, num_devices: int,
-                     state: step_lib.TrainState, batch: dict) -> tuple[step_lib.TrainState, dict]:
-  """Per-device step. Each device differentiates its summed NLL over the global batch size (its loss / number of
-  devices), so the summed gradient and every derivative clipped inside backprop (Graves clipping) are exactly
-  those of the global mean that the jit path differentiates."""
-
-  def objective(params):
-    per_sequence, _ = step_lib.batch_loss(graphdef, params, batch)
-    return per_sequence / num_devices, per_sequence
-
-  (_, local_loss), grads = jax.value_and_grad(objective, has_aux=True)(state.params)
+def _pmap_train_step(graphdef: nnx.GraphDef, tx: optax.GradientTransformation, noise: step_lib.Noise,
+                     num_devices: int, state: step_lib.TrainState, batch: dict) -> tuple[step_lib.TrainState, dict]:
+  """Per-device step. Each device differentiates 1/D of the global objective (its mean NLL, and L_C / N under
+  adaptive weight noise, over the number of devices), so the summed gradient and every derivative clipped inside
+  backprop (Graves clipping) are exactly those of the global mean that the jit path differentiates. Every device
+  draws the same noisy weights (the key is the step's)."""
+  objective = lambda t: step_lib.objective(graphdef, noise, t, batch, state.step, 1.0 / num_devices)  # noqa: E731
+  (_, (local_loss, _, complexity)), grads = jax.value_and_grad(objective, has_aux=True)(step_lib.trained(state))
   grads = lax.psum(grads, AXIS)
   lines = batch["inputs"].shape[0]
   loss = lax.pmean(local_loss, AXIS)
   per_step = lax.psum(local_loss * lines, AXIS) / jnp.maximum(lax.psum(jnp.sum(batch["mask"]), AXIS), 1.0)
-  return step_lib.apply_gradients(tx, state, grads, loss, per_step)
+  return step_lib.apply_gradients(tx, state, grads, loss, per_step, complexity if noise.mode == "adaptive" else None)
 
 
 def _pmap_eval_sums(graphdef: nnx.GraphDef, params: nnx.State, batch: dict) -> dict:

@@ -23,7 +23,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from handwriting_jax.data.alphabet import Alphabet, UnknownCharactersError
+from handwriting_jax.data.alphabet import Alphabet
 from handwriting_jax.errors import UserError
 from handwriting_jax.model import mdn, networks, window
 
@@ -185,17 +185,13 @@ def encode_texts(texts: Sequence[str], alphabet: Alphabet, on_unknown: str = "er
 
 
 def check_texts(texts: Sequence[str], alphabet: Alphabet) -> None:
-  """Raise SamplingError for no text or an empty text, UnknownCharactersError listing characters not in the alphabet."""
+  """Raise SamplingError for no text or an empty text, and `alphabet.check_known`'s UnknownCharactersError."""
   if not texts:
     raise SamplingError("no text to write")
   empty = [i for i, t in enumerate(texts) if not t.strip()]
   if empty:
     raise SamplingError(f"text {empty[0]} is empty: give at least one character to write")
-  unknown = sorted({c for t in texts for c in t if c not in alphabet.chars})
-  if unknown:
-    raise UnknownCharactersError(
-        f"the text holds characters this model cannot write: {', '.join(repr(c) for c in unknown)}; "
-        f"its alphabet is {alphabet.chars!r}")
+  alphabet.check_known(texts)
 
 
 def _per_line_bias(bias, batch: int) -> np.ndarray:

@@ -7,20 +7,50 @@ import jax.numpy as jnp
 import optax
 from flax import nnx
 
+from handwriting_jax import weight_noise
 from handwriting_jax.model import mdn
 
 
 class TrainState(NamedTuple):
-  """Everything a train step updates: step counter, network parameters (nnx.State), optimiser state."""
+  """Everything a train step updates: step counter, network parameters (nnx.State; the means μ under weight
+  noise), optimiser state, and log σ of every weight under adaptive weight noise (else None)."""
   step: jax.Array
   params: nnx.State
   opt_state: Any
+  noise: Any = None
 
 
-def create_train_state(model: nnx.Module, tx: optax.GradientTransformation) -> tuple[nnx.GraphDef, TrainState]:
-  """Split the model into its static graph and parameter state and initialise the optimiser."""
+class Noise(NamedTuple):
+  """The static weight-noise settings of a train step (`weight_noise.py`): mode, fixed or initial std, the seed
+  its draws come from, and 1/N, the complexity cost's share per training sequence."""
+  mode: str = "none"
+  std: float = 0.0
+  seed: int = 0
+  inv_num_sequences: float = 0.0
+
+
+NO_NOISE = Noise()
+
+
+def noise_settings(config, num_train_sequences: int) -> Noise:
+  """The `Noise` of a config (`optim.weight_noise`, `optim.weight_noise_std`, `seed`) for N training sequences."""
+  return Noise(config.optim.weight_noise, float(config.optim.weight_noise_std), int(config.seed),
+               1.0 / max(int(num_train_sequences), 1))
+
+
+def create_train_state(model: nnx.Module, tx: optax.GradientTransformation, noise: Noise = NO_NOISE
+                       ) -> tuple[nnx.GraphDef, TrainState]:
+  """Split the model into its static graph and parameter state, add log σ under adaptive weight noise, and
+  initialise the optimiser over everything trained."""
   graphdef, params = nnx.split(model, nnx.Param)
-  return graphdef, TrainState(jnp.zeros((), jnp.int32), params, tx.init(params))
+  log_sigma = weight_noise.init_log_sigma(params, noise.std) if noise.mode == "adaptive" else None
+  state = TrainState(jnp.zeros((), jnp.int32), params, None, log_sigma)
+  return graphdef, state._replace(opt_state=tx.init(trained(state)))
+
+
+def trained(state: TrainState):
+  """What the optimiser updates: the parameters, with log σ beside them under adaptive weight noise."""
+  return state.params if state.noise is None else (state.params, state.noise)
 
 
 def batch_loss(graphdef: nnx.GraphDef, params: nnx.State, batch: dict) -> tuple[jax.Array, jax.Array]:
@@ -31,29 +61,45 @@ def batch_loss(graphdef: nnx.GraphDef, params: nnx.State, batch: dict) -> tuple[
   return mdn.sequence_loss(y_hat_TxBxY, targets_TxBx3, mask_TxB, time_major=True)
 
 
-def loss_and_grads(graphdef: nnx.GraphDef, params: nnx.State, batch: dict):
-  """Loss (nats per sequence, the paper's objective), per-step loss and parameter gradients."""
-  grad_fn = jax.value_and_grad(lambda p: batch_loss(graphdef, p, batch), has_aux=True)
-  (loss, per_step), grads = grad_fn(params)
-  return loss, per_step, grads
+def objective(graphdef: nnx.GraphDef, noise: Noise, trained_tree, batch: dict, step: jax.Array, scale: float = 1.0):
+  """`scale` × (the batch's mean NLL per sequence + L_C / N under adaptive noise), to differentiate with respect
+  to `trained_tree` (`trained(state)`); aux: (NLL per sequence, NLL per step, L_C), the NLL under this batch's
+  noisy weights. `scale` lets each of D devices carry 1/D of the global objective."""
+  if noise.mode == "none":
+    weights, complexity = trained_tree, jnp.zeros((), jnp.float32)
+  elif noise.mode == "fixed":
+    weights = weight_noise.noisy_weights(trained_tree, weight_noise.step_key(noise.seed, step), std=noise.std)
+    complexity = jnp.zeros((), jnp.float32)
+  else:
+    params, log_sigma = trained_tree
+    weights = weight_noise.noisy_weights(params, weight_noise.step_key(noise.seed, step), log_sigma=log_sigma)
+    complexity = weight_noise.complexity_cost(params, log_sigma)
+  per_sequence, per_step = batch_loss(graphdef, weights, batch)
+  return scale * (per_sequence + complexity * noise.inv_num_sequences), (per_sequence, per_step, complexity)
 
 
-def apply_gradients(tx: optax.GradientTransformation, state: TrainState, grads, loss, per_step
-                    ) -> tuple[TrainState, dict]:
-  """Optimiser update; metrics hold the losses, the gradient norm and whether all of them are finite."""
-  updates, opt_state = tx.update(grads, state.opt_state, state.params)
-  params = optax.apply_updates(state.params, updates)
+def apply_gradients(tx: optax.GradientTransformation, state: TrainState, grads, loss, per_step,
+                    complexity=None) -> tuple[TrainState, dict]:
+  """Optimiser update of `trained(state)`; metrics hold the losses (the data term, and L_C under adaptive weight
+  noise), the gradient norm and whether all of them are finite."""
+  tree = trained(state)
+  updates, opt_state = tx.update(grads, state.opt_state, tree)
+  tree = optax.apply_updates(tree, updates)
+  params, log_sigma = (tree, None) if state.noise is None else tree
   grad_norm = optax.tree.norm(grads)
   metrics = {"loss": loss, "loss_per_step": per_step, "grad_norm": grad_norm,
              "finite": jnp.isfinite(loss) & jnp.isfinite(grad_norm)}
-  return TrainState(state.step + 1, params, opt_state), metrics
+  if complexity is not None:
+    metrics["complexity"] = complexity
+  return TrainState(state.step + 1, params, opt_state, log_sigma), metrics
 
 
-def train_step(graphdef: nnx.GraphDef, tx: optax.GradientTransformation, state: TrainState, batch: dict
-               ) -> tuple[TrainState, dict]:
+def train_step(graphdef: nnx.GraphDef, tx: optax.GradientTransformation, state: TrainState, batch: dict,
+               noise: Noise = NO_NOISE) -> tuple[TrainState, dict]:
   """One optimisation step on a (global) batch; pure, so it can be jitted with shardings or pmapped."""
-  loss, per_step, grads = loss_and_grads(graphdef, state.params, batch)
-  return apply_gradients(tx, state, grads, loss, per_step)
+  grad_fn = jax.value_and_grad(lambda t: objective(graphdef, noise, t, batch, state.step), has_aux=True)
+  (_, (loss, per_step, complexity)), grads = grad_fn(trained(state))
+  return apply_gradients(tx, state, grads, loss, per_step, complexity if noise.mode == "adaptive" else None)
 
 
 def eval_sums(graphdef: nnx.GraphDef, params: nnx.State, batch: dict) -> dict:

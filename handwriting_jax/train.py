@@ -11,11 +11,12 @@ from collections.abc import Callable
 import jax
 import ml_collections
 import numpy as np
+from flax import nnx
 
 from handwriting_jax import checkpoint as ckpt_lib
 from handwriting_jax import config_check, optim, parallel
 from handwriting_jax import step as step_lib
-from handwriting_jax import training_samples
+from handwriting_jax import training_samples, weight_noise
 from handwriting_jax.data import batches as batches_lib
 from handwriting_jax.data import dataset as dataset_lib
 from handwriting_jax.data import pieces as pieces_lib
@@ -228,6 +229,34 @@ def _check_finite(metrics: dict, step: int) -> None:
         "config.optim.learning_rate or config.optim.clip_mode='graves'/'global_norm'.")
 
 
+class InitFromError(UserError, ValueError):
+  """config.train.init_from names no readable checkpoint, or one of another network or data preprocessing."""
+
+
+def initial_params(config: ml_collections.ConfigDict, dataset: dataset_lib.Dataset, path: str) -> nnx.State:
+  """The parameters of the checkpoint at `path` (a training workdir or a params-only export), to start this run
+  from (`config.train.init_from`, e.g. weight noise from a noiseless network, as the paper does); the network, the
+  alphabet and the preprocessing must match this run's."""
+  from handwriting_jax import writer as writer_lib  # pylint: disable=g-import-not-at-top  # only when asked
+  try:
+    writer = writer_lib.load_writer(path)
+  except UserError as e:
+    raise InitFromError(f"config.train.init_from={path}: {e}") from None
+  saved = json.loads(writer.config.to_json_best_effort())
+  try:
+    ckpt_lib.check_compatible(saved, config, writer.workdir, ckpt_lib.NETWORK_FIELDS)
+  except ckpt_lib.IncompatibleWorkdirError as e:
+    raise InitFromError(f"config.train.init_from={path}: {e}") from None
+  if writer.alphabet.chars != dataset.alphabet.chars:
+    raise InitFromError(f"config.train.init_from={path}: its alphabet {writer.alphabet.chars!r} is not this run's "
+                        f"{dataset.alphabet.chars!r}")
+  if not (np.allclose(writer.stats.mean, dataset.stats.mean) and np.allclose(writer.stats.std, dataset.stats.std)):
+    raise InitFromError(f"config.train.init_from={path}: it was trained with other normalisation statistics "
+                        f"(mean {writer.stats.mean}, std {writer.stats.std}; this run's data: mean "
+                        f"{dataset.stats.mean}, std {dataset.stats.std})")
+  return nnx.state(writer.model, nnx.Param)
+
+
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float]:
   """Train `config` in `workdir` (resuming from its newest checkpoint) and return the final metrics."""
   config_check.validate(config, jax.device_count(), jax.process_count())
@@ -246,8 +275,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
           f"the checkpoints in {ckpt.path} use the alphabet {saved['alphabet']!r}, but this run's data gives "
           f"{dataset.alphabet.chars!r}; fix config.data.alphabet or use a new --workdir")
     model = networks.create_model(config, dataset.alphabet.size)
+    if saved is None and config.train.init_from:
+      nnx.update(model, initial_params(config, dataset, config.train.init_from))
     tx = optim.make_optimizer(config.optim, config.train.num_steps)
-    graphdef, state = step_lib.create_train_state(model, tx)
+    noise = step_lib.noise_settings(config, len(dataset.train))
+    graphdef, state = step_lib.create_train_state(model, tx, noise)
     train_batches = CurriculumBatches(dataset.train, dataset.alphabet, config.data, dataset.stats)
     reporter = Reporter(workdir, config.train.num_steps)
     reporter.line(dataset.summary["line"])
@@ -266,8 +298,13 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
 
     metadata = {"config": json.loads(config.to_json_best_effort()), "alphabet": dataset.alphabet.chars,
                 "norm": dataset.stats.to_arrays()}
-    par = parallel.DataParallel(config, graphdef, tx)
+    par = parallel.DataParallel(config, graphdef, tx, noise)
     reporter.line(par.describe())
+    if noise.mode != "none":
+      reporter.line(weight_noise.describe(config.optim, len(dataset.train)))
+    if saved is None and config.train.init_from:
+      reporter.line(f"initialised from {config.train.init_from}")
+    logged = ("loss", "loss_per_step", "grad_norm") + (("complexity",) if noise.mode == "adaptive" else ())
     state = par.put_state(state)
     valid = validation_batches(dataset, config.data, config.train.eval_batches)
     cfg_t = config.train
@@ -292,7 +329,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
         window.append(host)
       pending = (step_now, metrics)
       if step_now % cfg_t.log_every == 0 and window:
-        values = {k: float(np.mean([w[k] for w in window])) for k in ("loss", "loss_per_step", "grad_norm")}
+        values = {k: float(np.mean([w[k] for w in window])) for k in logged}
         window = []
         reporter.progress(step_now, values, points, train_batches.remaining_length(step_now, cfg_t.num_steps))
         points = 0.0

@@ -42,7 +42,7 @@ def write_training_samples(graphdef: nnx.GraphDef, params: nnx.State, metadata: 
   if isinstance(model, networks.SynthesisNetwork):
     usable = []
     for text in texts:
-      try:  # the one unknown-character policy: sample.check_texts; a text it refuses is skipped here, loudly
+      try:  # sample.check_texts (unknown characters: Alphabet.check_known); a text it refuses is skipped, loudly
         sample_lib.check_texts([text], alphabet)
         usable.append(text)
       except UserError as e:

@@ -10,6 +10,7 @@ first line is written freely and primes the others (the page's style is a functi
 characters, empty text, a workdir without a checkpoint...) are reported as one line and a non-zero exit status.
 """
 
+import dataclasses
 import os
 import sys
 
@@ -25,85 +26,119 @@ from handwriting_jax.errors import UserError
 FLAGS = flags.FLAGS
 
 
+@dataclasses.dataclass(frozen=True)
+class Request:
+  """What the command line asks for: one field per flag of the same name (`define_flags`), with its default."""
+  workdir: str | None = None
+  out: str = "handwriting.svg"
+  shipped: str | None = None
+  checkpoint_step: int | None = None
+  text: str | None = None
+  bias: float | None = None
+  style: int | None = None
+  style_file: str | None = None
+  style_name: str | None = None
+  save_style: str | None = None
+  same_style: bool = True
+  seed: int = 0
+  width: int = 40
+  plots: bool = False
+  num_lines: int | None = None
+  animation: str | None = None
+
+  @classmethod
+  def from_flags(cls, flag_values: flags.FlagValues) -> "Request":
+    """The request of the parsed command line."""
+    return cls(**{f.name: flag_values[f.name].value for f in dataclasses.fields(cls)})
+
+
 def define_flags() -> None:
   """The command-line flags (defined only when run as a program, so importing this module defines none)."""
-  flags.DEFINE_string("workdir", None, "Training workdir holding checkpoints/ (default: a writer shipped in the "
-                      "package, chosen by --shipped).")
-  flags.DEFINE_string("shipped", None, f"Without --workdir: the shipped writer to use, one of "
+  r = Request
+  flags.DEFINE_string("workdir", r.workdir, "Training workdir holding checkpoints/ (default: a writer shipped in "
+                      "the package, chosen by --shipped).")
+  flags.DEFINE_string("shipped", r.shipped, f"Without --workdir: the shipped writer to use, one of "
                       f"{', '.join(writer_lib.SHIPPED)} (default {writer_lib.DEFAULT_SHIPPED}).")
-  flags.DEFINE_integer("checkpoint_step", None, "Checkpoint step to use (default: the newest).")
-  flags.DEFINE_string("text", None, "Text to write (synthesis checkpoints); wrapped into lines of --width characters.")
-  flags.DEFINE_float("bias", None, "Sampling bias b >= 0 (eqs. 61-62; default: the checkpoint's config.sample.bias).")
-  flags.DEFINE_integer("style", None, "Prime with validation line N of the checkpoint's data set.")
-  flags.DEFINE_string("style_file", None, "Prime with a style saved by --save_style (.npz).")
-  flags.DEFINE_string("style_name", None, "Prime with a style saved with the writer (WORKDIR/styles/NAME.npz; the "
-                      "shipped writers' styles are their own most legible samples).")
-  flags.DEFINE_string("save_style", None, "Save the --style line used to this .npz file.")
-  flags.DEFINE_bool("same_style", True, "Without a style: write the first line freely and prime the others with it.")
-  flags.DEFINE_string("out", "handwriting.svg", "Output file, .svg (one path per stroke) or .png.")
-  flags.DEFINE_integer("seed", 0, "Random seed: the same seed writes the same page.")
-  flags.DEFINE_integer("width", 40, "Characters per line when wrapping --text.")
-  flags.DEFINE_bool("plots", False, "Also write attention and density plots beside --out.")
-  flags.DEFINE_integer("num_lines", None, "Prediction checkpoints: number of unconditional lines.")
-  flags.DEFINE_string("animation", None, "Also animate the pen writing the first line: a .gif or .html file.")
+  flags.DEFINE_integer("checkpoint_step", r.checkpoint_step, "Checkpoint step to use (default: the newest).")
+  flags.DEFINE_string("text", r.text, "Text to write (synthesis checkpoints); wrapped into lines of --width "
+                      "characters.")
+  flags.DEFINE_float("bias", r.bias, "Sampling bias b >= 0 (eqs. 61-62; default: the checkpoint's "
+                     "config.sample.bias).")
+  flags.DEFINE_integer("style", r.style, "Prime with validation line N of the checkpoint's data set.")
+  flags.DEFINE_string("style_file", r.style_file, "Prime with a style saved by --save_style (.npz).")
+  flags.DEFINE_string("style_name", r.style_name, "Prime with a style saved with the writer (WORKDIR/styles/NAME.npz; "
+                      "the shipped writers' styles are their own most legible samples).")
+  flags.DEFINE_string("save_style", r.save_style, "Save the --style line used to this .npz file.")
+  flags.DEFINE_bool("same_style", r.same_style, "Without a style: write the first line freely and prime the others "
+                    "with it.")
+  flags.DEFINE_string("out", r.out, "Output file, .svg (one path per stroke) or .png.")
+  flags.DEFINE_integer("seed", r.seed, "Random seed: the same seed writes the same page.")
+  flags.DEFINE_integer("width", r.width, "Characters per line when wrapping --text.")
+  flags.DEFINE_bool("plots", r.plots, "Also write attention and density plots beside --out.")
+  flags.DEFINE_integer("num_lines", r.num_lines, "Prediction checkpoints: number of unconditional lines.")
+  flags.DEFINE_string("animation", r.animation, "Also animate the pen writing the first line: a .gif or .html file.")
   flags.DEFINE_string("export", None, "Instead of writing: copy the model's parameters (no optimiser state) into "
                       "this empty folder as a params-only checkpoint (how handwriting_jax/pretrained is made).")
+  flags.DEFINE_integer("export_average", 1, "With --export: write the mean parameters of this many checkpoints, the "
+                       "newest (or --checkpoint_step) and those saved just before it.")
 
 
-def run(workdir: str | None, out: str, *, text: str | None = None, bias: float | None = None,
-        style: int | None = None, style_file: str | None = None, save_style_path: str | None = None,
-        same_style: bool = True, seed: int = 0, width: int = 40, plots: bool = False, num_lines: int | None = None,
-        checkpoint_step: int | None = None, animation: str | None = None, style_name: str | None = None,
-        shipped: str | None = None) -> list[str]:
-  """The command line as a function: write the page (and plots, animation); returns the paths written."""
-  if os.path.splitext(out)[1].lower() not in writer_lib.OUTPUT_EXTENSIONS:
-    raise writer_lib.WriteError(f"--out={out}: the output must end in one of {writer_lib.OUTPUT_EXTENSIONS}")
-  if animation is not None and os.path.splitext(animation)[1].lower() not in (".gif", ".html"):
-    raise writer_lib.WriteError(f"--animation={animation}: the animation must end in .gif or .html")
-  if sum(x is not None for x in (style, style_file, style_name)) > 1:
+def _check_request(r: Request) -> None:
+  """WriteError before any work for flags that do not go together or outputs that cannot be written."""
+  if os.path.splitext(r.out)[1].lower() not in writer_lib.OUTPUT_EXTENSIONS:
+    raise writer_lib.WriteError(f"--out={r.out}: the output must end in one of {writer_lib.OUTPUT_EXTENSIONS}")
+  if r.animation is not None and os.path.splitext(r.animation)[1].lower() not in (".gif", ".html"):
+    raise writer_lib.WriteError(f"--animation={r.animation}: the animation must end in .gif or .html")
+  if sum(x is not None for x in (r.style, r.style_file, r.style_name)) > 1:
     raise writer_lib.WriteError("give one of --style, --style_file and --style_name, not several")
-  if save_style_path is not None and style is None:
+  if r.save_style is not None and r.style is None:
     raise writer_lib.WriteError("--save_style saves the line chosen with --style=N; give --style")
-  for path, flag in ((out, "--out"), (animation, "--animation"), (save_style_path, "--save_style")):
+  for path, flag in ((r.out, "--out"), (r.animation, "--animation"), (r.save_style, "--save_style")):
     if path is not None:
       writer_lib.check_output_path(path, flag)
-  lines = None if text is None else writer_lib.wrap_text(text, width)
-  writer = writer_lib.load_writer(writer_lib.resolve_workdir(workdir, shipped), checkpoint_step)
-  bias = writer.config.sample.bias if bias is None else bias
-  stem = os.path.splitext(out)[0]
+
+
+def run(r: Request) -> list[str]:
+  """The command line as a function: write the page (and plots, animation); returns the paths written."""
+  _check_request(r)
+  lines = None if r.text is None else writer_lib.wrap_text(r.text, r.width)
+  writer = writer_lib.load_writer(writer_lib.resolve_workdir(r.workdir, r.shipped), r.checkpoint_step)
+  bias = writer.config.sample.bias if r.bias is None else r.bias
+  stem = os.path.splitext(r.out)[0]
+  styled = r.style is not None or r.style_file is not None or r.style_name is not None
   if not writer.conditional:
-    if text is not None or style is not None or style_file is not None or style_name is not None:
+    if r.text is not None or styled:
       raise writer_lib.WriteError(f"the checkpoint in {writer.workdir} is a prediction network: it writes "
                                   "unconditionally; use --num_lines instead of --text / --style")
-    samples = sample_lib.sample(writer.model, jax.random.key(seed), num_lines=num_lines or 1, bias=bias,
+    samples = sample_lib.sample(writer.model, jax.random.key(r.seed), num_lines=r.num_lines or 1, bias=bias,
                                 max_steps=writer.config.sample.max_steps, stats=writer.stats)
-    writer_lib.save_page(samples.lines, out)
-    plot_paths = writer_lib.save_plots(samples, writer.stats, stem) if plots else []
-    return [out] + plot_paths + _animate(samples, animation)
-  if num_lines is not None:
+    writer_lib.save_page(samples.lines, r.out)
+    plot_paths = writer_lib.save_plots(samples, writer.stats, stem) if r.plots else []
+    return [r.out] + plot_paths + _animate(samples, r.animation)
+  if r.num_lines is not None:
     raise writer_lib.WriteError("--num_lines is for prediction checkpoints; this is a synthesis network: "
                                 "give --text")
   if lines is None:
     raise writer_lib.WriteError("give --text to write (this is a synthesis checkpoint)")
   sample_lib.check_texts(lines, writer.alphabet)
   prime, written = None, []
-  if style is not None or style_file is not None or style_name is not None:
-    if style is not None:
-      strokes, prime_text = writer_lib.dataset_style(writer.config, style)
-    elif style_name is not None:
-      strokes, prime_text = writer_lib.writer_style(writer, style_name)
+  if styled:
+    if r.style is not None:
+      strokes, prime_text = writer_lib.dataset_style(writer.config, r.style)
+    elif r.style_name is not None:
+      strokes, prime_text = writer_lib.writer_style(writer, r.style_name)
     else:
-      strokes, prime_text = writer_lib.load_style(style_file)
+      strokes, prime_text = writer_lib.load_style(r.style_file)
     prime = writer_lib.make_prime(writer, strokes, prime_text)
-    if save_style_path is not None:
-      writer_lib.save_style(save_style_path, strokes, prime_text)
-      written.append(save_style_path)
-  samples = writer_lib.write_lines(writer, lines, bias=bias, seed=seed, prime=prime, same_style=same_style)
-  writer_lib.save_page(samples.lines, out, lines)
-  written.append(out)
-  if plots:
+    if r.save_style is not None:
+      writer_lib.save_style(r.save_style, strokes, prime_text)
+      written.append(r.save_style)
+  samples = writer_lib.write_lines(writer, lines, bias=bias, seed=r.seed, prime=prime, same_style=r.same_style)
+  writer_lib.save_page(samples.lines, r.out, lines)
+  written.append(r.out)
+  if r.plots:
     written += writer_lib.save_plots(samples, writer.stats, stem, lines)
-  written += _animate(samples, animation, lines)
+  written += _animate(samples, r.animation, lines)
   unfinished = [lines[b] for b in np.flatnonzero(~samples.finished_B)]
   if unfinished:
     logging.warning("%d line(s) reached the length cap before the window finished the text: %s", len(unfinished),
@@ -132,13 +167,9 @@ def main(argv):
   try:
     if FLAGS.export:
       workdir = writer_lib.resolve_workdir(FLAGS.workdir, FLAGS.shipped)
-      print(writer_lib.export_model(workdir, FLAGS.export, FLAGS.checkpoint_step))
+      print(writer_lib.export_model(workdir, FLAGS.export, FLAGS.checkpoint_step, FLAGS.export_average))
       return
-    paths = run(FLAGS.workdir, FLAGS.out, text=FLAGS.text, bias=FLAGS.bias, style=FLAGS.style,
-                style_file=FLAGS.style_file, save_style_path=FLAGS.save_style, same_style=FLAGS.same_style,
-                seed=FLAGS.seed, width=FLAGS.width, plots=FLAGS.plots, num_lines=FLAGS.num_lines,
-                checkpoint_step=FLAGS.checkpoint_step, animation=FLAGS.animation, style_name=FLAGS.style_name,
-                shipped=FLAGS.shipped)
+    paths = run(Request.from_flags(FLAGS))
   except USER_ERRORS as e:
     print(f"error: {' '.join(str(e).split())}", file=sys.stderr)
     sys.exit(1)

@@ -131,7 +131,7 @@ def _load(workdir: str | None, step: int | None) -> tuple[Writer, dict]:
     if metadata.get("params_only"):  # written by `export_model`: parameters, no optimiser state
       state, _ = ckpt.restore({"params": abstract_params}, s)
     else:  # a training checkpoint: the TrainState tree, shapes only, as train.py builds it
-      state, _ = ckpt.restore(_abstract_train_state(config, alphabet.size), s)
+      state, _ = ckpt.restore(abstract_train_state(config, alphabet.size), s)
       state = {"params": state.params}
     return metadata, config, alphabet, stats, graphdef, state
 
@@ -150,22 +150,37 @@ def _load(workdir: str | None, step: int | None) -> tuple[Writer, dict]:
   return Writer(model, config, alphabet, stats, int(restored_step), os.path.abspath(workdir)), metadata
 
 
-def _abstract_train_state(config: ml_collections.ConfigDict, alphabet_size: int) -> step_lib.TrainState:
-  """The shapes of the TrainState that train.py checkpoints for `config` (nothing is allocated)."""
+def abstract_train_state(config: ml_collections.ConfigDict, alphabet_size: int) -> step_lib.TrainState:
+  """The shapes of the TrainState that train.py checkpoints for `config` (nothing is allocated), log σ included
+  under adaptive weight noise."""
   tx = optim.make_optimizer(config.optim, config.train.num_steps)
-  return nnx.eval_shape(lambda: step_lib.create_train_state(networks.create_model(config, alphabet_size), tx))[1]
+  noise = step_lib.noise_settings(config, 1)  # N only scales the loss: the state's shapes do not depend on it
+  return nnx.eval_shape(
+      lambda: step_lib.create_train_state(networks.create_model(config, alphabet_size), tx, noise))[1]
 
 
-def export_model(workdir: str, out_dir: str, step: int | None = None) -> str:
+def export_model(workdir: str, out_dir: str, step: int | None = None, average: int = 1) -> str:
   """Copy a training checkpoint's parameters (no optimiser or data-iterator state: a third of the size) with its
   config, alphabet and normalisation into `out_dir` as a params-only checkpoint that `load_writer` reads; this is
-  how `handwriting_jax/pretrained/` is made. Returns the checkpoint folder written."""
+  how `handwriting_jax/pretrained/` is made. `average` > 1 writes the mean parameters of that many checkpoints, the
+  newest (or `step`) and the ones saved just before it (checkpoint averaging: late checkpoints of one run lie in
+  one basin, and their mean writes more steadily than any one of them). Returns the checkpoint folder written."""
   if os.path.isdir(os.path.join(out_dir, "checkpoints")) and os.listdir(os.path.join(out_dir, "checkpoints")):
     raise WriteError(f"{os.path.abspath(out_dir)}/checkpoints already holds checkpoints; export into an empty folder")
+  if average < 1:
+    raise WriteError(f"--export_average={average}: average at least 1 checkpoint")
   writer, metadata = _load(workdir, step)
   metadata = {k: v for k, v in metadata.items() if k != "data_iter"}
   metadata["params_only"] = True
   metadata["exported_from"] = {"workdir": workdir, "step": writer.step}
+  if average > 1:
+    steps = _steps_up_to(workdir, writer.step)[-average:]
+    if len(steps) < average:
+      raise WriteError(f"--export_average={average}: {os.path.abspath(workdir)} holds only {len(steps)} checkpoints "
+                       f"up to step {writer.step} ({steps})")
+    trees = [nnx.state(load_writer(workdir, s).model, nnx.Param) for s in steps]
+    nnx.update(writer.model, jax.tree.map(lambda *xs: sum(xs[1:], xs[0]) / len(xs), *trees))
+    metadata["exported_from"]["averaged_steps"] = steps
   dst = ckpt_lib.Checkpointer(out_dir, keep=1)
   dst.save(writer.step, {"params": nnx.state(writer.model, nnx.Param)}, metadata)
   dst.close()
@@ -174,6 +189,15 @@ def export_model(workdir: str, out_dir: str, step: int | None = None) -> str:
     shutil.copyfile(os.path.join(writer.workdir, STYLES_DIR, f"{name}.npz"),
                     os.path.join(out_dir, STYLES_DIR, f"{name}.npz"))
   return dst.path
+
+
+def _steps_up_to(workdir: str, step: int) -> list[int]:
+  """The saved checkpoint steps of `workdir` up to `step`, in order."""
+  ckpt = ckpt_lib.Checkpointer(workdir, read_only=True)
+  try:
+    return sorted(s for s in ckpt.manager.all_steps() if s <= step)
+  finally:
+    ckpt.close()
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -202,7 +202,7 @@ def test_process_slices_concatenate_to_global_batch():
 
 def test_bad_arguments():
   """Indivisible batch sizes and mismatched inputs are clear errors."""
-  with pytest.raises(ValueError, match="config.data.batch_size"):
+  with pytest.raises(ValueError, match="batch_size 9 must be a positive multiple of process_count 2"):
     make_iterator(batch_size=9, process_count=2)
   with pytest.raises(ValueError, match="process_index"):
     make_iterator(process_index=2, process_count=2)

@@ -1,6 +1,8 @@
 """configs/*.py: every variant validates, the paper networks have the paper's size, bad fields name themselves."""
 
+import glob
 import importlib.util
+import json
 import os
 
 import pytest
@@ -172,6 +174,22 @@ def test_with_defaults_fills_fields_added_since_a_checkpoint_was_written():
   assert cfg.data.downsample == 1 and cfg.sample.stop_rule == "paper"  # the old behaviour
   assert cfg.model.hidden_size == 77 and cfg.optim.name == "adam"  # what was saved is kept
   assert "downsample" not in saved["data"]  # the saved dict is not changed
+
+
+def test_with_defaults_drops_fields_removed_since_a_checkpoint_was_written():
+  saved = _get_config("synthesis", "small").to_dict()
+  saved["model"]["hoisted_backward"] = True  # removed: the hand-written backward is the only training path
+  cfg = defaults.with_defaults(saved)
+  assert "hoisted_backward" not in cfg.model and cfg.model.hidden_size == saved["model"]["hidden_size"]
+  config_check.validate(cfg)
+
+
+@pytest.mark.parametrize("path", sorted(glob.glob(os.path.join(
+    os.path.dirname(defaults.__file__), "pretrained", "*", "checkpoints", "*", "metadata", "metadata"))))
+def test_shipped_checkpoint_configs_load_as_valid_configs(path):
+  with open(path, encoding="utf-8") as f:
+    saved = json.load(f)["config"]
+  config_check.validate(defaults.with_defaults(saved))
 
 
 def test_old_checkpoint_config_stays_compatible_and_a_new_downsample_does_not():

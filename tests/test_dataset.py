@@ -11,7 +11,7 @@ import chex
 import numpy as np
 import pytest
 
-from handwriting_jax import defaults
+from handwriting_jax import config_check, defaults
 from handwriting_jax.data import cache as cache_lib
 from handwriting_jax.data import dataset
 from handwriting_jax.data import iam
@@ -186,10 +186,19 @@ def test_strict_load_fails_on_malformed_file(tmp_path):
     ("savgol_window", 4, "config.data.savgol_window"),
 ])
 def test_bad_fields_name_the_field(field, value, pattern):
+  """The data group alone is checked by config_check.validate_data, as commands that only load data call it."""
   cfg = defaults.data_config()
   cfg.smoothing = "savgol"
+  config_check.validate_data(cfg)
   cfg[field] = value
-  with pytest.raises(ValueError, match=pattern):
+  with pytest.raises(config_check.ConfigError, match=pattern):
+    config_check.validate_data(cfg)
+
+
+def test_load_dataset_refuses_an_unknown_source():
+  cfg = defaults.data_config()
+  cfg.source = "mnist"
+  with pytest.raises(ValueError, match="'mnist'"):
     load(cfg)
 
 

@@ -156,12 +156,13 @@ def test_vocabulary_sentences():
     vocabulary.random_sentence(rng, 3, 2)
 
 
-def test_config_errors_name_the_field():
+def test_font_list():
+  """The fonts of data.embedded.fonts (config_check refuses a bad list up front with this same parse)."""
+  assert hershey.font_list(" scripts, cursive ") == ("scripts", "cursive")
+  for bad in ("scripts,gothic", " , "):
+    with pytest.raises(ValueError, match="Hershey fonts"):
+      hershey.font_list(bad)
   cfg = _small_cfg()
   cfg.fonts = "scripts,gothic"
-  with pytest.raises(ValueError, match="data.embedded.fonts"):
-    hershey.generate_corpus(cfg)
-  cfg = _small_cfg()
-  cfg.num_lines = 0
-  with pytest.raises(ValueError, match="data.embedded.num_lines"):
+  with pytest.raises(ValueError, match="gothic"):
     hershey.generate_corpus(cfg)

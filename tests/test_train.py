@@ -33,7 +33,7 @@ from handwriting_jax import defaults, optim, parallel, train
 from handwriting_jax import step as step_lib
 from handwriting_jax.data import dataset as dataset_lib
 from handwriting_jax.data.alphabet import Alphabet
-from handwriting_jax.model import mdn, networks
+from handwriting_jax.model import mdn, networks, reference
 
 _REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 _CACHE_FLAGS = ("jax_compilation_cache_dir", "jax_persistent_cache_min_compile_time_secs",
@@ -338,9 +338,7 @@ def test_golden_train_step_matches_independent_reference(data_cache):
 
   # Reference: the same weights in the network differentiated by plain autodiff of lax.scan (not the hand-written
   # hoisted backward the train step runs), the loss of eqs. 23-26 on its output, then eqs. 38-41 in NumPy.
-  cfg_ref = ml_collections.ConfigDict(cfg.to_dict())
-  cfg_ref.model.hoisted_backward = False
-  graphdef_ref, params_ref = nnx.split(networks.create_model(cfg_ref, alphabet_size), nnx.Param)
+  graphdef_ref, params_ref = nnx.split(reference.create_model(cfg, alphabet_size), nnx.Param)
   chex.assert_trees_all_equal(jax.tree.map(np.asarray, params_ref), params0)
 
   def loss_fn(params):

@@ -237,7 +237,7 @@ def test_writer_styles_by_name_and_export_keeps_them(synth_workdir, tmp_path):
   with pytest.raises(writer_lib.WriteError, match="its styles are neat"):
     writer_lib.writer_style(writer, "messy")
   out = str(tmp_path / "page.svg")
-  assert write.run(workdir, out, text="cd", style_name="neat") == [out]
+  assert write.run(write.Request(workdir, out, text="cd", style_name="neat")) == [out]
   writer_lib.export_model(workdir, str(tmp_path / "export"))
   assert writer_lib.style_names(str(tmp_path / "export")) == ["neat"]
 
@@ -245,8 +245,8 @@ def test_writer_styles_by_name_and_export_keeps_them(synth_workdir, tmp_path):
 def test_run_with_dataset_style_png_and_plots(synth_workdir, tmp_path):
   out = str(tmp_path / "out" / "page.png")
   style_path = str(tmp_path / "style.npz")
-  written = write.run(synth_workdir[0], out, text="ab cd", style=2, save_style_path=style_path, plots=True,
-                      bias=0.5, width=3)
+  written = write.run(write.Request(synth_workdir[0], out, text="ab cd", style=2, save_style=style_path,
+                                    plots=True, bias=0.5, width=3))
   assert written[:2] == [style_path, out]
   assert sorted(os.path.basename(p) for p in written[2:]) == [
       "page_attention_0.png", "page_attention_1.png", "page_density_0.png", "page_density_1.png"]
@@ -255,42 +255,42 @@ def test_run_with_dataset_style_png_and_plots(synth_workdir, tmp_path):
   _, text = writer_lib.load_style(style_path)
   assert text  # the transcription of validation line 2 of the tiny embedded corpus
   with pytest.raises(writer_lib.WriteError, match="--style=999"):
-    write.run(synth_workdir[0], out, text="ab", style=999)
+    write.run(write.Request(synth_workdir[0], out, text="ab", style=999))
 
 
 def test_run_animation_html_holds_the_pen_path(synth_workdir, tmp_path):
   out, anim = str(tmp_path / "page.svg"), str(tmp_path / "pen.html")
-  assert write.run(synth_workdir[0], out, text="ab", animation=anim) == [out, anim]
+  assert write.run(write.Request(synth_workdir[0], out, text="ab", animation=anim)) == [out, anim]
   with open(anim, encoding="utf-8") as f:
     assert "<html" in f.read(2000).lower()
   with pytest.raises(writer_lib.WriteError, match="--animation"):
-    write.run(synth_workdir[0], out, text="ab", animation=str(tmp_path / "pen.mp4"))
+    write.run(write.Request(synth_workdir[0], out, text="ab", animation=str(tmp_path / "pen.mp4")))
 
 
 def test_run_prediction_checkpoint(pred_workdir, tmp_path):
   out = str(tmp_path / "scribble.svg")
-  assert write.run(pred_workdir[0], out, num_lines=3, bias=0.2) == [out]
+  assert write.run(write.Request(pred_workdir[0], out, num_lines=3, bias=0.2)) == [out]
   assert len(ET.parse(out).getroot().findall(f".//{SVG}g[@id]")) == 3
   with pytest.raises(writer_lib.WriteError, match="prediction network"):
-    write.run(pred_workdir[0], out, text="hello")
+    write.run(write.Request(pred_workdir[0], out, text="hello"))
 
 
 def test_run_argument_errors(synth_workdir, tmp_path):
   workdir = synth_workdir[0]
   with pytest.raises(writer_lib.WriteError, match="must end in"):
-    write.run(workdir, str(tmp_path / "x.jpg"), text="ab")
+    write.run(write.Request(workdir, str(tmp_path / "x.jpg"), text="ab"))
   with pytest.raises(writer_lib.WriteError, match="empty"):
-    write.run(workdir, str(tmp_path / "x.svg"), text="   ")
+    write.run(write.Request(workdir, str(tmp_path / "x.svg"), text="   "))
   with pytest.raises(writer_lib.WriteError, match="--text"):
-    write.run(workdir, str(tmp_path / "x.svg"))
+    write.run(write.Request(workdir, str(tmp_path / "x.svg")))
   (tmp_path / "afile").write_text("x")
   with pytest.raises(writer_lib.WriteError, match="is a file"):
-    write.run(workdir, str(tmp_path / "afile" / "sub" / "x.svg"), text="ab")
+    write.run(write.Request(workdir, str(tmp_path / "afile" / "sub" / "x.svg"), text="ab"))
   os.makedirs(tmp_path / "adir.gif")
   with pytest.raises(writer_lib.WriteError, match="is a folder"):
-    write.run(workdir, str(tmp_path / "dir.svg"), text="ab", animation=str(tmp_path / "adir.gif"))
+    write.run(write.Request(workdir, str(tmp_path / "dir.svg"), text="ab", animation=str(tmp_path / "adir.gif")))
   with pytest.raises(writer_lib.WriteError, match="not several"):
-    write.run(workdir, str(tmp_path / "x.svg"), text="ab", style=1, style_file="s.npz")
+    write.run(write.Request(workdir, str(tmp_path / "x.svg"), text="ab", style=1, style_file="s.npz"))
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -351,3 +351,28 @@ def test_shipped_pretrained_model_writes_with_a_monotone_window(name):
   assert reading[0] <= 1 and reading[-1] >= len(text) - 2
   assert np.mean(np.diff(reading) >= 0) > 0.97  # monotone, as in the paper's Fig. 13
   assert np.all(np.isfinite(samples.lines[0]))
+
+
+def test_export_average_writes_the_mean_of_the_newest_checkpoints(tmp_path):
+  """`export_model(average=K)`: the mean parameters of the K checkpoints up to the step, not of others; too few is
+  a one-line WriteError."""
+  workdir = str(tmp_path / "w")
+  params = {}
+  for step, seed in ((5, 0), (6, 1), (7, 2)):
+    config = synthesis_config.get_config("tiny")
+    config.seed = seed  # a different network at every step
+    params[step] = _save_checkpoint(workdir, config, step)
+  writer_lib.export_model(workdir, str(tmp_path / "avg"), step=7, average=2)
+  exported = writer_lib.load_writer(str(tmp_path / "avg"))
+  assert exported.step == 7
+  for got, a, b in zip(jax.tree.leaves(nnx.state(exported.model, nnx.Param)), jax.tree.leaves(params[6]),
+                       jax.tree.leaves(params[7]), strict=True):
+    np.testing.assert_allclose(np.asarray(got), (np.asarray(a) + np.asarray(b)) / 2, rtol=1e-6, atol=1e-7)
+  assert any(not np.allclose(np.asarray(a), np.asarray(b))
+             for a, b in zip(jax.tree.leaves(params[6]), jax.tree.leaves(params[7])))
+  writer_lib.export_model(workdir, str(tmp_path / "avg_at_6"), step=6, average=2)  # steps 5 and 6
+  at6 = jax.tree.leaves(nnx.state(writer_lib.load_writer(str(tmp_path / "avg_at_6")).model, nnx.Param))
+  for got, a, b in zip(at6, jax.tree.leaves(params[5]), jax.tree.leaves(params[6]), strict=True):
+    np.testing.assert_allclose(np.asarray(got), (np.asarray(a) + np.asarray(b)) / 2, rtol=1e-6, atol=1e-7)
+  with pytest.raises(writer_lib.WriteError, match="holds only 3 checkpoints"):
+    writer_lib.export_model(workdir, str(tmp_path / "too_many"), average=4)

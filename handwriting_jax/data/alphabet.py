@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from handwriting_jax.errors import ConfigError, UserError
+from handwriting_jax.errors import UserError
 
 PAD_ID = 0  # padding id: `chars_BxU` beyond a text's length; `char_mask_BxU` is 0 there.
 UNKNOWN_ID = 1  # id of every character outside the alphabet (on_unknown="map").
@@ -25,7 +25,7 @@ _ON_UNKNOWN = ("error", "map")
 
 
 class UnknownCharactersError(UserError, ValueError):
-  """A text holds characters outside the alphabet (raised by `encode(..., on_unknown="error")`)."""
+  """A text holds characters outside the alphabet (raised by `check_known`, the one unknown-character policy)."""
 
 
 class Alphabet:
@@ -66,13 +66,7 @@ class Alphabet:
   @classmethod
   def from_config(cls, data_cfg: Any, texts: Iterable[str]) -> "Alphabet":
     """`config.data.alphabet` when non-empty (exactly those characters), else `from_texts(texts)`."""
-    chars = data_cfg.alphabet
-    if chars:
-      try:
-        return cls(chars)
-      except (TypeError, ValueError) as e:
-        raise ConfigError(f"config.data.alphabet is invalid: {e}") from e
-    return cls.from_texts(texts)
+    return cls(data_cfg.alphabet) if data_cfg.alphabet else cls.from_texts(texts)
 
   def unknown_chars(self, text: str) -> list[str]:
     """The distinct characters of `text` outside the alphabet, sorted."""
@@ -82,14 +76,21 @@ class Alphabet:
     """How many characters of `text` (with repeats) are outside the alphabet: those "map" turns into 1."""
     return sum(c not in self._index for c in text)
 
+  def check_known(self, texts: Sequence[str]) -> None:
+    """The one unknown-character policy: UnknownCharactersError naming every character of `texts` outside the
+    alphabet (each once, sorted) and the characters there are."""
+    unknown = sorted({c for text in texts for c in self.unknown_chars(text)})
+    if unknown:
+      raise UnknownCharactersError(f"the text holds characters this model cannot write: {_format_chars(unknown)}; "
+                                   f"its alphabet is {self._chars!r}")
+
   def encode(self, text: str, on_unknown: str = "error") -> np.ndarray:
-    """Ids of `text` as int32 [len(text)]; unknown characters raise ("error") or become UNKNOWN_ID ("map")."""
+    """Ids of `text` as int32 [len(text)]; unknown characters raise ("error": `check_known`) or become UNKNOWN_ID
+    ("map")."""
     if on_unknown not in _ON_UNKNOWN:
       raise ValueError(f"on_unknown must be one of {_ON_UNKNOWN}, got {on_unknown!r}")
     if on_unknown == "error":
-      unknown = self.unknown_chars(text)
-      if unknown:
-        raise UnknownCharactersError(self._unknown_message(unknown, f"text {text!r}"))
+      self.check_known([text])
     return np.fromiter((self._index.get(c, UNKNOWN_ID) for c in text), dtype=np.int32, count=len(text))
 
   def encode_all(self, texts: Sequence[str], on_unknown: str = "error") -> tuple[list[np.ndarray], int]:
@@ -100,9 +101,7 @@ class Alphabet:
     if on_unknown not in _ON_UNKNOWN:
       raise ValueError(f"on_unknown must be one of {_ON_UNKNOWN}, got {on_unknown!r}")
     if on_unknown == "error":
-      unknown = sorted({c for text in texts for c in text if c not in self._index})
-      if unknown:
-        raise UnknownCharactersError(self._unknown_message(unknown, f"{len(texts)} texts"))
+      self.check_known(texts)
     ids = [self.encode(text, on_unknown="map") for text in texts]
     num_unknown = sum(int(np.count_nonzero(x == UNKNOWN_ID)) for x in ids)
     return ids, num_unknown
@@ -120,12 +119,6 @@ class Alphabet:
       else:
         raise ValueError(f"id {i} is outside this alphabet (valid ids 0..{self.size - 1})")
     return "".join(out)
-
-  def _unknown_message(self, unknown: list[str], where: str) -> str:
-    """Error text naming every unknown character and the allowed set."""
-    return (f"{where} holds characters outside the alphabet: {_format_chars(unknown)}; allowed characters: "
-            f"{self._chars!r}. Add them to config.data.alphabet (or leave it empty to use every character "
-            f"of the training texts), or encode with on_unknown='map'.")
 
   def __eq__(self, other: object) -> bool:
     """Equal when the characters and their order are equal."""

@@ -21,7 +21,6 @@ import zlib
 import numpy as np
 
 from handwriting_jax.data.alphabet import Alphabet
-from handwriting_jax.errors import ConfigError
 
 T_MULTIPLE = 32  # padded stroke lengths are multiples of this
 U_MULTIPLE = 8  # padded text lengths are multiples of this
@@ -59,15 +58,13 @@ class BatchIterator(Iterator[dict[str, np.ndarray]]):
     """Check the arguments, drop lines longer than `max_points`, encode the texts and choose the buckets."""
     if len(strokes) != len(texts):
       raise ValueError(f"got {len(strokes)} stroke lines but {len(texts)} texts")
-    if batch_size < 1:
-      raise ConfigError(f"config.data.batch_size must be positive, got {batch_size}")
     if process_count < 1 or not 0 <= process_index < process_count:
       raise ValueError(f"process_index {process_index} is not in [0, process_count={process_count})")
-    if batch_size % process_count:
-      raise ConfigError(f"config.data.batch_size ({batch_size}) must be divisible by the number of "
-                       f"processes ({process_count}): each host loads an equal slice of the global batch")
+    if batch_size < 1 or batch_size % process_count:
+      raise ValueError(f"batch_size {batch_size} must be a positive multiple of process_count {process_count}: "
+                       "each host loads an equal slice of the global batch")
     if num_buckets < 1:
-      raise ConfigError(f"config.data.num_buckets must be at least 1, got {num_buckets}")
+      raise ValueError(f"num_buckets must be at least 1, got {num_buckets}")
     if max_points is not None and max_points < 1:
       raise ValueError(f"max_points must be positive or None, got {max_points}")
     for i, line in enumerate(strokes):

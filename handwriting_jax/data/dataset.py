@@ -115,21 +115,12 @@ def _load_iam(data_cfg: Any, settings: strokes_lib.Preprocessing, progress: bool
   return corpus, hit
 
 
-def _check_config(data_cfg: Any) -> strokes_lib.Preprocessing:
-  """Validate the fields this module reads, naming the field on error."""
-  source = data_cfg.get("source", None)
-  if source not in SOURCES:
-    raise ConfigError(f"config.data.source must be one of {SOURCES}, got {source!r}")
-  if not isinstance(data_cfg.get("normalise_mean", None), bool):
-    raise ConfigError(f"config.data.normalise_mean must be a bool, got {data_cfg.get('normalise_mean', None)!r}")
-  if source == "iam" and not isinstance(data_cfg.get("strict", None), bool):
-    raise ConfigError(f"config.data.strict must be a bool, got {data_cfg.get('strict', None)!r}")
-  return strokes_lib.Preprocessing.from_config(data_cfg)
-
-
 def load_dataset(data_cfg: Any, progress: bool = True) -> Dataset:
-  """Load `config.data.source`, preprocess, normalise by training statistics, build the alphabet."""
-  settings = _check_config(data_cfg)
+  """Load `config.data.source`, preprocess, normalise by training statistics, build the alphabet (`data_cfg` as
+  config_check validates it: `config_check.validate_data`)."""
+  if data_cfg.source not in SOURCES:
+    raise ValueError(f"unknown data source {data_cfg.source!r}; expected one of {SOURCES}")
+  settings = strokes_lib.Preprocessing.from_config(data_cfg)
   cache_hit = None
   if data_cfg.source == "embedded":
     corpus = _load_embedded(data_cfg, settings)

@@ -120,8 +120,6 @@ def _make_stroke(pts_Nx2: np.ndarray, dot_length: float = 0.0) -> _Stroke:
 def _font(name: str) -> dict[str, _Glyph]:
   """Glyphs of one Hershey font for ALPHABET, smoothed, y up, baseline at y = 0 (cached per font)."""
   from HersheyFonts import HersheyFonts  # pylint: disable=g-import-not-at-top
-  if name not in FONTS:
-    raise ConfigError(f"data.embedded.fonts: unknown font {name!r}; choose from {FONTS}")
   f = HersheyFonts()
   f.load_default_font(name)
   glyphs = f.all_glyphs
@@ -382,16 +380,19 @@ def write_line(text: str, writer: Writer, rng: np.random.Generator, x_height: fl
   return np.concatenate([offsets, eos[:, None]], 1).astype(np.float32)
 
 
+def font_list(fonts: str) -> tuple[str, ...]:
+  """The font names of a `data.embedded.fonts` string ("scripts,cursive"); ValueError for none or an unknown one."""
+  names = tuple(f.strip() for f in str(fonts).split(",") if f.strip())
+  if not names or any(f not in FONTS for f in names):
+    raise ValueError(f"expected a comma-separated list of Hershey fonts from {FONTS}, got {fonts!r}")
+  return names
+
+
 class _Writers:
   """Writer k drawn on first use from its own seeded stream (the same whichever lines need it)."""
 
   def __init__(self, cfg: ml_collections.ConfigDict):
-    self._fonts = tuple(f.strip() for f in str(cfg.fonts).split(",") if f.strip())
-    if not self._fonts:
-      raise ConfigError("data.embedded.fonts: empty font list")
-    for f in self._fonts:
-      if f not in FONTS:
-        raise ConfigError(f"data.embedded.fonts: unknown font {f!r}; choose from {FONTS}")
+    self._fonts = font_list(cfg.fonts)
     self._seed, self._ppc = int(cfg.seed), float(cfg.points_per_char)
     self._cache: dict[int, Writer] = {}
 
@@ -400,26 +401,6 @@ class _Writers:
       rng = np.random.default_rng([self._seed, _WRITER, k])
       self._cache[k] = make_writer(rng, self._fonts, self._ppc)
     return self._cache[k]
-
-
-_FIELDS = ("num_lines", "valid_lines", "seed", "min_words", "max_words", "num_writers", "points_per_char",
-           "fonts", "x_height", "valid_writers", "valid_new_writer_fraction")
-
-
-def _check(cfg: ml_collections.ConfigDict) -> None:
-  """Fail early with the field name on nonsensical sizes."""
-  for name in _FIELDS:
-    if name not in cfg:
-      raise ConfigError(f"data.embedded.{name} is missing (see handwriting_jax/defaults.py)")
-  for name in ("num_lines", "num_writers", "min_words", "max_words"):
-    if int(cfg[name]) < 1:
-      raise ConfigError(f"data.embedded.{name} must be >= 1, got {cfg[name]}")
-  if int(cfg.valid_lines) < 0 or int(cfg.valid_writers) < 0:
-    raise ConfigError("data.embedded.valid_lines and data.embedded.valid_writers must be >= 0")
-  if float(cfg.points_per_char) <= 0:
-    raise ConfigError(f"data.embedded.points_per_char must be > 0, got {cfg.points_per_char}")
-  if not 0.0 <= float(cfg.valid_new_writer_fraction) <= 1.0:
-    raise ConfigError("data.embedded.valid_new_writer_fraction must be in [0, 1]")
 
 
 def _line_text(cfg: ml_collections.ConfigDict, stream: int, index: int,
@@ -435,7 +416,6 @@ def _line_text(cfg: ml_collections.ConfigDict, stream: int, index: int,
 
 def corpus_texts(cfg: ml_collections.ConfigDict) -> tuple[list[str], list[str]]:
   """(train_texts, valid_texts) exactly as `generate_corpus` makes them, without drawing any strokes."""
-  _check(cfg)
   train = [_line_text(cfg, _TRAIN, i)[0] for i in range(int(cfg.num_lines))]
   seen = set(train)
   return train, [_line_text(cfg, _VALID, i, seen)[0] for i in range(int(cfg.valid_lines))]
@@ -448,9 +428,8 @@ def generate_corpus(
 
   Training lines are written by writers 0..num_writers-1; a `valid_new_writer_fraction` share of the
   validation lines by `valid_writers` held-out writers, the rest by training writers. Validation texts are
-  drawn from their own stream and avoid the training texts where possible.
+  drawn from their own stream and avoid the training texts where possible (`cfg` as config_check validates it).
   """
-  _check(cfg)
   n_train_writers, n_valid_writers = int(cfg.num_writers), int(cfg.valid_writers)
   writers = _Writers(cfg)
   x_height = float(cfg.x_height)

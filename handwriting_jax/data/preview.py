@@ -79,11 +79,13 @@ def write_preview(lines: Sequence[np.ndarray], texts: Sequence[str], out: str | 
 def run(config: ml_collections.ConfigDict, out: str, num_lines: int = 16, split: str = "train", start: int = 0,
         shuffle_seed: int = -1, color_strokes: bool = False) -> list[str]:
   """The command line as a function: load `config.data`, draw the chosen lines; returns the paths written."""
-  # Imported here so that the drawing tests do not depend on the data pipeline.
+  # Imported here so that the drawing tests do not depend on the data pipeline (nor on JAX, which config_check needs).
+  from handwriting_jax import config_check  # pylint: disable=g-import-not-at-top
   from handwriting_jax.data import dataset as dataset_lib  # pylint: disable=g-import-not-at-top
 
   if "data" not in config:
     raise ValueError("--config: the config has no `data` group")
+  config_check.validate_data(config.data)
   ds = dataset_lib.load_dataset(config.data)
   lines, texts, idx = pick_lines(ds, split, num_lines, start, shuffle_seed)
   written = write_preview(lines, texts, out, color_strokes, labels=[f"{split}[{i}]" for i in idx])

@@ -8,7 +8,6 @@ corpus is a pure function of its seed.
 
 import numpy as np
 
-from handwriting_jax.errors import ConfigError
 
 # Every character a generated sentence may contain (the space included).
 ALPHABET = (" !\"'(),-.0123456789:;?"
@@ -103,7 +102,7 @@ def _word(rng: np.random.Generator) -> str:
 def random_sentence(rng: np.random.Generator, min_words: int, max_words: int) -> str:
   """A random sentence of min_words..max_words tokens with English-like punctuation."""
   if not 1 <= min_words <= max_words:
-    raise ConfigError(f"data.embedded: need 1 <= min_words <= max_words, got {min_words}, {max_words}")
+    raise ValueError(f"need 1 <= min_words <= max_words, got {min_words}, {max_words}")
   n = int(rng.integers(min_words, max_words + 1))
   words = [_word(rng) for _ in range(n)]
   if rng.random() < 0.5:

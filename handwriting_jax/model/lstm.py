@@ -1,7 +1,7 @@
-"""Peephole LSTM step (Graves 2013, eqs. 7-11) as a pure function, plus the hoisted layer scan.
+"""Peephole LSTM cell (Graves 2013, eqs. 7-11) as a pure function of its pre-activations.
 
-Gate order in every `4H` axis is (input, forget, cell, output). The input projection `W_x x + b` does not depend on
-the recurrence, so callers compute it for a whole sequence as one matmul and pass `gates_x` per step.
+Gate order in every `4H` axis is (input, forget, cell, output). The matmuls that make the pre-activations are the
+caller's (`recurrent.py`: the input projection `W_x x + b` hoisted over the whole sequence, `W_h h` per step).
 """
 
 from typing import NamedTuple
@@ -47,26 +47,6 @@ def lstm_cell(peep_3xH: jax.Array | None, carry: LSTMCarry, z_Bx4H: jax.Array, c
   o = jax.nn.sigmoid(maybe_clip(z_o, clip))
   h = o * jnp.tanh(c)
   return LSTMCarry(h, c)
-
-
-def lstm_step(w_h_Hx4H: jax.Array, peep_3xH: jax.Array | None, carry: LSTMCarry, gates_x_Bx4H: jax.Array,
-              clip: float | None = None, compute_dtype=None) -> LSTMCarry:
-  """One peephole LSTM step, eqs. 7-11: returns the new (h, c) from the previous carry and `W_x x + b`."""
-  return lstm_cell(peep_3xH, carry, gates_x_Bx4H + matmul(carry.h, w_h_Hx4H, compute_dtype), clip)
-
-
-def lstm_scan(w_h_Hx4H: jax.Array, peep_3xH: jax.Array | None, carry: LSTMCarry, gates_x_TxBx4H: jax.Array,
-              clip: float | None = None, compute_dtype=None, remat: bool = False, unroll: int = 1
-              ) -> tuple[LSTMCarry, jax.Array]:
-  """Run `lstm_step` over time (time-major input projections); returns the final carry and h [T, B, H]."""
-
-  def body(carry, gates_x):
-    carry = lstm_step(w_h_Hx4H, peep_3xH, carry, gates_x, clip, compute_dtype)
-    return carry, carry.h
-
-  if remat:
-    body = jax.checkpoint(body)
-  return jax.lax.scan(body, carry, gates_x_TxBx4H, unroll=unroll)
 
 
 def zero_carry(batch: int, hidden: int, dtype=jnp.float32) -> LSTMCarry:

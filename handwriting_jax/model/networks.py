@@ -1,10 +1,12 @@
 """Flax NNX modules for the prediction (section 4) and synthesis (section 5) networks.
 
-The modules hold parameters; the recurrences are the pure functions of `lstm.py`, `window.py` and `mdn.py`,
-unrolled with `jax.lax.scan`. Fast path ("How it runs fast" in the design): every input projection that does not
-depend on the recurrence is one large matmul over the whole sequence; the prediction network and layers >= 2 of
-the synthesis network run one scan per layer; layer 1 and the window of the synthesis network share one scan.
-`step` is the plain one-step formulation used by the sampler (and by the tests as the reference).
+The modules hold parameters; the recurrences are the pure functions of `lstm.py`, `window.py` and `mdn.py`, each
+written once as a `recurrent.Cell`. Two paths run them. Training (`__call__`, "How it runs fast" in the design):
+every input projection that does not depend on the recurrence is one large matmul over the whole sequence; the
+prediction network and layers >= 2 of the synthesis network run one `recurrent.layer_scan` (hand-written backward)
+per layer; layer 1 and the window of the synthesis network share one. Sampling (`step`): the same cells one time
+step at a time (`recurrent.step`). The plain-autodiff scans that the tests and the benchmark compare the fast path
+with live in `reference.py`.
 """
 
 import functools
@@ -17,7 +19,8 @@ from flax import nnx
 
 from handwriting_jax.model import lstm, mdn, recurrent, window
 from handwriting_jax.model.clipping import maybe_clip
-from handwriting_jax.errors import ConfigError
+
+MODES = ("prediction", "synthesis")
 
 
 class NetworkState(NamedTuple):
@@ -26,6 +29,11 @@ class NetworkState(NamedTuple):
   lstm: tuple[lstm.LSTMCarry, ...]
   kappa: jax.Array
   w: jax.Array
+
+
+def _identity(h: jax.Array) -> jax.Array:
+  """What a plain LSTM layer multiplies by W_h and by its output projection: h itself."""
+  return h
 
 
 def _lstm_keep(carry: lstm.LSTMCarry) -> jax.Array:
@@ -51,15 +59,21 @@ def _synthesis_rec(kept) -> jax.Array:
   return jnp.concatenate([h1, w_prev], axis=-1)
 
 
+def _synthesis_out(kept) -> jax.Array:
+  """What layer 1 of the synthesis network feeds to the output layer: h¹_t."""
+  return kept[0]
+
+
 def _synthesis_cell_step(clip, variant, compute_dtype, params, consts, carry, z_Bx4H):
-  """`recurrent.Cell.step` of synthesis layer 1 and the window: h¹_t, then (κ_t, w_t) and φ_t (eqs. 46-51)."""
+  """`recurrent.Cell.step` of synthesis layer 1 and the window: h¹_t, then (κ_t, w_t), and (φ_t, α_t, β_t) as the
+  step's extra outputs (eqs. 46-51)."""
   peep, w_window, b_window = params
   onehot, char_mask = consts
   c1, kappa, _ = carry
   c1 = lstm.lstm_cell(peep, c1, z_Bx4H, clip)
   abk = lstm.matmul(c1.h, w_window, compute_dtype) + b_window
   win = window.window_step(abk, kappa, onehot, char_mask, variant)
-  return (c1, win.kappa, win.w), win.phi
+  return (c1, win.kappa, win.w), (win.phi, win.alpha, win.beta)
 
 
 class LSTMLayer(nnx.Module):
@@ -89,9 +103,7 @@ class Network(nnx.Module):
     self.compute_dtype = None if cfg.compute_dtype == "float32" else jnp.dtype(cfg.compute_dtype)
     self.lstm_clip = cfg.lstm_clip if cfg.lstm_clip > 0 else None
     self.output_clip = cfg.output_clip if cfg.output_clip > 0 else None
-    # Fast-path settings (see recurrent.py): hand-written backward with hoisted weight gradients (False: plain
-    # autodiff of lax.scan, kept for comparison), scan unroll factor, time steps per chunk of the layer scans.
-    self.hoisted_backward = bool(cfg.hoisted_backward)
+    # Fast-path settings (see recurrent.py): scan unroll factor, time steps per chunk of the layer scans.
     self.unroll = int(cfg.scan_unroll)
     self.remat_chunk = int(cfg.remat_chunk)
     self.layers = nnx.List([
@@ -102,31 +114,25 @@ class Network(nnx.Module):
                               jnp.float32))
     self.b_y = nnx.Param(jnp.zeros((mdn.output_size(cfg.num_mixtures),), jnp.float32))
 
-  def _project(self, x: jax.Array, w: jax.Array, b: jax.Array | None = None) -> jax.Array:
-    """Hoisted projection of a whole sequence [..., in] @ [in, out] (+ b)."""
-    y = lstm.matmul(x, w, self.compute_dtype)
-    return y if b is None else y + b
-
   def _w_out(self, n: int) -> jax.Array:
     """Layer n's share W_{hⁿy} [H, Y] of the output layer."""
     return self.w_y[...][n * self.hidden:(n + 1) * self.hidden]
+
+  def _lstm_recurrence(self, n: int) -> tuple[recurrent.Cell, recurrent.LayerWeights]:
+    """LSTM layer n as the one recurrence (eqs. 7-11) that both `_layer_scan` and `step` run."""
+    layer = self.layers[n]
+    weights = recurrent.LayerWeights(layer.w_x[...], layer.b[...], layer.w_h[...], layer.peepholes(), self._w_out(n))
+    cell = recurrent.Cell(_identity, functools.partial(_lstm_cell_step, self.lstm_clip), _identity, _lstm_keep)
+    return cell, weights
 
   def _layer_scan(self, n: int, carry: lstm.LSTMCarry, inputs_TxBxI: list[jax.Array]
                   ) -> tuple[lstm.LSTMCarry, jax.Array, jax.Array]:
     """Layer n over the whole sequence: hoisted input projection of the input pieces (their concatenation is
     the layer input), then the recurrent scan; returns the final carry, h [T, B, H] and hⁿ W_{hⁿy} [T, B, Y]."""
-    layer = self.layers[n]
-    if self.hoisted_backward:
-      weights = recurrent.LayerWeights(layer.w_x[...], layer.b[...], layer.w_h[...], layer.peepholes(), self._w_out(n))
-      identity = lambda h: h
-      cell = recurrent.Cell(identity, functools.partial(_lstm_cell_step, self.lstm_clip), identity, _lstm_keep)
-      h, _, y, final = recurrent.layer_scan(cell, weights, carry, inputs_TxBxI, compute_dtype=self.compute_dtype,
-                                            remat=self.remat, chunk=self.remat_chunk, unroll=self.unroll)
-      return final, h, y
-    gates_x = self._project(jnp.concatenate(inputs_TxBxI, axis=-1), layer.w_x[...], layer.b[...])
-    carry, h = lstm.lstm_scan(layer.w_h[...], layer.peepholes(), carry, gates_x, self.lstm_clip, self.compute_dtype,
-                              self.remat, self.unroll)
-    return carry, h, lstm.matmul(h, self._w_out(n), self.compute_dtype)
+    cell, weights = self._lstm_recurrence(n)
+    h, _, y, final = recurrent.layer_scan(cell, weights, carry, inputs_TxBxI, compute_dtype=self.compute_dtype,
+                                          remat=self.remat, chunk=self.remat_chunk, unroll=self.unroll)
+    return final, h, y
 
   def _output_sum(self, ys: list[jax.Array]) -> jax.Array:
     """ŷ = b_y + Σ_n hⁿ W_{hⁿy} from the layers' shares (made chunk by chunk inside the layer scans), with Graves
@@ -149,10 +155,8 @@ class Network(nnx.Module):
     """Layers >= 2 for one time step: layer n sees [x, h^{n-1}, *extra]; returns the carries and ŷ."""
     carries, hs = [], [first_h]
     for n in range(1, self.num_layers):
-      layer = self.layers[n]
-      gx = self._project(jnp.concatenate([x_Bx3, hs[-1], *extra], axis=-1), layer.w_x[...], layer.b[...])
-      carry = lstm.lstm_step(layer.w_h[...], layer.peepholes(), state.lstm[n], gx, self.lstm_clip,
-                             self.compute_dtype)
+      carry, _ = recurrent.step(*self._lstm_recurrence(n), state.lstm[n], [x_Bx3, hs[-1], *extra],
+                                compute_dtype=self.compute_dtype)
       carries.append(carry)
       hs.append(carry.h)
     return carries, self._output(hs)
@@ -188,11 +192,9 @@ class PredictionNetwork(Network):
 
   def step(self, state: NetworkState, x_Bx3: jax.Array, chars_onehot_BxUxA=None, char_mask_BxU=None
            ) -> tuple[NetworkState, jax.Array, dict]:
-    """One time step (sampling, reference): returns the new state, ŷ [B, 6M+1] and an empty aux dict."""
+    """One time step (sampling): returns the new state, ŷ [B, 6M+1] and an empty aux dict."""
     del chars_onehot_BxUxA, char_mask_BxU
-    layer = self.layers[0]
-    c1 = lstm.lstm_step(layer.w_h[...], layer.peepholes(), state.lstm[0],
-                        self._project(x_Bx3, layer.w_x[...], layer.b[...]), self.lstm_clip, self.compute_dtype)
+    c1, _ = recurrent.step(*self._lstm_recurrence(0), state.lstm[0], [x_Bx3], compute_dtype=self.compute_dtype)
     carries, y = self._step_layers(state, x_Bx3, c1.h, [])
     return NetworkState((c1, *carries), state.kappa, state.w), y, {}
 
@@ -220,45 +222,25 @@ class SynthesisNetwork(Network):
     """One-hot characters c_u [B, U, A] (padding id 0 is masked out by `char_mask`)."""
     return jax.nn.one_hot(chars_BxU, self.alphabet_size, dtype=dtype)
 
-  def _layer1_window(self, c1: lstm.LSTMCarry, kappa, w_prev, gates_x_Bx4H, onehot, char_mask):
-    """Layer 1 and the window for one step: h¹_t from [x_t, w_{t-1}], then (w_t, κ_t, φ_t)."""
-    layer = self.layers[0]
-    a = self.alphabet_size
-    gx = gates_x_Bx4H + lstm.matmul(w_prev, layer.w_x[...][3:3 + a], self.compute_dtype)
-    c1 = lstm.lstm_step(layer.w_h[...], layer.peepholes(), c1, gx, self.lstm_clip, self.compute_dtype)
-    abk = lstm.matmul(c1.h, self.w_window[...], self.compute_dtype) + self.b_window[...]
-    return c1, window.window_step(abk, kappa, onehot, char_mask, self.window_variant)
-
-  def _layer1_window_scan(self, state: NetworkState, x_TxBx3, onehot, char_mask):
-    """Layer 1 and the window over time (recurrent.layer_scan: W_h and W_xw fused in one matmul per step,
-    hoisted weight gradients); returns (final (c1, κ, w), (h¹, w, φ, κ, h¹ W_{h¹y}) over time)."""
+  def _layer1_window_recurrence(self) -> tuple[recurrent.Cell, recurrent.LayerWeights]:
+    """Layer 1 and the window as the one recurrence that both `_layer1_window_scan` and `step` run: h¹_t from
+    [x_t, w_{t-1}] (W_h and W_xw fused in one matmul on [h¹_{t-1}, w_{t-1}]), then (κ_t, w_t, φ_t)."""
     layer1, a = self.layers[0], self.alphabet_size
     w_x = layer1.w_x[...]
     weights = recurrent.LayerWeights(w_x[:3], layer1.b[...], jnp.concatenate([layer1.w_h[...], w_x[3:3 + a]], 0),
                                      (layer1.peepholes(), self.w_window[...], self.b_window[...]), self._w_out(0))
     cell = recurrent.Cell(_synthesis_rec, functools.partial(_synthesis_cell_step, self.lstm_clip,
                                                             self.window_variant, self.compute_dtype),
-                          lambda kept: kept[0], _synthesis_keep)
-    (h1, kappa_seq, w_seq), phi, y1, final = recurrent.layer_scan(
-        cell, weights, (state.lstm[0], state.kappa, state.w), [x_TxBx3], (onehot, char_mask),
+                          _synthesis_out, _synthesis_keep)
+    return cell, weights
+
+  def _layer1_window_scan(self, state: NetworkState, x_TxBx3, onehot, char_mask):
+    """Layer 1 and the window over time (recurrent.layer_scan, hoisted weight gradients); returns (final
+    (c1, κ, w), (h¹, w, φ, κ, h¹ W_{h¹y}) over time)."""
+    (h1, kappa_seq, w_seq), (phi, _, _), y1, final = recurrent.layer_scan(
+        *self._layer1_window_recurrence(), (state.lstm[0], state.kappa, state.w), [x_TxBx3], (onehot, char_mask),
         compute_dtype=self.compute_dtype, remat=self.remat, chunk=self.remat_chunk, unroll=self.unroll)
     return final, (h1, w_seq, phi, kappa_seq, y1)
-
-  def _layer1_window_scan_autodiff(self, state: NetworkState, x_TxBx3, onehot, char_mask):
-    """Same as `_layer1_window_scan` as one plain lax.scan differentiated by JAX (the reference fast path)."""
-    layer1 = self.layers[0]
-    gates_x1 = self._project(x_TxBx3, layer1.w_x[...][:3], layer1.b[...])
-
-    def body(carry, gx):
-      c1, kappa, w_prev = carry
-      c1, win = self._layer1_window(c1, kappa, w_prev, gx, onehot, char_mask)
-      return (c1, win.kappa, win.w), (c1.h, win.w, win.phi, win.kappa)
-
-    if self.remat:
-      body = jax.checkpoint(body)
-    carry, (h1, w_seq, phi, kappa_seq) = jax.lax.scan(body, (state.lstm[0], state.kappa, state.w), gates_x1,
-                                                      unroll=self.unroll)
-    return carry, (h1, w_seq, phi, kappa_seq, lstm.matmul(h1, self._w_out(0), self.compute_dtype))
 
   def __call__(self, inputs_BxTx3: jax.Array, chars_BxU: jax.Array, char_mask_BxU: jax.Array,
                state: NetworkState | None = None, time_major: bool = False) -> tuple[jax.Array, NetworkState, dict]:
@@ -267,8 +249,7 @@ class SynthesisNetwork(Network):
     x = jnp.swapaxes(inputs_BxTx3, 0, 1)
     state = self.initial_state(x.shape[1], x.dtype) if state is None else state
     onehot, char_mask = self.one_hot(chars_BxU, x.dtype), char_mask_BxU.astype(x.dtype)
-    scan = self._layer1_window_scan if self.hoisted_backward else self._layer1_window_scan_autodiff
-    (c1, kappa, w_last), (h1, w_seq, phi, kappa_seq, y1) = scan(state, x, onehot, char_mask)
+    (c1, kappa, w_last), (h1, w_seq, phi, kappa_seq, y1) = self._layer1_window_scan(state, x, onehot, char_mask)
     hs, ys, carries = [h1], [y1], [c1]
     for n in range(1, self.num_layers):
       carry, h, y_n = self._layer_scan(n, state.lstm[n], [x, hs[-1], w_seq])
@@ -281,33 +262,33 @@ class SynthesisNetwork(Network):
 
   def step(self, state: NetworkState, x_Bx3: jax.Array, chars_onehot_BxUxA: jax.Array, char_mask_BxU: jax.Array
            ) -> tuple[NetworkState, jax.Array, dict]:
-    """One time step (sampling, reference): new state, ŷ [B, 6M+1], aux {phi [B,U], kappa, alpha, beta [B,K]}."""
-    layer1 = self.layers[0]
-    gx = self._project(x_Bx3, layer1.w_x[...][:3], layer1.b[...])
-    c1, win = self._layer1_window(state.lstm[0], state.kappa, state.w, gx, chars_onehot_BxUxA,
-                                  char_mask_BxU.astype(x_Bx3.dtype))
-    carries, y = self._step_layers(state, x_Bx3, c1.h, [win.w])
-    aux = {"phi": win.phi, "kappa": win.kappa, "alpha": win.alpha, "beta": win.beta}
-    return NetworkState((c1, *carries), win.kappa, win.w), y, aux
+    """One time step (sampling): new state, ŷ [B, 6M+1], aux {phi [B,U], kappa, alpha, beta [B,K]}."""
+    consts = (chars_onehot_BxUxA, char_mask_BxU.astype(x_Bx3.dtype))
+    (c1, kappa, w), (phi, alpha, beta) = recurrent.step(
+        *self._layer1_window_recurrence(), (state.lstm[0], state.kappa, state.w), [x_Bx3], consts,
+        compute_dtype=self.compute_dtype)
+    carries, y = self._step_layers(state, x_Bx3, c1.h, [w])
+    aux = {"phi": phi, "kappa": kappa, "alpha": alpha, "beta": beta}
+    return NetworkState((c1, *carries), kappa, w), y, aux
 
 
 def build_network(model_cfg: ml_collections.ConfigDict, alphabet_size: int, seed: int) -> Network:
-  """Build the network that `model_cfg.mode` names ("prediction" or "synthesis")."""
+  """Build the network that `model_cfg.mode` names (one of `MODES`)."""
   rngs = nnx.Rngs(params=seed)
   if model_cfg.mode == "prediction":
     return PredictionNetwork(model_cfg, rngs=rngs)
   if model_cfg.mode == "synthesis":
     return SynthesisNetwork(model_cfg, alphabet_size, rngs=rngs)
-  raise ConfigError(f"config.model.mode must be 'prediction' or 'synthesis', got {model_cfg.mode!r}")
+  raise ValueError(f"unknown network mode {model_cfg.mode!r}; expected one of {MODES}")
 
 
-def create_model(cfg: ml_collections.ConfigDict, alphabet_size: int, *, graves_clipping: bool | None = None
-                 ) -> "Network":
-  """The network of a whole config: `cfg.model` at seed `cfg.seed`.
+def model_config(cfg: ml_collections.ConfigDict, *, graves_clipping: bool | None = None
+                 ) -> ml_collections.ConfigDict:
+  """The network fields of a whole config, with Graves derivative clipping as the optimiser's clipping mode says.
 
-  Graves derivative clipping (`model.lstm_clip` / `model.output_clip`) is part of the optimiser's clipping mode:
-  it is applied when `graves_clipping` is True, which defaults to `cfg.optim.clip_mode == "graves"`; otherwise
-  the two bounds are set to 0 (off) in the built network. Sampling and evaluation are unaffected either way.
+  Graves clipping (`model.lstm_clip` / `model.output_clip`) is applied when `graves_clipping` is True, which
+  defaults to `cfg.optim.clip_mode == "graves"`; otherwise the two bounds are set to 0 (off). Sampling and
+  evaluation are unaffected either way.
   """
   if graves_clipping is None:
     graves_clipping = cfg.optim.clip_mode == "graves"
@@ -315,7 +296,13 @@ def create_model(cfg: ml_collections.ConfigDict, alphabet_size: int, *, graves_c
   if not graves_clipping:
     model_cfg.lstm_clip = 0.0
     model_cfg.output_clip = 0.0
-  return build_network(model_cfg, alphabet_size, cfg.seed)
+  return model_cfg
+
+
+def create_model(cfg: ml_collections.ConfigDict, alphabet_size: int, *, graves_clipping: bool | None = None
+                 ) -> Network:
+  """The network of a whole config: `model_config(cfg)` at seed `cfg.seed`."""
+  return build_network(model_config(cfg, graves_clipping=graves_clipping), alphabet_size, cfg.seed)
 
 
 def count_params(model: nnx.Module) -> int:

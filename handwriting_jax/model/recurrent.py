@@ -26,6 +26,7 @@ by JAX.
 """
 
 import functools
+from collections.abc import Sequence
 from typing import Any, Callable, NamedTuple
 
 import jax
@@ -157,6 +158,14 @@ def _over_chunks(run_chunk, acc, num_steps: int, chunk: int, reverse: bool, out_
   return acc, bufs, (stack(accs_in, tail_in) if rest and starts else accs_in)
 
 
+def _advance(cell: Cell, weights: LayerWeights, consts, carry: Carry, gates_x_BxG: jax.Array, compute_dtype
+             ) -> tuple[Carry, Any, jax.Array]:
+  """One step from its input projection Z_x[t]: z_t = Z_x[t] + r(k_{t-1}) W_rec, then the cell; (s_t, e_t, z_t)."""
+  z = gates_x_BxG + lstm.matmul(cell.rec(cell.kept(carry)), weights.w_rec, compute_dtype)
+  new, extra = cell.step(weights.cell, consts, carry, z)
+  return new, extra, z
+
+
 def _forward(cell, compute_dtype, chunk: int, unroll: int, weights: LayerWeights, consts, carry0: Carry,
              xs: tuple[jax.Array, ...], save_full: bool):
   """Forward pass, chunk by chunk in time: the chunk's input projection as one large matmul, then the scan over
@@ -169,8 +178,7 @@ def _forward(cell, compute_dtype, chunk: int, unroll: int, weights: LayerWeights
     gates_x = _project(weights.w_x, weights.b, _slice(xs, start, size), compute_dtype)
 
     def body(carry, gx):
-      z = gx + lstm.matmul(cell.rec(cell.kept(carry)), weights.w_rec, compute_dtype)
-      new, extra = cell.step(weights.cell, consts, carry, z)
+      new, extra, z = _advance(cell, weights, consts, carry, gx, compute_dtype)
       return new, (new if save_full else cell.kept(new), extra, z if save_full else None)
 
     carry, (news, extras, zs) = jax.lax.scan(body, carry, gates_x, unroll=unroll)
@@ -322,3 +330,12 @@ def layer_scan(cell: Cell, weights: LayerWeights, carry0: Carry, xs_TxBxI: tuple
   `unroll` is the unroll factor of the scans.
   """
   return _layer(cell, compute_dtype, bool(remat), int(chunk), int(unroll), weights, consts, carry0, tuple(xs_TxBxI))
+
+
+def step(cell: Cell, weights: LayerWeights, carry: Carry, xs_BxI: Sequence[jax.Array], consts=None, *,
+         compute_dtype=None) -> tuple[Carry, Any]:
+  """One time step of the same recurrence as `layer_scan`, differentiated by plain autodiff (what sampling runs);
+  returns (s_t, extra_t) from s_{t-1} and the pieces of the input x_t."""
+  gates_x = _project(weights.w_x, weights.b, tuple(xs_BxI), compute_dtype)
+  new, extra, _ = _advance(cell, weights, consts, carry, gates_x, compute_dtype)
+  return new, extra
