@@ -178,7 +178,7 @@ def export_model(workdir: str, out_dir: str, step: int | None = None, average: i
     if len(steps) < average:
       raise WriteError(f"--export_average={average}: {os.path.abspath(workdir)} holds only {len(steps)} checkpoints "
                        f"up to step {writer.step} ({steps})")
-    trees = [nnx.state(load_writer(workdir, s).model, nnx.Param) for s in steps]
+    trees = [nnx.state((writer if s == writer.step else load_writer(workdir, s)).model, nnx.Param) for s in steps]
     nnx.update(writer.model, jax.tree.map(lambda *xs: sum(xs[1:], xs[0]) / len(xs), *trees))
     metadata["exported_from"]["averaged_steps"] = steps
   dst = ckpt_lib.Checkpointer(out_dir, keep=1)

@@ -272,13 +272,16 @@ class SynthesisNetwork(Network):
     return NetworkState((c1, *carries), kappa, w), y, aux
 
 
-def build_network(model_cfg: ml_collections.ConfigDict, alphabet_size: int, seed: int) -> Network:
-  """Build the network that `model_cfg.mode` names (one of `MODES`)."""
+def build_network(model_cfg: ml_collections.ConfigDict, alphabet_size: int, seed: int,
+                  classes: tuple[type, type] | None = None) -> Network:
+  """Build the network that `model_cfg.mode` names (one of `MODES`); `classes` = (prediction, synthesis) network
+  classes to build instead of this module's (`reference.py` passes its autodiff ones)."""
+  prediction, synthesis = classes or (PredictionNetwork, SynthesisNetwork)
   rngs = nnx.Rngs(params=seed)
   if model_cfg.mode == "prediction":
-    return PredictionNetwork(model_cfg, rngs=rngs)
+    return prediction(model_cfg, rngs=rngs)
   if model_cfg.mode == "synthesis":
-    return SynthesisNetwork(model_cfg, alphabet_size, rngs=rngs)
+    return synthesis(model_cfg, alphabet_size, rngs=rngs)
   raise ValueError(f"unknown network mode {model_cfg.mode!r}; expected one of {MODES}")
 
 

@@ -11,7 +11,6 @@ gradients); `experiments/benchmark.py --variants=autodiff` times them.
 import jax
 import jax.numpy as jnp
 import ml_collections
-from flax import nnx
 
 from handwriting_jax.model import lstm, networks, window
 
@@ -79,12 +78,7 @@ class SynthesisNetwork(networks.SynthesisNetwork):
 
 def build_network(model_cfg: ml_collections.ConfigDict, alphabet_size: int, seed: int) -> networks.Network:
   """`networks.build_network` with the reference scans (the same parameters for the same seed)."""
-  rngs = nnx.Rngs(params=seed)
-  if model_cfg.mode == "prediction":
-    return PredictionNetwork(model_cfg, rngs=rngs)
-  if model_cfg.mode == "synthesis":
-    return SynthesisNetwork(model_cfg, alphabet_size, rngs=rngs)
-  raise ValueError(f"unknown network mode {model_cfg.mode!r}; expected one of {networks.MODES}")
+  return networks.build_network(model_cfg, alphabet_size, seed, (PredictionNetwork, SynthesisNetwork))
 
 
 def create_model(cfg: ml_collections.ConfigDict, alphabet_size: int) -> networks.Network:
