@@ -2,6 +2,7 @@
 
   python experiments/benchmark.py --out=benchmark.json            # paper size, B=32, T=600, U=40 (~5-10 min, CPU)
   python experiments/benchmark.py --quick                          # smoke run (< 1 min)
+  python experiments/benchmark.py --peer=torch                     # and the PyTorch peer, alternated step by step
 
 For each network (prediction, synthesis) it reports the compile time of the jitted train step
 (`handwriting_jax.step.train_step`: forward, backward, optimiser update), the median step time, timestep-samples
@@ -10,6 +11,11 @@ right before each step, and the ratio of the two (the median of the per-step rat
 It also reports the peak memory of one training step at B=64, T=1200 with and without remat, each in a fresh
 subprocess (peak RSS on CPU, the device's peak bytes in use on GPU), and the sampling throughput of 64 lines x 700
 points in one compiled call (`handwriting_jax.sample`). A table goes to stdout, everything to `--out` (JSON).
+
+With `--peer=torch` (torch importable: `pip install torch==2.13.0`, never a project dependency) each timed row also
+runs the PyTorch peer of the same network and sizes (`experiments/torch_peer.py`, fp32) in the same process, the two
+alternated step by step (matmul, project step, peer step, ...), and reports the peer's median step time and the
+speed-up: the median of the per-pair ratios peer time / project time.
 """
 
 import argparse
@@ -48,6 +54,8 @@ def parse_args(argv=None) -> argparse.Namespace:
   p.add_argument("--sample_lines", type=int, default=64, help="lines sampled at once")
   p.add_argument("--sample_points", type=int, default=700, help="points sampled per line")
   p.add_argument("--no_sample", action="store_true", help="skip the sampling throughput")
+  p.add_argument("--peer", default="", choices=["", "torch"],
+                 help="also time the PyTorch peer (experiments/torch_peer.py) alternated with each row")
   p.add_argument("--quick", action="store_true", help="smoke run: small sizes, one repeat (< 1 minute)")
   p.add_argument("--out", default="", help="write all figures to this JSON file")
   p.add_argument("--xla_flags", default=None, help="XLA_FLAGS for this run (set before JAX starts)")
@@ -174,21 +182,47 @@ def time_training(args, mode: str, variant: str, ref: ReferenceMatmul) -> dict:
   fwd, formula = flops_per_step(mode, cfg.model.hidden_size, cfg.model.num_layers, cfg.model.num_mixtures,
                                 cfg.model.num_window_gaussians, alphabet, args.chars)
   train_flops = 3 * fwd * args.batch * args.length
-  times, refs = [], []
+  peer_step = make_peer_step(args, mode, cfg) if args.peer else None
+  if peer_step is not None:
+    peer_step()  # warm-up
+  times, refs, peer_times = [], [], []
   for _ in range(args.repeats):
     refs.append(ref.gflops())
     t0 = time.perf_counter()
     state, metrics = compiled(state, batch)
     jax.block_until_ready(metrics)
     times.append(time.perf_counter() - t0)
+    if peer_step is not None:
+      t0 = time.perf_counter()
+      peer_step()
+      peer_times.append(time.perf_counter() - t0)
   times, refs = np.array(times), np.array(refs)
   achieved = train_flops / times / 1e9
-  return {"mode": mode, "variant": variant or "default", "params": params, "compile_s": compile_s,
-          "step_s": float(np.median(times)), "step_s_all": times.tolist(),
-          "samples_per_s": args.batch * args.length / float(np.median(times)),
-          "train_gflop": train_flops / 1e9, "gflops": float(np.median(achieved)),
-          "matmul_gflops": float(np.median(refs)), "ratio": float(np.median(achieved / refs)),
-          "loss": float(metrics["loss"]), "flop_formula": formula}
+  out = {"mode": mode, "variant": variant or "default", "params": params, "compile_s": compile_s,
+         "step_s": float(np.median(times)), "step_s_all": times.tolist(),
+         "samples_per_s": args.batch * args.length / float(np.median(times)),
+         "train_gflop": train_flops / 1e9, "gflops": float(np.median(achieved)),
+         "matmul_gflops": float(np.median(refs)), "ratio": float(np.median(achieved / refs)),
+         "loss": float(metrics["loss"]), "flop_formula": formula}
+  if peer_times:
+    peer_times = np.array(peer_times)
+    out.update(peer=args.peer, peer_step_s=float(np.median(peer_times)), peer_step_s_all=peer_times.tolist(),
+               speedup_vs_peer=float(np.median(peer_times / times)))
+  return out
+
+
+def make_peer_step(args, mode: str, cfg):
+  """The PyTorch peer's training step (experiments/torch_peer.py) at the benchmark's sizes, fp32, all cores."""
+  try:
+    import torch  # pylint: disable=g-import-not-at-top
+  except ImportError:
+    sys.exit("--peer=torch needs PyTorch: pip install torch==2.13.0 (never a project dependency)")
+  sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+  import torch_peer  # pylint: disable=g-import-not-at-top
+  torch.set_num_threads(os.cpu_count() or 1)
+  m = cfg.model
+  return torch_peer.make_train_step(mode, args.batch, args.length, args.chars, m.hidden_size, m.num_layers,
+                                    m.num_mixtures, m.num_window_gaussians, len(ALPHABET) + 2)
 
 
 def memory_child(args) -> None:
@@ -288,11 +322,16 @@ def time_sampling(args, mode: str) -> dict:
 def print_table(results: dict) -> None:
   """Human-readable summary."""
   print("\n== training step (" + results["config"] + ")")
+  peer = any("peer_step_s" in r for r in results["training"])
   print(f"{'network':12s} {'variant':10s} {'compile s':>9s} {'step s':>8s} {'samples/s':>10s} {'GFLOP/s':>8s} "
-        f"{'matmul GFLOP/s':>14s} {'ratio':>6s}")
+        f"{'matmul GFLOP/s':>14s} {'ratio':>6s}" + (f" {'peer step s':>11s} {'speed-up':>8s}" if peer else ""))
   for r in results["training"]:
     print(f"{r['mode']:12s} {r['variant']:10s} {r['compile_s']:9.1f} {r['step_s']:8.3f} {r['samples_per_s']:10.0f} "
-          f"{r['gflops']:8.1f} {r['matmul_gflops']:14.1f} {r['ratio']:6.2f}")
+          f"{r['gflops']:8.1f} {r['matmul_gflops']:14.1f} {r['ratio']:6.2f}"
+          + (f" {r['peer_step_s']:11.3f} {r['speedup_vs_peer']:7.2f}x" if "peer_step_s" in r else ""))
+  if peer:
+    print("  peer: experiments/torch_peer.py (PyTorch, fp32), alternated step by step with each row; speed-up = "
+          "median of peer time / project time")
   for r in results["training"]:
     if r["variant"] == "default":
       print(f"  {r['mode']}: {r['flop_formula']}")
