@@ -93,8 +93,9 @@ def _lookup(cfg: dict, field: str):
 
 
 def check_compatible(saved_config: dict, config: ml_collections.ConfigDict, path: str,
-                     fields: Sequence[str] = _COMPATIBILITY_FIELDS) -> None:
-  """Raise IncompatibleWorkdirError listing every compatibility field (of `fields`) that differs."""
+                     fields: Sequence[str] = _COMPATIBILITY_FIELDS,
+                     advice: str = "Use a new --workdir, or the config that wrote this one.") -> None:
+  """Raise IncompatibleWorkdirError listing every compatibility field (of `fields`) that differs, then `advice`."""
   saved_config = defaults.with_defaults(saved_config).to_dict()
   current = json.loads(config.to_json_best_effort())
   diffs = [f"config.{f}: checkpoint has {_lookup(saved_config, f)!r}, this run has {_lookup(current, f)!r}"
@@ -102,7 +103,7 @@ def check_compatible(saved_config: dict, config: ml_collections.ConfigDict, path
   if diffs:
     raise IncompatibleWorkdirError(
         f"the checkpoints in {path} were written by an incompatible config:\n  " + "\n  ".join(diffs)
-        + "\nUse a new --workdir, or the config that wrote this one.")
+        + "\n" + advice)
 
 
 def _on_disk(state):

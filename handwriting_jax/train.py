@@ -244,7 +244,9 @@ def initial_params(config: ml_collections.ConfigDict, dataset: dataset_lib.Datas
     raise InitFromError(f"config.train.init_from={path}: {e}") from None
   saved = json.loads(writer.config.to_json_best_effort())
   try:
-    ckpt_lib.check_compatible(saved, config, writer.workdir, ckpt_lib.NETWORK_FIELDS)
+    ckpt_lib.check_compatible(saved, config, writer.workdir, ckpt_lib.NETWORK_FIELDS,
+                              advice="Fine-tuning keeps the network: give this run the config.model of the run it "
+                                     "starts from.")
   except ckpt_lib.IncompatibleWorkdirError as e:
     raise InitFromError(f"config.train.init_from={path}: {e}") from None
   if writer.alphabet.chars != dataset.alphabet.chars:

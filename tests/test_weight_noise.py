@@ -185,8 +185,9 @@ def test_init_from_starts_from_another_checkpoint_and_refuses_another_network(tm
   bigger = _tiny()
   bigger.model.hidden_size = 24
   bigger.train.init_from = export
-  with pytest.raises(train.InitFromError, match="model.hidden_size"):
+  with pytest.raises(train.InitFromError, match="model.hidden_size") as err:
     _run(bigger, str(tmp_path / "bad"), num_steps=1)
+  assert "config.model of the run it starts from" in str(err.value) and "new --workdir" not in str(err.value)
   missing = _tiny()
   missing.train.init_from = str(tmp_path / "nowhere")
   with pytest.raises(train.InitFromError, match="nowhere"):
