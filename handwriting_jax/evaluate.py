@@ -92,22 +92,6 @@ def load_validation(writer: writer_lib.Writer, iam_path: str | None = None) -> V
                         f"{source}, every line up to {data_cfg.max_points} points{every}")
 
 
-def _padded_batch(lines: Sequence[np.ndarray], ids: Sequence[np.ndarray], batch: int, t: int, u: int) -> dict:
-  """Teacher-forcing batch [batch, t] of `lines` (rows past them fully masked), as BatchIterator lays it out."""
-  out = {"inputs": np.zeros((batch, t, 3), np.float32), "targets": np.zeros((batch, t, 3), np.float32),
-         "mask": np.zeros((batch, t), np.float32), "chars": np.zeros((batch, u), np.int32),
-         "char_mask": np.zeros((batch, u), np.float32)}
-  for b, (line, c) in enumerate(zip(lines, ids)):
-    n = len(line)
-    out["targets"][b, :n] = line
-    out["inputs"][b, 0] = batches_lib.FIRST_INPUT
-    out["inputs"][b, 1:n] = line[:-1]
-    out["mask"][b, :n] = 1.0
-    out["chars"][b, :len(c)] = c
-    out["char_mask"][b, :len(c)] = 1.0
-  return out
-
-
 def validation_nll(writer: writer_lib.Writer, strokes: Sequence[np.ndarray], texts: Sequence[str]) -> dict:
   """Exact NLL over every line: nats per sequence and per step (normalised offsets), and per sequence in raw units.
 
@@ -123,7 +107,7 @@ def validation_nll(writer: writer_lib.Writer, strokes: Sequence[np.ndarray], tex
     idx = order[lo:lo + _EVAL_BATCH]
     t = -(-max(len(strokes[i]) for i in idx) // _PAD_MULTIPLE) * _PAD_MULTIPLE
     u = -(-max(max(len(ids[i]) for i in idx), 1) // batches_lib.U_MULTIPLE) * batches_lib.U_MULTIPLE
-    batch = _padded_batch([strokes[i] for i in idx], [ids[i] for i in idx], _EVAL_BATCH, t, u)
+    batch = batches_lib.pad_batch([strokes[i] for i in idx], [ids[i] for i in idx], _EVAL_BATCH, t, u)
     out = jax.device_get(sums(graphdef, params, batch))
     total += float(out["nll"])
     steps += float(out["steps"])

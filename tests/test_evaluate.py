@@ -52,7 +52,7 @@ def test_validation_nll_is_exact_over_every_line(workdir):
   ref_total, ref_steps = 0.0, 0
   for line, text in zip(valid.strokes, valid.texts):
     ids = writer.alphabet.encode(text, on_unknown="map")
-    batch = evaluate._padded_batch([line], [ids], 1, len(line), max(len(ids), 1))
+    batch = batches_lib.pad_batch([line], [ids], 1, len(line), max(len(ids), 1))
     ref_total += float(step_lib.batch_loss(graphdef, params, batch)[0])
     ref_steps += len(line)
   assert got["lines"] == len(valid.strokes) and got["steps"] == ref_steps
@@ -74,7 +74,7 @@ def test_validation_uses_the_checkpoint_normalisation(workdir):
 
 def test_padded_batch_matches_the_training_layout():
   line = np.arange(12, dtype=np.float32).reshape(4, 3)
-  batch = evaluate._padded_batch([line], [np.array([3, 4], np.int32)], 2, 6, 8)
+  batch = batches_lib.pad_batch([line], [np.array([3, 4], np.int32)], 2, 6, 8)
   assert batch["inputs"].shape == (2, 6, 3) and batch["mask"].sum() == 4 and batch["char_mask"].sum() == 2
   np.testing.assert_array_equal(batch["inputs"][0, 0], batches_lib.FIRST_INPUT)
   np.testing.assert_array_equal(batch["inputs"][0, 1:4], line[:3])

@@ -49,6 +49,25 @@ def _bucket_edges(lengths_N: np.ndarray, num_buckets: int, min_lines: int) -> np
   return np.asarray(edges, dtype=np.int64)
 
 
+def pad_batch(lines: Sequence[np.ndarray], char_ids: Sequence[np.ndarray], batch: int, t: int, u: int
+              ) -> dict[str, np.ndarray]:
+  """The teacher-forcing layout of every batch: lines [n_i, 3] as targets padded to [batch, t, 3], inputs shifted by
+  one step behind FIRST_INPUT, texts padded to [batch, u], with masks; rows past the lines are fully masked."""
+  out = {"inputs": np.zeros((batch, t, 3), np.float32), "targets": np.zeros((batch, t, 3), np.float32),
+         "mask": np.zeros((batch, t), np.float32), "chars": np.zeros((batch, u), np.int32),
+         "char_mask": np.zeros((batch, u), np.float32)}
+  for b, (line, ids) in enumerate(zip(lines, char_ids)):
+    n = len(line)
+    out["targets"][b, :n] = line
+    if n:
+      out["inputs"][b, 0] = FIRST_INPUT
+      out["inputs"][b, 1:n] = line[:-1]
+    out["mask"][b, :n] = 1.0
+    out["chars"][b, :len(ids)] = ids
+    out["char_mask"][b, :len(ids)] = 1.0
+  return out
+
+
 class BatchIterator(Iterator[dict[str, np.ndarray]]):
   """Infinite iterator over shuffled epochs of bucketed batches (see the module docstring)."""
 
@@ -203,24 +222,7 @@ class BatchIterator(Iterator[dict[str, np.ndarray]]):
     return batch
 
   def _make_batch(self, lines_B: np.ndarray, t: int, u: int) -> dict[str, np.ndarray]:
-    """Gather and pad lines `lines_B` (indices into the kept lines) to [B, t, 3] and texts to [B, u]."""
-    lengths_B = self._lengths[lines_B]
-    mask_BxT = np.arange(t)[None, :] < lengths_B[:, None]
-    rows_BxT = np.where(mask_BxT, self._starts[lines_B][:, None] + np.arange(t)[None, :], 0)
-    targets_BxTx3 = np.where(mask_BxT[..., None], self._points[rows_BxT], np.float32(0))
-    inputs_BxTx3 = np.empty_like(targets_BxTx3)
-    inputs_BxTx3[:, 0] = FIRST_INPUT
-    inputs_BxTx3[:, 1:] = targets_BxTx3[:, :-1]
-    inputs_BxTx3 *= mask_BxT[..., None]  # zero the input that follows the last target
-
-    text_lengths_B = self._text_lengths[lines_B]
-    char_mask_BxU = np.arange(u)[None, :] < text_lengths_B[:, None]
-    char_rows_BxU = np.where(char_mask_BxU, self._text_starts[lines_B][:, None] + np.arange(u)[None, :], -1)
-    chars_BxU = np.where(char_mask_BxU, self._chars[char_rows_BxU], 0).astype(np.int32)
-    return {
-        "inputs": inputs_BxTx3,
-        "targets": targets_BxTx3,
-        "mask": mask_BxT.astype(np.float32),
-        "chars": chars_BxU,
-        "char_mask": char_mask_BxU.astype(np.float32),
-    }
+    """Lines `lines_B` (indices into the kept lines) and their texts in the layout of `pad_batch`."""
+    lines = [self._points[s:s + n] for s, n in zip(self._starts[lines_B], self._lengths[lines_B])]
+    ids = [self._chars[s:s + n] for s, n in zip(self._text_starts[lines_B], self._text_lengths[lines_B])]
+    return pad_batch(lines, ids, len(lines_B), t, u)
