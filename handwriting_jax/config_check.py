@@ -196,6 +196,9 @@ def _check_data(data: ml_collections.ConfigDict) -> None:
   """The rules across fields of `config.data`."""
   _require(data.source != "iam" or bool(data.iam_path), "data.iam_path",
            "is empty but config.data.source is 'iam': give the folder holding the IAM-OnDB files")
+  _require(data.source == "iam" or not data.iam_path, "data.iam_path",
+           f"is set ({data.iam_path!r}) but config.data.source is {data.source!r}, which would ignore it: add "
+           "--config.data.source=iam to train on IAM-OnDB, or drop the path")
   _require(data.savgol_order < data.savgol_window, "data.savgol_order",
            f"must be below data.savgol_window ({data.savgol_window}), got {data.savgol_order}")
   _require(data.embedded.min_words <= data.embedded.max_words, "data.embedded.min_words",

@@ -124,6 +124,11 @@ def _set_iam_without_path(cfg):
   cfg.data.iam_path = ""
 
 
+def _set_iam_path_without_iam_source(cfg):  # the path would be silently ignored
+  cfg.data.source = "embedded"
+  cfg.data.iam_path = "/data/iam-ondb"
+
+
 def _set_unknown_optimizer(cfg):
   cfg.optim.name = "sgd"
 
@@ -144,6 +149,7 @@ def _set_zero_downsample(cfg):
     (_set_zero_hidden_size, "config.model.hidden_size"),
     (_set_decreasing_curriculum, "config.data.curriculum[1]"),
     (_set_iam_without_path, "config.data.iam_path"),
+    (_set_iam_path_without_iam_source, "config.data.iam_path"),
     (_set_unknown_optimizer, "config.optim.name"),
 ])
 def test_bad_field_raises_config_error_naming_it(mutate, field):
