@@ -3,7 +3,7 @@
   python experiments/wavefront_probe.py --hidden=128,192,400     # B=32, T=267: a few minutes on 2 cores
 
 Two schedules of the same 3-layer LSTM stack (each layer fed the layer below and a fixed window-sized input, as in
-the synthesis network; no peepholes, no output layer), forward and `jax.grad` by plain autodiff:
+the synthesis network; the project's peephole cell, no output layer), forward and `jax.grad` by plain autodiff:
   layers  one `lax.scan` of T steps per layer, one [B, R] x [R, 4H] matmul per step (the project's schedule);
   wave    one `lax.scan` of T + 2 iterations, iteration i running layer 1 at step i, layer 2 at i - 1 and layer 3 at
           i - 2: three matmuls per iteration with no dependence between them, a third as many iterations.
@@ -19,12 +19,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from handwriting_jax.model import lstm
+
 
 def _cell(z_Bx4H, c_BxH):
-  """A plain LSTM cell: (h, c) from the pre-activations and the previous cell state."""
-  i, f, g, o = jnp.split(z_Bx4H, 4, -1)
-  c = jax.nn.sigmoid(f) * c_BxH + jax.nn.sigmoid(i) * jnp.tanh(g)
-  return jax.nn.sigmoid(o) * jnp.tanh(c), c
+  """The project's peephole LSTM cell (`model.lstm.lstm_cell`, fixed peepholes): (h, c) from z and c_{t-1}."""
+  h, c = lstm.lstm_cell(jnp.full((3, c_BxH.shape[-1]), 0.1), lstm.LSTMCarry(c_BxH, c_BxH), z_Bx4H)  # reads only c
+  return h, c
 
 
 def by_layers(ws, zx_TxBx4H, win_BxA):
