@@ -217,7 +217,9 @@ def make_peer_step(args, mode: str, cfg):
     import torch  # pylint: disable=g-import-not-at-top
   except ImportError:
     sys.exit("--peer=torch needs PyTorch: pip install torch==2.13.0 (never a project dependency)")
-  sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+  here = os.path.dirname(os.path.abspath(__file__))
+  if here not in sys.path:
+    sys.path.insert(0, here)
   import torch_peer  # pylint: disable=g-import-not-at-top
   torch.set_num_threads(os.cpu_count() or 1)
   m = cfg.model
