@@ -25,9 +25,9 @@ from handwriting_jax.errors import UserError
 _COMPATIBILITY_FIELDS = ("model.mode", "model.num_layers", "model.hidden_size", "model.num_mixtures",
                          "model.num_window_gaussians", "model.peepholes", "model.window_variant", "data.source",
                          "data.alphabet", "data.downsample", "data.normalise_mean", "optim.name",
-                         "optim.weight_noise")
+                         "optim.weight_noise", "train.ema_decay")
 # What a network started from another checkpoint (`train.init_from`) must share with it.
-NETWORK_FIELDS = tuple(f for f in _COMPATIBILITY_FIELDS if not f.startswith("optim."))
+NETWORK_FIELDS = tuple(f for f in _COMPATIBILITY_FIELDS if not f.startswith(("optim.", "train.")))
 
 
 class _DropUnretrievedReadErrors(logging.Filter):

@@ -157,6 +157,7 @@ RULES: dict[str, Rule] = {
     "train.keep_checkpoints": POSITIVE_INT,
     "train.sample_every": NON_NEGATIVE_INT,
     "train.init_from": TEXT,
+    "train.ema_decay": BELOW_ONE,
     "sample.bias": NON_NEGATIVE,
     "sample.texts": Rule(_texts, "a list of non-empty strings", ("ok", " ")),
     "sample.max_steps_per_char": POSITIVE,

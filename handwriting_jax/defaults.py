@@ -125,6 +125,9 @@ def train_config() -> ml_collections.ConfigDict:
   c.keep_checkpoints = 3
   c.sample_every = 2000  # write samples and an attention plot into WORKDIR/samples; 0 = never
   c.init_from = ""  # a workdir or params-only export whose parameters a new run starts from (same network)
+  # Exponential moving average of the parameters (step.update_ema), kept in the checkpoints and used for validation,
+  # training samples, `write`, `evaluate` and exports (their --raw_weights flag takes the trained ones); 0 = none.
+  c.ema_decay = 0.0
   return c
 
 

@@ -174,9 +174,10 @@ def overlap(sentences: Sequence[str], train_texts: Sequence[str]) -> list[str]:
 def evaluate(workdir: str | None, step: int | None, *, biases: Sequence[float], seeds: int, out_dir: str | None,
              prime_style: tuple[np.ndarray, str] | None = None, style_index: int | None = None,
              iam_path: str | None = None, nll: bool = True, styles: int = 0, styles_bias: float = 0.75,
-             stop_rule: str | None = None) -> dict:
+             stop_rule: str | None = None, raw_weights: bool = False) -> dict:
   """Evaluate one checkpoint (default: the newest; no workdir: the shipped model); writes and returns the report.
-  `stop_rule` overrides the checkpoint's config.sample.stop_rule."""
+  `stop_rule` overrides the checkpoint's config.sample.stop_rule; `raw_weights` judges the trained parameters of a
+  run that kept a moving average (by default the average is judged, as `write` uses it)."""
   if stop_rule is not None and stop_rule not in sample_lib.STOP_RULES:
     raise EvaluateError(f"--stop_rule must be one of {sample_lib.STOP_RULES}, got {stop_rule!r}")
   if not biases or any(not math.isfinite(b) or b < 0 for b in biases):
@@ -188,7 +189,7 @@ def evaluate(workdir: str | None, step: int | None, *, biases: Sequence[float], 
                         f"--biases {list(biases)}")
   tesseract = legibility.check_tesseract()  # once, before any work
   t0 = time.time()
-  writer = writer_lib.load_writer(workdir, step)
+  writer = writer_lib.load_writer(workdir, step, raw_weights)
   if stop_rule is not None:
     writer.config.sample.stop_rule = stop_rule
   if not writer.conditional:
@@ -197,11 +198,12 @@ def evaluate(workdir: str | None, step: int | None, *, biases: Sequence[float], 
   if out_dir is None:
     shipped = os.path.dirname(writer.workdir) == os.path.abspath(writer_lib.PRETRAINED_DIR)
     base = os.path.abspath(f"evaluation_{os.path.basename(writer.workdir)}") if shipped else writer.workdir
-    out_dir = os.path.join(base, "eval", f"step_{writer.step}")
+    out_dir = os.path.join(base, "eval", f"step_{writer.step}" + ("_raw" if raw_weights else ""))
   if os.path.exists(out_dir) and not os.path.isdir(out_dir):
     raise EvaluateError(f"--out={out_dir} is a file; give a folder")
   os.makedirs(out_dir, exist_ok=True)
   report = {"workdir": writer.workdir, "step": writer.step, "data_source": writer.config.data.source,
+            "weights": "moving average" if writer.ema else "trained",
             "sentences": list(SENTENCES), "seeds": seeds, "stop_rule": writer.config.sample.stop_rule}
   valid = None
   if nll or style_index is not None:
@@ -241,7 +243,7 @@ def evaluate(workdir: str | None, step: int | None, *, biases: Sequence[float], 
 
 def summary(report: dict) -> str:
   """The report as a few human-readable lines."""
-  out = [f"{report['workdir']} step {report['step']} ({report['data_source']} data)"]
+  out = [f"{report['workdir']} step {report['step']} ({report['data_source']} data, {report['weights']} weights)"]
   nll = report.get("nll")
   if nll:
     norm = nll["normalisation"]
@@ -287,6 +289,8 @@ def define_flags() -> None:
   flags.DEFINE_float("styles_bias", 0.75, "The bias whose lines --save_styles chooses from.")
   flags.DEFINE_enum("stop_rule", None, list(sample_lib.STOP_RULES), "When a written line ends (default: the checkpoint's "
                     "config.sample.stop_rule): paper = the window has passed the text, lift = then the next pen lift.")
+  flags.DEFINE_bool("raw_weights", False, "Judge the trained parameters of a run that kept a moving average "
+                    "(config.train.ema_decay), not the average.")
 
 
 def main(argv):
@@ -312,7 +316,8 @@ def main(argv):
       out = FLAGS.out if FLAGS.out is None or len(steps) == 1 else os.path.join(FLAGS.out, f"step_{step}")
       report = evaluate(workdir, step, biases=biases, seeds=FLAGS.seeds, out_dir=out, prime_style=style,
                         style_index=FLAGS.style, iam_path=FLAGS.iam_path, nll=FLAGS.nll,
-                        styles=FLAGS.save_styles, styles_bias=FLAGS.styles_bias, stop_rule=FLAGS.stop_rule)
+                        styles=FLAGS.save_styles, styles_bias=FLAGS.styles_bias, stop_rule=FLAGS.stop_rule,
+                        raw_weights=FLAGS.raw_weights)
       print(summary(report), flush=True)
   except (UserError, FileNotFoundError) as e:
     print(f"error: {' '.join(str(e).split())}", file=sys.stderr)

@@ -51,13 +51,15 @@ class DataParallel:
     if self.global_batch % num_devices:
       raise ValueError(f"a global batch of {self.global_batch} lines does not divide over {num_devices} devices")
     self.per_device_batch = self.global_batch // num_devices
+    ema_decay = float(cfg.train.ema_decay)  # the state keeps a moving average when > 0 (create_train_state)
     self.local_batch = self.global_batch // jax.process_count()
     # Auto axes: XLA's partitioner propagates the batch sharding through the scans (no sharding-in-types).
     self.mesh = jax.make_mesh((num_devices,), (AXIS,), axis_types=(AxisType.Auto,))
     self.replicated = NamedSharding(self.mesh, P())
     self.batch_sharding = NamedSharding(self.mesh, P(AXIS))
     if self.mode == "jit":
-      self._train_step = jax.jit(functools.partial(step_lib.train_step, graphdef, tx, noise=noise),
+      self._train_step = jax.jit(functools.partial(step_lib.train_step, graphdef, tx, noise=noise,
+                                                   ema_decay=ema_decay),
                                  in_shardings=(self.replicated, self.batch_sharding),
                                  out_shardings=(self.replicated, self.replicated), donate_argnums=0)
       self._eval_sums = jax.jit(functools.partial(step_lib.eval_sums, graphdef),
@@ -65,7 +67,7 @@ class DataParallel:
     else:
       self._local_mesh = Mesh(np.asarray(jax.local_devices()), (AXIS,))
       self._stacked = NamedSharding(self._local_mesh, P(AXIS))
-      self._train_step = jax.pmap(functools.partial(_pmap_train_step, graphdef, tx, noise, num_devices),
+      self._train_step = jax.pmap(functools.partial(_pmap_train_step, graphdef, tx, noise, num_devices, ema_decay),
                                   axis_name=AXIS, donate_argnums=0)
       self._eval_sums = jax.pmap(functools.partial(_pmap_eval_sums, graphdef), axis_name=AXIS)
 
@@ -104,7 +106,7 @@ class DataParallel:
 
   def eval_sums(self, state: step_lib.TrainState, local_batch: Mapping[str, np.ndarray]) -> dict:
     """Summed validation NLL, lines and steps of one global batch (scalar global arrays)."""
-    sums = self._eval_sums(state.params, self.put_batch(local_batch))
+    sums = self._eval_sums(step_lib.judged_params(state), self.put_batch(local_batch))
     return sums if self.mode == "jit" else jax.tree.map(self._unstack, sums)
 
   def _replicate(self, x) -> jax.Array:
@@ -124,7 +126,8 @@ class DataParallel:
 
 
 def _pmap_train_step(graphdef: nnx.GraphDef, tx: optax.GradientTransformation, noise: step_lib.Noise,
-                     num_devices: int, state: step_lib.TrainState, batch: dict) -> tuple[step_lib.TrainState, dict]:
+                     num_devices: int, ema_decay: float, state: step_lib.TrainState, batch: dict
+                     ) -> tuple[step_lib.TrainState, dict]:
   """Per-device step. Each device differentiates 1/D of the global objective (its mean NLL, and L_C / N under
   adaptive weight noise, over the number of devices), so the summed gradient and every derivative clipped inside
   backprop (Graves clipping) are exactly those of the global mean that the jit path differentiates. Every device
@@ -135,7 +138,8 @@ def _pmap_train_step(graphdef: nnx.GraphDef, tx: optax.GradientTransformation, n
   lines = batch["inputs"].shape[0]
   loss = lax.pmean(local_loss, AXIS)
   per_step = lax.psum(local_loss * lines, AXIS) / jnp.maximum(lax.psum(jnp.sum(batch["mask"]), AXIS), 1.0)
-  return step_lib.apply_gradients(tx, state, grads, loss, per_step, complexity if noise.mode == "adaptive" else None)
+  return step_lib.apply_gradients(tx, state, grads, loss, per_step, complexity if noise.mode == "adaptive" else None,
+                                  ema_decay)
 
 
 def _pmap_eval_sums(graphdef: nnx.GraphDef, params: nnx.State, batch: dict) -> dict:

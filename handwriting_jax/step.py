@@ -13,11 +13,13 @@ from handwriting_jax.model import mdn
 
 class TrainState(NamedTuple):
   """Everything a train step updates: step counter, network parameters (nnx.State; the means μ under weight
-  noise), optimiser state, and log σ of every weight under adaptive weight noise (else None)."""
+  noise), optimiser state, log σ of every weight under adaptive weight noise (else None), and the exponential
+  moving average of the parameters under `train.ema_decay` > 0 (else None)."""
   step: jax.Array
   params: nnx.State
   opt_state: Any
   noise: Any = None
+  ema: Any = None
 
 
 class Noise(NamedTuple):
@@ -38,14 +40,35 @@ def noise_settings(config, num_train_sequences: int) -> Noise:
                1.0 / max(int(num_train_sequences), 1))
 
 
-def create_train_state(model: nnx.Module, tx: optax.GradientTransformation, noise: Noise = NO_NOISE
-                       ) -> tuple[nnx.GraphDef, TrainState]:
-  """Split the model into its static graph and parameter state, add log σ under adaptive weight noise, and
-  initialise the optimiser over everything trained."""
+def create_train_state(model: nnx.Module, tx: optax.GradientTransformation, noise: Noise = NO_NOISE,
+                       ema: bool = False) -> tuple[nnx.GraphDef, TrainState]:
+  """Split the model into its static graph and parameter state, add log σ under adaptive weight noise and the
+  moving average (starting at the initial parameters) when `ema`, and initialise the optimiser over everything
+  trained."""
   graphdef, params = nnx.split(model, nnx.Param)
   log_sigma = weight_noise.init_log_sigma(params, noise.std) if noise.mode == "adaptive" else None
-  state = TrainState(jnp.zeros((), jnp.int32), params, None, log_sigma)
+  average = jax.tree.map(jnp.copy, params) if ema else None
+  state = TrainState(jnp.zeros((), jnp.int32), params, None, log_sigma, average)
   return graphdef, state._replace(opt_state=tx.init(trained(state)))
+
+
+def judged_params(state: TrainState) -> nnx.State:
+  """The parameters a run is validated, sampled and written with: the moving average when it keeps one (it writes
+  more steadily than the last step's weights), else the trained parameters."""
+  return state.params if state.ema is None else state.ema
+
+
+def ema_decay_at(decay: float, step: jax.Array) -> jax.Array:
+  """The moving average's decay after optimiser step `step` (0-based): min(decay, (1 + step) / (10 + step)), so
+  that the early average forgets the random initialisation quickly (the warm-up of TensorFlow's
+  ExponentialMovingAverage with num_updates)."""
+  t = step.astype(jnp.float32)
+  return jnp.minimum(jnp.float32(decay), (1.0 + t) / (10.0 + t))
+
+
+def update_ema(ema: nnx.State, params: nnx.State, decay: jax.Array) -> nnx.State:
+  """ema ← decay · ema + (1 − decay) · params, leaf by leaf."""
+  return jax.tree.map(lambda a, p: decay * a + (1.0 - decay) * p, ema, params)
 
 
 def trained(state: TrainState):
@@ -79,9 +102,10 @@ def objective(graphdef: nnx.GraphDef, noise: Noise, trained_tree, batch: dict, s
 
 
 def apply_gradients(tx: optax.GradientTransformation, state: TrainState, grads, loss, per_step,
-                    complexity=None) -> tuple[TrainState, dict]:
-  """Optimiser update of `trained(state)`; metrics hold the losses (the data term, and L_C under adaptive weight
-  noise), the gradient norm and whether all of them are finite."""
+                    complexity=None, ema_decay: float = 0.0) -> tuple[TrainState, dict]:
+  """Optimiser update of `trained(state)`, then of the moving average when the state keeps one (`ema_decay`, as
+  `ema_decay_at`); metrics hold the losses (the data term, and L_C under adaptive weight noise), the gradient norm
+  and whether all of them are finite."""
   tree = trained(state)
   updates, opt_state = tx.update(grads, state.opt_state, tree)
   tree = optax.apply_updates(tree, updates)
@@ -91,15 +115,17 @@ def apply_gradients(tx: optax.GradientTransformation, state: TrainState, grads, 
              "finite": jnp.isfinite(loss) & jnp.isfinite(grad_norm)}
   if complexity is not None:
     metrics["complexity"] = complexity
-  return TrainState(state.step + 1, params, opt_state, log_sigma), metrics
+  ema = None if state.ema is None else update_ema(state.ema, params, ema_decay_at(ema_decay, state.step))
+  return TrainState(state.step + 1, params, opt_state, log_sigma, ema), metrics
 
 
 def train_step(graphdef: nnx.GraphDef, tx: optax.GradientTransformation, state: TrainState, batch: dict,
-               noise: Noise = NO_NOISE) -> tuple[TrainState, dict]:
+               noise: Noise = NO_NOISE, ema_decay: float = 0.0) -> tuple[TrainState, dict]:
   """One optimisation step on a (global) batch; pure, so it can be jitted with shardings or pmapped."""
   grad_fn = jax.value_and_grad(lambda t: objective(graphdef, noise, t, batch, state.step), has_aux=True)
   (_, (loss, per_step, complexity)), grads = grad_fn(trained(state))
-  return apply_gradients(tx, state, grads, loss, per_step, complexity if noise.mode == "adaptive" else None)
+  return apply_gradients(tx, state, grads, loss, per_step, complexity if noise.mode == "adaptive" else None,
+                         ema_decay)
 
 
 def eval_sums(graphdef: nnx.GraphDef, params: nnx.State, batch: dict) -> dict:

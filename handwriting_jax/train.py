@@ -281,7 +281,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
       nnx.update(model, initial_params(config, dataset, config.train.init_from))
     tx = optim.make_optimizer(config.optim, config.train.num_steps)
     noise = step_lib.noise_settings(config, len(dataset.train))
-    graphdef, state = step_lib.create_train_state(model, tx, noise)
+    graphdef, state = step_lib.create_train_state(model, tx, noise, ema=config.train.ema_decay > 0)
     train_batches = CurriculumBatches(dataset.train, dataset.alphabet, config.data, dataset.stats)
     reporter = Reporter(workdir, config.train.num_steps)
     reporter.line(dataset.summary["line"])
@@ -337,15 +337,15 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
         points = 0.0
       if step_now % cfg_t.eval_every == 0 or step_now == cfg_t.num_steps:
         final = evaluate(par, state, valid)
-        reporter.line(f"step {step_now} validation: {final['valid_loss']:.2f} nats/sequence, "
-                      f"{final['valid_loss_per_step']:.4f} nats/step")
+        reporter.line(f"step {step_now} validation{' (moving average)' if cfg_t.ema_decay else ''}: "
+                      f"{final['valid_loss']:.2f} nats/sequence, {final['valid_loss_per_step']:.4f} nats/step")
         reporter.scalars(step_now, final)
       if step_now % cfg_t.checkpoint_every == 0 or step_now == cfg_t.num_steps:
         save(step_now, metrics)
       if cfg_t.sample_every and (step_now % cfg_t.sample_every == 0 or step_now == cfg_t.num_steps):
         _check_finite(jax.device_get(metrics), step_now)
-        written = training_samples.write_training_samples(graphdef, par.global_state(state).params, metadata,
-                                                          config, workdir, step_now)
+        written = training_samples.write_training_samples(
+            graphdef, step_lib.judged_params(par.global_state(state)), metadata, config, workdir, step_now)
         if written:
           reporter.line(f"step {step_now} samples: {', '.join(written)}")
       if preemption.reached(ckpt, step_now):

@@ -45,6 +45,7 @@ class Request:
   plots: bool = False
   num_lines: int | None = None
   animation: str | None = None
+  raw_weights: bool = False
 
   @classmethod
   def from_flags(cls, flag_values: flags.FlagValues) -> "Request":
@@ -77,6 +78,8 @@ def define_flags() -> None:
   flags.DEFINE_bool("plots", r.plots, "Also write attention and density plots beside --out.")
   flags.DEFINE_integer("num_lines", r.num_lines, "Prediction checkpoints: number of unconditional lines.")
   flags.DEFINE_string("animation", r.animation, "Also animate the pen writing the first line: a .gif or .html file.")
+  flags.DEFINE_bool("raw_weights", r.raw_weights, "Use (or --export) the trained parameters of a run that kept a "
+                    "moving average (config.train.ema_decay), not the average.")
   flags.DEFINE_string("export", None, "Instead of writing: copy the model's parameters (no optimiser state) into "
                       "this empty folder as a params-only checkpoint (how handwriting_jax/pretrained is made).")
   flags.DEFINE_integer("export_average", 1, "With --export: write the mean parameters of this many checkpoints, the "
@@ -102,7 +105,7 @@ def run(r: Request) -> list[str]:
   """The command line as a function: write the page (and plots, animation); returns the paths written."""
   _check_request(r)
   lines = None if r.text is None else writer_lib.wrap_text(r.text, r.width)
-  writer = writer_lib.load_writer(writer_lib.resolve_workdir(r.workdir, r.shipped), r.checkpoint_step)
+  writer = writer_lib.load_writer(writer_lib.resolve_workdir(r.workdir, r.shipped), r.checkpoint_step, r.raw_weights)
   bias = writer.config.sample.bias if r.bias is None else r.bias
   stem = os.path.splitext(r.out)[0]
   styled = r.style is not None or r.style_file is not None or r.style_name is not None
@@ -167,7 +170,8 @@ def main(argv):
   try:
     if FLAGS.export:
       workdir = writer_lib.resolve_workdir(FLAGS.workdir, FLAGS.shipped)
-      print(writer_lib.export_model(workdir, FLAGS.export, FLAGS.checkpoint_step, FLAGS.export_average))
+      print(writer_lib.export_model(workdir, FLAGS.export, FLAGS.checkpoint_step, FLAGS.export_average,
+                                    FLAGS.raw_weights))
       return
     paths = run(Request.from_flags(FLAGS))
   except USER_ERRORS as e:

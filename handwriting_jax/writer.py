@@ -50,6 +50,7 @@ class Writer:
   stats: NormStats
   step: int
   workdir: str
+  ema: bool = False  # the network holds the checkpoint's moving average of the parameters (train.ema_decay)
 
   @property
   def conditional(self) -> bool:
@@ -105,12 +106,13 @@ def model_from_metadata(metadata: dict, abstract: bool = False
   return (nnx.eval_shape(build) if abstract else build()), config, alphabet, stats
 
 
-def load_writer(workdir: str | None = None, step: int | None = None) -> Writer:
-  """Restore the newest (or `step`) checkpoint of `workdir` (default: the default shipped writer)."""
-  return _load(workdir, step)[0]
+def load_writer(workdir: str | None = None, step: int | None = None, raw_weights: bool = False) -> Writer:
+  """Restore the newest (or `step`) checkpoint of `workdir` (default: the default shipped writer), with the moving
+  average of its parameters when the run kept one (`train.ema_decay`), unless `raw_weights`."""
+  return _load(workdir, step, raw_weights)[0]
 
 
-def _load(workdir: str | None, step: int | None) -> tuple[Writer, dict]:
+def _load(workdir: str | None, step: int | None, raw_weights: bool = False) -> tuple[Writer, dict]:
   """`load_writer`, plus the checkpoint's metadata."""
   workdir = pretrained_workdir() if workdir is None else workdir
   if not os.path.isdir(workdir):
@@ -132,7 +134,8 @@ def _load(workdir: str | None, step: int | None) -> tuple[Writer, dict]:
       state, _ = ckpt.restore({"params": abstract_params}, s)
     else:  # a training checkpoint: the TrainState tree, shapes only, as train.py builds it
       state, _ = ckpt.restore(abstract_train_state(config, alphabet.size), s)
-      state = {"params": state.params}
+      state = {"params": state.params if raw_weights else step_lib.judged_params(state), "ema": state.ema is not None
+               and not raw_weights}
     return metadata, config, alphabet, stats, graphdef, state
 
   try:
@@ -147,7 +150,8 @@ def _load(workdir: str | None, step: int | None) -> tuple[Writer, dict]:
   finally:
     ckpt.close()
   model = nnx.merge(graphdef, state["params"])
-  return Writer(model, config, alphabet, stats, int(restored_step), os.path.abspath(workdir)), metadata
+  ema = bool(state.get("ema")) or bool(metadata.get("exported_from", {}).get("ema"))
+  return Writer(model, config, alphabet, stats, int(restored_step), os.path.abspath(workdir), ema), metadata
 
 
 def abstract_train_state(config: ml_collections.ConfigDict, alphabet_size: int) -> step_lib.TrainState:
@@ -155,30 +159,34 @@ def abstract_train_state(config: ml_collections.ConfigDict, alphabet_size: int) 
   under adaptive weight noise."""
   tx = optim.make_optimizer(config.optim, config.train.num_steps)
   noise = step_lib.noise_settings(config, 1)  # N only scales the loss: the state's shapes do not depend on it
+  ema = config.train.ema_decay > 0
   return nnx.eval_shape(
-      lambda: step_lib.create_train_state(networks.create_model(config, alphabet_size), tx, noise))[1]
+      lambda: step_lib.create_train_state(networks.create_model(config, alphabet_size), tx, noise, ema))[1]
 
 
-def export_model(workdir: str, out_dir: str, step: int | None = None, average: int = 1) -> str:
+def export_model(workdir: str, out_dir: str, step: int | None = None, average: int = 1,
+                 raw_weights: bool = False) -> str:
   """Copy a training checkpoint's parameters (no optimiser or data-iterator state: a third of the size) with its
   config, alphabet and normalisation into `out_dir` as a params-only checkpoint that `load_writer` reads; this is
   how `handwriting_jax/pretrained/` is made. `average` > 1 writes the mean parameters of that many checkpoints, the
   newest (or `step`) and the ones saved just before it (checkpoint averaging: late checkpoints of one run lie in
-  one basin, and their mean writes more steadily than any one of them). Returns the checkpoint folder written."""
+  one basin, and their mean writes more steadily than any one of them). A run with a moving average exports the
+  average (`load_writer`) unless `raw_weights`. Returns the checkpoint folder written."""
   if os.path.isdir(os.path.join(out_dir, "checkpoints")) and os.listdir(os.path.join(out_dir, "checkpoints")):
     raise WriteError(f"{os.path.abspath(out_dir)}/checkpoints already holds checkpoints; export into an empty folder")
   if average < 1:
     raise WriteError(f"--export_average={average}: average at least 1 checkpoint")
-  writer, metadata = _load(workdir, step)
+  writer, metadata = _load(workdir, step, raw_weights)
   metadata = {k: v for k, v in metadata.items() if k != "data_iter"}
   metadata["params_only"] = True
-  metadata["exported_from"] = {"workdir": workdir, "step": writer.step}
+  metadata["exported_from"] = {"workdir": workdir, "step": writer.step, "ema": writer.ema}
   if average > 1:
     steps = _steps_up_to(workdir, writer.step)[-average:]
     if len(steps) < average:
       raise WriteError(f"--export_average={average}: {os.path.abspath(workdir)} holds only {len(steps)} checkpoints "
                        f"up to step {writer.step} ({steps})")
-    trees = [nnx.state((writer if s == writer.step else load_writer(workdir, s)).model, nnx.Param) for s in steps]
+    trees = [nnx.state((writer if s == writer.step else load_writer(workdir, s, raw_weights)).model, nnx.Param)
+             for s in steps]
     nnx.update(writer.model, jax.tree.map(lambda *xs: sum(xs[1:], xs[0]) / len(xs), *trees))
     metadata["exported_from"]["averaged_steps"] = steps
   dst = ckpt_lib.Checkpointer(out_dir, keep=1)

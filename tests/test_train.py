@@ -31,6 +31,7 @@ from tensorboardX.proto import event_pb2
 from handwriting_jax import checkpoint as ckpt_lib
 from handwriting_jax import defaults, optim, parallel, train
 from handwriting_jax import step as step_lib
+from handwriting_jax import writer as writer_lib
 from handwriting_jax.data import dataset as dataset_lib
 from handwriting_jax.data.alphabet import Alphabet
 from handwriting_jax.model import mdn, networks, reference
@@ -81,7 +82,9 @@ def restore(workdir: str, cfg: ml_collections.ConfigDict, step: int | None = Non
   try:
     alphabet = Alphabet(ckpt.restore_metadata(step)["alphabet"])
     tx = optim.make_optimizer(cfg.optim, cfg.train.num_steps)
-    _, abstract = nnx.eval_shape(lambda: step_lib.create_train_state(networks.create_model(cfg, alphabet.size), tx))
+    model = lambda: networks.create_model(cfg, alphabet.size)  # noqa: E731
+    ema = cfg.train.ema_decay > 0
+    _, abstract = nnx.eval_shape(lambda: step_lib.create_train_state(model(), tx, ema=ema))
     return ckpt.restore(abstract, step)
   finally:
     ckpt.close()
@@ -174,6 +177,57 @@ def test_incompatible_workdir_is_refused_and_left_intact(reference_run, data_cac
     train.train_and_evaluate(bigger, workdir)
   assert "num_layers" not in str(info.value)  # only the fields that differ
   assert snapshot(workdir) == before
+
+
+def test_a_moving_average_cannot_be_added_to_a_run_that_kept_none(reference_run, data_cache, tmp_path):
+  """The average is part of the checkpointed state: resuming without one with train.ema_decay > 0 is refused."""
+  _, workdir_a, _ = reference_run
+  workdir = str(tmp_path / "copy")
+  shutil.copytree(workdir_a, workdir)
+  with pytest.raises(ckpt_lib.IncompatibleWorkdirError,
+                     match=r"config\.train\.ema_decay: checkpoint has 0\.0, this run has 0\.9"):
+    train.train_and_evaluate(tiny_config(data_cache, num_steps=2 * _REFERENCE_STEPS, ema_decay=0.9), workdir)
+
+
+def _leaves(tree) -> list[np.ndarray]:
+  return [np.asarray(x) for x in jax.tree.leaves(jax.device_get(tree))]
+
+
+def test_moving_average_follows_its_equation_and_is_what_is_checkpointed_and_written_with(data_cache, tmp_path):
+  """train.ema_decay: after step t the average is d·ema + (1−d)·params with d = min(decay, (1+t)/(10+t)) (NumPy
+  reference over steps that cross from the warm-up to the cap); a run checkpoints it, `load_writer` and
+  `export_model` use it and `raw_weights` gives the trained parameters."""
+  decay = 0.3  # (1+t)/(10+t) passes 0.3 at t = 3: both branches of the min run
+  cfg = tiny_config(data_cache, num_steps=6, checkpoint_every=6, eval_every=6, log_every=2, ema_decay=decay)
+  dataset = dataset_lib.load_dataset(cfg.data)
+  tx = optim.make_optimizer(cfg.optim, cfg.train.num_steps)
+  graphdef, state = step_lib.create_train_state(networks.create_model(cfg, dataset.alphabet.size), tx, ema=True)
+  par = parallel.DataParallel(cfg, graphdef, tx)
+  expected = _leaves(state.params)
+  state = par.put_state(state)
+  batch = train.CurriculumBatches(dataset.train, dataset.alphabet, cfg.data).next(0)
+  for t in range(6):
+    state, _ = par.train_step(state, batch)
+    d = min(decay, (1 + t) / (10 + t))
+    expected = [d * e + (1 - d) * p for e, p in zip(expected, _leaves(par.global_state(state).params), strict=True)]
+  final = par.global_state(state)
+  for got, want in zip(_leaves(final.ema), expected, strict=True):
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+  assert any(not np.allclose(a, b) for a, b in zip(_leaves(final.ema), _leaves(final.params)))
+
+  workdir = str(tmp_path / "run")
+  train.train_and_evaluate(cfg, workdir)
+  saved, _ = restore(workdir, cfg)
+  averaged = writer_lib.load_writer(workdir)
+  raw = writer_lib.load_writer(workdir, raw_weights=True)
+  assert averaged.ema and not raw.ema
+  for got, want in ((averaged, saved.ema), (raw, saved.params)):
+    for a, b in zip(_leaves(nnx.state(got.model, nnx.Param)), _leaves(want), strict=True):
+      np.testing.assert_array_equal(a, b)
+  exported = writer_lib.load_writer(os.path.dirname(writer_lib.export_model(workdir, str(tmp_path / "export"))))
+  assert exported.ema
+  for a, b in zip(_leaves(nnx.state(exported.model, nnx.Param)), _leaves(saved.ema), strict=True):
+    np.testing.assert_array_equal(a, b)
 
 
 def _break_checkpoint(step_dir: str, damage: str) -> None:
