@@ -5,19 +5,16 @@ chromium + chromium-driver): text typed, a style picked, written, the pen animat
 """
 
 import argparse
-import shutil
 import socket
+import tempfile
 import threading
 import time
 
 import uvicorn
 
+from handwriting_jax import browser as browser_lib
 from handwriting_jax import serve
 from handwriting_jax import writer as writer_lib
-
-FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
-         "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage", "--hide-scrollbars")
-
 
 def main() -> None:
   """Serve, write, screenshot."""
@@ -28,8 +25,6 @@ def main() -> None:
   p.add_argument("--style", default="style_0")
   p.add_argument("--size", default="1100,760", help="window width,height in pixels")
   args = p.parse_args()
-  from selenium import webdriver  # pylint: disable=g-import-not-at-top
-  from selenium.webdriver.chrome.service import Service  # pylint: disable=g-import-not-at-top
   from selenium.webdriver.common.by import By  # pylint: disable=g-import-not-at-top
   from selenium.webdriver.support import expected_conditions as ec  # pylint: disable=g-import-not-at-top
   from selenium.webdriver.support.ui import Select, WebDriverWait  # pylint: disable=g-import-not-at-top
@@ -42,11 +37,8 @@ def main() -> None:
   threading.Thread(target=server.run, daemon=True).start()
   while not server.started:
     time.sleep(0.05)
-  options = webdriver.ChromeOptions()
-  options.binary_location = shutil.which("chromium")
-  for flag in (*FLAGS, f"--window-size={args.size}"):
-    options.add_argument(flag)
-  browser = webdriver.Chrome(options=options, service=Service(executable_path=shutil.which("chromedriver")))
+  width, height = (int(v) for v in args.size.split(","))
+  browser = browser_lib.headless_chromium(tempfile.mkdtemp(prefix="chromium_profile_"), width, height)
   try:
     wait = WebDriverWait(browser, 300)
     browser.get(f"http://127.0.0.1:{port}/")

@@ -4,7 +4,6 @@
 import concurrent.futures
 import json
 import os
-import shutil
 import socket
 import threading
 import time
@@ -18,6 +17,7 @@ import uvicorn
 
 from configs import synthesis as synthesis_config
 from handwriting_jax import checkpoint as ckpt_lib
+from handwriting_jax import browser as browser_lib
 from handwriting_jax import optim, serve
 from handwriting_jax import step as step_lib
 from handwriting_jax import writer as writer_lib
@@ -178,22 +178,12 @@ def test_bad_requests_are_one_line_400s_and_the_server_stays_up(server, body, me
 # ---------------------------------------------------------------------------------------------------------------
 # The page in a real browser: headless Chromium (Debian chromium + chromium-driver, installed by .ci/run).
 
-CHROMIUM_FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
-                  "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage", "--window-size=1100,900")
-
-
 def _chromium(tmp_path):
   """A headless Chromium driven by Debian's chromedriver, with a fresh profile; fails (never skips) without it."""
-  from selenium import webdriver  # pylint: disable=g-import-not-at-top
-  from selenium.webdriver.chrome.service import Service  # pylint: disable=g-import-not-at-top
-  binary, driver = shutil.which("chromium"), shutil.which("chromedriver")
-  if not binary or not driver:
-    pytest.fail("the browser test needs Chromium: apt-get install chromium chromium-driver (.ci/run does)")
-  options = webdriver.ChromeOptions()
-  options.binary_location = binary
-  for flag in (*CHROMIUM_FLAGS, f"--user-data-dir={tmp_path / 'profile'}"):
-    options.add_argument(flag)
-  return webdriver.Chrome(options=options, service=Service(executable_path=driver))
+  try:
+    return browser_lib.headless_chromium(str(tmp_path / "profile"))
+  except browser_lib.NoBrowserError as e:
+    pytest.fail(str(e))
 
 
 def test_the_page_writes_typed_text_and_then_in_a_hand_drawn_on_its_canvas(server, tmp_path):
