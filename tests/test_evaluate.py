@@ -85,7 +85,7 @@ def test_padded_batch_matches_the_training_layout():
 def test_evaluate_writes_a_report_with_nll_and_legibility(workdir, tmp_path):
   out = str(tmp_path / "eval")
   report = evaluate.evaluate(workdir, None, biases=[0.5, 2.0], seeds=2, out_dir=out, style_index=1)
-  assert report["step"] == 5 and report["nll"]["lines"] == 16
+  assert report["step"] == 5 and report["nll"]["lines"] == 16 and report["weights"] == "trained"  # no average kept
   assert [r["bias"] for r in report["legibility"]] == [0.5, 2.0]
   for r in report["legibility"] + report["legibility_primed"]:
     assert r["lines"] == 2 * len(evaluate.SENTENCES) and len(r["cer_per_seed"]) == 2
@@ -94,7 +94,7 @@ def test_evaluate_writes_a_report_with_nll_and_legibility(workdir, tmp_path):
   with open(os.path.join(out, "report.json"), encoding="utf-8") as f:
     assert json.load(f)["legibility"][0]["cer"] == report["legibility"][0]["cer"]
   text = evaluate.summary(report)
-  assert "nats/sequence" in text and "bias 0.5" in text and "primed" in text
+  assert "nats/sequence" in text and "bias 0.5" in text and "primed" in text and "trained weights" in text
 
 
 def test_without_the_data_only_legibility_is_reported(tmp_path):
