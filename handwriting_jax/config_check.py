@@ -21,7 +21,7 @@ from handwriting_jax.data.alphabet import Alphabet
 from handwriting_jax.errors import ConfigError
 from handwriting_jax.model import networks
 from handwriting_jax.model.window import WINDOW_VARIANTS
-from handwriting_jax.sample import STOP_RULES
+from handwriting_jax.sample import RESAMPLE_MODES, STOP_RULES
 
 
 @dataclasses.dataclass(frozen=True)
@@ -163,6 +163,7 @@ RULES: dict[str, Rule] = {
     "sample.max_steps_per_char": POSITIVE,
     "sample.max_steps": POSITIVE_INT,
     "sample.stop_rule": one_of(*STOP_RULES),
+    "sample.resample": one_of(*RESAMPLE_MODES),
 }
 
 

@@ -148,6 +148,10 @@ def base_config(mode: str) -> ml_collections.ConfigDict:
   # When a line ends (sample.py): "paper" = the first step the window has passed the text (section 5.3); "lift" =
   # the first pen lift after that, so the stroke under way (often the last letter) is not cut off.
   c.sample.stop_rule = "paper"
+  # How a network trained on downsampled lines (data.downsample = k > 1) shows what it writes: "spline" = a cubic
+  # spline through each stroke, k points per written point (the pen's own rate: round letters stay round); "none" =
+  # the written points joined by straight lines. Only what is drawn or returned changes, never what the network reads.
+  c.sample.resample = "spline"
   return c
 
 

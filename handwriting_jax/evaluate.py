@@ -128,17 +128,18 @@ def legibility_at(writer: writer_lib.Writer, bias: float, seeds: int, out_dir: s
   tag = f"{'primed' if prime else 'unprimed'}_bias_{bias:g}"
   paths = [os.path.join(out_dir, tag, f"s{i % len(sentences):02d}_seed{i // len(sentences)}.png")
            for i in range(len(texts))]
-  scores = legibility.read_lines(samples.lines, texts, paths, tesseract=tesseract)
+  shown = sample_lib.display_lines(samples.lines, writer.config)  # read as `write` draws them
+  scores = legibility.read_lines(shown, texts, paths, tesseract=tesseract)
   rates = legibility.error_rates(scores)
   per_seed = [legibility.error_rates(scores[k * len(sentences):(k + 1) * len(sentences)])["cer"]
               for k in range(seeds)]
   sheet = os.path.join(out_dir, f"{tag}.png")
   n = min(len(sentences), 8)
-  draw.save_lines_png(samples.lines[:n], [f"{s.text}  →  read: {s.read!r}" for s in scores[:n]], sheet)
+  draw.save_lines_png(shown[:n], [f"{s.text}  →  read: {s.read!r}" for s in scores[:n]], sheet)
   return {"bias": bias, "primed": prime is not None, **rates, "cer_per_seed": per_seed,
           "finished": int(np.sum(samples.finished_B)), "lines": len(texts), "sheet": sheet,
           "per_line": [{"text": s.text, "read": s.read, "cer": s.cer, "image": p} for s, p in zip(scores, paths)],
-          "_strokes": samples.lines}
+          "_strokes": samples.lines}  # the network's own rate: saved styles prime it
 
 
 def save_styles(workdir: str, result: dict, count: int) -> list[str]:
@@ -174,12 +175,14 @@ def overlap(sentences: Sequence[str], train_texts: Sequence[str]) -> list[str]:
 def evaluate(workdir: str | None, step: int | None, *, biases: Sequence[float], seeds: int, out_dir: str | None,
              prime_style: tuple[np.ndarray, str] | None = None, style_index: int | None = None,
              iam_path: str | None = None, nll: bool = True, styles: int = 0, styles_bias: float = 0.75,
-             stop_rule: str | None = None, raw_weights: bool = False) -> dict:
+             stop_rule: str | None = None, raw_weights: bool = False, resample: str | None = None) -> dict:
   """Evaluate one checkpoint (default: the newest; no workdir: the shipped model); writes and returns the report.
-  `stop_rule` overrides the checkpoint's config.sample.stop_rule; `raw_weights` judges the trained parameters of a
-  run that kept a moving average (by default the average is judged, as `write` uses it)."""
+  `stop_rule` and `resample` override the checkpoint's config.sample fields; `raw_weights` judges the trained
+  parameters of a run that kept a moving average (by default the average is judged, as `write` uses it)."""
   if stop_rule is not None and stop_rule not in sample_lib.STOP_RULES:
     raise EvaluateError(f"--stop_rule must be one of {sample_lib.STOP_RULES}, got {stop_rule!r}")
+  if resample is not None and resample not in sample_lib.RESAMPLE_MODES:
+    raise EvaluateError(f"--resample must be one of {sample_lib.RESAMPLE_MODES}, got {resample!r}")
   if not biases or any(not math.isfinite(b) or b < 0 for b in biases):
     raise EvaluateError(f"--biases must be finite numbers >= 0, got {list(biases)}")
   if seeds < 1:
@@ -192,6 +195,8 @@ def evaluate(workdir: str | None, step: int | None, *, biases: Sequence[float], 
   writer = writer_lib.load_writer(workdir, step, raw_weights)
   if stop_rule is not None:
     writer.config.sample.stop_rule = stop_rule
+  if resample is not None:
+    writer.config.sample.resample = resample
   if not writer.conditional:
     raise EvaluateError(f"the checkpoint in {writer.workdir} is a prediction network: legibility needs a synthesis "
                         "network (it writes text)")
@@ -204,7 +209,8 @@ def evaluate(workdir: str | None, step: int | None, *, biases: Sequence[float], 
   os.makedirs(out_dir, exist_ok=True)
   report = {"workdir": writer.workdir, "step": writer.step, "data_source": writer.config.data.source,
             "weights": "moving average" if writer.ema else "trained",
-            "sentences": list(SENTENCES), "seeds": seeds, "stop_rule": writer.config.sample.stop_rule}
+            "sentences": list(SENTENCES), "seeds": seeds, "stop_rule": writer.config.sample.stop_rule,
+            "resample": writer.config.sample.resample, "downsample": int(writer.config.data.downsample)}
   valid = None
   if nll or style_index is not None:
     try:
@@ -243,7 +249,10 @@ def evaluate(workdir: str | None, step: int | None, *, biases: Sequence[float], 
 
 def summary(report: dict) -> str:
   """The report as a few human-readable lines."""
-  out = [f"{report['workdir']} step {report['step']} ({report['data_source']} data, {report['weights']} weights)"]
+  drawn = (f", lines drawn at {report['downsample']}x the written rate ({report['resample']})"
+           if report.get("downsample", 1) > 1 and report.get("resample") == "spline" else "")
+  out = [f"{report['workdir']} step {report['step']} ({report['data_source']} data, {report['weights']} weights"
+         f"{drawn})"]
   nll = report.get("nll")
   if nll:
     norm = nll["normalisation"]
@@ -289,6 +298,9 @@ def define_flags() -> None:
   flags.DEFINE_float("styles_bias", 0.75, "The bias whose lines --save_styles chooses from.")
   flags.DEFINE_enum("stop_rule", None, list(sample_lib.STOP_RULES), "When a written line ends (default: the checkpoint's "
                     "config.sample.stop_rule): paper = the window has passed the text, lift = then the next pen lift.")
+  flags.DEFINE_enum("resample", None, list(sample_lib.RESAMPLE_MODES), "How lines written at a downsampled rate are "
+                    "drawn for reading (default: the checkpoint's config.sample.resample): spline = back to the raw "
+                    "rate through a cubic spline, none = the written points joined by straight lines.")
   flags.DEFINE_bool("raw_weights", False, "Judge the trained parameters of a run that kept a moving average "
                     "(config.train.ema_decay), not the average.")
 
@@ -317,6 +329,7 @@ def main(argv):
       report = evaluate(workdir, step, biases=biases, seeds=FLAGS.seeds, out_dir=out, prime_style=style,
                         style_index=FLAGS.style, iam_path=FLAGS.iam_path, nll=FLAGS.nll,
                         styles=FLAGS.save_styles, styles_bias=FLAGS.styles_bias, stop_rule=FLAGS.stop_rule,
+                        resample=FLAGS.resample,
                         raw_weights=FLAGS.raw_weights)
       print(summary(report), flush=True)
   except (UserError, FileNotFoundError) as e:

@@ -23,6 +23,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from handwriting_jax.data import strokes as strokes_lib
 from handwriting_jax.data.alphabet import Alphabet
 from handwriting_jax.errors import UserError
 from handwriting_jax.model import mdn, networks, window
@@ -98,6 +99,7 @@ def _end_phi(aux: dict, num_positions: int) -> jax.Array:
 
 
 STOP_RULES = ("paper", "lift")
+RESAMPLE_MODES = ("spline", "none")  # config.sample.resample (display_lines)
 
 
 @functools.partial(jax.jit, static_argnames=("graphdef", "num_steps", "conditional", "stop_rule"))
@@ -305,3 +307,16 @@ def drop_leading_steps(samples: Samples, lead_B: np.ndarray, stats=None) -> Samp
   return dataclasses.replace(samples, strokes_BxTx3=strokes, mask_BxT=shift(samples.mask_BxT), lengths_B=lengths,
                              lines=lines, mixture=mdn.MixtureParams(*[shift(a) for a in samples.mixture]),
                              phi_BxTxU=shift(samples.phi_BxTxU), kappa_BxTxK=shift(samples.kappa_BxTxK))
+
+
+def display_lines(lines: Sequence[np.ndarray], config) -> list[np.ndarray]:
+  """De-normalised lines as a writer draws and returns them: with `config.sample.resample == "spline"` and
+  `config.data.downsample` = k > 1, every stroke is spline-upsampled k times (`strokes.upsample_line`), back to the
+  point rate of the raw data; otherwise the lines as written. The network's own rate stays in `Samples.lines`
+  (plots aligned with φ and the mixture, styles that prime it)."""
+  factor = int(config.data.downsample)
+  if config.sample.resample not in RESAMPLE_MODES:
+    raise SamplingError(f"config.sample.resample must be one of {RESAMPLE_MODES}, got {config.sample.resample!r}")
+  if config.sample.resample == "none" or factor <= 1:
+    return list(lines)
+  return [strokes_lib.upsample_line(line, factor) for line in lines]

@@ -215,9 +215,9 @@ class BatchedWriter:
       else:
         samples = writer_lib.primed_samples(w, keys_B, texts, head.prime, kw)
       self.calls += 1
-      at = 0
+      at, shown = 0, sample_lib.display_lines(samples.lines, w.config)
       for j in group:
-        j.future.set_result(samples.lines[at:at + len(j.lines)])
+        j.future.set_result(shown[at:at + len(j.lines)])
         at += len(j.lines)
     except Exception as e:  # pylint: disable=broad-except  # handed to the requests, which report it
       for j in group:

@@ -63,5 +63,5 @@ def write_training_samples(graphdef: nnx.GraphDef, params: nnx.State, metadata: 
                                 max_steps=config.sample.max_steps, stats=stats)
     captions = [f"unconditional (bias {config.sample.bias}, step {step})"] * len(samples.lines)
   path = os.path.join(out_dir, f"step_{step:07d}.png")
-  draw.save_lines_png(samples.lines, captions, path)
+  draw.save_lines_png(sample_lib.display_lines(samples.lines, config), captions, path)
   return [path] + paths

@@ -46,6 +46,7 @@ class Request:
   num_lines: int | None = None
   animation: str | None = None
   raw_weights: bool = False
+  resample: str | None = None
 
   @classmethod
   def from_flags(cls, flag_values: flags.FlagValues) -> "Request":
@@ -80,6 +81,9 @@ def define_flags() -> None:
   flags.DEFINE_string("animation", r.animation, "Also animate the pen writing the first line: a .gif or .html file.")
   flags.DEFINE_bool("raw_weights", r.raw_weights, "Use (or --export) the trained parameters of a run that kept a "
                     "moving average (config.train.ema_decay), not the average.")
+  flags.DEFINE_enum("resample", r.resample, list(sample_lib.RESAMPLE_MODES), "How a network trained at a "
+                    "downsampled rate draws its lines (default: the checkpoint's config.sample.resample): spline = "
+                    "back to the raw point rate through a cubic spline, none = the written points as they are.")
   flags.DEFINE_string("export", None, "Instead of writing: copy the model's parameters (no optimiser state) into "
                       "this empty folder as a params-only checkpoint (how handwriting_jax/pretrained is made).")
   flags.DEFINE_integer("export_average", 1, "With --export: write the mean parameters of this many checkpoints, the "
@@ -107,6 +111,10 @@ def run(r: Request) -> list[str]:
   lines = None if r.text is None else writer_lib.wrap_text(r.text, r.width)
   writer = writer_lib.load_writer(writer_lib.resolve_workdir(r.workdir, r.shipped), r.checkpoint_step, r.raw_weights)
   bias = writer.config.sample.bias if r.bias is None else r.bias
+  if r.resample is not None:
+    if r.resample not in sample_lib.RESAMPLE_MODES:
+      raise writer_lib.WriteError(f"resample must be one of {sample_lib.RESAMPLE_MODES}, got {r.resample!r}")
+    writer.config.sample.resample = r.resample
   stem = os.path.splitext(r.out)[0]
   styled = r.style is not None or r.style_file is not None or r.style_name is not None
   if not writer.conditional:
@@ -115,9 +123,10 @@ def run(r: Request) -> list[str]:
                                   "unconditionally; use --num_lines instead of --text / --style")
     samples = sample_lib.sample(writer.model, jax.random.key(r.seed), num_lines=r.num_lines or 1, bias=bias,
                                 max_steps=writer.config.sample.max_steps, stats=writer.stats)
-    writer_lib.save_page(samples.lines, r.out)
+    shown = sample_lib.display_lines(samples.lines, writer.config)
+    writer_lib.save_page(shown, r.out)
     plot_paths = writer_lib.save_plots(samples, writer.stats, stem) if r.plots else []
-    return [r.out] + plot_paths + _animate(samples, r.animation)
+    return [r.out] + plot_paths + _animate(shown, r.animation)
   if r.num_lines is not None:
     raise writer_lib.WriteError("--num_lines is for prediction checkpoints; this is a synthesis network: "
                                 "give --text")
@@ -137,11 +146,12 @@ def run(r: Request) -> list[str]:
       writer_lib.save_style(r.save_style, strokes, prime_text)
       written.append(r.save_style)
   samples = writer_lib.write_lines(writer, lines, bias=bias, seed=r.seed, prime=prime, same_style=r.same_style)
-  writer_lib.save_page(samples.lines, r.out, lines)
+  shown = sample_lib.display_lines(samples.lines, writer.config)
+  writer_lib.save_page(shown, r.out, lines)
   written.append(r.out)
   if r.plots:
     written += writer_lib.save_plots(samples, writer.stats, stem, lines)
-  written += _animate(samples, r.animation, lines)
+  written += _animate(shown, r.animation, lines)
   unfinished = [lines[b] for b in np.flatnonzero(~samples.finished_B)]
   if unfinished:
     logging.warning("%d line(s) reached the length cap before the window finished the text: %s", len(unfinished),
@@ -149,12 +159,12 @@ def run(r: Request) -> list[str]:
   return written
 
 
-def _animate(samples: sample_lib.Samples, path: str | None, texts: list[str] | None = None) -> list[str]:
-  """The pen writing the first line, as a GIF or HTML page at `path` (nothing when None)."""
+def _animate(lines: list[np.ndarray], path: str | None, texts: list[str] | None = None) -> list[str]:
+  """The pen writing the first of the drawn `lines`, as a GIF or HTML page at `path` (nothing when None)."""
   if path is None:
     return []
   os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-  draw.save_animation(samples.lines[0], path, text=texts[0] if texts else None)
+  draw.save_animation(lines[0], path, text=texts[0] if texts else None)
   return [path]
 
 

@@ -298,3 +298,22 @@ def test_lift_stop_rule_finishes_the_stroke_under_way(synth):
 def test_unknown_stop_rule_is_an_error(synth):
   with pytest.raises(sample.SamplingError, match="stop rule"):
     sample.sample(synth, jax.random.key(0), texts=["ab"], alphabet=ALPHABET, stop_rule="late")
+
+
+def test_display_lines_draw_a_downsampled_network_at_the_raw_rate():
+  from handwriting_jax.data import strokes  # pylint: disable=g-import-not-at-top
+  rng = np.random.default_rng(0)
+  lines = [np.concatenate([rng.normal(size=(n, 2)), (np.arange(n) % 4 == 3)[:, None]], 1).astype(np.float32)
+           for n in (9, 14)]
+  cfg = defaults.apply_variant(defaults.base_config("synthesis"), "iam_small")  # downsample 3, resample "spline"
+  shown = sample.display_lines(lines, cfg)
+  for line, out in zip(lines, shown):
+    np.testing.assert_array_equal(out, strokes.upsample_line(line, 3))
+    assert out[:, 2].sum() == line[:, 2].sum() and len(out) > 2 * len(line)  # same pen lifts, 3x the points
+  cfg.sample.resample = "none"
+  assert all(a is b for a, b in zip(sample.display_lines(lines, cfg), lines))
+  full_rate = defaults.base_config("synthesis")  # downsample 1: nothing to restore
+  assert all(a is b for a, b in zip(sample.display_lines(lines, full_rate), lines))
+  cfg.sample.resample = "bogus"
+  with pytest.raises(sample.SamplingError, match="resample"):
+    sample.display_lines(lines, cfg)

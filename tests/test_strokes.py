@@ -147,6 +147,35 @@ def test_downsample_keeps_every_kth_point_and_each_strokes_ends():
     np.testing.assert_array_equal(s_out, s_in[expect])
 
 
+def test_upsample_strokes_inverts_downsampling_and_follows_a_smooth_pen():
+  t = np.arange(31) * 0.2  # a pen tracing two loops, sampled evenly in time, then one point in three kept
+  dense = np.stack([np.cos(t) * 10 + t * 3, np.sin(t) * 10], axis=1)
+  (coarse,) = strokes.downsample_strokes([dense], 3)
+  (fine,) = strokes.upsample_strokes([coarse], 3)
+  assert fine.shape == dense.shape
+  np.testing.assert_array_equal(strokes.downsample_strokes([fine], 3)[0], coarse)  # every written point is kept
+  linear = np.stack([np.interp(np.arange(31) / 3, np.arange(11), coarse[:, i]) for i in range(2)], axis=1)
+  rms_fine, rms_linear = (np.sqrt(np.mean(np.sum((a - dense) ** 2, axis=1))) for a in (fine, linear))
+  assert rms_fine < 0.25 * rms_linear, (rms_fine, rms_linear)  # the spline is the pen; straight joins are not
+  two, one = np.array([[0.0, 0.0], [3.0, 6.0]]), np.array([[5.0, 5.0]])
+  np.testing.assert_allclose(strokes.upsample_strokes([two], 3)[0], [[0, 0], [1, 2], [2, 4], [3, 6]], atol=1e-12)
+  np.testing.assert_array_equal(strokes.upsample_strokes([one], 3)[0], one)  # a dot stays a dot
+  np.testing.assert_array_equal(strokes.upsample_strokes([dense], 1)[0], dense)
+  with pytest.raises(ValueError, match="factor"):
+    strokes.upsample_strokes([dense], 0)
+
+
+def test_upsample_line_keeps_the_start_and_the_pen_lifts():
+  rng = np.random.default_rng(5)
+  strokes_in = [np.cumsum(rng.integers(1, 9, size=(n, 2)), axis=0).astype(np.float64) for n in (4, 1, 6)]
+  line = strokes.points_to_offsets(strokes.strokes_to_points(strokes_in), origin=(2.0, -1.0))
+  out = strokes.upsample_line(line, 2)
+  assert len(out) == 7 + 1 + 11 and out[:, 2].sum() == 3
+  got = strokes.points_to_strokes(strokes.offsets_to_points(out, origin=(2.0, -1.0)))
+  for s_in, s_out in zip(strokes_in, got):
+    np.testing.assert_allclose(s_out[::2], s_in, atol=1e-4)  # the written points, where they were
+
+
 def test_preprocess_line_downsample_keeps_pen_lifts_and_counts_points_before():
   rng = np.random.default_rng(4)
   strokes_in = [np.cumsum(rng.integers(1, 9, size=(n, 2)), axis=0).astype(np.float64) for n in (7, 4, 10)]

@@ -32,7 +32,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
-from scipy import signal
+from scipy import interpolate, signal
 
 JUMP_MODES = ("split", "drop")
 SMOOTHING_MODES = ("none", "savgol")
@@ -159,6 +159,34 @@ def downsample_strokes(strokes: Sequence[np.ndarray], factor: int) -> list[np.nd
       keep = np.append(keep, len(s) - 1)
     out.append(s[keep])
   return out
+
+
+def upsample_strokes(strokes: Sequence[np.ndarray], factor: int) -> list[np.ndarray]:
+  """The inverse of `downsample_strokes` for display: a natural cubic spline through each stroke's points (taken as
+  equally spaced in time, as the pen sampled them), evaluated `factor` times as densely; every original point is
+  kept, and strokes of two points stay straight."""
+  if factor < 1:
+    raise ValueError(f"factor must be >= 1, got {factor}")
+  out = []
+  for s in strokes:
+    s = np.asarray(s, np.float64)
+    if factor == 1 or len(s) < 2:
+      out.append(s)
+      continue
+    t_fine = np.arange((len(s) - 1) * factor + 1) / factor
+    out.append(interpolate.CubicSpline(np.arange(len(s)), s, axis=0, bc_type="natural")(t_fine))
+  return out
+
+
+def upsample_line(offsets_Tx3: np.ndarray, factor: int) -> np.ndarray:
+  """A line of offsets with every stroke spline-upsampled `factor` times (`upsample_strokes`); the first point and
+  the pen lifts stay where they were."""
+  points_Tx3 = offsets_to_points(offsets_Tx3)
+  if factor == 1 or not len(points_Tx3):
+    return np.asarray(offsets_Tx3, np.float32)
+  fine = strokes_to_points(upsample_strokes(points_to_strokes(points_Tx3), factor))
+  fine[-1, 2] = points_Tx3[-1, 2]  # a line cut off mid-stroke stays unfinished
+  return points_to_offsets(fine, origin=(0.0, 0.0))
 
 
 def align_strokes(strokes: Sequence[np.ndarray]) -> list[np.ndarray]:
