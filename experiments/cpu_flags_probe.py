@@ -53,7 +53,6 @@ def parse_args(argv=None) -> argparse.Namespace:
 def child(args) -> None:
   """Time the data-parallel train step over every device of this process; print one JSON line."""
   import jax  # pylint: disable=g-import-not-at-top
-  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
   sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
   import benchmark  # pylint: disable=g-import-not-at-top
   from handwriting_jax import defaults, optim, parallel  # pylint: disable=g-import-not-at-top
@@ -73,14 +72,10 @@ def child(args) -> None:
   for _ in range(2):  # compile and warm up
     state, metrics = dp.train_step(state, batch)
     jax.block_until_ready(metrics)
-  a = jnp.ones((1024, 1024), jnp.float32)
-  matmul = jax.jit(jnp.matmul)
-  matmul(a, a).block_until_ready()
+  ref = benchmark.ReferenceMatmul(1024)
   times, rates = [], []
   for _ in range(args.repeats):
-    t0 = time.perf_counter()
-    matmul(a, a).block_until_ready()
-    rates.append(2 * 1024 ** 3 / (time.perf_counter() - t0) / 1e9)
+    rates.append(ref.gflops())
     t0 = time.perf_counter()
     state, metrics = dp.train_step(state, batch)
     jax.block_until_ready(metrics)
