@@ -46,6 +46,41 @@ class PureFunctionTest(parameterized.TestCase):
     np.testing.assert_allclose(carry.c, c, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(carry.h, o * np.tanh(c), rtol=1e-5, atol=1e-6)  # eq. 11
 
+  @parameterized.parameters(None, 0.05)
+  def test_lstm_cell_gradients_match_the_textbook_cell(self, clip):
+    """The cell's sigmoid slab (tanh(z_c) = 2σ(2z_c) - 1) has the derivatives of eqs. 7-11 written with tanh,
+    Graves-clipped the same way; wide pre-activations exercise saturation and the ±clip bound."""
+    rng = np.random.default_rng(5)
+    b, h = 4, 6
+    peep = jnp.asarray(rng.normal(size=(3, h)), jnp.float32)
+    c0 = jnp.asarray(rng.normal(size=(b, h)) * 2, jnp.float32)
+    z = jnp.asarray(rng.normal(size=(b, 4 * h)) * 4, jnp.float32)
+    weights = jnp.asarray(rng.normal(size=(2, b, h)), jnp.float32)
+
+    def textbook(peep, c_prev, z):
+      zi, zf, zc, zo = jnp.split(z, 4, axis=-1)
+      cl = lambda x: clipping.maybe_clip(x, clip)
+      i, f = jax.nn.sigmoid(cl(zi + peep[0] * c_prev)), jax.nn.sigmoid(cl(zf + peep[1] * c_prev))
+      c = f * c_prev + i * jnp.tanh(cl(zc))
+      return jax.nn.sigmoid(cl(zo + peep[2] * c)) * jnp.tanh(c), c
+
+    def fast(peep, c_prev, z):
+      carry = lstm.lstm_cell(peep, lstm.LSTMCarry(jnp.zeros_like(c_prev), c_prev), z, clip)
+      return carry.h, carry.c
+
+    def loss(fn):
+      def f(*args):
+        h_new, c_new = fn(*args)
+        return jnp.sum(weights[0] * h_new + weights[1] * c_new)
+      return f
+    g_fast = jax.grad(loss(fast), argnums=(0, 1, 2))(peep, c0, z)
+    g_ref = jax.grad(loss(textbook), argnums=(0, 1, 2))(peep, c0, z)
+    chex.assert_trees_all_close(g_fast, g_ref, rtol=1e-5, atol=1e-6)
+    chex.assert_trees_all_close(fast(peep, c0, z), textbook(peep, c0, z), rtol=1e-6, atol=2e-7)
+    if clip is not None:  # the bound is reached, so the test sees clipping
+      dz = jax.grad(loss(fast), argnums=2)(peep, c0, z)
+      assert float(jnp.abs(dz).max()) == pytest.approx(clip)
+
   @chex.variants(with_jit=True, without_jit=True)
   @parameterized.parameters("exp", "softplus")
   def test_window_matches_numpy_loop(self, variant):
