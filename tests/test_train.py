@@ -343,6 +343,27 @@ def test_logs_samples_and_tensorboard_events(reference_run):
   assert all(np.isfinite(v) for v in scalars["loss"].values())
 
 
+def test_compare_runs_reads_the_train_log_as_written(reference_run, tmp_path, capsys):
+  """experiments/compare_runs.py parses the trainer's own log lines: the same losses as the TensorBoard events."""
+  import importlib.util  # pylint: disable=import-outside-toplevel
+  path = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "experiments", "compare_runs.py")
+  spec = importlib.util.spec_from_file_location("compare_runs", path)
+  compare_runs = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(compare_runs)
+  _, workdir, metrics = reference_run
+  train_loss, valid_loss = compare_runs.read_log(workdir)
+  scalars = read_events(os.path.join(workdir, "tensorboard"))
+  assert sorted(train_loss) == sorted(scalars["loss"]) == [2, 4, 6, 8]
+  for s in train_loss:
+    assert train_loss[s] == pytest.approx(scalars["loss"][s], rel=1e-3, abs=1e-2)
+  assert valid_loss[8] == pytest.approx(metrics["valid_loss"], abs=0.006)
+  compare_runs.main([workdir, workdir, "--every=2"])
+  out = capsys.readouterr().out
+  assert "training loss mean |Δ| 0.00 nats/sequence over 4 logged steps" in out, out
+  with pytest.raises(SystemExit, match="no train.log"):
+    compare_runs.main([workdir, str(tmp_path)])
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # Steps (after the runs above: the loss test reuses their compiled step).
 
