@@ -4,7 +4,7 @@
   python experiments/cell_probe.py --hidden=128 --rounds=8
 
 XLA fuses the gates of one time step into a loop kernel. Written the textbook way (σ of z_i, σ of z_f, tanh of z_c:
-three transcendentals over three slices of z), that kernel ran 5-10x slower than the same arithmetic as one
+three transcendentals over three slices of z), that kernel ran about ten times slower than the same arithmetic as one
 sigmoid over the contiguous [B, 3H] slab [z_i, z_f, 2 z_c] (tanh(x) = 2σ(2x) - 1), which is how
 `model/lstm.py:lstm_cell` writes it now. This probe times one recurrent layer (`recurrent.layer_scan`, the fast
 path with its hand-written backward) with both cells, forward and forward + backward, alternated round by round in

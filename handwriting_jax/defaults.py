@@ -209,7 +209,7 @@ def apply_variant(c: ml_collections.ConfigDict, variant: str) -> ml_collections.
     # kept (data.downsample: a third of the steps per line, so steps cost a third and the window has a third as far
     # to go; real IAM lines read back by OCR as well at 1/3 as at full rate), the mean offset removed (IAM baselines
     # drift), and a moving average of the parameters (train.ema_decay: what validation, samples, `write` and
-    # `evaluate` use; legibility swings less between seeds and checkpoints than the trained weights').
+    # `evaluate` use: the run's last checkpoint reads like the mean of its last checkpoints, README).
     # Give the data: --config.data.iam_path=/data/iam-ondb.
     apply_variant(c, "small")
     c.data.source = "iam"

@@ -35,8 +35,8 @@ def lstm_cell(peep_3xH: jax.Array | None, carry: LSTMCarry, z_Bx4H: jax.Array, c
 
   The input gate, forget gate and cell input go through one sigmoid over their concatenation, with
   tanh(z_c) = 2 σ(2 z_c) - 1: the same function, but XLA's CPU backend fuses one transcendental over a contiguous
-  [B, 3H] slab into a fast loop, where three transcendentals over three slices of z made a fusion 5-10x slower
-  (`experiments/cell_probe.py`). The output gate waits for the new c (its peephole).
+  [B, 3H] slab into a fast loop, where three transcendentals over three slices of z made a fusion about ten times
+  slower (`experiments/cell_probe.py`). The output gate waits for the new c (its peephole).
   """
   c_prev = carry.c
   z_i, z_f, z_c, z_o = jnp.split(z_Bx4H, 4, axis=-1)
