@@ -281,12 +281,8 @@ def test_fast_parser_equals_elementtree_and_defers_to_it_on_anything_unusual(mon
   np.testing.assert_array_equal(iam.parse_line_strokes(reordered), fast[0])
 
 
-def test_fuzzed_files_parse_or_raise_iam_format_error():
+def test_fuzzed_files_parse_or_raise_iam_format_error(experiment):
   """A short run of experiments/fuzz_iam.py (the long one is run by hand; see its docstring)."""
-  import importlib.util  # pylint: disable=import-outside-toplevel
-  path = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "experiments", "fuzz_iam.py")
-  spec = importlib.util.spec_from_file_location("fuzz_iam", path)
-  fuzz = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(fuzz)
+  fuzz = experiment("fuzz_iam")
   assert fuzz.fuzz_target("line", seconds=0, chunk=300) >= 200  # hypothesis may skip repeated inputs
   assert fuzz.fuzz_target("transcription", seconds=0, chunk=300) >= 200

@@ -343,13 +343,9 @@ def test_logs_samples_and_tensorboard_events(reference_run):
   assert all(np.isfinite(v) for v in scalars["loss"].values())
 
 
-def test_compare_runs_reads_the_train_log_as_written(reference_run, tmp_path, capsys):
+def test_compare_runs_reads_the_train_log_as_written(reference_run, tmp_path, capsys, experiment):
   """experiments/compare_runs.py parses the trainer's own log lines: the same losses as the TensorBoard events."""
-  import importlib.util  # pylint: disable=import-outside-toplevel
-  path = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "experiments", "compare_runs.py")
-  spec = importlib.util.spec_from_file_location("compare_runs", path)
-  compare_runs = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(compare_runs)
+  compare_runs = experiment("compare_runs")
   _, workdir, metrics = reference_run
   train_loss, valid_loss = compare_runs.read_log(workdir)
   scalars = read_events(os.path.join(workdir, "tensorboard"))
