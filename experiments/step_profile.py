@@ -14,6 +14,10 @@ Two views of one compiled train step (`benchmark.compiled_train_step`, the bench
    on this machine, so step time / floor is the part that element-wise work and per-kernel overhead add. The step
    and the floor are timed alternately, --rounds times, untraced.
 
+With `--peer=torch` every round also runs the PyTorch peer's step (`experiments/torch_peer.py`, as
+`benchmark.py --peer=torch` does), so the speed-up over the peer that this machine's matmuls allow at all (peer /
+floor) is measured in the same run.
+
 CPU only (the trace's kernel names are XLA CPU's); absolute times swing on a shared machine, the ratios less.
 """
 
@@ -28,11 +32,9 @@ import sys
 import tempfile
 import time
 
-os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " --xla_cpu_enable_xprof_traceme=true").strip()
-
-import jax  # pylint: disable=g-import-not-at-top,wrong-import-position
-import jax.numpy as jnp  # pylint: disable=g-import-not-at-top,wrong-import-position
-import numpy as np  # pylint: disable=g-import-not-at-top,wrong-import-position
+import jax
+import jax.numpy as jnp
+import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import benchmark  # pylint: disable=g-import-not-at-top,wrong-import-position
@@ -54,6 +56,9 @@ def parse_args(argv=None) -> argparse.Namespace:
   p.add_argument("--rounds", type=int, default=5, help="untraced rounds of (step, its matmuls alone), alternated")
   p.add_argument("--traced", type=int, default=2, help="traced steps")
   p.add_argument("--top", type=int, default=25, help="kernels listed")
+  p.add_argument("--matmul_size", type=int, default=2048, help="N of the N x N x N reference matmul")
+  p.add_argument("--peer", default="", choices=["", "torch"],
+                 help="also time the PyTorch peer (experiments/torch_peer.py) in every round, fp32")
   return p.parse_args(argv)
 
 
@@ -72,27 +77,32 @@ def _dims(line: str) -> tuple[tuple[int, ...], ...]:
 
 def dot_kernels(hlo: str) -> dict[str, tuple]:
   """Kernel name -> (lhs shape, rhs shape, dimension numbers) for every float32 matmul kernel of an optimised HLO
-  module: top-level `dot`s and fusions whose fused computation's root is a `dot`."""
-  computations = {}  # fused computation name -> (param shapes by name, root dot line or None)
+  module: top-level `dot`s and fusions with a `dot` inside (its operands' shapes as the dot sees them)."""
+  computations = {}  # fused computation name -> (shapes of its parameters and instructions, its first dot line)
   for m in re.finditer(r"^%([\w.\-]+) \(([^)]*)\) -> [^{]*\{\n(.*?)\n\}", hlo, re.S | re.M):
-    params = dict(re.findall(r"([\w.\-]+): " + _SHAPE, m.group(2)))
-    root = next((l for l in m.group(3).splitlines() if l.strip().startswith("ROOT") and " dot(" in l), None)
-    computations[m.group(1)] = (params, root)
+    shapes = dict(re.findall(r"([\w.\-]+): " + _SHAPE, m.group(2)))
+    shapes.update(re.findall(r"%([\w.\-]+) = " + _SHAPE, m.group(3)))
+    dot = next((l for l in m.group(3).splitlines() if " dot(" in l), None)
+    computations[m.group(1)] = (shapes, dot)
   shapes = dict(re.findall(r"%([\w.\-]+) = " + _SHAPE, hlo))
-  kernels = {}
+  fused = set(re.findall(r" fusion\(.*calls=%([\w.\-]+)", hlo))  # computations that are some kernel's inside
+  kernels, inside = {}, False
   for line in hlo.splitlines():
-    m = re.match(r"\s*(?:ROOT )?%([\w.\-]+) = f32\[[0-9,]*\]\S* (dot|fusion)\(%([\w.\-]+), %([\w.\-]+)\)", line)
+    start = re.match(r"(?:ENTRY )?%([\w.\-]+) ", line)
+    if start:
+      inside = start.group(1) in fused
+    m = None if inside else re.match(r"\s*(?:ROOT )?%([\w.\-]+) = f32\[[0-9,]*\]\S* (dot|fusion)\(", line)
     if not m:
       continue
-    name, kind, lhs, rhs = m.groups()
-    if kind == "dot" and lhs in shapes and rhs in shapes:
-      kernels[name] = (_shape(shapes[lhs]), _shape(shapes[rhs]), _dims(line))
-    elif kind == "fusion":
+    name, kind = m.groups()
+    if kind == "dot":
+      scope, dot = shapes, line
+    else:
       called = re.search(r"calls=%([\w.\-]+)", line)
-      params, root = computations.get(called.group(1), ({}, None)) if called else ({}, None)
-      ops = re.search(r"dot\(%([\w.\-]+), %([\w.\-]+)\)", root) if root else None
-      if ops and ops.group(1) in params and ops.group(2) in params:
-        kernels[name] = (_shape(params[ops.group(1)]), _shape(params[ops.group(2)]), _dims(root))
+      scope, dot = computations.get(called.group(1), ({}, None)) if called else ({}, None)
+    ops = re.search(r" dot\(%([\w.\-]+), %([\w.\-]+)\)", dot) if dot else None
+    if ops and ops.group(1) in scope and ops.group(2) in scope:
+      kernels[name] = (_shape(scope[ops.group(1)]), _shape(scope[ops.group(2)]), _dims(dot))
   return kernels
 
 
@@ -140,7 +150,8 @@ def dot_runner(lhs, rhs, dims, calls: int, chained: bool):
 def main(argv=None) -> None:
   """Profile one compiled train step and print the per-kernel table and the matmul floor."""
   args = parse_args(argv)
-  args.matmul_size = 2048
+  # XLA reads its flags when the backend starts (the first computation), so setting them here still takes effect
+  os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " --xla_cpu_enable_xprof_traceme=true").strip()
   cfg = benchmark.make_config(args, args.mode)
   cfg.model.num_mixtures, cfg.model.num_window_gaussians = args.mixtures, args.gaussians
   alphabet = len(benchmark.ALPHABET) + 2
@@ -183,19 +194,39 @@ def main(argv=None) -> None:
     calls = round(kernels.get(name, (0.0, 0.0))[1])
     if calls:
       floors.append((dot_runner(lhs, rhs, dims, calls, chained=calls >= loop_calls), calls >= loop_calls))
-  rounds = []  # (step, floor, floor inside the loops): the step and its matmuls alone, alternated
+  peer = benchmark.make_peer_step(args, args.mode, cfg) if args.peer else None
+  if peer:
+    peer()  # warm-up
+  ref = benchmark.ReferenceMatmul(args.matmul_size)
+  fwd, _ = benchmark.flops_per_step(args.mode, args.hidden, cfg.model.num_layers, args.mixtures, args.gaussians,
+                                    alphabet, args.chars)
+  gflop = 3 * fwd * args.batch * args.length / 1e9  # the benchmark's analytic count of one train step
+  rounds, refs = [], []  # (step, floor, floor inside the loops, peer step): alternated, untraced
   for _ in range(args.rounds):
+    refs.append(ref.gflops())
     t0 = time.perf_counter()
     run()
     step = time.perf_counter() - t0
     alone = [(f(), inside) for f, inside in floors]
-    rounds.append((step, sum(t for t, _ in alone), sum(t for t, inside in alone if inside)))
-  step, floor, inside = np.median(np.array(rounds), axis=0)
-  ratios = np.array([s / f for s, f, _ in rounds])
+    t0 = time.perf_counter()
+    if peer:
+      peer()
+    rounds.append((step, sum(t for t, _ in alone), sum(t for t, inside in alone if inside), time.perf_counter() - t0))
+  rounds = np.array(rounds)
+  step, floor, inside, peer_step = np.median(rounds, axis=0)
+  ratios = rounds[:, 0] / rounds[:, 1]
   print(f"untraced, {args.rounds} rounds alternated: step {step:.3f} s, its matmul kernels alone (the floor) "
         f"{floor:.3f} s ({inside:.3f} s inside the time loops); step / floor median {np.median(ratios):.2f} (rounds "
         f"{ratios.min():.2f}-{ratios.max():.2f}): element-wise work and per-kernel overhead are about "
         f"{1 - 1 / np.median(ratios):.0%} of the step")
+  refs = np.array(refs)
+  print(f"against the {args.matmul_size}^3 matmul timed in each round ({np.median(refs):.0f} GFLOP/s): the step runs "
+        f"at {np.median(gflop / rounds[:, 0] / refs):.2f} of it, its matmul floor at "
+        f"{np.median(gflop / rounds[:, 1] / refs):.2f} ({gflop:.0f} GFLOP per step, benchmark.py's count)")
+  if peer:
+    print(f"PyTorch peer {peer_step:.3f} s/step: speed-up over it {np.median(rounds[:, 3] / rounds[:, 0]):.2f}x now, "
+          f"{np.median(rounds[:, 3] / rounds[:, 1]):.2f}x at most with no work but the matmuls (peer / floor, "
+          f"median of the rounds)")
 
 
 if __name__ == "__main__":

@@ -1,0 +1,38 @@
+"""The measuring parts of `experiments/` scripts that the README's performance figures rest on."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+
+def test_step_profile_reads_every_matmul_kernel_of_a_compiled_program(experiment):
+  """`step_profile.dot_kernels` finds each matmul of an optimised HLO module with its operand shapes and dimension
+  numbers (plain, transposed and batched), and `dot_runner` re-runs exactly that matmul alone."""
+  step_profile = experiment("step_profile")
+  rng = np.random.default_rng(0)
+  a, b = rng.standard_normal((32, 64), np.float32), rng.standard_normal((64, 96), np.float32)
+  c = rng.standard_normal((96, 24), np.float32)
+  p, q = rng.standard_normal((8, 5, 7), np.float32), rng.standard_normal((8, 7, 3), np.float32)
+
+  def program(a, b, c, p, q):
+    h = jnp.tanh(a @ b)
+    return h @ c, h.T @ a, jnp.einsum("bij,bjk->bik", p, q)
+
+  hlo = jax.jit(program).lower(a, b, c, p, q).compile().as_text()
+  kernels = step_profile.dot_kernels(hlo)
+  operands = {(lhs, rhs) for lhs, rhs, _ in kernels.values()}
+  assert {((32, 64), (64, 96)), ((32, 96), (96, 24)), ((8, 5, 7), (8, 7, 3))} <= operands
+  assert any(lhs == (32, 96) and rhs == (32, 64) or lhs == (32, 64) and rhs == (32, 96) for lhs, rhs in operands)
+  assert len(kernels) == 4  # the four matmuls, and nothing else (tanh, transposes) taken for one
+
+  arrays = {(32, 64): a, (64, 96): b, (96, 24): c, (8, 5, 7): p, (8, 7, 3): q}
+  for lhs, rhs, dims in kernels.values():
+    if lhs in arrays and rhs in arrays:  # the dimension numbers read back reproduce the program's own product
+      dn = ((dims[1], dims[3]), (dims[0], dims[2]))
+      got = jax.lax.dot_general(arrays[lhs], arrays[rhs], dn)
+      want = {((32, 64), (64, 96)): a @ b, ((8, 5, 7), (8, 7, 3)): p @ q}.get((lhs, rhs))
+      if want is not None:
+        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
+    for calls, chained in ((3, True), (3, False)):
+      seconds = step_profile.dot_runner(lhs, rhs, dims, calls, chained)()
+      assert 0 < seconds < 60
