@@ -1,18 +1,19 @@
 """Where a train step's time goes, kernel by kernel, and what its matmuls alone would cost.
 
-  python experiments/step_profile.py                            # paper-size synthesis, B=32, T=600 (~3 min, 2 cores)
-  python experiments/step_profile.py --hidden=128 --length=267 --mixtures=10 --gaussians=6   # the iam_small size
+  python experiments/step_profile.py                  # paper-size synthesis, B=32, T=600 (3-4 min on 2 cores)
+  python experiments/step_profile.py --peer=torch --mode=prediction    # and the PyTorch peer in every round
+  python experiments/step_profile.py --hidden=128 --length=267 --chars=30 --mixtures=10 --gaussians=6   # iam_small
 
 Two views of one compiled train step (`benchmark.compiled_train_step`, the benchmark's random batch):
 1. a per-kernel trace (XLA's CPU runtime with `--xla_cpu_enable_xprof_traceme=true`, read from the profiler's
    Perfetto JSON): every kernel's time and calls per step, grouped as matmul kernels inside the time loops (the
    thin per-step ones), matmul kernels outside them (the hoisted ones) and everything else. Tracing every kernel
-   slows the step (by about 2x here), so read these as shares, not as times;
+   slows the step (2-3x at the paper size, more for smaller networks), so read these as shares, not as times;
 2. the **matmul floor**: every matmul kernel of the compiled step (shapes and dimension numbers read from its HLO)
    timed alone, untraced, as many times per step as the trace counted it (the per-step ones chained in a `lax.scan`
    of that length, as the step runs them), summed. The step cannot run faster than its own matmuls at these shapes
-   on this machine, so step time / floor is the part that element-wise work and per-kernel overhead add. The step
-   and the floor are timed alternately, --rounds times, untraced.
+   on this machine, so step time / floor is the part that element-wise work and per-kernel overhead add. The step,
+   the floor and a large matmul (the benchmark's reference) are timed alternately, --rounds times, untraced.
 
 With `--peer=torch` every round also runs the PyTorch peer's step (`experiments/torch_peer.py`, as
 `benchmark.py --peer=torch` does), so the speed-up over the peer that this machine's matmuls allow at all (peer /
@@ -40,6 +41,8 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import benchmark  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 _SHAPE = r"f32\[([0-9,]*)\]"
+_NOT_KERNELS = ("$", "ThunkExecutor", "Slinky", "ThreadpoolListener", "end:", "Pjit", "PjRt", "CommonPjRt", "ParseArguments",
+                "while")  # runtime events and loops (which contain kernels), not kernels
 _DIMS = ("lhs_batch_dims", "lhs_contracting_dims", "rhs_batch_dims", "rhs_contracting_dims")
 
 
@@ -115,7 +118,7 @@ def trace_kernels(trace_dir: str, steps: int) -> dict[str, tuple[float, float]]:
   total, calls = collections.Counter(), collections.Counter()
   for e in events:
     name = e.get("name", "")
-    if e.get("ph") != "X" or name.startswith(("$", "ThunkExecutor", "Slinky", "ThreadpoolListener", "end:", "Pjit", "while")):
+    if e.get("ph") != "X" or name.startswith(_NOT_KERNELS):
       continue
     total[name] += e["dur"]
     calls[name] += 1
@@ -194,6 +197,9 @@ def main(argv=None) -> None:
     calls = round(kernels.get(name, (0.0, 0.0))[1])
     if calls:
       floors.append((dot_runner(lhs, rhs, dims, calls, chained=calls >= loop_calls), calls >= loop_calls))
+  if not floors:
+    sys.exit("error: no matmul kernel of the step appeared in the trace; step_profile reads XLA's CPU kernel trace, "
+             "so run it on a CPU (JAX_PLATFORMS=cpu)")
   peer = benchmark.make_peer_step(args, args.mode, cfg) if args.peer else None
   if peer:
     peer()  # warm-up
@@ -222,7 +228,7 @@ def main(argv=None) -> None:
   refs = np.array(refs)
   print(f"against the {args.matmul_size}^3 matmul timed in each round ({np.median(refs):.0f} GFLOP/s): the step runs "
         f"at {np.median(gflop / rounds[:, 0] / refs):.2f} of it, its matmul floor at "
-        f"{np.median(gflop / rounds[:, 1] / refs):.2f} ({gflop:.0f} GFLOP per step, benchmark.py's count)")
+        f"{np.median(gflop / rounds[:, 1] / refs):.2f} ({gflop:.1f} GFLOP per step, benchmark.py's count)")
   if peer:
     print(f"PyTorch peer {peer_step:.3f} s/step: speed-up over it {np.median(rounds[:, 3] / rounds[:, 0]):.2f}x now, "
           f"{np.median(rounds[:, 3] / rounds[:, 1]):.2f}x at most with no work but the matmuls (peer / floor, "
