@@ -41,8 +41,9 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import benchmark  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 _SHAPE = r"f32\[([0-9,]*)\]"
-_NOT_KERNELS = ("$", "ThunkExecutor", "Slinky", "ThreadpoolListener", "end:", "Pjit", "PjRt", "CommonPjRt", "ParseArguments",
-                "while")  # runtime events and loops (which contain kernels), not kernels
+# runtime events and loops (which contain kernels): not kernels
+_NOT_KERNELS = ("$", "ThunkExecutor", "Slinky", "ThreadpoolListener", "end:", "Pjit", "PjRt", "CommonPjRt",
+                "ParseArguments", "while")
 _DIMS = ("lhs_batch_dims", "lhs_contracting_dims", "rhs_batch_dims", "rhs_contracting_dims")
 
 
