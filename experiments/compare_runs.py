@@ -39,6 +39,7 @@ def read_log(workdir: str) -> tuple[dict[int, float], dict[int, float]]:
 
 
 def main(argv=None) -> None:
+  """Print the runs' shared logged steps side by side and their mean differences from the first run."""
   p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
   p.add_argument("workdirs", nargs="+", help="two or more training workdirs; differences are from the first")
   p.add_argument("--every", type=int, default=100, help="print every N-th shared logged step")
