@@ -56,34 +56,15 @@ class RequestError(UserError, ValueError):
 # Canvas strokes -> training units.
 
 
-@dataclasses.dataclass(frozen=True)
-class HandScale:
-  """What a line of the training data looks like in raw units: its height and the distance between its points."""
-
-  line_height: float
-  point_step: float
-
-
-def hand_scale(writer: writer_lib.Writer) -> HandScale:
-  """Median line height and pen-down point spacing of the writer's own styles (its samples of its training data's
-  hand); without styles, estimated from the normalisation (typical offset about the std)."""
-  heights, steps = [], []
-  for name in writer_lib.style_names(writer.workdir):
-    line, _ = writer_lib.writer_style(writer, name)
-    pts = strokes_lib.offsets_to_points(line)
-    heights.append(float(np.ptp(pts[:, 1])))
-    for s in strokes_lib.points_to_strokes(pts):
-      if len(s) > 1:
-        steps.extend(np.linalg.norm(np.diff(s, axis=0), axis=1).tolist())
-  if heights and steps:
-    return HandScale(float(np.median(heights)), float(np.median(steps)))
-  step = float(np.mean(writer.stats.std))
-  return HandScale(25.0 * step, step)
+# What a line of the writer's training data looks like (moved to the writer library, which `write` shares).
+HandScale = writer_lib.HandScale
+hand_scale = writer_lib.hand_scale
 
 
 def canvas_to_offsets(strokes_px: Sequence[Sequence[Sequence[float]]], scale: HandScale) -> np.ndarray:
   """Canvas strokes (pixels, y down, at the browser's event rate) -> raw offsets `[T, 3]` in training units: y
-  flipped, scaled to the training line height, resampled along each stroke at the training point spacing."""
+  flipped, scaled to the training line height, resampled along each stroke at the training point spacing
+  (`strokes_lib.strokes_to_training_units`, as ink files are in `write`)."""
   if not isinstance(strokes_px, list) or not strokes_px:
     raise RequestError("prime.strokes must be a non-empty list of strokes, each a list of [x, y] points")
   arrays = []
@@ -101,22 +82,9 @@ def canvas_to_offsets(strokes_px: Sequence[Sequence[Sequence[float]]], scale: Ha
   if total > MAX_PRIME_POINTS:
     raise RequestError(f"prime.strokes has {total} points; at most {MAX_PRIME_POINTS}")
   allpts = np.concatenate(arrays)
-  height = float(np.ptp(allpts[:, 1]))
-  if height < 5.0 or float(np.ptp(allpts[:, 0])) < 10.0:
+  if float(np.ptp(allpts[:, 1])) < 5.0 or float(np.ptp(allpts[:, 0])) < 10.0:
     raise RequestError("the hand-written prime is too small: write a whole line of a few words")
-  k = scale.line_height / height
-  out = []
-  for a in arrays:
-    a = (a - allpts[0]) * k
-    seg = np.linalg.norm(np.diff(a, axis=0), axis=1) if len(a) > 1 else np.zeros(0)
-    arc = np.concatenate([[0.0], np.cumsum(seg)])
-    n = max(int(round(arc[-1] / scale.point_step)) + 1, 1)
-    if n == 1 or arc[-1] == 0:
-      out.append(a[:1])
-      continue
-    at = np.linspace(0.0, arc[-1], n)
-    out.append(np.stack([np.interp(at, arc, a[:, 0]), np.interp(at, arc, a[:, 1])], axis=1))
-  return strokes_lib.strokes_to_offsets(out).astype(np.float32)
+  return strokes_lib.strokes_to_training_units(arrays, scale.line_height, scale.point_step)
 
 
 # ---------------------------------------------------------------------------------------------------------------

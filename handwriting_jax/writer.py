@@ -23,6 +23,8 @@ from handwriting_jax import checkpoint as ckpt_lib
 from handwriting_jax import defaults, draw, optim
 from handwriting_jax import sample as sample_lib
 from handwriting_jax import step as step_lib
+from handwriting_jax.data import ink as ink_lib
+from handwriting_jax.data import strokes as strokes_lib
 from handwriting_jax.data.alphabet import Alphabet
 from handwriting_jax.data.strokes import NormStats
 from handwriting_jax.errors import UserError
@@ -35,6 +37,8 @@ SHIPPED = ("iam", "embedded")
 DEFAULT_SHIPPED = "iam"
 STYLES_DIR = "styles"  # a writer's own styles: WORKDIR/styles/NAME.npz (see save_style)
 OUTPUT_EXTENSIONS = (".svg", ".png")
+STYLE_EXTENSIONS = (".npz",) + ink_lib.INKML_EXTENSIONS + ink_lib.SVG_EXTENSIONS  # what `load_style_any` reads
+MAX_STYLE_STEPS = 2000  # points of an ink style at the writer's scale (the shipped styles have about 250)
 
 
 class WriteError(UserError, ValueError):
@@ -240,6 +244,88 @@ def load_style(path: str) -> tuple[np.ndarray, str]:
     raise WriteError(f"style file {path}: expected strokes [T >= 1, 3] and a non-empty text, got strokes "
                      f"{strokes.shape} and text {text!r}")
   return strokes, text
+
+
+@dataclasses.dataclass(frozen=True)
+class HandScale:
+  """What a line of the training data looks like in raw units: its height and the distance between its points."""
+
+  line_height: float
+  point_step: float
+
+
+def hand_scale(writer: Writer) -> HandScale:
+  """Median line height and pen-down point spacing of the writer's own styles (its samples of its training data's
+  hand), the scale foreign ink is brought to; without styles, estimated from the normalisation (typical offset about
+  the std)."""
+  heights, steps = [], []
+  for name in style_names(writer.workdir):
+    line, _ = writer_style(writer, name)
+    pts = strokes_lib.offsets_to_points(line)
+    heights.append(float(np.ptp(pts[:, 1])))
+    for s in strokes_lib.points_to_strokes(pts):
+      if len(s) > 1:
+        steps.extend(np.linalg.norm(np.diff(s, axis=0), axis=1).tolist())
+  if heights and steps:
+    return HandScale(float(np.median(heights)), float(np.median(steps)))
+  step = float(np.mean(writer.stats.std))
+  return HandScale(25.0 * step, step)
+
+
+@dataclasses.dataclass(frozen=True)
+class StyleInk:
+  """A style file read before it meets a writer: raw offsets already in training units (.npz) or pen strokes in the
+  file's own units (InkML, SVG; y up) that `style_offsets` rescales, and the text the line says."""
+
+  path: str
+  text: str
+  offsets_Tx3: np.ndarray | None = None
+  strokes: list[np.ndarray] | None = None
+
+
+def read_style_file(path: str, text: str | None = None) -> StyleInk:
+  """Read a style file by its extension: .npz (`save_style`; `text` replaces its own), InkML (.inkml, .xml; `text`
+  replaces its truth annotation) or SVG (`text` required), so a mistake in it is reported before any writer is
+  loaded; WriteError / InkError naming the file."""
+  if text is not None:
+    text = " ".join(text.split())
+    if not text:
+      raise WriteError(f"the text given for the style file {path} is empty; say what its line says")
+  ext = os.path.splitext(path)[1].lower()
+  if ext == ".npz":
+    offsets, own = load_style(path)
+    return StyleInk(path, text or own, offsets_Tx3=offsets)
+  if ext in ink_lib.INKML_EXTENSIONS:
+    strokes, own = ink_lib.read_inkml(path)
+  elif ext in ink_lib.SVG_EXTENSIONS:
+    strokes, own = ink_lib.read_svg(path), None
+  else:
+    raise WriteError(f"style file {path}: a style is read from a file ending in {', '.join(STYLE_EXTENSIONS)}")
+  if not (text or own):
+    where = "holds no <annotation type=\"truth\"> saying" if ext in ink_lib.INKML_EXTENSIONS else "cannot say"
+    raise ink_lib.InkError(f"style file {path} {where} what its line says; give its text (write --style_text)")
+  return StyleInk(path, text or own, strokes=strokes)
+
+
+def style_offsets(writer: Writer, style: StyleInk) -> np.ndarray:
+  """The raw offsets `[T, 3]` of a style read by `read_style_file` for `writer`: ink rescaled to the writer's hand
+  (`hand_scale`: line height and point spacing, as the web page's canvas is); WriteError when it comes out much
+  longer than one line."""
+  if style.offsets_Tx3 is not None:
+    return style.offsets_Tx3
+  scale = hand_scale(writer)
+  offsets_Tx3 = strokes_lib.strokes_to_training_units(style.strokes, scale.line_height, scale.point_step)
+  if len(offsets_Tx3) > MAX_STYLE_STEPS:
+    raise WriteError(f"style file {style.path} makes {len(offsets_Tx3)} points at the writer's scale; at most "
+                     f"{MAX_STYLE_STEPS}: give one line of a few words")
+  return offsets_Tx3
+
+
+def load_style_any(writer: Writer, path: str, text: str | None = None) -> tuple[np.ndarray, str]:
+  """(raw offsets [T, 3] in `writer`'s units, text) of a style file of any kind (`read_style_file`), ready for
+  `make_prime` and `save_style`."""
+  style = read_style_file(path, text)
+  return style_offsets(writer, style), style.text
 
 
 def dataset_style(config: ml_collections.ConfigDict, index: int) -> tuple[np.ndarray, str]:

@@ -92,6 +92,37 @@ def offsets_to_strokes(offsets_Tx3: np.ndarray) -> list[np.ndarray]:
   return points_to_strokes(offsets_to_points(offsets_Tx3))
 
 
+def strokes_to_training_units(strokes_y_up: Sequence[np.ndarray], line_height: float, point_step: float
+                              ) -> np.ndarray:
+  """Pen strokes `[n, 2]` in any units (y up; a hand-drawn canvas line, an InkML or SVG file) -> raw offsets
+  `[T, 3]` in a writer's training units, so a network primed with them sees a line like its training data: scaled
+  so the ink is `line_height` tall, then resampled along each stroke every `point_step` (a stroke of one point, or
+  of no length, stays one point). ValueError for no points or ink of no height (callers check first, in their
+  own words)."""
+  arrays = [np.asarray(s, np.float64).reshape(-1, 2) for s in strokes_y_up]
+  arrays = [a for a in arrays if len(a)]
+  if not arrays:
+    raise ValueError("strokes_to_training_units needs at least one point")
+  allpts_Nx2 = np.concatenate(arrays)
+  height = float(np.ptp(allpts_Nx2[:, 1]))
+  if not height > 0 or not line_height > 0 or not point_step > 0:
+    raise ValueError(f"cannot scale ink of height {height} to a line height {line_height} at a point step "
+                     f"{point_step}: all three must be positive")
+  k = line_height / height
+  out = []
+  for a in arrays:
+    a = (a - allpts_Nx2[0]) * k
+    seg = np.linalg.norm(np.diff(a, axis=0), axis=1) if len(a) > 1 else np.zeros(0)
+    arc = np.concatenate([[0.0], np.cumsum(seg)])
+    n = max(round(float(arc[-1]) / point_step) + 1, 1)
+    if n == 1 or arc[-1] == 0:
+      out.append(a[:1])
+      continue
+    at = np.linspace(0.0, arc[-1], n)
+    out.append(np.stack([np.interp(at, arc, a[:, 0]), np.interp(at, arc, a[:, 1])], axis=1))
+  return strokes_to_offsets(out).astype(np.float32)
+
+
 def _pen_down_steps(offsets_Tx3: np.ndarray) -> np.ndarray:
   """Bool [T]: row t moves the pen while it is down (t >= 1 and row t-1 did not end a stroke)."""
   down = np.zeros(len(offsets_Tx3), bool)
