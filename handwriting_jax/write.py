@@ -2,12 +2,17 @@
 
   python -m handwriting_jax.write --workdir=DIR --text="..." --bias=0.75 --style=N --out=page.svg
   python -m handwriting_jax.write --workdir=DIR --num_lines=4 --out=scribbles.png     # prediction checkpoint
+  python -m handwriting_jax.write --text="..." --style_file=my_hand.inkml --save_style=my_hand.npz  # your own hand
+  python -m handwriting_jax.write --text="..." --style_file=my_hand.svg --style_text="what it says"
 
 Without --workdir the pretrained model shipped in `handwriting_jax/pretrained/` is used. `--style=N` primes with
-validation line N of the data set named in the checkpoint's config, `--style_file=x.npz` with a saved style
-(`--save_style=x.npz` saves the one in use); every line of a page is written in the same style. Without a style, the
-first line is written freely and primes the others (the page's style is a function of the seed). Mistakes (unknown
-characters, empty text, a workdir without a checkpoint...) are reported as one line and a non-zero exit status.
+validation line N of the data set named in the checkpoint's config, `--style_file=x.npz` with a saved style, or
+with a line of your own hand in an InkML file (.inkml, .xml: what pen tablets and note apps export) or an SVG
+drawing of pen paths, rescaled to the writer's hand; `--style_text` says what such a line says when the file does not
+(`--save_style=x.npz` saves the style in use, converted). Every line of a page is written in the same style. Without
+a style, the first line is written freely and primes the others (the page's style is a function of the seed). Mistakes
+(unknown characters, empty text, a workdir without a checkpoint, an ink file that is not one line of writing...) are
+reported as one line and a non-zero exit status.
 """
 
 import dataclasses
@@ -37,6 +42,7 @@ class Request:
   bias: float | None = None
   style: int | None = None
   style_file: str | None = None
+  style_text: str | None = None
   style_name: str | None = None
   save_style: str | None = None
   same_style: bool = True
@@ -67,10 +73,15 @@ def define_flags() -> None:
   flags.DEFINE_float("bias", r.bias, "Sampling bias b >= 0 (eqs. 61-62; default: the checkpoint's "
                      "config.sample.bias).")
   flags.DEFINE_integer("style", r.style, "Prime with validation line N of the checkpoint's data set.")
-  flags.DEFINE_string("style_file", r.style_file, "Prime with a style saved by --save_style (.npz).")
+  flags.DEFINE_string("style_file", r.style_file, "Prime with a style saved by --save_style (.npz), or with a line "
+                      "of your own hand: an InkML file (.inkml, .xml) or an SVG drawing of pen paths (.svg), "
+                      "rescaled to the writer's hand.")
+  flags.DEFINE_string("style_text", r.style_text, "What the line in --style_file says, for an SVG or an InkML file "
+                      "without a truth annotation (for a .npz or an annotated InkML file it replaces their text).")
   flags.DEFINE_string("style_name", r.style_name, "Prime with a style saved with the writer (WORKDIR/styles/NAME.npz; "
                       "the shipped writers' styles are their own most legible samples).")
-  flags.DEFINE_string("save_style", r.save_style, "Save the --style line used to this .npz file.")
+  flags.DEFINE_string("save_style", r.save_style, "Save the style used (--style, --style_name, or --style_file "
+                      "converted to the writer's units) to this .npz file, to reuse with --style_file.")
   flags.DEFINE_bool("same_style", r.same_style, "Without a style: write the first line freely and prime the others "
                     "with it.")
   flags.DEFINE_string("out", r.out, "Output file, .svg (one path per stroke) or .png.")
@@ -98,8 +109,13 @@ def _check_request(r: Request) -> None:
     raise writer_lib.WriteError(f"--animation={r.animation}: the animation must end in .gif or .html")
   if sum(x is not None for x in (r.style, r.style_file, r.style_name)) > 1:
     raise writer_lib.WriteError("give one of --style, --style_file and --style_name, not several")
-  if r.save_style is not None and r.style is None:
-    raise writer_lib.WriteError("--save_style saves the line chosen with --style=N; give --style")
+  if r.style_text is not None and r.style_file is None:
+    raise writer_lib.WriteError("--style_text says what the line in --style_file says; give --style_file")
+  if r.save_style is not None:
+    if r.style is None and r.style_file is None and r.style_name is None:
+      raise writer_lib.WriteError("--save_style saves the style in use; give --style, --style_file or --style_name")
+    if os.path.splitext(r.save_style)[1].lower() != ".npz":
+      raise writer_lib.WriteError(f"--save_style={r.save_style}: a style is saved as .npz; end the name in .npz")
   for path, flag in ((r.out, "--out"), (r.animation, "--animation"), (r.save_style, "--save_style")):
     if path is not None:
       writer_lib.check_output_path(path, flag)
@@ -109,6 +125,7 @@ def run(r: Request) -> list[str]:
   """The command line as a function: write the page (and plots, animation); returns the paths written."""
   _check_request(r)
   lines = None if r.text is None else writer_lib.wrap_text(r.text, r.width)
+  style_file = None if r.style_file is None else writer_lib.read_style_file(r.style_file, r.style_text)
   writer = writer_lib.load_writer(writer_lib.resolve_workdir(r.workdir, r.shipped), r.checkpoint_step, r.raw_weights)
   bias = writer.config.sample.bias if r.bias is None else r.bias
   if r.resample is not None:
@@ -140,7 +157,7 @@ def run(r: Request) -> list[str]:
     elif r.style_name is not None:
       strokes, prime_text = writer_lib.writer_style(writer, r.style_name)
     else:
-      strokes, prime_text = writer_lib.load_style(r.style_file)
+      strokes, prime_text = writer_lib.style_offsets(writer, style_file), style_file.text
     prime = writer_lib.make_prime(writer, strokes, prime_text)
     if r.save_style is not None:
       writer_lib.save_style(r.save_style, strokes, prime_text)

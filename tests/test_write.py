@@ -27,6 +27,7 @@ from handwriting_jax import optim, training_samples, write
 from handwriting_jax import writer as writer_lib
 from handwriting_jax import step as step_lib
 from handwriting_jax.model import networks
+from handwriting_jax.data import ink as ink_lib
 from handwriting_jax.data.alphabet import Alphabet, UnknownCharactersError
 from handwriting_jax.data.strokes import NormStats
 
@@ -291,6 +292,38 @@ def test_run_argument_errors(synth_workdir, tmp_path):
     write.run(write.Request(workdir, str(tmp_path / "dir.svg"), text="ab", animation=str(tmp_path / "adir.gif")))
   with pytest.raises(writer_lib.WriteError, match="not several"):
     write.run(write.Request(workdir, str(tmp_path / "x.svg"), text="ab", style=1, style_file="s.npz"))
+  with pytest.raises(writer_lib.WriteError, match="--style_text says what the line in --style_file says"):
+    write.run(write.Request(workdir, str(tmp_path / "x.svg"), text="ab", style=1, style_text="hi"))
+  with pytest.raises(writer_lib.WriteError, match="give --style, --style_file or --style_name"):
+    write.run(write.Request(workdir, str(tmp_path / "x.svg"), text="ab", save_style=str(tmp_path / "s.npz")))
+  with pytest.raises(writer_lib.WriteError, match="end the name in .npz"):
+    write.run(write.Request(workdir, str(tmp_path / "x.svg"), text="ab", style=1, save_style=str(tmp_path / "s")))
+
+
+# A line of one's own hand, "hi", as a tablet writes it (y down, its own units) and as an SVG drawing of it.
+HI_INKML = """<ink xmlns="http://www.w3.org/2003/InkML"><annotation type="truth">hi</annotation>
+  <traceFormat><channel name="X" type="decimal"/><channel name="Y" type="decimal"/><channel name="T"/></traceFormat>
+  <trace>0 0 0, 0 10 1, 0 20 2</trace><trace>0 12 3, 5 8 4, 10 12 5, 10 20 6</trace><trace>15 10 7, 15 20 8</trace>
+  <trace>15 5 9</trace></ink>"""
+HI_SVG = """<svg xmlns="http://www.w3.org/2000/svg"><path d="M0 0 V20 M0 12 C3 6 7 6 10 12 V20 M15 10 v10"/>
+  <path d="M15 5 Z"/></svg>"""
+
+
+def test_run_writes_in_the_hand_of_an_svg_and_saves_it_converted(writer, synth_workdir, tmp_path):
+  svg, saved, out = str(tmp_path / "hi.svg"), str(tmp_path / "hi.npz"), str(tmp_path / "page.svg")
+  with open(svg, "w", encoding="utf-8") as f:
+    f.write(HI_SVG)
+  with pytest.raises(ink_lib.InkError, match="hi.svg cannot say what its line says"):
+    write.run(write.Request(synth_workdir[0], out, text="ab", style_file=svg))
+  assert write.run(write.Request(synth_workdir[0], out, text="ab", style_file=svg, style_text="hi",
+                                 save_style=saved)) == [saved, out]
+  strokes, text = writer_lib.load_style(saved)
+  assert text == "hi"
+  np.testing.assert_array_equal(strokes, writer_lib.load_style_any(writer, svg, "hi")[0])
+  scale = writer_lib.hand_scale(writer)  # the tiny writer has no styles: 25 typical offsets tall
+  np.testing.assert_allclose(np.ptp(np.cumsum(strokes[:, 1])), scale.line_height, rtol=1e-5)
+  assert int(np.sum(strokes[:, 2])) == 4  # the h's stem, its hump, the i's stem and its dot
+  ET.parse(out)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -335,6 +368,26 @@ def test_cli_user_errors_are_one_line(args, message, synth_workdir, tmp_path):
   err = [line for line in proc.stderr.strip().splitlines() if line]
   assert len(err) == 1 and err[0].startswith("error: "), proc.stderr
   assert message.format(**fill) in err[0]
+
+
+def test_cli_writes_in_the_hand_of_an_inkml_file_and_a_bad_style_file_is_one_line(synth_workdir, tmp_path):
+  inkml, saved, out = str(tmp_path / "hi.inkml"), str(tmp_path / "hi.npz"), str(tmp_path / "page.svg")
+  with open(inkml, "w", encoding="utf-8") as f:
+    f.write(HI_INKML)
+  proc = _cli(f"--workdir={synth_workdir[0]}", "--text=ab", f"--style_file={inkml}", f"--save_style={saved}",
+              f"--out={out}")
+  assert proc.returncode == 0, proc.stderr
+  assert proc.stdout.strip().splitlines() == [saved, out]
+  strokes, text = writer_lib.load_style(saved)
+  assert text == "hi" and int(np.sum(strokes[:, 2])) == 4
+  ET.parse(out)
+  bad, out2 = str(tmp_path / "bad.svg"), str(tmp_path / "page2.svg")
+  with open(bad, "w", encoding="utf-8") as f:
+    f.write("<svg><path d='M0 0 A5 5 0 0 1 10 10'/></svg>")
+  proc = _cli(f"--workdir={synth_workdir[0]}", "--text=ab", f"--style_file={bad}", "--style_text=hi", f"--out={out2}")
+  err = [line for line in proc.stderr.strip().splitlines() if line]
+  assert proc.returncode == 1 and len(err) == 1 and err[0].startswith(f"error: SVG file {bad}"), proc.stderr
+  assert "arc" in err[0] and not os.path.exists(out2)
 
 
 @pytest.mark.parametrize("name", writer_lib.SHIPPED)
