@@ -8,7 +8,7 @@ forcing over a real line, conditioned on `prime text + new text`, then samples o
 
 Conventions: the network's input at step t is the point sampled at step t-1 (`(0, 0, 1)` first, or the last prime
 point after priming); the point sampled at step t is row t of the output. Rows after a line's end are zero and masked
-out; the last real row of a finished line has `eos = 1` (the pen is lifted where the line stops). Each line draws its
+out; the last real row of a finished line has `eos = 1` (the pen is lifted where the line stops; `line_end`). Each line draws its
 random numbers from its own key (`jax.random.split(key, B)[b]` folded with the step), so line b of a batch depends on
 the seed and b only, not on the other lines.
 """
@@ -99,6 +99,23 @@ def _end_phi(aux: dict, num_positions: int) -> jax.Array:
 
 
 STOP_RULES = ("paper", "lift")
+
+
+def line_end(stop_rule: str, passed_B, point_eos_B, prev_eos_B, done_B, at_cap_B, first_step
+             ) -> tuple[jax.Array, jax.Array, jax.Array, jax.Array]:
+  """Where each line ends, at one sampling step: (valid: the point is kept, ends_now, stopped by the rule, eos).
+
+  "paper" stops as soon as the window has passed the text; "lift" then finishes the stroke under way (none is when
+  the previous point lifted the pen). The pen is lifted on a line's last point. A point that would start a new
+  stroke at the step the rule stops the line is where the pen was going after the text (a stray mark), not ink of
+  the text: it is left out, and the line ends at the previous point, which already lifts the pen.
+  """
+  pen_up = prev_eos_B > 0.5
+  stop = passed_B & ((point_eos_B > 0.5) | pen_up) if stop_rule == "lift" else passed_B
+  stopped = ~done_B & stop
+  ends_now = ~done_B & (stop | at_cap_B)
+  stray = stopped & pen_up & ~first_step
+  return ~done_B & ~stray, ends_now, stopped, jnp.where(ends_now, 1.0, point_eos_B)
 RESAMPLE_MODES = ("spline", "none")  # config.sample.resample (display_lines)
 
 
@@ -124,13 +141,11 @@ def _sample_scan(graphdef: nnx.GraphDef, params: nnx.State, keys_B, bias_B, prim
     point = jax.vmap(mdn.sample)(step_keys, params_t)
     passed = passed | (window_finished(_end_phi(aux, num_positions), text_lengths_B) if conditional
                        else jnp.zeros_like(done))
-    # "paper": stop as soon as the window has passed the text; "lift": then finish the stroke under way.
-    stop = passed & (point[:, 2] > 0.5) if stop_rule == "lift" else passed
-    ends_now = ~done & (stop | (t + 1 >= caps_B))
-    point = point.at[:, 2].set(jnp.where(ends_now, 1.0, point[:, 2]))
-    valid = ~done
+    valid, ends_now, stopped, eos = line_end(stop_rule, passed, point[:, 2], x_prev[:, 2], done, t + 1 >= caps_B,
+                                             t == 0)
+    point = point.at[:, 2].set(eos)
     out_point = jnp.where(valid[:, None], point, 0.0)
-    outputs = {"point": out_point, "valid": valid, "stop": ~done & stop, "mixture": params_t}
+    outputs = {"point": out_point, "valid": valid, "stop": stopped, "mixture": params_t}
     if conditional:
       outputs["phi"] = jnp.where(valid[:, None], aux["phi"], 0.0)
       outputs["kappa"] = aux["kappa"]

@@ -295,6 +295,29 @@ def test_lift_stop_rule_finishes_the_stroke_under_way(synth):
   assert np.any(lift.lengths_B > paper.lengths_B)
 
 
+def test_line_end_leaves_out_a_stroke_begun_at_the_stop():
+  # Lines: 0 running; 1 passed, pen down before; 2 passed, pen lifted before (the point would start a stray
+  # stroke); 3 at its cap; 4 already done; 5 passed at the very first step, pen "lifted" by the start point.
+  passed = jnp.array([False, True, True, False, True, True])
+  point_eos = jnp.array([0.0, 0.0, 0.0, 0.0, 0.0, 0.0])
+  prev_eos = jnp.array([0.0, 0.0, 1.0, 1.0, 0.0, 1.0])
+  done = jnp.array([False, False, False, False, True, False])
+  at_cap = jnp.array([False, False, False, True, False, False])
+  first = jnp.array([False, False, False, False, False, True])
+  valid, ends, stopped, eos = sample.line_end("paper", passed, point_eos, prev_eos, done, at_cap, first)
+  np.testing.assert_array_equal(valid, [True, True, False, True, False, True])
+  np.testing.assert_array_equal(ends, [False, True, True, True, False, True])
+  np.testing.assert_array_equal(stopped, [False, True, True, False, False, True])
+  np.testing.assert_array_equal(eos, [0, 1, 1, 1, 0, 1])
+  # "lift": line 1 (pen down) goes on until the network lifts the pen; line 2 has no stroke under way and stops,
+  # leaving out its stray point, as "paper" does.
+  valid, ends, stopped, eos = sample.line_end("lift", passed, point_eos, prev_eos, done, at_cap, first)
+  np.testing.assert_array_equal(valid, [True, True, False, True, False, True])
+  np.testing.assert_array_equal(ends, [False, False, True, True, False, True])
+  valid, ends, _, _ = sample.line_end("lift", passed, jnp.ones(6), prev_eos, done, at_cap, first)
+  np.testing.assert_array_equal(ends, [False, True, True, True, False, True])
+
+
 def test_unknown_stop_rule_is_an_error(synth):
   with pytest.raises(sample.SamplingError, match="stop rule"):
     sample.sample(synth, jax.random.key(0), texts=["ab"], alphabet=ALPHABET, stop_rule="late")
