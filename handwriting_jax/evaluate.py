@@ -29,6 +29,7 @@ import numpy as np
 from absl import app, flags, logging
 
 from handwriting_jax import cli, draw, legibility
+from handwriting_jax import fidelity as fid
 from handwriting_jax import sample as sample_lib
 from handwriting_jax import step as step_lib
 from handwriting_jax import writer as writer_lib
@@ -65,12 +66,30 @@ class EvaluateError(UserError, ValueError):
 
 
 @dataclasses.dataclass(frozen=True)
+class Fidelity:
+  """What the style-fidelity section measures: `forms` held-out hands (0: none), `sentences` written per hand, at
+  `bias`, judged by the hand encoder at `encoder_path` (default: the one shipped in the package)."""
+  forms: int = 20
+  sentences: int = 3
+  bias: float = 0.75
+  encoder_path: str = fid.ENCODER_FILE
+
+  def encoder(self) -> fid.HandEncoder:
+    """The hand encoder, after checking the settings (EvaluateError / FidelityError before any work)."""
+    if self.forms < 2 or self.sentences < 1 or not math.isfinite(self.bias) or self.bias < 0:
+      raise EvaluateError(f"--fidelity_forms must be 0 (off) or >= 2 and --fidelity_sentences >= 1, with a finite "
+                          f"--fidelity_bias >= 0; got {self.forms}, {self.sentences}, {self.bias}")
+    return fid.load_encoder(self.encoder_path)[0]
+
+
+@dataclasses.dataclass(frozen=True)
 class ValidationData:
   """Validation lines renormalised with a checkpoint's statistics, and the training texts (for the overlap check)."""
   strokes: list[np.ndarray]
   texts: list[str]
   train_texts: list[str]
   description: str
+  ids: list[str] = dataclasses.field(default_factory=list)  # line ids: IAM-OnDB's a01-000u-03 (form a01-000u)
 
 
 def load_validation(writer: writer_lib.Writer, iam_path: str | None = None) -> ValidationData:
@@ -89,7 +108,7 @@ def load_validation(writer: writer_lib.Writer, iam_path: str | None = None) -> V
       f", one point in {int(data_cfg.downsample)} of each stroke kept (data.downsample: nats per sequence are not "
       "comparable with full-rate figures such as the paper's)")
   return ValidationData(strokes, list(data.valid.texts), list(data.train.texts),
-                        f"{source}, every line up to {data_cfg.max_points} points{every}")
+                        f"{source}, every line up to {data_cfg.max_points} points{every}", list(data.valid.ids))
 
 
 def validation_nll(writer: writer_lib.Writer, strokes: Sequence[np.ndarray], texts: Sequence[str]) -> dict:
@@ -142,6 +161,71 @@ def legibility_at(writer: writer_lib.Writer, bias: float, seeds: int, out_dir: s
           "_strokes": samples.lines}  # the network's own rate: saved styles prime it
 
 
+def fidelity_at(writer: writer_lib.Writer, valid: ValidationData, encoder: fid.HandEncoder, *, num_forms: int,
+                per_form: int, bias: float, out_dir: str, tesseract: str | None = None, seed: int = 0) -> dict:
+  """Style fidelity (`handwriting_jax.fidelity`): prime with one line of each of `num_forms` held-out forms, write
+  `per_form` unseen sentences in each hand, and find each written line's form by its nearest gallery line (another
+  real line of each form); beside it the ceiling (the prime line itself retrieved the same way), chance and the
+  primed lines' CER."""
+  raw = [writer.stats.denormalise(x) for x in valid.strokes]
+  usable = [i for i, x in enumerate(raw) if fid.judgeable(x)]
+  trial = fid.choose_trial([valid.ids[i] for i in usable], num_forms, np.random.default_rng(seed))
+  query, gallery = [usable[i] for i in trial.query], [usable[i] for i in trial.gallery]
+  gallery_NxD = fid.embed_lines(encoder, [raw[i] for i in gallery])
+  real_hits = fid.rank1_hits(fid.embed_lines(encoder, [raw[i] for i in query]), gallery_NxD, np.arange(num_forms))
+  all_emb = fid.embed_lines(encoder, [raw[i] for i in usable])
+  written, texts, owner = [], [], []
+  for f, q in enumerate(query):
+    sentences = [SENTENCES[(f * per_form + j) % len(SENTENCES)] for j in range(per_form)]
+    prime = writer_lib.make_prime(writer, raw[q], valid.texts[q])
+    written += writer_lib.write_lines(writer, sentences, bias=bias, seed=seed, prime=prime, same_style=False).lines
+    texts += sentences
+    owner += [f] * per_form
+  ranks = fid.retrieval_ranks(encoder, written, gallery_NxD, np.asarray(owner))
+  tag = f"fidelity_bias_{bias:g}"
+  paths = [os.path.join(out_dir, tag, f"form{owner[i]:02d}_s{i % per_form}.png") for i in range(len(written))]
+  shown = sample_lib.display_lines(written, writer.config)
+  scores = legibility.read_lines(shown, texts, paths, tesseract=tesseract)
+  per_form_rows = []
+  for f, form in enumerate(trial.forms):
+    mine = [i for i in range(len(written)) if owner[i] == f]
+    per_form_rows.append({
+        "form": form, "prime_line": valid.ids[query[f]], "prime_text": valid.texts[query[f]],
+        "gallery_line": valid.ids[gallery[f]], "prime_retrieved": bool(real_hits[f]),
+        "rank1": float(np.mean(ranks[mine] == 1)), "ranks": ranks[mine].tolist(),
+        "cer": legibility.error_rates([scores[i] for i in mine])["cer"],
+        "lines": [{"text": scores[i].text, "read": scores[i].read, "cer": scores[i].cer, "rank": int(ranks[i]),
+                   "image": paths[i]} for i in mine]})
+  sheet = os.path.join(out_dir, f"{tag}.png")
+  hardest = sorted(range(num_forms), key=lambda f: (-per_form_rows[f]["cer"], per_form_rows[f]["rank1"]))[:6]
+  rows, captions = [], []
+  for f in hardest:
+    rows.append(writer.stats.denormalise(valid.strokes[query[f]]))
+    captions.append(f"{trial.forms[f]} prime: {valid.texts[query[f]]}")
+    for line in per_form_rows[f]["lines"]:
+      i = paths.index(line["image"])
+      rows.append(shown[i])
+      captions.append(f"  written (rank {line['rank']}): {line['text']}  →  read: {line['read']!r}")
+  draw.save_lines_png(rows, captions, sheet)
+  return {"bias": bias, "forms": num_forms, "sentences_per_form": per_form, "chance": 1.0 / num_forms,
+          "rank1": float(np.mean(ranks == 1)), "mean_rank": float(np.mean(ranks)),
+          "ceiling_these_forms": float(np.mean(real_hits)),
+          "ceiling": fid.ceiling(all_emb, [valid.ids[i] for i in usable], num_forms, draws=200, seed=seed + 1),
+          **legibility.error_rates(scores), "sheet": sheet, "per_form": per_form_rows}
+
+
+def fidelity_report(writer: writer_lib.Writer, valid: ValidationData | None, encoder: fid.HandEncoder,
+                    settings: Fidelity, out_dir: str, tesseract: str, report: dict) -> dict:
+  """The fidelity section of a report, or why it could not be measured (no validation data, too few forms)."""
+  if valid is None:
+    return {"unavailable": report.get("nll_unavailable", "no validation data")}
+  try:
+    return fidelity_at(writer, valid, encoder, num_forms=settings.forms, per_form=settings.sentences,
+                       bias=settings.bias, out_dir=out_dir, tesseract=tesseract)
+  except fid.FidelityError as e:
+    return {"unavailable": str(e)}
+
+
 def save_styles(workdir: str, result: dict, count: int) -> list[str]:
   """Save the `count` most legible lines of one legibility result (distinct sentences, lowest CER first, finished
   lines only) as the writer's own styles WORKDIR/styles/style_K.npz; returns their paths.
@@ -175,10 +259,12 @@ def overlap(sentences: Sequence[str], train_texts: Sequence[str]) -> list[str]:
 def evaluate(workdir: str | None, step: int | None, *, biases: Sequence[float], seeds: int, out_dir: str | None,
              prime_style: tuple[np.ndarray, str] | None = None, style_index: int | None = None,
              iam_path: str | None = None, nll: bool = True, styles: int = 0, styles_bias: float = 0.75,
-             stop_rule: str | None = None, raw_weights: bool = False, resample: str | None = None) -> dict:
+             stop_rule: str | None = None, raw_weights: bool = False, resample: str | None = None,
+             fidelity: Fidelity | None = None) -> dict:
   """Evaluate one checkpoint (default: the newest; no workdir: the shipped model); writes and returns the report.
   `stop_rule` and `resample` override the checkpoint's config.sample fields; `raw_weights` judges the trained
-  parameters of a run that kept a moving average (by default the average is judged, as `write` uses it)."""
+  parameters of a run that kept a moving average (by default the average is judged, as `write` uses it);
+  `fidelity` (with forms > 0) adds the style-fidelity section (`fidelity_at`)."""
   if stop_rule is not None and stop_rule not in sample_lib.STOP_RULES:
     raise EvaluateError(f"--stop_rule must be one of {sample_lib.STOP_RULES}, got {stop_rule!r}")
   if resample is not None and resample not in sample_lib.RESAMPLE_MODES:
@@ -190,6 +276,7 @@ def evaluate(workdir: str | None, step: int | None, *, biases: Sequence[float], 
   if styles < 0 or (styles and styles_bias not in biases):
     raise EvaluateError(f"--save_styles={styles} needs a count >= 0 and --styles_bias ({styles_bias}) among "
                         f"--biases {list(biases)}")
+  encoder = fidelity.encoder() if fidelity is not None and fidelity.forms else None
   tesseract = legibility.check_tesseract()  # once, before any work
   t0 = time.time()
   writer = writer_lib.load_writer(workdir, step, raw_weights)
@@ -212,7 +299,7 @@ def evaluate(workdir: str | None, step: int | None, *, biases: Sequence[float], 
             "sentences": list(SENTENCES), "seeds": seeds, "stop_rule": writer.config.sample.stop_rule,
             "resample": writer.config.sample.resample, "downsample": int(writer.config.data.downsample)}
   valid = None
-  if nll or style_index is not None:
+  if nll or style_index is not None or encoder is not None:
     try:
       valid = load_validation(writer, iam_path)
     except UserError as e:
@@ -234,6 +321,8 @@ def evaluate(workdir: str | None, step: int | None, *, biases: Sequence[float], 
     report["primed_with"] = prime_style[1]
     report["legibility_primed"] = [legibility_at(writer, b, seeds, out_dir, prime, tesseract=tesseract)
                                    for b in biases]
+  if encoder is not None:
+    report["fidelity"] = fidelity_report(writer, valid, encoder, fidelity, out_dir, tesseract, report)
   if styles:
     chosen = next(r for r in report["legibility"] if r["bias"] == styles_bias)
     report["styles"] = save_styles(writer.workdir, chosen, styles)
@@ -270,6 +359,14 @@ def summary(report: dict) -> str:
       seeds = ", ".join(f"{c:.0%}" for c in r["cer_per_seed"])
       out.append(f"  {label:8s} bias {r['bias']:<4g}  CER {r['cer']:6.1%}  WER {r['wer']:6.1%}  "
                  f"(per seed {seeds}; {r['finished']}/{r['lines']} lines finished by the window)")
+  fidelity = report.get("fidelity")
+  if fidelity and "unavailable" in fidelity:
+    out.append(f"  fidelity not measured: {fidelity['unavailable']}")
+  elif fidelity:
+    out.append(f"  fidelity bias {fidelity['bias']:<4g}  rank-1 {fidelity['rank1']:6.1%} of written lines among "
+               f"{fidelity['forms']} held-out hands (ceiling, a real line of the hand: {fidelity['ceiling']:.1%}, "
+               f"{fidelity['ceiling_these_forms']:.0%} on these forms; chance {fidelity['chance']:.1%}); "
+               f"primed CER {fidelity['cer']:.1%}")
   if report.get("styles"):
     out.append(f"  styles saved: {', '.join(report['styles'])}")
   out.append(f"  report: {report['path']}")
@@ -301,6 +398,12 @@ def define_flags() -> None:
   flags.DEFINE_enum("resample", None, list(sample_lib.RESAMPLE_MODES), "How lines written at a downsampled rate are "
                     "drawn for reading (default: the checkpoint's config.sample.resample): spline = back to the raw "
                     "rate through a cubic spline, none = the written points joined by straight lines.")
+  flags.DEFINE_integer("fidelity_forms", Fidelity.forms, "Style fidelity: prime with one line of each of N held-out "
+                       "forms (validation hands) and find each written line's hand among the N (0: off).")
+  flags.DEFINE_integer("fidelity_sentences", Fidelity.sentences, "Style fidelity: unseen sentences written per hand.")
+  flags.DEFINE_float("fidelity_bias", Fidelity.bias, "Style fidelity: the sampling bias of the primed lines.")
+  flags.DEFINE_string("hand_encoder", fid.ENCODER_FILE, "Style fidelity: the hand encoder (.npz from "
+                      "python -m handwriting_jax.train_hand_encoder).")
   flags.DEFINE_bool("raw_weights", False, "Judge the trained parameters of a run that kept a moving average "
                     "(config.train.ema_decay), not the average.")
 
@@ -329,8 +432,9 @@ def main(argv):
       report = evaluate(workdir, step, biases=biases, seeds=FLAGS.seeds, out_dir=out, prime_style=style,
                         style_index=FLAGS.style, iam_path=FLAGS.iam_path, nll=FLAGS.nll,
                         styles=FLAGS.save_styles, styles_bias=FLAGS.styles_bias, stop_rule=FLAGS.stop_rule,
-                        resample=FLAGS.resample,
-                        raw_weights=FLAGS.raw_weights)
+                        resample=FLAGS.resample, raw_weights=FLAGS.raw_weights,
+                        fidelity=Fidelity(FLAGS.fidelity_forms, FLAGS.fidelity_sentences, FLAGS.fidelity_bias,
+                                          FLAGS.hand_encoder))
       print(summary(report), flush=True)
   except (UserError, FileNotFoundError) as e:
     print(f"error: {' '.join(str(e).split())}", file=sys.stderr)

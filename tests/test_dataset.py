@@ -228,6 +228,7 @@ def fake_corpus(cfg):
 def test_embedded_source_with_a_fake_generator(monkeypatch):
   fake = types.ModuleType("handwriting_jax.data.hershey")
   fake.generate_corpus = fake_corpus
+  fake.corpus_writers = lambda cfg: ([i % 3 for i in range(cfg.num_lines)], [i % 2 for i in range(cfg.valid_lines)])
   monkeypatch.setitem(sys.modules, "handwriting_jax.data.hershey", fake)
   monkeypatch.setattr("handwriting_jax.data.hershey", fake, raising=False)
   cfg = defaults.data_config()

@@ -23,7 +23,8 @@ CHARS = " " + string.ascii_letters + string.digits + ".,'!?-"
 STATS = NormStats(mean=np.array([0.5, 0.0], np.float32), std=np.array([4.0, 3.0], np.float32))
 
 
-def _save(workdir: str, config) -> None:
+def save_untrained_writer(workdir: str, config) -> None:
+  """A checkpoint of an untrained network of `config` with the test alphabet and statistics (step 5)."""
   alphabet = Alphabet(CHARS)
   model = networks.create_model(config, alphabet.size)
   _, state = step_lib.create_train_state(model, optim.make_optimizer(config.optim, config.train.num_steps))
@@ -38,7 +39,7 @@ def workdir(tmp_path_factory):
   path = str(tmp_path_factory.mktemp("synth"))
   config = synthesis_config.get_config("tiny")
   config.sample.max_steps_per_char = 6
-  _save(path, config)
+  save_untrained_writer(path, config)
   return path
 
 
@@ -102,7 +103,7 @@ def test_without_the_data_only_legibility_is_reported(tmp_path):
   config.sample.max_steps_per_char = 4
   config.data.source = "iam"
   config.data.iam_path = str(tmp_path / "not-here")
-  _save(str(tmp_path / "w"), config)
+  save_untrained_writer(str(tmp_path / "w"), config)
   report = evaluate.evaluate(str(tmp_path / "w"), None, biases=[1.0], seeds=1, out_dir=str(tmp_path / "e"))
   assert report["nll"] is None and "not available" in report["nll_unavailable"]
   assert "not-here" in report["nll_unavailable"] and len(report["legibility"]) == 1

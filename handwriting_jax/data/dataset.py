@@ -77,10 +77,12 @@ def _load_embedded(data_cfg: Any, settings: strokes_lib.Preprocessing) -> cache_
   """Generate the Hershey corpus and preprocess it."""
   from handwriting_jax.data import hershey  # pylint: disable=g-import-not-at-top  # only this source needs it
   train_lines, train_texts, valid_lines, valid_texts = hershey.generate_corpus(data_cfg.embedded)
-  raw = {"train": (train_lines, train_texts), "valid": (valid_lines, valid_texts)}
+  train_writers, valid_writers = hershey.corpus_writers(data_cfg.embedded)
+  raw = {"train": (train_lines, train_texts, train_writers), "valid": (valid_lines, valid_texts, valid_writers)}
   splits, counts = {}, collections.Counter()
-  for name, (lines, texts) in raw.items():
-    ids = [f"embedded-{name}-{i}" for i in range(len(lines))]
+  for name, (lines, texts, writers) in raw.items():
+    # `embedded-valid-w3-17`: line 17 of the split, by synthetic writer 3 (its "form", as IAM-OnDB's a01-000u-03)
+    ids = [f"embedded-{name}-w{w}-{i}" for i, w in enumerate(writers)]
     splits[name], split_counts = prepare_split(lines, texts, ids, settings)
     counts.update(split_counts)
   return cache_lib.CachedCorpus(splits=splits, counts=dict(counts))

@@ -421,6 +421,23 @@ def corpus_texts(cfg: ml_collections.ConfigDict) -> tuple[list[str], list[str]]:
   return train, [_line_text(cfg, _VALID, i, seen)[0] for i in range(int(cfg.valid_lines))]
 
 
+def _line_writer(cfg: ml_collections.ConfigDict, rng: np.random.Generator, validation: bool) -> int:
+  """The writer of a line, drawn from the line's generator right after its text: a training writer, or (validation,
+  with probability `valid_new_writer_fraction`) one of the `valid_writers` held-out writers."""
+  n_train_writers, n_valid_writers = int(cfg.num_writers), int(cfg.valid_writers)
+  if validation and n_valid_writers and rng.random() < float(cfg.valid_new_writer_fraction):
+    return n_train_writers + int(rng.integers(n_valid_writers))
+  return int(rng.integers(n_train_writers))
+
+
+def corpus_writers(cfg: ml_collections.ConfigDict) -> tuple[list[int], list[int]]:
+  """(train_writers, valid_writers): the writer index of every line exactly as `generate_corpus` draws it, without
+  drawing any strokes (a writer's lines share a hand: the style-fidelity measure groups lines by writer)."""
+  train = [_line_writer(cfg, _line_text(cfg, _TRAIN, i)[1], False) for i in range(int(cfg.num_lines))]
+  seen = set(corpus_texts(cfg)[0])
+  return train, [_line_writer(cfg, _line_text(cfg, _VALID, i, seen)[1], True) for i in range(int(cfg.valid_lines))]
+
+
 def generate_corpus(
     cfg: ml_collections.ConfigDict,
 ) -> tuple[list[np.ndarray], list[str], list[np.ndarray], list[str]]:
@@ -430,23 +447,17 @@ def generate_corpus(
   validation lines by `valid_writers` held-out writers, the rest by training writers. Validation texts are
   drawn from their own stream and avoid the training texts where possible (`cfg` as config_check validates it).
   """
-  n_train_writers, n_valid_writers = int(cfg.num_writers), int(cfg.valid_writers)
   writers = _Writers(cfg)
   x_height = float(cfg.x_height)
   train_lines, train_texts = [], []
   for i in range(int(cfg.num_lines)):
     text, rng = _line_text(cfg, _TRAIN, i)
-    writer = writers[int(rng.integers(n_train_writers))]
-    train_lines.append(write_line(text, writer, rng, x_height))
+    train_lines.append(write_line(text, writers[_line_writer(cfg, rng, False)], rng, x_height))
     train_texts.append(text)
   seen = set(train_texts)
   valid_lines, valid_texts = [], []
   for i in range(int(cfg.valid_lines)):
     text, rng = _line_text(cfg, _VALID, i, seen)
-    if n_valid_writers and rng.random() < float(cfg.valid_new_writer_fraction):
-      writer = writers[n_train_writers + int(rng.integers(n_valid_writers))]
-    else:
-      writer = writers[int(rng.integers(n_train_writers))]
-    valid_lines.append(write_line(text, writer, rng, x_height))
+    valid_lines.append(write_line(text, writers[_line_writer(cfg, rng, True)], rng, x_height))
     valid_texts.append(text)
   return train_lines, train_texts, valid_lines, valid_texts
