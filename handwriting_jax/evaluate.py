@@ -169,7 +169,8 @@ def fidelity_at(writer: writer_lib.Writer, valid: ValidationData, encoder: fid.H
   primed lines' CER."""
   raw = [writer.stats.denormalise(x) for x in valid.strokes]
   usable = [i for i, x in enumerate(raw) if fid.judgeable(x)]
-  trial = fid.choose_trial([valid.ids[i] for i in usable], num_forms, np.random.default_rng(seed))
+  trial = fid.choose_trial([valid.ids[i] for i in usable], num_forms, np.random.default_rng(seed),
+                           [valid.texts[i] for i in usable])
   query, gallery = [usable[i] for i in trial.query], [usable[i] for i in trial.gallery]
   gallery_NxD = fid.embed_lines(encoder, [raw[i] for i in gallery])
   real_hits = fid.rank1_hits(fid.embed_lines(encoder, [raw[i] for i in query]), gallery_NxD, np.arange(num_forms))
@@ -196,6 +197,11 @@ def fidelity_at(writer: writer_lib.Writer, valid: ValidationData, encoder: fid.H
         "cer": legibility.error_rates([scores[i] for i in mine])["cer"],
         "lines": [{"text": scores[i].text, "read": scores[i].read, "cer": scores[i].cer, "rank": int(ranks[i]),
                    "image": paths[i]} for i in mine]})
+  # The hands' own legibility by the same reader: their real prime lines, drawn as written lines are.
+  real = legibility.read_lines(sample_lib.display_lines([raw[i] for i in query], writer.config),
+                               [valid.texts[i] for i in query], tesseract=tesseract)
+  for row, score in zip(per_form_rows, real):
+    row["prime_cer"] = score.cer
   sheet = os.path.join(out_dir, f"{tag}.png")
   hardest = sorted(range(num_forms), key=lambda f: (-per_form_rows[f]["cer"], per_form_rows[f]["rank1"]))[:6]
   rows, captions = [], []
@@ -210,8 +216,10 @@ def fidelity_at(writer: writer_lib.Writer, valid: ValidationData, encoder: fid.H
   return {"bias": bias, "forms": num_forms, "sentences_per_form": per_form, "chance": 1.0 / num_forms,
           "rank1": float(np.mean(ranks == 1)), "mean_rank": float(np.mean(ranks)),
           "ceiling_these_forms": float(np.mean(real_hits)),
-          "ceiling": fid.ceiling(all_emb, [valid.ids[i] for i in usable], num_forms, draws=200, seed=seed + 1),
-          **legibility.error_rates(scores), "sheet": sheet, "per_form": per_form_rows}
+          "ceiling": fid.ceiling(all_emb, [valid.ids[i] for i in usable], num_forms, draws=200, seed=seed + 1,
+                                 texts=[valid.texts[i] for i in usable]),
+          **legibility.error_rates(scores), "real_lines_cer": legibility.error_rates(real)["cer"], "sheet": sheet,
+          "per_form": per_form_rows}
 
 
 def fidelity_report(writer: writer_lib.Writer, valid: ValidationData | None, encoder: fid.HandEncoder,
@@ -257,7 +265,7 @@ def overlap(sentences: Sequence[str], train_texts: Sequence[str]) -> list[str]:
 
 
 def evaluate(workdir: str | None, step: int | None, *, biases: Sequence[float], seeds: int, out_dir: str | None,
-             prime_style: tuple[np.ndarray, str] | None = None, style_index: int | None = None,
+             prime_style: writer_lib.StyleInk | None = None, style_index: int | None = None,
              iam_path: str | None = None, nll: bool = True, styles: int = 0, styles_bias: float = 0.75,
              stop_rule: str | None = None, raw_weights: bool = False, resample: str | None = None,
              fidelity: Fidelity | None = None) -> dict:
@@ -314,11 +322,12 @@ def evaluate(workdir: str | None, step: int | None, *, biases: Sequence[float], 
       raise EvaluateError(f"--style={style_index} needs the validation data: {report['nll_unavailable']}")
     if not 0 <= style_index < len(valid.strokes):
       raise EvaluateError(f"--style={style_index}: the validation split has {len(valid.strokes)} lines")
-    prime_style = (writer.stats.denormalise(valid.strokes[style_index]), valid.texts[style_index])
+    prime_style = writer_lib.StyleInk(f"validation line {style_index}", valid.texts[style_index],
+                                      offsets_Tx3=writer.stats.denormalise(valid.strokes[style_index]))
   report["legibility"] = [legibility_at(writer, b, seeds, out_dir, tesseract=tesseract) for b in biases]
   if prime_style is not None:
-    prime = writer_lib.make_prime(writer, *prime_style)
-    report["primed_with"] = prime_style[1]
+    prime = writer_lib.make_prime(writer, writer_lib.style_offsets(writer, prime_style), prime_style.text)
+    report["primed_with"] = prime_style.text
     report["legibility_primed"] = [legibility_at(writer, b, seeds, out_dir, prime, tesseract=tesseract)
                                    for b in biases]
   if encoder is not None:
@@ -366,7 +375,7 @@ def summary(report: dict) -> str:
     out.append(f"  fidelity bias {fidelity['bias']:<4g}  rank-1 {fidelity['rank1']:6.1%} of written lines among "
                f"{fidelity['forms']} held-out hands (ceiling, a real line of the hand: {fidelity['ceiling']:.1%}, "
                f"{fidelity['ceiling_these_forms']:.0%} on these forms; chance {fidelity['chance']:.1%}); "
-               f"primed CER {fidelity['cer']:.1%}")
+               f"primed CER {fidelity['cer']:.1%} (the hands' own prime lines read at {fidelity['real_lines_cer']:.1%})")
   if report.get("styles"):
     out.append(f"  styles saved: {', '.join(report['styles'])}")
   out.append(f"  report: {report['path']}")
@@ -384,7 +393,8 @@ def define_flags() -> None:
   flags.DEFINE_list("checkpoint_steps", [], "Checkpoint steps to evaluate (default: the newest).")
   flags.DEFINE_list("biases", ["0", "0.5", "0.75", "1.0"], "Sampling biases to measure legibility at.")
   flags.DEFINE_integer("seeds", 3, "Draws of every sentence per bias.")
-  flags.DEFINE_string("style_file", None, "Also measure legibility primed with this saved style (.npz).")
+  flags.DEFINE_string("style_file", None, "Also measure legibility primed with this style: .npz (write --save_style), "
+                      "InkML or SVG ink (whose text it must carry).")
   flags.DEFINE_integer("style", None, "Also measure legibility primed with validation line N.")
   flags.DEFINE_string("iam_path", None, "IAM-OnDB folder, when it is not where the checkpoint's config says.")
   flags.DEFINE_bool("nll", True, "Compute the validation NLL (needs the training data).")
@@ -426,7 +436,7 @@ def main(argv):
     sys.exit(1)
   try:
     workdir = writer_lib.resolve_workdir(FLAGS.workdir, FLAGS.shipped)
-    style = writer_lib.load_style(FLAGS.style_file) if FLAGS.style_file else None
+    style = writer_lib.read_style_file(FLAGS.style_file) if FLAGS.style_file else None
     for step in steps:
       out = FLAGS.out if FLAGS.out is None or len(steps) == 1 else os.path.join(FLAGS.out, f"step_{step}")
       report = evaluate(workdir, step, biases=biases, seeds=FLAGS.seeds, out_dir=out, prime_style=style,

@@ -32,6 +32,7 @@ from handwriting_jax.errors import UserError
 
 ARC_STEP = 0.1  # resampling step along the ink, in line heights (IAM-OnDB's raw spacing is about 0.06)
 NUM_FEATURES = 6  # cos, sin, height in the line, jump dx, jump dy, pen lift
+MIN_LINE_CHARS = 20  # lines that take part in retrieval trials: a few words at least
 MAX_JUMP = 4.0  # jumps between strokes are clipped to this many line heights
 ENCODER_FILE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "pretrained", "hand_encoder.npz")
 _PAD_MULTIPLE = 64  # padded feature lengths when embedding: few shapes, few compiles
@@ -240,12 +241,16 @@ class Trial:
   gallery: tuple[int, ...]
 
 
-def choose_trial(ids: Sequence[str], num_forms: int, rng: np.random.Generator) -> Trial:
+def choose_trial(ids: Sequence[str], num_forms: int, rng: np.random.Generator,
+                 texts: Sequence[str] | None = None) -> Trial:
   """N forms with at least two lines and distinct texts (so that no two are matched by their words), and two
-  different lines of each: the query (the prime, for a writer) and the gallery line."""
+  different lines of each: the query (the prime, for a writer) and the gallery line. With `texts`, only lines of
+  at least MIN_LINE_CHARS characters take part (a hand is judged, and primes, by a line of a few words, not by a
+  word such as "extent.")."""
   by_form: dict[str, list[int]] = {}
   for i, line_id in enumerate(ids):
-    by_form.setdefault(form_of(line_id), []).append(i)
+    if texts is None or len(texts[i].strip()) >= MIN_LINE_CHARS:
+      by_form.setdefault(form_of(line_id), []).append(i)
   by_text: dict[str, list[str]] = {}
   for form in sorted(by_form):
     if len(by_form[form]) >= 2:
@@ -259,12 +264,14 @@ def choose_trial(ids: Sequence[str], num_forms: int, rng: np.random.Generator) -
   return Trial(forms, tuple(int(p[0]) for p in pairs), tuple(int(p[1]) for p in pairs))
 
 
-def ceiling(embeddings_LxD: np.ndarray, ids: Sequence[str], num_forms: int, draws: int, seed: int = 0) -> float:
-  """Mean rank-1 retrieval of a real line among `num_forms` forms' other lines, over `draws` random trials."""
+def ceiling(embeddings_LxD: np.ndarray, ids: Sequence[str], num_forms: int, draws: int, seed: int = 0,
+            texts: Sequence[str] | None = None) -> float:
+  """Mean rank-1 retrieval of a real line among `num_forms` forms' other lines, over `draws` random trials (lines
+  chosen as `choose_trial` does)."""
   rng = np.random.default_rng(seed)
   hits = []
   for _ in range(draws):
-    trial = choose_trial(ids, num_forms, rng)
+    trial = choose_trial(ids, num_forms, rng, texts)
     hits.append(rank1_hits(embeddings_LxD[list(trial.query)], embeddings_LxD[list(trial.gallery)],
                            np.arange(num_forms)).mean())
   return float(np.mean(hits))

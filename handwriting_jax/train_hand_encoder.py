@@ -139,19 +139,17 @@ def train(iam_path: str, out: str, *, steps: int, batch: int, crop: int, learnin
                            margin=margin, scale=scale)
     bar.set_postfix(loss=f"{float(loss):.3f}", acc=f"{float(acc):.2f}", refresh=False)
 
-  valid = [(x, i) for x, i in zip(prepared_lines(corpus.valid.lines), corpus.valid.ids)]
-  valid = [(x, i) for x, i in valid if fid.judgeable(x)]
-  emb = fid.embed_lines(model.encoder, [x for x, _ in valid])
-  ids = [i for _, i in valid]
-  num_valid_forms = len({fid.text_of(fid.form_of(i)) for i in ids})
+  valid = zip(prepared_lines(corpus.valid.lines), corpus.valid.ids, corpus.valid.texts)
+  valid = [(x, i, t) for x, i, t in valid if fid.judgeable(x)]
+  emb = fid.embed_lines(model.encoder, [x for x, _, _ in valid])
+  ids, texts = [i for _, i, _ in valid], [t for _, _, t in valid]
+  report = functools.partial(fid.ceiling, emb, ids, texts=texts, seed=1)
   info = {
       "trained_on": "IAM-OnDB trainset + testset_t + testset_f",
       "training_lines": len(usable), "training_forms": len(classes), "steps": steps, "batch": batch,
       "crop": crop, "seed": seed, "minutes": round((time.time() - started) / 60, 1),
-      "ceiling": {"validation": "IAM-OnDB testset_v, whole lines, never seen in training",
-                  "rank1_n20": fid.ceiling(emb, ids, 20, draws=200, seed=1),
-                  "rank1_n50": fid.ceiling(emb, ids, 50, draws=100, seed=1),
-                  f"rank1_n{num_valid_forms - 2}": fid.ceiling(emb, ids, num_valid_forms - 2, draws=20, seed=1)},
+      "ceiling": {"validation": f"IAM-OnDB testset_v, whole lines of {fid.MIN_LINE_CHARS}+ characters, never seen "
+                                "in training", "rank1_n20": report(20, draws=200), "rank1_n50": report(50, draws=100)},
   }
   fid.save_encoder(model.encoder, out, info)
   return info

@@ -73,6 +73,11 @@ def test_trial_picks_two_lines_of_forms_with_different_texts():
     assert q != g and fid.form_of(ids[q]) == form == fid.form_of(ids[g])
   with pytest.raises(fid.FidelityError, match="7 forms"):
     fid.choose_trial(ids, 7, np.random.default_rng(0))  # z01-000u has one line only
+  texts = ["a line of a few words, long enough"] * len(ids)
+  for k in range(6):  # form a0k-000u keeps only line 0 long enough: it cannot take part
+    texts[ids.index(f"a0{k}-000u-01")] = texts[ids.index(f"a0{k}-000u-02")] = "one word."
+  trial = fid.choose_trial(ids, 6, np.random.default_rng(0), texts)
+  assert all(f.endswith("v") for f in trial.forms)
 
 
 def test_ranks_match_a_brute_force_count():
