@@ -166,6 +166,7 @@ def test_evaluate_reports_fidelity_beside_cer(tmp_path):
   config = synthesis_config.get_config("tiny")
   config.sample.max_steps_per_char = 6
   config.data.embedded.num_writers, config.data.embedded.valid_writers = 3, 0  # 16 validation lines by 3 hands
+  config.data.embedded.min_words, config.data.embedded.max_words = 5, 6  # lines of a few words (20+ characters)
   workdir = str(tmp_path / "w")
   test_evaluate.save_untrained_writer(workdir, config)
   settings = evaluate.Fidelity(forms=3, sentences=1, bias=0.5)
