@@ -379,7 +379,7 @@ def primed_samples(writer: Writer, key: jax.Array, lines: list[str], prime: samp
   dots and t bars of its last word)."""
   samples = sample_lib.sample(writer.model, key, texts=lines, prime=prime, **kw)
   prefix = len(samples.texts[0]) - len(lines[0])  # prime text + separator
-  lead = sample_lib.prime_lead_steps(samples.phi_BxTxU, samples.strokes_BxTx3, samples.lengths_B, prefix)
+  lead = sample_lib.prime_lead_steps(samples.phi_BxTxU, samples.lengths_B, prefix)
   return sample_lib.drop_leading_steps(samples, lead, writer.stats)
 
 

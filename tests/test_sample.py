@@ -253,28 +253,29 @@ def test_mode_mismatch_errors(synth, pred):
     sample.sample(pred, jax.random.key(0), texts=["ab"], alphabet=ALPHABET)
 
 
-def test_prime_lead_steps_cut_at_the_stroke_where_the_window_reaches_the_new_text():
-  """Hand-built φ: steps 0-3 read the prime (a stroke ending at step 2, a dot at 3), step 5 reads the new text."""
+def test_prime_lead_steps_cut_where_the_window_reaches_the_new_text():
+  """Hand-built φ: steps 0-4 read the prime (a stroke ending at step 2, a dot at 3, a lead-in at 4), step 5 reads
+  the new text."""
   phi = np.zeros((2, 8, 4), np.float32)
   phi[0, :5, 1] = 1.0  # prime text (prefix of 2 characters)
   phi[0, 5:, 3] = 1.0  # new text from step 5
   phi[1, :, 0] = 1.0  # never reaches the new text
   strokes = np.zeros((2, 8, 3), np.float32)
-  strokes[0, [2, 3, 7], 2] = 1.0  # pen lifts: the stroke reaching step 5 starts at step 4
+  strokes[0, [2, 3, 7], 2] = 1.0  # pen lifts: the stroke reaching step 5 starts at step 4 (its lead-in is cut)
   strokes[:, :, 0] = np.arange(8)
-  lead = sample.prime_lead_steps(phi, strokes, np.array([8, 6]), prefix_len=2)
-  np.testing.assert_array_equal(lead, [4, 0])
+  lead = sample.prime_lead_steps(phi, np.array([8, 6]), prefix_len=2)
+  np.testing.assert_array_equal(lead, [5, 0])
   samples = sample.Samples(
       strokes_BxTx3=strokes, mask_BxT=np.ones((2, 8), np.float32), lengths_B=np.array([8, 6], np.int32),
       finished_B=np.array([True, False]), lines=[strokes[0], strokes[1, :6]], texts=["ab cd", "ab cd"],
       mixture=mdn.MixtureParams(*[np.zeros((2, 8, 1), np.float32)] * 5), phi_BxTxU=phi,
       kappa_BxTxK=np.zeros((2, 8, 1), np.float32))
   out = sample.drop_leading_steps(samples, lead)
-  np.testing.assert_array_equal(out.lengths_B, [4, 6])
-  np.testing.assert_array_equal(out.lines[0][:, 0], [4, 5, 6, 7])
+  np.testing.assert_array_equal(out.lengths_B, [3, 6])
+  np.testing.assert_array_equal(out.lines[0][:, 0], [5, 6, 7])
   np.testing.assert_array_equal(out.lines[1], strokes[1, :6])
-  np.testing.assert_array_equal(out.phi_BxTxU[0, :4], phi[0, 4:])
-  assert not out.strokes_BxTx3[0, 4:].any()
+  np.testing.assert_array_equal(out.phi_BxTxU[0, :3], phi[0, 5:])
+  assert not out.strokes_BxTx3[0, 3:].any()
 
 
 def test_lift_stop_rule_finishes_the_stroke_under_way(synth):
