@@ -208,7 +208,7 @@ def test_cli_adapts_saves_and_summarises(synth_workdir, style_files, tmp_path):
               "--steps=4", "--adapt=output", "--learning_rate=0.01")
   assert proc.returncode == 0, proc.stderr
   summary = proc.stdout.strip().splitlines()
-  assert len(summary) == 1 and "3 lines" in summary[0] and "nats per line" in summary[0] and " s;" in summary[0]
+  assert len(summary) == 1 and "3 lines" in summary[0] and "nats per line" in summary[0] and " s wall" in summary[0]
   assert "step 4/4" in proc.stderr and "ETA" in proc.stderr
   loaded = writer_lib.load_writer(out)
   assert loaded.conditional and writer_lib.style_names(out) == ["hand_0", "hand_1", "hand_2"]
