@@ -79,8 +79,10 @@ def check_lines(writer: writer_lib.Writer, lines: Sequence[Line], max_lines: int
     raise AdaptError(f"{len(lines)} lines given; adaptation takes 1 to {max_lines} lines of one hand")
   for i, (strokes, text) in enumerate(lines):
     strokes = np.asarray(strokes)
-    if strokes.ndim != 2 or strokes.shape[1] != 3 or len(strokes) < 2 or not np.all(np.isfinite(strokes)):
-      raise AdaptError(f"line {i} ({text!r}): expected finite offsets [T >= 2, 3], got shape {strokes.shape}")
+    if strokes.ndim != 2 or strokes.shape[1] != 3 or len(strokes) < 2:
+      raise AdaptError(f"line {i} ({text!r}): expected offsets [T >= 2, 3], got shape {strokes.shape}")
+    if not np.all(np.isfinite(strokes)):
+      raise AdaptError(f"line {i} ({text!r}): its offsets hold non-finite values")
     if not text.strip():
       raise AdaptError(f"line {i}: its text is empty")
   writer.alphabet.check_known([text for _, text in lines])
@@ -163,22 +165,22 @@ def adapt(writer: writer_lib.Writer, lines: Sequence[Line], *, steps: int = DEFA
   tx = optax.chain(optax.clip_by_global_norm(float(writer.config.optim.max_grad_norm)), optax.adam(lr))
   pulled = what == "all" and pull > 0
 
-  def objective(tree, leaves0):
+  def objective(tree, leaves0, batch):
     leaves = compose(tree, leaves0)
     nll, _ = step_lib.batch_loss(graphdef, jax.tree.unflatten(treedef, leaves), batch)
     penalty = sum(jnp.sum(jnp.square(x - x0)) for x, x0 in zip(leaves, leaves0)) if pulled else 0.0
     return nll + pull * penalty, nll
 
   @jax.jit
-  def train_step(tree, opt_state, leaves0):
-    (_, nll), grads = jax.value_and_grad(objective, has_aux=True)(tree, leaves0)
+  def train_step(tree, opt_state, leaves0, batch):
+    (_, nll), grads = jax.value_and_grad(objective, has_aux=True)(tree, leaves0, batch)
     updates, opt_state = tx.update(grads, opt_state, tree)
     return optax.apply_updates(tree, updates), opt_state, nll
 
   opt_state = tx.init(trained)
   losses = []
   for i in range(steps):
-    trained, opt_state, nll = train_step(trained, opt_state, leaves0)
+    trained, opt_state, nll = train_step(trained, opt_state, leaves0, batch)
     losses.append(float(nll))
     if progress is not None:
       progress(i + 1, steps, losses[-1])

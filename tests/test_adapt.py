@@ -176,6 +176,8 @@ def test_refusals_of_the_library(writer, lines, pred_workdir):
     adaptation.adapt(writer, [(lines[0][0], "  ")])
   with pytest.raises(adaptation.AdaptError, match="offsets"):
     adaptation.adapt(writer, [(lines[0][0][:, :2], "ab")])
+  with pytest.raises(adaptation.AdaptError, match="non-finite"):
+    adaptation.adapt(writer, [(np.full((5, 3), np.nan, np.float32), "ab")])
   with pytest.raises(adaptation.AdaptError, match="--adapt=everything"):
     adaptation.adapt(writer, lines, what="everything")
   with pytest.raises(adaptation.AdaptError, match="prediction network"):
