@@ -28,7 +28,7 @@ import ml_collections
 import numpy as np
 from absl import app, flags, logging
 
-from handwriting_jax import cli, draw, legibility
+from handwriting_jax import adaptation, cli, draw, legibility
 from handwriting_jax import fidelity as fid
 from handwriting_jax import sample as sample_lib
 from handwriting_jax import step as step_lib
@@ -73,12 +73,16 @@ class Fidelity:
   sentences: int = 3
   bias: float = 0.75
   encoder_path: str = fid.ENCODER_FILE
+  adapt_lines: int = 0  # > 0: also measure writers adapted to each hand on that many of its lines
 
   def encoder(self) -> fid.HandEncoder:
     """The hand encoder, after checking the settings (EvaluateError / FidelityError before any work)."""
     if self.forms < 2 or self.sentences < 1 or not math.isfinite(self.bias) or self.bias < 0:
       raise EvaluateError(f"--fidelity_forms must be 0 (off) or >= 2 and --fidelity_sentences >= 1, with a finite "
                           f"--fidelity_bias >= 0; got {self.forms}, {self.sentences}, {self.bias}")
+    if not 0 <= self.adapt_lines <= adaptation.MAX_LINES:
+      raise EvaluateError(f"--fidelity_adapt_lines={self.adapt_lines}: adapt on 0 (off) to {adaptation.MAX_LINES} "
+                          "lines of each hand")
     return fid.load_encoder(self.encoder_path)[0]
 
 
@@ -162,11 +166,13 @@ def legibility_at(writer: writer_lib.Writer, bias: float, seeds: int, out_dir: s
 
 
 def fidelity_at(writer: writer_lib.Writer, valid: ValidationData, encoder: fid.HandEncoder, *, num_forms: int,
-                per_form: int, bias: float, out_dir: str, tesseract: str | None = None, seed: int = 0) -> dict:
+                per_form: int, bias: float, out_dir: str, tesseract: str | None = None, seed: int = 0,
+                adapt_lines: int = 0) -> dict:
   """Style fidelity (`handwriting_jax.fidelity`): prime with one line of each of `num_forms` held-out forms, write
   `per_form` unseen sentences in each hand, and find each written line's form by its nearest gallery line (another
   real line of each form); beside it the ceiling (the prime line itself retrieved the same way), chance and the
-  primed lines' CER."""
+  primed lines' CER. With `adapt_lines` > 0 the writer first learns each hand (`adaptation.adapt`, its defaults)
+  from that many lines of the form: the prime line and others, never the gallery line."""
   raw = [writer.stats.denormalise(x) for x in valid.strokes]
   usable = [i for i, x in enumerate(raw) if fid.judgeable(x)]
   trial = fid.choose_trial([valid.ids[i] for i in usable], num_forms, np.random.default_rng(seed),
@@ -176,14 +182,24 @@ def fidelity_at(writer: writer_lib.Writer, valid: ValidationData, encoder: fid.H
   real_hits = fid.rank1_hits(fid.embed_lines(encoder, [raw[i] for i in query]), gallery_NxD, np.arange(num_forms))
   all_emb = fid.embed_lines(encoder, [raw[i] for i in usable])
   written, texts, owner = [], [], []
+  adapted_on, adapt_seconds = [], []
   for f, q in enumerate(query):
     sentences = [SENTENCES[(f * per_form + j) % len(SENTENCES)] for j in range(per_form)]
-    prime = writer_lib.make_prime(writer, raw[q], valid.texts[q])
-    written += writer_lib.write_lines(writer, sentences, bias=bias, seed=seed, prime=prime, same_style=False).lines
+    hand = writer
+    if adapt_lines:  # the prime line first, then others of the form; lines with characters it cannot write skipped
+      same = [q] + [i for i in usable if fid.form_of(valid.ids[i]) == trial.forms[f] and i not in (q, gallery[f])]
+      chosen = [i for i in same if not writer.alphabet.count_unknown(valid.texts[i])][:adapt_lines]
+      started = time.time()
+      if chosen:
+        hand = adaptation.adapt(writer, [(raw[i], valid.texts[i]) for i in chosen])[0]
+      adapt_seconds.append(time.time() - started)
+      adapted_on.append([valid.ids[i] for i in chosen])
+    prime = writer_lib.make_prime(hand, raw[q], valid.texts[q])
+    written += writer_lib.write_lines(hand, sentences, bias=bias, seed=seed, prime=prime, same_style=False).lines
     texts += sentences
     owner += [f] * per_form
   ranks = fid.retrieval_ranks(encoder, written, gallery_NxD, np.asarray(owner))
-  tag = f"fidelity_bias_{bias:g}"
+  tag = f"fidelity_{'adapted_' if adapt_lines else ''}bias_{bias:g}"
   paths = [os.path.join(out_dir, tag, f"form{owner[i]:02d}_s{i % per_form}.png") for i in range(len(written))]
   shown = sample_lib.display_lines(written, writer.config)
   scores = legibility.read_lines(shown, texts, paths, tesseract=tesseract)
@@ -193,6 +209,7 @@ def fidelity_at(writer: writer_lib.Writer, valid: ValidationData, encoder: fid.H
     per_form_rows.append({
         "form": form, "prime_line": valid.ids[query[f]], "prime_text": valid.texts[query[f]],
         "gallery_line": valid.ids[gallery[f]], "prime_retrieved": bool(real_hits[f]),
+        "adapted_on": adapted_on[f] if adapt_lines else [],
         "rank1": float(np.mean(ranks[mine] == 1)), "ranks": ranks[mine].tolist(),
         "cer": legibility.error_rates([scores[i] for i in mine])["cer"],
         "lines": [{"text": scores[i].text, "read": scores[i].read, "cer": scores[i].cer, "rank": int(ranks[i]),
@@ -219,7 +236,7 @@ def fidelity_at(writer: writer_lib.Writer, valid: ValidationData, encoder: fid.H
           "ceiling": fid.ceiling(all_emb, [valid.ids[i] for i in usable], num_forms, draws=200, seed=seed + 1,
                                  texts=[valid.texts[i] for i in usable]),
           **legibility.error_rates(scores), "real_lines_cer": legibility.error_rates(real)["cer"], "sheet": sheet,
-          "per_form": per_form_rows}
+          "adapt_lines": adapt_lines, "adapt_seconds": adapt_seconds, "per_form": per_form_rows}
 
 
 def fidelity_report(writer: writer_lib.Writer, valid: ValidationData | None, encoder: fid.HandEncoder,
@@ -228,8 +245,13 @@ def fidelity_report(writer: writer_lib.Writer, valid: ValidationData | None, enc
   if valid is None:
     return {"unavailable": report.get("nll_unavailable", "no validation data")}
   try:
-    return fidelity_at(writer, valid, encoder, num_forms=settings.forms, per_form=settings.sentences,
-                       bias=settings.bias, out_dir=out_dir, tesseract=tesseract)
+    primed = fidelity_at(writer, valid, encoder, num_forms=settings.forms, per_form=settings.sentences,
+                         bias=settings.bias, out_dir=out_dir, tesseract=tesseract)
+    if settings.adapt_lines:
+      primed["adapted"] = fidelity_at(writer, valid, encoder, num_forms=settings.forms, per_form=settings.sentences,
+                                      bias=settings.bias, out_dir=out_dir, tesseract=tesseract,
+                                      adapt_lines=settings.adapt_lines)
+    return primed
   except fid.FidelityError as e:
     return {"unavailable": str(e)}
 
@@ -376,6 +398,11 @@ def summary(report: dict) -> str:
                f"{fidelity['forms']} held-out hands (ceiling, a real line of the hand: {fidelity['ceiling']:.1%}, "
                f"{fidelity['ceiling_these_forms']:.0%} on these forms; chance {fidelity['chance']:.1%}); "
                f"primed CER {fidelity['cer']:.1%} (the hands' own prime lines read at {fidelity['real_lines_cer']:.1%})")
+    adapted = fidelity.get("adapted")
+    if adapted:
+      out.append(f"  adapted  bias {adapted['bias']:<4g}  rank-1 {adapted['rank1']:6.1%} after learning each hand from "
+                 f"{adapted['adapt_lines']} of its lines (median {np.median(adapted['adapt_seconds']):.0f} s each); "
+                 f"CER {adapted['cer']:.1%}")
   if report.get("styles"):
     out.append(f"  styles saved: {', '.join(report['styles'])}")
   out.append(f"  report: {report['path']}")
@@ -412,6 +439,9 @@ def define_flags() -> None:
                        "forms (validation hands) and find each written line's hand among the N (0: off).")
   flags.DEFINE_integer("fidelity_sentences", Fidelity.sentences, "Style fidelity: unseen sentences written per hand.")
   flags.DEFINE_float("fidelity_bias", Fidelity.bias, "Style fidelity: the sampling bias of the primed lines.")
+  flags.DEFINE_integer("fidelity_adapt_lines", Fidelity.adapt_lines, "Style fidelity: also adapt the writer to each "
+                       "hand on this many of its lines (python -m handwriting_jax.adapt's defaults) and measure it "
+                       "(0: off).")
   flags.DEFINE_string("hand_encoder", fid.ENCODER_FILE, "Style fidelity: the hand encoder (.npz from "
                       "python -m handwriting_jax.train_hand_encoder).")
   flags.DEFINE_bool("raw_weights", False, "Judge the trained parameters of a run that kept a moving average "
@@ -444,7 +474,7 @@ def main(argv):
                         styles=FLAGS.save_styles, styles_bias=FLAGS.styles_bias, stop_rule=FLAGS.stop_rule,
                         resample=FLAGS.resample, raw_weights=FLAGS.raw_weights,
                         fidelity=Fidelity(FLAGS.fidelity_forms, FLAGS.fidelity_sentences, FLAGS.fidelity_bias,
-                                          FLAGS.hand_encoder))
+                                          FLAGS.hand_encoder, FLAGS.fidelity_adapt_lines))
       print(summary(report), flush=True)
   except (UserError, FileNotFoundError) as e:
     print(f"error: {' '.join(str(e).split())}", file=sys.stderr)

@@ -169,7 +169,7 @@ def test_evaluate_reports_fidelity_beside_cer(tmp_path):
   config.data.embedded.min_words, config.data.embedded.max_words = 5, 6  # lines of a few words (20+ characters)
   workdir = str(tmp_path / "w")
   test_evaluate.save_untrained_writer(workdir, config)
-  settings = evaluate.Fidelity(forms=3, sentences=1, bias=0.5)
+  settings = evaluate.Fidelity(forms=3, sentences=1, bias=0.5, adapt_lines=2)
   report = evaluate.evaluate(workdir, None, biases=[0.5], seeds=1, out_dir=str(tmp_path / "e"), nll=False,
                              fidelity=settings)
   f = report["fidelity"]
@@ -177,9 +177,16 @@ def test_evaluate_reports_fidelity_beside_cer(tmp_path):
   assert 0.0 <= f["rank1"] <= 1.0 and 0.0 <= f["ceiling"] <= 1.0 and f["cer"] > 0.5  # a random network scribbles
   assert all(len(r["lines"]) == 1 and os.path.isfile(r["lines"][0]["image"]) for r in f["per_form"])
   assert os.path.isfile(f["sheet"]) and "fidelity" in evaluate.summary(report)
-  with pytest.raises(evaluate.EvaluateError, match="fidelity_forms"):
-    evaluate.evaluate(workdir, None, biases=[0.5], seeds=1, out_dir=str(tmp_path / "e2"),
-                      fidelity=evaluate.Fidelity(forms=1))
+  adapted = f["adapted"]  # each hand learnt from two of its lines (the prime first if it can), never its gallery line
+  for row, primed_row in zip(adapted["per_form"], f["per_form"]):
+    assert row["form"] == primed_row["form"] and row["prime_line"] == primed_row["prime_line"]
+    assert 1 <= len(row["adapted_on"]) <= 2 and row["gallery_line"] not in row["adapted_on"]
+    assert all(fid.form_of(i) == row["form"] for i in row["adapted_on"])
+  assert len(adapted["adapt_seconds"]) == 3 and "adapted" in evaluate.summary(report)
+  for bad, flag in ((evaluate.Fidelity(forms=1), "fidelity_forms"),
+                    (evaluate.Fidelity(adapt_lines=11), "fidelity_adapt_lines")):
+    with pytest.raises(evaluate.EvaluateError, match=flag):
+      evaluate.evaluate(workdir, None, biases=[0.5], seeds=1, out_dir=str(tmp_path / "e2"), fidelity=bad)
 
 
 def test_embedded_ids_name_their_writer():
