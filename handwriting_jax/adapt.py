@@ -5,7 +5,8 @@ over `handwriting_jax.adaptation`).
   python -m handwriting_jax.write --workdir=my_writer --style_name=hand_0 --text="in my own hand" --out=page.svg
 
 Each --style_file is a style as `write --save_style` saves it (.npz: 'strokes', raw offsets [T, 3] at the network's
-point rate, and 'text'). The writer (default: the shipped `iam` one; or --workdir / --shipped) is fine-tuned on the
+point rate, and 'text'), or ink of one line that says what it says: InkML with its transcription (an
+`<annotation type="truth">`), rescaled to the writer's hand as `write` does. The writer (default: the shipped `iam` one; or --workdir / --shipped) is fine-tuned on the
 lines with its own training loss and saved to --out as a params-only checkpoint that `write` and `serve` load like
 any other, with the lines as its styles hand_0, hand_1, ... Progress (step, loss, ETA) goes to stderr, one summary
 line to stdout. Mistakes (no or too many lines, a missing or broken style file, characters the writer cannot write,
@@ -27,8 +28,8 @@ FLAGS = flags.FLAGS
 
 def define_flags() -> None:
   """The command-line flags (defined only when run as a program, so importing this module defines none)."""
-  flags.DEFINE_multi_string("style_file", [], f"A line of the hand to learn (.npz as `write --save_style` saves it); "
-                            f"repeat for 1 to {adaptation.MAX_LINES} lines.")
+  flags.DEFINE_multi_string("style_file", [], f"A line of the hand to learn (.npz as `write --save_style` saves it, "
+                            f"or InkML with its text); repeat for 1 to {adaptation.MAX_LINES} lines.")
   flags.DEFINE_string("out", None, "New (or empty) folder to save the adapted writer in.")
   flags.DEFINE_string("workdir", None, "The writer to adapt: a training workdir or export (default: a writer shipped "
                       "in the package, chosen by --shipped).")
@@ -81,8 +82,9 @@ def run(style_files: list[str], out: str | None, *, workdir: str | None = None, 
   if steps < 1:
     raise adaptation.AdaptError(f"--steps={steps}: take at least 1 step")
   adaptation.check_out_dir(out)
-  lines = [writer_lib.load_style(path) for path in style_files]
+  styles = [writer_lib.read_style_file(path) for path in style_files]  # every file checked before the writer loads
   writer = writer_lib.load_writer(writer_lib.resolve_workdir(workdir, shipped))
+  lines = [(writer_lib.style_offsets(writer, style), style.text) for style in styles]
   adaptation.check_lines(writer, lines)
   adapted, result = adaptation.adapt(writer, lines, steps=steps, learning_rate=learning_rate, what=what, pull=pull,
                                      seed=seed, progress=_Progress())

@@ -18,6 +18,7 @@ from flax import nnx
 
 from configs import prediction as prediction_config
 from configs import synthesis as synthesis_config
+from handwriting_jax import adapt as adapt_cli
 from handwriting_jax import adaptation, optim
 from handwriting_jax import checkpoint as ckpt_lib
 from handwriting_jax import step as step_lib
@@ -253,3 +254,18 @@ def test_cli_refuses_before_training(case, synth_workdir, pred_workdir, style_fi
   had_out = out.exists()
   _refused(_cli(*[f"--style_file={p}" for p in files], f"--workdir={workdir}", f"--out={out}", "--steps=2"), *words)
   assert out.exists() == had_out  # nothing written
+
+
+def test_adapts_from_inkml_ink_rescaled_to_the_hand(synth_workdir, tmp_path):
+  ink = tmp_path / "mine.inkml"
+  traces = "".join(f"<trace>{', '.join(f'{x + 300 * k} {y}' for x, y in [(0, 0), (40, 120), (80, 0), (120, 120)])}"
+                   "</trace>" for k in range(3))
+  ink.write_text(f'<ink xmlns="http://www.w3.org/2003/InkML"><annotation type="truth">{TEXTS[0]}</annotation>'
+                 f"{traces}</ink>", encoding="utf-8")
+  out = str(tmp_path / "mine")
+  summary = adapt_cli.run([str(ink)], out, workdir=synth_workdir, steps=2, what="output", learning_rate=0.01)
+  assert "1 line" in summary
+  strokes, text = writer_lib.load_style(os.path.join(out, "styles", "hand_0.npz"))
+  scale = writer_lib.hand_scale(writer_lib.load_writer(synth_workdir))
+  assert text == TEXTS[0]
+  np.testing.assert_allclose(np.ptp(np.cumsum(strokes[:, 1])), scale.line_height, rtol=1e-4)  # the writer's size
