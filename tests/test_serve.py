@@ -1,5 +1,6 @@
-"""The web server: micro-batched writing that does not depend on batch-mates, canvas mapping, and the real HTTP API
-(a uvicorn server on localhost) refusing bad input with one-line 400s while it stays up."""
+"""The web server: micro-batched writing that does not depend on batch-mates, canvas mapping, the real HTTP API
+(a uvicorn server on localhost) refusing bad input with one-line 400s while it stays up, and "learn my hand" (a
+writer adapted in the background to lines drawn on the page, then written with)."""
 
 import concurrent.futures
 import json
@@ -14,11 +15,13 @@ import jax
 import numpy as np
 import pytest
 import uvicorn
+from flax import nnx
 
 from configs import synthesis as synthesis_config
-from handwriting_jax import checkpoint as ckpt_lib
+from handwriting_jax import adaptation, optim, serve
 from handwriting_jax import browser as browser_lib
-from handwriting_jax import optim, serve
+from handwriting_jax import checkpoint as ckpt_lib
+from handwriting_jax import sample as sample_lib
 from handwriting_jax import step as step_lib
 from handwriting_jax import writer as writer_lib
 from handwriting_jax.data import strokes as strokes_lib
@@ -28,6 +31,7 @@ from handwriting_jax.model import networks
 
 CHARS = " abcdefghijklmnopqrstuvwxyz"
 STATS = NormStats(mean=np.zeros(2, np.float32), std=np.array([4.0, 3.0], np.float32))
+ADAPT_STEPS = 3  # "learn my hand" in the tests: the plumbing, not the learning
 
 
 @pytest.fixture(scope="module")
@@ -48,7 +52,7 @@ def service(tmp_path_factory):
   style[-1, 2] = 1
   os.makedirs(os.path.join(workdir, writer_lib.STYLES_DIR))
   writer_lib.save_style(os.path.join(workdir, writer_lib.STYLES_DIR, "style_0.npz"), style, "ab cd")
-  svc = serve.Service(writer_lib.load_writer(workdir), wait_s=0.3)
+  svc = serve.Service(writer_lib.load_writer(workdir), wait_s=0.3, adapt_steps=ADAPT_STEPS)
   yield svc
   svc.batched.close()
 
@@ -87,6 +91,36 @@ def _post(url: str, data: bytes) -> tuple[int, dict]:
 def _get(url: str) -> tuple[int, bytes]:
   with urllib.request.urlopen(url, timeout=30) as r:
     return r.status, r.read()
+
+
+def _get_json(url: str) -> tuple[int, dict]:
+  try:
+    with urllib.request.urlopen(url, timeout=30) as r:
+      return r.status, json.loads(r.read())
+  except urllib.error.HTTPError as e:
+    return e.code, json.loads(e.read())
+
+
+def _canvas_line(phase: float = 0.0) -> list:
+  """A hand-written line as the page sends it: a wavy stroke and a short down stroke, in canvas pixels."""
+  return [[[10 + 3 * i, 40 + 20 * np.sin(i / 3 + phase)] for i in range(40)], [[150, 30], [160, 60]]]
+
+
+def _params(writer: writer_lib.Writer) -> list[np.ndarray]:
+  return [np.asarray(x) for x in jax.tree.leaves(nnx.state(writer.model, nnx.Param))]
+
+
+def _wait_learnt(server: str, hand: str, timeout_s: float = 180) -> list[dict]:
+  """Poll GET /api/adapt/ID every 0.2 s until the hand is no longer running; every answer, in order."""
+  seen, deadline = [], time.time() + timeout_s
+  while time.time() < deadline:
+    status, progress = _get_json(f"{server}/api/adapt/{hand}")
+    assert status == 200, progress
+    seen.append(progress)
+    if progress["state"] != "running":
+      return seen
+    time.sleep(0.2)
+  pytest.fail(f"hand {hand} still learning after {timeout_s} s: {seen[-1]}")
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -176,6 +210,154 @@ def test_bad_requests_are_one_line_400s_and_the_server_stays_up(server, body, me
 
 
 # ---------------------------------------------------------------------------------------------------------------
+# Learning a hand.
+
+_LINE = {"strokes": _canvas_line(), "text": "hi there"}
+
+
+@pytest.mark.parametrize("body, message", [
+    (b"[1]", "JSON object"), (b"{}", "lines must be a non-empty list"), (b'{"lines": []}', "non-empty list"),
+    (json.dumps({"lines": [_LINE] * 6}).encode(), "6 lines given; learning a hand takes 1 to 5"),
+    (json.dumps({"lines": ["hi"]}).encode(), "line 1 must be an object"),
+    (json.dumps({"lines": [_LINE, {"strokes": "x", "text": "ab"}]}).encode(), "line 2: strokes must be a non-empty"),
+    (b'{"lines": [{"strokes": [[[0, 0], [NaN, 1]]], "text": "ab"}]}', "line 1: strokes[0] holds non-finite"),
+    (json.dumps({"lines": [_LINE, _LINE, {"strokes": [[[0, 0], [1, 1]]], "text": "ab"}]}).encode(),
+     "line 3: the hand-written line is too small"),
+    (json.dumps({"lines": [_LINE, {"strokes": _canvas_line(), "text": " "}]}).encode(), "line 2: its text must say"),
+    (json.dumps({"lines": [_LINE, {"strokes": _canvas_line(), "text": "Hi 42"}]}).encode(),
+     "line 2 ('Hi 42'): the text holds characters this model cannot write"),
+])
+def test_bad_adapt_requests_are_one_line_400s_naming_the_line(server, service, body, message):
+  status, out = _post(server + "/api/adapt", body)
+  assert status == 400 and message in out["error"] and "\n" not in out["error"], out
+  assert not any(h.state == "running" for h in service._hands.values())  # pylint: disable=protected-access
+  assert _get(server + "/healthz")[0] == 200
+
+
+def test_unknown_hands_are_refused_with_a_message(server):
+  status, out = _get_json(server + "/api/adapt/nope")
+  assert status == 404 and "no hand 'nope'" in out["error"], out
+  for hand, message in (("nope", "no hand 'nope' here: learn it first"), (7, "hand must be the ID")):
+    status, out = _post(server + "/api/write", json.dumps({"text": "ab", "hand": hand}).encode())
+    assert status == 400 and message in out["error"] and "\n" not in out["error"], out
+
+
+def test_a_learnt_hand_writes_with_its_own_parameters_and_the_base_writer_is_unchanged(server, service):
+  base_params = _params(service.writer)
+  prime = {"strokes": _canvas_line(), "text": "hi there"}
+  free_before = _post(server + "/api/write", json.dumps({"text": "ab ba", "seed": 4}).encode())
+  primed_before = _post(server + "/api/write", json.dumps({"text": "ab ba", "seed": 4, "prime": prime}).encode())
+  assert free_before[0] == primed_before[0] == 200
+
+  lines = [prime, {"strokes": _canvas_line(1.0), "text": "ab cd"}]
+  status, started = _post(server + "/api/adapt", json.dumps({"lines": lines}).encode())
+  assert status == 200 and started["steps"] == ADAPT_STEPS and started["lines"] == 2, started
+  hand = started["hand"]
+  seen = _wait_learnt(server, hand)
+  done = seen[-1]
+  assert done["state"] == "done" and done["step"] == done["steps"] == ADAPT_STEPS, seen
+  assert done["eta_s"] == 0 and np.isfinite(done["nll"]) and "error" not in done, done
+  assert all(p["state"] == "running" and 0 <= p["step"] <= ADAPT_STEPS for p in seen[:-1]), seen
+
+  adapted = _params(service.hand_writer(hand))
+  assert [x.shape for x in adapted] == [x.shape for x in base_params]
+  assert any(not np.array_equal(a, b) for a, b in zip(adapted, base_params))  # it learnt something
+  assert all(np.array_equal(a, b) for a, b in zip(_params(service.writer), base_params))  # the base is untouched
+
+  # With the hand: its own first line primes it, or the prime given; different strokes from the base writer's, from
+  # the sampler compiled for the base writer (the same shapes: no new compile).
+  compiled = sample_lib._sample_scan._cache_size()  # pylint: disable=protected-access
+  status, mine = _post(server + "/api/write", json.dumps({"text": "ab ba", "seed": 4, "hand": hand}).encode())
+  assert status == 200 and mine["hand"] == hand and len(mine["lines"]) == 1 and "<path" in mine["svg"], mine
+  assert sample_lib._sample_scan._cache_size() == compiled  # pylint: disable=protected-access
+  status, mine_primed = _post(server + "/api/write", json.dumps(
+      {"text": "ab ba", "seed": 4, "prime": prime, "hand": hand}).encode())
+  assert status == 200 and mine_primed["lines"] != primed_before[1]["lines"]
+  status, styled = _post(server + "/api/write", json.dumps(
+      {"text": "ab ba", "seed": 4, "style": "style_0", "hand": hand}).encode())
+  assert status == 200 and styled["hand"] == hand
+  # Without it: the base writer, bitwise as before.
+  for body, before in (({"text": "ab ba", "seed": 4}, free_before), ({"text": "ab ba", "seed": 4, "prime": prime},
+                                                                     primed_before)):
+    status, after = _post(server + "/api/write", json.dumps(body).encode())
+    assert status == 200 and after["hand"] is None and after["lines"] == before[1]["lines"]
+
+
+def test_lines_of_different_hands_never_share_a_sampler_call(service):
+  calls = service.batched.calls
+  writer = service.writer
+  futures = [service.batched.submit(["ab"], 0.5, 1, None, ""),
+             service.batched.submit(["ab"], 0.5, 1, None, "", writer=writer, writer_key="other"),
+             service.batched.submit(["cd"], 0.5, 2, None, "")]
+  first, other, third = (f.result(timeout=120) for f in futures)
+  assert service.batched.calls == calls + 2  # the base writer's two requests together, the other hand's alone
+  np.testing.assert_array_equal(first[0], other[0])  # the same network under another key: the same strokes
+  assert third[0].shape != first[0].shape or not np.array_equal(third[0], first[0])
+
+
+class _HeldAdapt:
+  """A stand-in for `adaptation.adapt` that reports step 1, then waits to be let go (or fails when told to)."""
+
+  def __init__(self, fail: bool = False):
+    self.go, self.fail, self.calls = threading.Event(), fail, 0
+
+  def __call__(self, writer, lines, *, steps, progress):
+    self.calls += 1
+    progress(1, steps, 12.5)
+    assert self.go.wait(60)
+    if self.fail:
+      raise adaptation.AdaptError("the lines are too short to learn from")
+    return writer, None
+
+
+def test_one_hand_is_learnt_at_a_time_failures_are_reported_and_old_hands_are_forgotten(service, monkeypatch):
+  svc = serve.Service(service.writer, wait_s=0.01, adapt_steps=5)
+  try:
+    held = _HeldAdapt()
+    monkeypatch.setattr(serve.adaptation, "adapt", held)
+    first = svc.start_adapt({"lines": [_LINE]})["hand"]
+    deadline = time.time() + 30
+    while svc.adapt_progress(first)["step"] < 1 and time.time() < deadline:
+      time.sleep(0.01)
+    progress = svc.adapt_progress(first)
+    assert progress["state"] == "running" and progress["step"] == 1 and progress["steps"] == 5, progress
+    assert progress["nll"] == 12.5 and progress["eta_s"] is None  # no step timed yet after the compiling one
+    with pytest.raises(serve.BusyError, match="a hand is being learnt already"):
+      svc.start_adapt({"lines": [_LINE]})
+    with pytest.raises(serve.RequestError, match="still being learnt"):
+      svc.write({"text": "ab", "hand": first})
+    held.go.set()
+    while svc.adapt_progress(first)["state"] == "running" and time.time() < deadline:
+      time.sleep(0.01)
+    assert svc.adapt_progress(first)["state"] == "done"
+
+    failing = _HeldAdapt(fail=True)
+    failing.go.set()
+    monkeypatch.setattr(serve.adaptation, "adapt", failing)
+    bad = svc.start_adapt({"lines": [_LINE]})["hand"]
+    while svc.adapt_progress(bad)["state"] == "running" and time.time() < deadline:
+      time.sleep(0.01)
+    progress = svc.adapt_progress(bad)
+    assert progress["state"] == "failed" and progress["error"] == "the lines are too short to learn from", progress
+    with pytest.raises(serve.RequestError, match="was not learnt"):
+      svc.write({"text": "ab", "hand": bad})
+
+    monkeypatch.setattr(serve.adaptation, "adapt", held)  # let go already: each learns at once
+    later = []
+    for _ in range(serve.MAX_HANDS - 1):
+      later.append(svc.start_adapt({"lines": [_LINE]})["hand"])
+      while svc.adapt_progress(later[-1])["state"] == "running" and time.time() < deadline:
+        time.sleep(0.01)
+    with pytest.raises(serve.NoHandError, match=f"older than the last {serve.MAX_HANDS}"):
+      svc.adapt_progress(first)  # the oldest of MAX_HANDS + 1 is forgotten
+    with pytest.raises(serve.RequestError, match="no hand"):
+      svc.write({"text": "ab", "hand": first})
+    assert svc.adapt_progress(bad)["state"] == "failed" and svc.adapt_progress(later[-1])["state"] == "done"
+  finally:
+    svc.batched.close()
+
+
+# ---------------------------------------------------------------------------------------------------------------
 # The page in a real browser: headless Chromium (Debian chromium + chromium-driver, installed by .ci/run).
 
 def _chromium(tmp_path):
@@ -186,10 +368,19 @@ def _chromium(tmp_path):
     pytest.fail(str(e))
 
 
-def test_the_page_writes_typed_text_and_then_in_a_hand_drawn_on_its_canvas(server, tmp_path):
-  """Type text, press write, wait for the animated SVG; then draw a prime on the canvas, say what it reads, write
-  again in that hand; no error shown, downloads offered, a screenshot saved."""
+def _draw_line(browser, canvas, wave: int = 12) -> None:
+  """Draw a wavy stroke and a short down stroke across the left of the canvas, with the mouse."""
   from selenium.webdriver.common.action_chains import ActionChains  # pylint: disable=g-import-not-at-top
+  pen = ActionChains(browser).move_to_element_with_offset(canvas, -400, 0).click_and_hold()
+  for i in range(30):
+    pen.move_by_offset(6, int(wave * np.sin(i / 2)) - int(wave * np.sin((i - 1) / 2)))
+  pen.release().move_by_offset(20, -10).click_and_hold().move_by_offset(3, 25).release().perform()
+
+
+def test_the_page_writes_typed_text_and_then_in_a_hand_drawn_on_its_canvas(server, service, tmp_path):
+  """Type text, press write, wait for the animated SVG; then draw a prime on the canvas, say what it reads, write
+  again in that hand; add that line, draw another, learn the hand, write in it, forget it; no error shown, no
+  console error, downloads offered, a screenshot saved."""
   from selenium.webdriver.common.by import By  # pylint: disable=g-import-not-at-top
   from selenium.webdriver.support import expected_conditions as ec  # pylint: disable=g-import-not-at-top
   from selenium.webdriver.support.ui import Select, WebDriverWait  # pylint: disable=g-import-not-at-top
@@ -209,18 +400,46 @@ def test_the_page_writes_typed_text_and_then_in_a_hand_drawn_on_its_canvas(serve
     Select(browser.find_element(By.ID, "style")).select_by_value("__hand__")
     canvas = browser.find_element(By.ID, "canvas")
     assert canvas.is_displayed()
-    pen = ActionChains(browser).move_to_element_with_offset(canvas, -400, 0).click_and_hold()
-    for i in range(30):
-      pen.move_by_offset(6, int(12 * np.sin(i / 2)) - int(12 * np.sin((i - 1) / 2)))
-    pen.release().move_by_offset(20, -10).click_and_hold().move_by_offset(3, 25).release().perform()
+    _draw_line(browser, canvas)
     assert browser.execute_script("return strokes.length") == 2
     assert browser.execute_script("return strokes[0].length") >= 20
     browser.find_element(By.ID, "handtext").send_keys("hi there")
     browser.find_element(By.ID, "write").click()
     wait.until(ec.staleness_of(first))
+    primed = wait.until(ec.presence_of_element_located((By.CSS_SELECTOR, "#written path")))
+    assert browser.find_element(By.ID, "error").text == ""
+
+    # Learn the hand from two lines: the one drawn (added to the list), and another one left on the canvas.
+    browser.find_element(By.ID, "addline").click()
+    assert browser.execute_script("return [handLines.length, strokes.length]") == [1, 0]
+    assert browser.find_element(By.ID, "handlines").text.startswith("hi there")
+    _draw_line(browser, canvas, wave=8)
+    browser.find_element(By.ID, "handtext").send_keys("ab cd")
+    assert not browser.find_element(By.ID, "handnote").is_displayed()
+    browser.find_element(By.ID, "learn").click()
+    wait.until(lambda b: b.find_element(By.ID, "handnote").is_displayed() or b.find_element(By.ID, "error").text)
+    assert browser.find_element(By.ID, "error").text == ""
+    assert browser.find_element(By.ID, "learnmsg").text.startswith("learnt your hand in")
+    hand = browser.execute_script("return hand")
+    progress = service.adapt_progress(hand)
+    assert progress["state"] == "done" and progress["lines"] == 2, progress
+    assert browser.execute_script("return handLines.length") == 2
+    browser.find_element(By.ID, "write").click()
+    wait.until(ec.staleness_of(primed))
+    learnt = wait.until(ec.presence_of_element_located((By.CSS_SELECTOR, "#written path")))
+    assert browser.find_element(By.ID, "error").text == ""
+    assert browser.find_element(By.ID, "handnote").text.startswith("writing in your learnt hand")
+    assert browser.save_screenshot(str(tmp_path / "page.png"))
+
+    browser.find_element(By.ID, "forget").click()  # back to the base writer, primed with the first line
+    assert browser.execute_script("return hand") is None
+    assert not browser.find_element(By.ID, "handnote").is_displayed()
+    browser.find_element(By.ID, "write").click()
+    wait.until(ec.staleness_of(learnt))
     wait.until(ec.presence_of_element_located((By.CSS_SELECTOR, "#written path")))
     assert browser.find_element(By.ID, "error").text == ""
-    assert browser.save_screenshot(str(tmp_path / "page.png"))
+    errors = [e for e in browser.get_log("browser") if e["level"] == "SEVERE"]
+    assert not errors, errors
     assert (tmp_path / "page.png").stat().st_size > 5000
   finally:
     browser.quit()
