@@ -208,11 +208,9 @@ def check_out_dir(out_dir: str) -> None:
   ckpts = os.path.join(full, "checkpoints")
   if os.path.isdir(ckpts) and os.listdir(ckpts):
     raise AdaptError(f"--out={out_dir} already holds a checkpoint; give a new or empty folder")
-  parent = os.path.dirname(full)
-  while not os.path.exists(parent):
-    parent = os.path.dirname(parent)
-  if not os.path.isdir(parent):
-    raise AdaptError(f"--out={out_dir}: {parent} is a file, so nothing can be written under it")
+  blocking = writer_lib.file_in_the_way(full)
+  if blocking:
+    raise AdaptError(f"--out={out_dir}: {blocking} is a file, so nothing can be written under it")
 
 
 def source_metadata(writer: writer_lib.Writer) -> dict:

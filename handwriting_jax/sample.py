@@ -16,7 +16,7 @@ the seed and b only, not on the other lines.
 import dataclasses
 import functools
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 import jax
 import jax.numpy as jnp

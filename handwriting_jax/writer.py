@@ -407,11 +407,17 @@ def check_output_path(path: str, flag: str = "--out") -> None:
   full = os.path.abspath(path)
   if os.path.isdir(full):
     raise WriteError(f"{flag}={path} is a folder; give a file name")
-  parent = os.path.dirname(full)
+  blocking = file_in_the_way(full)
+  if blocking:
+    raise WriteError(f"{flag}={path}: {blocking} is a file, so nothing can be written under it")
+
+
+def file_in_the_way(path: str) -> str | None:
+  """The nearest existing parent of `path` when it is a file (so nothing can be written under it), else None."""
+  parent = os.path.dirname(os.path.abspath(path))
   while not os.path.exists(parent):
     parent = os.path.dirname(parent)
-  if not os.path.isdir(parent):
-    raise WriteError(f"{flag}={path}: {parent} is a file, so nothing can be written under it")
+  return None if os.path.isdir(parent) else parent
 
 
 def save_page(lines: list[np.ndarray], path: str, texts: list[str] | None = None) -> None:

@@ -5,43 +5,27 @@ The writers are tiny random networks saved as training checkpoints (the layout t
 the lines are noisy loops with their texts.
 """
 
-import json
 import os
-import string
 import subprocess
 import sys
 
 import jax
 import numpy as np
 import pytest
+import test_write
 from flax import nnx
 
 from configs import prediction as prediction_config
 from configs import synthesis as synthesis_config
 from handwriting_jax import adapt as adapt_cli
-from handwriting_jax import adaptation, optim
+from handwriting_jax import adaptation
 from handwriting_jax import checkpoint as ckpt_lib
-from handwriting_jax import step as step_lib
 from handwriting_jax import writer as writer_lib
-from handwriting_jax.data.alphabet import Alphabet, UnknownCharactersError
-from handwriting_jax.data.strokes import NormStats
-from handwriting_jax.model import networks
+from handwriting_jax.data.alphabet import UnknownCharactersError
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-CHARS = " " + string.ascii_letters + string.digits + ".,'!?-"
-STATS = NormStats(mean=np.array([0.5, 0.0], np.float32), std=np.array([4.0, 3.0], np.float32))
+CHARS, STATS = test_write.CHARS, test_write.STATS
 TEXTS = ("ab cd", "hello", "a b")
-
-
-def _save_checkpoint(workdir: str, config, step: int = 7) -> None:
-  alphabet = Alphabet(CHARS)
-  model = networks.create_model(config, alphabet.size)
-  _, state = step_lib.create_train_state(model, optim.make_optimizer(config.optim, config.train.num_steps))
-  state = state._replace(step=jax.numpy.asarray(step, jax.numpy.int32))
-  ckpt = ckpt_lib.Checkpointer(workdir)
-  ckpt.save(step, state, {"config": json.loads(config.to_json_best_effort()), "alphabet": alphabet.chars,
-                          "norm": STATS.to_arrays()})
-  ckpt.close()
 
 
 @pytest.fixture(scope="module")
@@ -49,14 +33,14 @@ def synth_workdir(tmp_path_factory) -> str:
   workdir = str(tmp_path_factory.mktemp("synth"))
   config = synthesis_config.get_config("tiny")
   config.sample.max_steps_per_char = 8
-  _save_checkpoint(workdir, config)
+  test_write.save_checkpoint(workdir, config)
   return workdir
 
 
 @pytest.fixture(scope="module")
 def pred_workdir(tmp_path_factory) -> str:
   workdir = str(tmp_path_factory.mktemp("pred"))
-  _save_checkpoint(workdir, prediction_config.get_config("tiny"))
+  test_write.save_checkpoint(workdir, prediction_config.get_config("tiny"))
   return workdir
 
 
@@ -247,7 +231,7 @@ def test_cli_refuses_before_training(case, synth_workdir, pred_workdir, style_fi
   elif case == "too_many":
     files, words = style_files * 4, ["12", "1 to 10"]
   elif case == "used_out":
-    _save_checkpoint(str(out), synthesis_config.get_config("tiny"))
+    test_write.save_checkpoint(str(out), synthesis_config.get_config("tiny"))
     words = ["already holds a checkpoint"]
   else:
     words = ["prediction network"]

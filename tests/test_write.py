@@ -24,12 +24,12 @@ from configs import prediction as prediction_config
 from configs import synthesis as synthesis_config
 from handwriting_jax import checkpoint as ckpt_lib
 from handwriting_jax import optim, training_samples, write
-from handwriting_jax import writer as writer_lib
 from handwriting_jax import step as step_lib
-from handwriting_jax.model import networks
+from handwriting_jax import writer as writer_lib
 from handwriting_jax.data import ink as ink_lib
 from handwriting_jax.data.alphabet import Alphabet, UnknownCharactersError
 from handwriting_jax.data.strokes import NormStats
+from handwriting_jax.model import networks
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CHARS = " " + string.ascii_letters + string.digits + ".,'!?-"
@@ -37,7 +37,8 @@ STATS = NormStats(mean=np.array([0.5, 0.0], np.float32), std=np.array([4.0, 3.0]
 SVG = "{http://www.w3.org/2000/svg}"
 
 
-def _save_checkpoint(workdir: str, config, step: int = 7) -> nnx.State:
+def save_checkpoint(workdir: str, config, step: int = 7) -> nnx.State:
+  """A training checkpoint of an untrained network of `config` with the test alphabet and statistics."""
   alphabet = Alphabet(CHARS)
   model = networks.create_model(config, alphabet.size)
   _, state = step_lib.create_train_state(model, optim.make_optimizer(config.optim, config.train.num_steps))
@@ -54,7 +55,7 @@ def synth_workdir(tmp_path_factory):
   workdir = str(tmp_path_factory.mktemp("synth"))
   config = synthesis_config.get_config("tiny")
   config.sample.max_steps_per_char = 8
-  return workdir, _save_checkpoint(workdir, config)
+  return workdir, save_checkpoint(workdir, config)
 
 
 @pytest.fixture(scope="module")
@@ -62,7 +63,7 @@ def pred_workdir(tmp_path_factory):
   workdir = str(tmp_path_factory.mktemp("pred"))
   config = prediction_config.get_config("tiny")
   config.sample.max_steps = 40
-  return workdir, _save_checkpoint(workdir, config)
+  return workdir, save_checkpoint(workdir, config)
 
 
 @pytest.fixture(scope="module")
@@ -136,8 +137,8 @@ def test_missing_checkpoint_errors(tmp_path, monkeypatch):
 def test_corrupt_newest_checkpoint_writes_with_an_older_one_and_an_asked_for_step_is_one_error(tmp_path, caplog):
   workdir = str(tmp_path / "w")
   config = synthesis_config.get_config("tiny")
-  older = _save_checkpoint(workdir, config, step=3)
-  _save_checkpoint(workdir, config, step=7)
+  older = save_checkpoint(workdir, config, step=3)
+  save_checkpoint(workdir, config, step=7)
   os.remove(os.path.join(workdir, "checkpoints", "7", "metadata", "metadata"))
   with caplog.at_level("WARNING"):
     w = writer_lib.load_writer(workdir)
@@ -414,7 +415,7 @@ def test_export_average_writes_the_mean_of_the_newest_checkpoints(tmp_path):
   for step, seed in ((5, 0), (6, 1), (7, 2)):
     config = synthesis_config.get_config("tiny")
     config.seed = seed  # a different network at every step
-    params[step] = _save_checkpoint(workdir, config, step)
+    params[step] = save_checkpoint(workdir, config, step)
   writer_lib.export_model(workdir, str(tmp_path / "avg"), step=7, average=2)
   exported = writer_lib.load_writer(str(tmp_path / "avg"))
   assert exported.step == 7
