@@ -197,3 +197,12 @@ def test_embedded_ids_name_their_writer():
   assert all(0 <= w < cfg.num_writers for w in train_writers)
   assert all(0 <= w < cfg.num_writers + cfg.valid_writers for w in valid_writers)
   assert any(w >= cfg.num_writers for w in valid_writers) or cfg.valid_new_writer_fraction < 0.2
+
+
+def test_training_on_too_few_forms_is_a_clear_error(tmp_path):
+  # The IAM-OnDB fixture (hand-made files in the data set's format): one training form with two lines.
+  fixture = os.path.join(os.path.dirname(__file__), "fixtures", "iam")
+  out = str(tmp_path / "enc.npz")
+  with pytest.raises(fid.FidelityError, match="1 forms with two judgeable lines"):
+    trainer.train(fixture, out, steps=2, batch=4, crop=32, learning_rate=1e-3, margin=0.2, scale=10.0, seed=0)
+  assert not os.path.exists(out)
