@@ -240,10 +240,11 @@ def fidelity_at(writer: writer_lib.Writer, valid: ValidationData, encoder: fid.H
 
 
 def fidelity_report(writer: writer_lib.Writer, valid: ValidationData | None, encoder: fid.HandEncoder,
-                    settings: Fidelity, out_dir: str, tesseract: str, report: dict) -> dict:
+                    settings: Fidelity, out_dir: str, tesseract: str) -> dict:
   """The fidelity section of a report, or why it could not be measured (no validation data, too few forms)."""
   if valid is None:
-    return {"unavailable": report.get("nll_unavailable", "no validation data")}
+    return {"unavailable": "it needs the writer's validation data (its held-out hands), which is not here; give "
+                           "--iam_path"}
   try:
     primed = fidelity_at(writer, valid, encoder, num_forms=settings.forms, per_form=settings.sentences,
                          bias=settings.bias, out_dir=out_dir, tesseract=tesseract)
@@ -353,7 +354,7 @@ def evaluate(workdir: str | None, step: int | None, *, biases: Sequence[float], 
     report["legibility_primed"] = [legibility_at(writer, b, seeds, out_dir, prime, tesseract=tesseract)
                                    for b in biases]
   if encoder is not None:
-    report["fidelity"] = fidelity_report(writer, valid, encoder, fidelity, out_dir, tesseract, report)
+    report["fidelity"] = fidelity_report(writer, valid, encoder, fidelity, out_dir, tesseract)
   if styles:
     chosen = next(r for r in report["legibility"] if r["bias"] == styles_bias)
     report["styles"] = save_styles(writer.workdir, chosen, styles)

@@ -206,3 +206,14 @@ def test_training_on_too_few_forms_is_a_clear_error(tmp_path):
   with pytest.raises(fid.FidelityError, match="1 forms with two judgeable lines"):
     trainer.train(fixture, out, steps=2, batch=4, crop=32, learning_rate=1e-3, margin=0.2, scale=10.0, seed=0)
   assert not os.path.exists(out)
+
+
+def test_without_the_validation_data_fidelity_says_why(tmp_path):
+  config = synthesis_config.get_config("tiny")
+  config.sample.max_steps_per_char = 4
+  config.data.source, config.data.iam_path = "iam", str(tmp_path / "not-here")
+  test_evaluate.save_untrained_writer(str(tmp_path / "w"), config)
+  report = evaluate.evaluate(str(tmp_path / "w"), None, biases=[1.0], seeds=1, out_dir=str(tmp_path / "e"),
+                             nll=False, fidelity=evaluate.Fidelity(forms=3, sentences=1))
+  assert "--iam_path" in report["fidelity"]["unavailable"]
+  assert "fidelity not measured" in evaluate.summary(report)
