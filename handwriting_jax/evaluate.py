@@ -220,16 +220,7 @@ def fidelity_at(writer: writer_lib.Writer, valid: ValidationData, encoder: fid.H
   for row, score in zip(per_form_rows, real):
     row["prime_cer"] = score.cer
   sheet = os.path.join(out_dir, f"{tag}.png")
-  hardest = sorted(range(num_forms), key=lambda f: (-per_form_rows[f]["cer"], per_form_rows[f]["rank1"]))[:6]
-  rows, captions = [], []
-  for f in hardest:
-    rows.append(writer.stats.denormalise(valid.strokes[query[f]]))
-    captions.append(f"{trial.forms[f]} prime: {valid.texts[query[f]]}")
-    for line in per_form_rows[f]["lines"]:
-      i = paths.index(line["image"])
-      rows.append(shown[i])
-      captions.append(f"  written (rank {line['rank']}): {line['text']}  →  read: {line['read']!r}")
-  draw.save_lines_png(rows, captions, sheet)
+  hardest_hands_sheet(per_form_rows, [raw[i] for i in query], dict(zip(paths, shown)), sheet)
   return {"bias": bias, "forms": num_forms, "sentences_per_form": per_form, "chance": 1.0 / num_forms,
           "rank1": float(np.mean(ranks == 1)), "mean_rank": float(np.mean(ranks)),
           "ceiling_these_forms": float(np.mean(real_hits)),
@@ -237,6 +228,21 @@ def fidelity_at(writer: writer_lib.Writer, valid: ValidationData, encoder: fid.H
                                  texts=[valid.texts[i] for i in usable]),
           **legibility.error_rates(scores), "real_lines_cer": legibility.error_rates(real)["cer"], "sheet": sheet,
           "adapt_lines": adapt_lines, "adapt_seconds": adapt_seconds, "per_form": per_form_rows}
+
+
+def hardest_hands_sheet(per_form: list[dict], primes: list[np.ndarray], drawn: dict[str, np.ndarray], path: str,
+                        count: int = 6) -> None:
+  """A sheet of the `count` hands written least legibly (then least recognisably): each prime line, then the lines
+  written in it (`drawn`: image path -> the line as drawn) with their rank and what tesseract read."""
+  hardest = sorted(range(len(per_form)), key=lambda f: (-per_form[f]["cer"], per_form[f]["rank1"]))[:count]
+  rows, captions = [], []
+  for f in hardest:
+    rows.append(primes[f])
+    captions.append(f"{per_form[f]['form']} prime: {per_form[f]['prime_text']}")
+    for line in per_form[f]["lines"]:
+      rows.append(drawn[line["image"]])
+      captions.append(f"  written (rank {line['rank']}): {line['text']}  →  read: {line['read']!r}")
+  draw.save_lines_png(rows, captions, path)
 
 
 def fidelity_report(writer: writer_lib.Writer, valid: ValidationData | None, encoder: fid.HandEncoder,
