@@ -228,12 +228,14 @@ class BatchedWriter:
 
 def _number(body: dict, name: str, default: float, lo: float, hi: float, integer: bool = False) -> float:
   value = body.get(name, default)
-  if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-    raise RequestError(f"{name} must be a number, got {value!r}")
+  shown = repr(value) if len(repr(value)) <= 40 else f"{repr(value)[:20]}... ({len(repr(value))} characters)"
+  if isinstance(value, bool) or not isinstance(value, (int, float)) or (
+      isinstance(value, float) and not math.isfinite(value)):
+    raise RequestError(f"{name} must be a number, got {shown}")
+  if not lo <= value <= hi:  # exact for ints of any size (JSON allows 400 digits), before any float conversion
+    raise RequestError(f"{name} must be in [{lo:g}, {hi:g}], got {shown}")
   if integer and int(value) != value:
-    raise RequestError(f"{name} must be an integer, got {value!r}")
-  if not lo <= value <= hi:
-    raise RequestError(f"{name} must be in [{lo:g}, {hi:g}], got {value!r}")
+    raise RequestError(f"{name} must be an integer, got {shown}")
   return int(value) if integer else float(value)
 
 
@@ -499,6 +501,8 @@ def make_app(service: Service):
       return json.loads(raw)
     except (ValueError, UnicodeDecodeError) as e:
       raise RequestError(f"the body is not JSON ({e})") from None
+    except RecursionError:
+      raise RequestError("the body's JSON is nested too deeply") from None
 
   async def write(request):
     try:

@@ -198,6 +198,10 @@ def test_write_over_http_with_a_hand_written_prime(server):
     (json.dumps({"text": "ab", "bias": "high"}).encode(), "bias must be a number"),
     (json.dumps({"text": "ab", "seed": 1.5}).encode(), "seed must be an integer"),
     (json.dumps({"text": "ab", "seed": -3}).encode(), "seed must be in"),
+    (b'{"text": "ab", "seed": 1' + b"0" * 400 + b"}", "seed must be in"),  # an int no float holds
+    (b'{"text": "ab", "bias": 1' + b"0" * 400 + b"}", "bias must be in"),
+    (b'{"text": "ab", "bias": 1e400}', "bias must be a number"),  # parsed as inf
+    (b"[" * 100000 + b"]" * 100000, "nested too deeply"),
     (json.dumps({"text": "ab", "style": "nope"}).encode(), "no style 'nope'"),
     (json.dumps({"text": "ab", "style": "style_0", "prime": {}}).encode(), "not both"),
     (b'{"text": "ab", "prime": {"strokes": [[[0, 0], [NaN, 1]]], "text": "ab"}}', "non-finite"),
