@@ -10,7 +10,7 @@ from handwriting_jax.errors import ConfigError
 
 
 def data_config() -> ml_collections.ConfigDict:
-  """Data source, preprocessing and batching fields (see README, section Data)."""
+  """Data source, preprocessing and batching fields (see docs/training.md)."""
   c = ml_collections.ConfigDict()
   # "embedded": Hershey-font corpus generated on the fly (no download). "iam": IAM-OnDB at `iam_path`.
   c.source = "embedded"
@@ -204,12 +204,12 @@ def apply_variant(c: ml_collections.ConfigDict, variant: str) -> ml_collections.
     c.train.sample_every = 500
     return c
   if variant == "iam_small":
-    # The CPU recipe for IAM-OnDB (README, "Real handwriting on a CPU"): the small network, 1500 steps of word
+    # The CPU recipe for IAM-OnDB (docs/training.md, "Real handwriting on a CPU"): the small network, 1500 steps of word
     # pieces (data/pieces.py), then whole lines up to 800 raw points (83% of the training lines), one point in three
     # kept (data.downsample: a third of the steps per line, so steps cost a third and the window has a third as far
     # to go; real IAM lines read back by OCR as well at 1/3 as at full rate), the mean offset removed (IAM baselines
     # drift), and a moving average of the parameters (train.ema_decay: what validation, samples, `write` and
-    # `evaluate` use: the run's last checkpoint reads like the mean of its last checkpoints, README).
+    # `evaluate` use: the run's last checkpoint reads like the mean of its last checkpoints, docs/training.md).
     # Give the data: --config.data.iam_path=/data/iam-ondb.
     apply_variant(c, "small")
     c.data.source = "iam"

@@ -1,11 +1,11 @@
 """Legibility of written lines: render each line as an image, read it back with tesseract, score CER and WER.
 
 A relative measure, but the one users feel: it separates a model that writes from one that scribbles. The protocol
-(the same as the figures quoted in the README for other implementations): pen offsets → absolute points, y flipped to
-image coordinates; black round-capped strokes 3 px wide on white, scaled so the line's height is 105 px, 20 px margin;
-tesseract `-l eng --psm 13` (a raw line), falling back to `--psm 7` and then `--psm 6` when it reads nothing; the
-character error rate is the Levenshtein distance over the length of the intended text, case-sensitive, summed over
-lines (so long lines weigh more); the word error rate likewise over words.
+(the same as the figures quoted in docs/evaluation.md for other implementations): pen offsets → absolute points, y
+flipped to image coordinates; black round-capped strokes 3 px wide on white, scaled so the line's height is 105 px,
+20 px margin; tesseract `-l eng --psm 13` (a raw line), falling back to `--psm 7` and then `--psm 6` when it reads
+nothing; the character error rate is the Levenshtein distance over the length of the intended text, case-sensitive,
+summed over lines (so long lines weigh more); the word error rate likewise over words.
 
 tesseract is Debian's `tesseract-ocr` package, called as a subprocess (stdin PNG, stdout text).
 """
