@@ -4,7 +4,7 @@ Usage: --config=configs/prediction.py (the paper: 3 x 400 LSTM, 20 mixtures, bat
 --config=configs/prediction.py:small (CPU demo), --config=configs/prediction.py:tiny (tests).
 """
 
-from handwriting_jax import defaults
+from handwriting_jax.config import defaults
 
 
 def get_config(arg: str = ""):

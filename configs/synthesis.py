@@ -5,7 +5,7 @@ Usage: --config=configs/synthesis.py (the paper: 3 x 400 LSTM, 20 mixtures, 10 w
 CPU recipe for IAM-OnDB; add --config.data.iam_path=DIR), --config=configs/synthesis.py:tiny (tests).
 """
 
-from handwriting_jax import defaults
+from handwriting_jax.config import defaults
 
 
 def get_config(arg: str = ""):

@@ -5,12 +5,12 @@
   python experiments/benchmark.py --peer=torch                     # and the PyTorch peer, alternated step by step
 
 For each network (prediction, synthesis) it reports the compile time of the jitted train step
-(`handwriting_jax.step.train_step`: forward, backward, optimiser update), the median step time, timestep-samples
+(`handwriting_jax.training.step.train_step`: forward, backward, optimiser update), the median step time, timestep-samples
 per second, the achieved GFLOP/s from an analytic FLOP count (printed), the GFLOP/s of a large float32 matmul timed
 right before each step, and the ratio of the two (the median of the per-step ratios, robust to a shared machine).
 It also reports the peak memory of one training step at B=64, T=1200 with and without remat, each in a fresh
 subprocess (peak RSS on CPU, the device's peak bytes in use on GPU), and the sampling throughput of 64 lines x 700
-points in one compiled call (`handwriting_jax.sample`). A table goes to stdout, everything to `--out` (JSON).
+points in one compiled call (`handwriting_jax.model.sampling`). A table goes to stdout, everything to `--out` (JSON).
 
 With `--peer=torch` (torch importable: `pip install torch==2.13.0`, never a project dependency) each timed row also
 runs the PyTorch peer of the same network and sizes (`experiments/torch_peer.py`, fp32) in the same process, the two
@@ -83,7 +83,7 @@ def flops_per_step(mode: str, hidden: int, layers: int, mixtures: int, gaussians
   lstm = sum(2 * (i + h) * 4 * h for i in ins)
   out = 2 * layers * h * y
   win = (2 * h * 3 * gaussians + 2 * chars * a) if mode == "synthesis" else 0
-  text = (f"fwd/line/step = sum_n 2*(I_n+H)*4H + 2*N*H*Y" + (" + 2*H*3K + 2*U*A" if win else "")
+  text = ("fwd/line/step = sum_n 2*(I_n+H)*4H + 2*N*H*Y" + (" + 2*H*3K + 2*U*A" if win else "")
           + f" = {' + '.join(f'2*({i}+{h})*{4 * h}' for i in ins)} + 2*{layers}*{h}*{y}"
           + (f" + 2*{h}*{3 * gaussians} + 2*{chars}*{a}" if win else "")
           + f" = {lstm + out + win:,}; train = 3 x fwd x B x T")
@@ -92,7 +92,7 @@ def flops_per_step(mode: str, hidden: int, layers: int, mixtures: int, gaussians
 
 def make_config(args, mode: str, variant: str = ""):
   """Paper configuration of `mode`, at the benchmark's hidden size, with a variant applied."""
-  from handwriting_jax import defaults  # pylint: disable=g-import-not-at-top
+  from handwriting_jax.config import defaults  # pylint: disable=g-import-not-at-top
   cfg = defaults.base_config(mode)
   cfg.model.hidden_size = args.hidden
   cfg.model.scan_unroll = 1
@@ -134,9 +134,10 @@ def compiled_train_step(cfg, batch: dict, alphabet: int, variant: str = ""):
   """(compiled jitted train step, initial state, compile seconds, parameters) for `cfg` (and the network of
   `variant`) on batches shaped like `batch`."""
   import jax  # pylint: disable=g-import-not-at-top
-  from handwriting_jax import optim  # pylint: disable=g-import-not-at-top
-  from handwriting_jax import step as step_lib  # pylint: disable=g-import-not-at-top
+
   from handwriting_jax.model import networks  # pylint: disable=g-import-not-at-top
+  from handwriting_jax.training import optim  # pylint: disable=g-import-not-at-top
+  from handwriting_jax.training import step as step_lib  # pylint: disable=g-import-not-at-top
   net = build_network(cfg, alphabet, variant)
   tx = optim.make_optimizer(cfg.optim, 1000)
   noise = step_lib.noise_settings(cfg, 10_000)
@@ -293,10 +294,11 @@ def measure_memory(args, which: str) -> dict:
 
 
 def time_sampling(args, mode: str) -> dict:
-  """Sample `sample_lines` x `sample_points` in one compiled call (handwriting_jax.sample); points per second."""
+  """Sample `sample_lines` x `sample_points` in one compiled call (handwriting_jax.model.sampling); points per second."""
   import jax  # pylint: disable=g-import-not-at-top
-  from handwriting_jax import sample as sample_lib  # pylint: disable=g-import-not-at-top
+
   from handwriting_jax.data.alphabet import Alphabet  # pylint: disable=g-import-not-at-top
+  from handwriting_jax.model import sampling as sample_lib  # pylint: disable=g-import-not-at-top
   cfg = make_config(args, mode)
   alphabet = Alphabet(ALPHABET)
   net = build_network(cfg, alphabet.size)

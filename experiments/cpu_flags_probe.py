@@ -55,9 +55,14 @@ def child(args) -> None:
   import jax  # pylint: disable=g-import-not-at-top
   sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
   import benchmark  # pylint: disable=g-import-not-at-top
-  from handwriting_jax import defaults, optim, parallel  # pylint: disable=g-import-not-at-top
-  from handwriting_jax import step as step_lib  # pylint: disable=g-import-not-at-top
+
+  from handwriting_jax.config import defaults  # pylint: disable=g-import-not-at-top
   from handwriting_jax.model import networks  # pylint: disable=g-import-not-at-top
+  from handwriting_jax.training import (
+    optim,  # pylint: disable=g-import-not-at-top
+    parallel,  # pylint: disable=g-import-not-at-top
+  )
+  from handwriting_jax.training import step as step_lib  # pylint: disable=g-import-not-at-top
 
   cfg = defaults.apply_variant(defaults.base_config("synthesis"), "small")
   cfg.model.hidden_size, cfg.model.num_mixtures = args.hidden, args.mixtures

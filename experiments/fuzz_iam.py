@@ -10,7 +10,6 @@ exception is a bug; hypothesis shrinks it to a small example and the run stops w
 import argparse
 import glob
 import os
-import sys
 import time
 
 import numpy as np

@@ -27,13 +27,14 @@ import numpy as np
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
-from configs import synthesis as synthesis_config  # pylint: disable=wrong-import-position
 from flax import nnx  # pylint: disable=wrong-import-position
-from handwriting_jax import checkpoint as ckpt_lib  # pylint: disable=wrong-import-position
-from handwriting_jax import optim  # pylint: disable=wrong-import-position
-from handwriting_jax import step as step_lib  # pylint: disable=wrong-import-position
+
+from configs import synthesis as synthesis_config  # pylint: disable=wrong-import-position
 from handwriting_jax.data.alphabet import Alphabet  # pylint: disable=wrong-import-position
 from handwriting_jax.model import networks  # pylint: disable=wrong-import-position
+from handwriting_jax.training import checkpoint as ckpt_lib  # pylint: disable=wrong-import-position
+from handwriting_jax.training import optim  # pylint: disable=wrong-import-position
+from handwriting_jax.training import step as step_lib  # pylint: disable=wrong-import-position
 
 
 def command(workdir: str, steps: int, every: int, data_cache: str) -> list[str]:

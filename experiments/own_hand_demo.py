@@ -14,10 +14,11 @@ import time
 
 import numpy as np
 
-from handwriting_jax import adaptation, draw, fidelity
-from handwriting_jax import writer as writer_lib
-from handwriting_jax.data import hershey
+from handwriting_jax.data import draw, hershey
 from handwriting_jax.data import strokes as strokes_lib
+from handwriting_jax.evaluation import fidelity
+from handwriting_jax.writing import adaptation
+from handwriting_jax.writing import writer as writer_lib
 
 HAND_TEXTS = ("the morning post came late", "a letter from an old friend", "written in a hurried hand")
 SENTENCES = ("please call me back after lunch", "the garden looks lovely in spring")

@@ -1,20 +1,25 @@
 """The README's screenshot of the web page: the shipped writer served on loopback, driven by headless Chromium (Debian
 chromium + chromium-driver): text typed, a style picked, written, the pen animation left to finish.
 
-  python experiments/page_screenshot.py --out=experiments/results/serve_page.png
+  python experiments/page_screenshot.py --out=docs/assets/serve_page.png
 """
 
 import argparse
+import os
 import socket
+import sys
 import tempfile
 import threading
 import time
 
 import uvicorn
 
-from handwriting_jax import browser as browser_lib
-from handwriting_jax import serve
-from handwriting_jax import writer as writer_lib
+from handwriting_jax.serving import app as app_lib
+from handwriting_jax.writing import writer as writer_lib
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tests"))
+import browser as browser_lib  # noqa: E402  (the Selenium driver of the browser tests, in tests/)
+
 
 def main() -> None:
   """Serve, write, screenshot."""
@@ -32,8 +37,8 @@ def main() -> None:
   with socket.socket() as s:
     s.bind(("127.0.0.1", 0))
     port = s.getsockname()[1]
-  service = serve.Service(writer_lib.load_writer(args.workdir))
-  server = uvicorn.Server(uvicorn.Config(serve.make_app(service), host="127.0.0.1", port=port, log_level="error"))
+  service = app_lib.Service(writer_lib.load_writer(args.workdir))
+  server = uvicorn.Server(uvicorn.Config(app_lib.make_app(service), host="127.0.0.1", port=port, log_level="error"))
   threading.Thread(target=server.run, daemon=True).start()
   while not server.started:
     time.sleep(0.05)

@@ -15,8 +15,8 @@ import urllib.request
 import numpy as np
 import uvicorn
 
-from handwriting_jax import serve
-from handwriting_jax import writer as writer_lib
+from handwriting_jax.serving import app as app_lib
+from handwriting_jax.writing import writer as writer_lib
 
 TEXTS = ("the quick brown fox", "see you at noon", "a short line", "write this down for me", "hello there",
          "it rained all day", "thank you", "meet me at the station")
@@ -62,11 +62,11 @@ def main() -> None:
   results = {"batched": [], "unbatched": []}
   servers = {}
   for name, wait in (("batched", 0.02), ("unbatched", 0.0)):
-    service = serve.Service(writer, wait_s=wait)
+    service = app_lib.Service(writer, wait_s=wait)
     if name == "unbatched":
-      service.batched.batch_lines = serve.BATCH_LINES  # same padded call size: only the gathering differs
+      service.batched.batch_lines = app_lib.BATCH_LINES  # same padded call size: only the gathering differs
     port = _port()
-    srv = uvicorn.Server(uvicorn.Config(serve.make_app(service), host="127.0.0.1", port=port, log_level="error"))
+    srv = uvicorn.Server(uvicorn.Config(app_lib.make_app(service), host="127.0.0.1", port=port, log_level="error"))
     threading.Thread(target=srv.run, daemon=True).start()
     while not srv.started:
       time.sleep(0.05)

@@ -20,7 +20,7 @@ from flax import nnx
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import benchmark  # pylint: disable=g-import-not-at-top,wrong-import-position
 
-from handwriting_jax import step as step_lib  # pylint: disable=wrong-import-position
+from handwriting_jax.training import step as step_lib  # pylint: disable=wrong-import-position
 
 
 def _runner(args, model_fields: dict, chars: int, forward_only: bool = False):

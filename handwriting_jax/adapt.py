@@ -1,5 +1,5 @@
 """Learn a hand from a few lines: fine-tune a trained writer on 1-10 lines of one person's writing (the command line
-over `handwriting_jax.adaptation`).
+over `handwriting_jax.writing.adaptation`).
 
   python -m handwriting_jax.adapt --style_file=mine_0.npz --style_file=mine_1.npz --out=my_writer
   python -m handwriting_jax.write --workdir=my_writer --style_name=hand_0 --text="in my own hand" --out=page.svg
@@ -19,9 +19,9 @@ import time
 
 from absl import flags, logging
 
-from handwriting_jax import adaptation, cli
-from handwriting_jax import writer as writer_lib
-from handwriting_jax.errors import UserError
+from handwriting_jax import cli
+from handwriting_jax.writing import adaptation
+from handwriting_jax.writing import writer as writer_lib
 
 FLAGS = flags.FLAGS
 
@@ -31,10 +31,7 @@ def define_flags() -> None:
   flags.DEFINE_multi_string("style_file", [], f"A line of the hand to learn (.npz as `write --save_style` saves it, "
                             f"or InkML with its text); repeat for 1 to {adaptation.MAX_LINES} lines.")
   flags.DEFINE_string("out", None, "New (or empty) folder to save the adapted writer in.")
-  flags.DEFINE_string("workdir", None, "The writer to adapt: a training workdir or export (default: a writer shipped "
-                      "in the package, chosen by --shipped).")
-  flags.DEFINE_string("shipped", None, f"Without --workdir: the shipped writer to adapt, one of "
-                      f"{', '.join(writer_lib.SHIPPED)} (default {writer_lib.DEFAULT_SHIPPED}).")
+  cli.define_writer_flags(writer_lib.SHIPPED, writer_lib.DEFAULT_SHIPPED)
   flags.DEFINE_integer("steps", adaptation.DEFAULT_STEPS, "Optimiser steps (the lines are one batch).")
   flags.DEFINE_enum("adapt", adaptation.DEFAULT_WHAT, list(adaptation.WHAT), "What is fine-tuned: all = every "
                     "parameter, pulled toward the original weights; output = only the mixture output layer; lora = "
@@ -98,15 +95,12 @@ def run(style_files: list[str], out: str | None, *, workdir: str | None = None, 
 def main(argv):
   """Entry point: one-line errors for user mistakes (no traceback), exit status 1."""
   if len(argv) > 1:
-    sys.exit(f"error: unexpected arguments: {' '.join(argv[1:])}")
+    cli.fail(f"unexpected arguments: {' '.join(argv[1:])}")
   if not FLAGS["verbosity"].present:
     logging.set_verbosity(logging.WARNING)  # keep Orbax's restore chatter off the console
-  try:
+  with cli.one_line_errors(FileNotFoundError):
     summary = run(FLAGS.style_file, FLAGS.out, workdir=FLAGS.workdir, shipped=FLAGS.shipped, steps=FLAGS.steps,
                   what=FLAGS.adapt, learning_rate=FLAGS.learning_rate, pull=FLAGS.pull, seed=FLAGS.seed)
-  except (UserError, FileNotFoundError) as e:
-    print(f"error: {' '.join(str(e).split())}", file=sys.stderr)
-    sys.exit(1)
   print(summary)
 
 

@@ -1,10 +1,27 @@
-"""Shared command-line plumbing: flag errors and Ctrl-C as one line, never a traceback."""
+"""Shared command-line plumbing: flag errors, user mistakes and Ctrl-C as one line, never a traceback; the
+`handwriting-jax COMMAND` console script."""
 
+import contextlib
 import re
+import runpy
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 from absl import app, flags
+
+from handwriting_jax.errors import UserError
+
+# `handwriting-jax COMMAND [flags]` runs `python -m handwriting_jax.MODULE [flags]`.
+COMMANDS = {
+    "train": ("main", "train a network (--config=configs/synthesis.py --workdir=DIR)"),
+    "write": ("write", "write text in handwriting (--text=... --out=page.svg)"),
+    "evaluate": ("evaluate", "validation NLL, legibility by OCR, style fidelity of a writer"),
+    "serve": ("serve", "the local web page and JSON API"),
+    "adapt": ("adapt", "learn a hand from a few of its lines (--style_file=...)"),
+    "preview": ("preview", "draw lines of the training data (--out=lines.png)"),
+    "export-iam": ("export_iam", "IAM-OnDB as one compressed splits file"),
+    "train-hand-encoder": ("train_hand_encoder", "train the style-fidelity hand encoder on IAM-OnDB"),
+}
 
 
 def parse_flags(argv: list[str]) -> list[str]:
@@ -55,3 +72,44 @@ def run(main: Callable[[list[str]], None]) -> None:
     app.run(main, flags_parser=parse_flags)
   except KeyboardInterrupt:
     sys.exit("interrupted")
+
+
+def define_writer_flags(shipped: tuple[str, ...], default: str) -> None:
+  """--workdir and --shipped, the two ways every writing command names its writer (`shipped`: the package's writers)."""
+  flags.DEFINE_string("workdir", None, "The writer: a training workdir or an export holding checkpoints/ (default: "
+                      "a writer shipped in the package, chosen by --shipped).")
+  flags.DEFINE_string("shipped", None, f"Without --workdir: the shipped writer, one of {', '.join(shipped)} "
+                      f"(default {default}).")
+
+
+def fail(message: object) -> None:
+  """End the command with `error: MESSAGE` on one line (whitespace folded) and exit status 1."""
+  raise SystemExit(f"error: {' '.join(str(message).split())}")
+
+
+@contextlib.contextmanager
+def one_line_errors(*also: type[BaseException]) -> Iterator[None]:
+  """A user mistake raised inside (`UserError`, or one of `also`) ends the command in one `error:` line."""
+  try:
+    yield
+  except (UserError, *also) as e:
+    fail(e)
+
+
+def usage() -> str:
+  """The console script's help: its commands and what each does."""
+  width = max(map(len, COMMANDS))
+  rows = "\n".join(f"  {name:<{width}}  {what}" for name, (_, what) in COMMANDS.items())
+  return (f"usage: handwriting-jax COMMAND [--flags]   (COMMAND --help lists its flags)\n\ncommands:\n{rows}")
+
+
+def dispatch(argv: list[str] | None = None) -> None:
+  """The `handwriting-jax` console script: run the command's module as `python -m` would, with the flags after it."""
+  args = sys.argv[1:] if argv is None else argv
+  if not args or args[0] in ("-h", "--help", "help"):
+    print(usage())
+    sys.exit(0 if args else 2)
+  if args[0] not in COMMANDS:
+    fail(f"unknown command {args[0]!r}; the commands are {', '.join(COMMANDS)}")
+  sys.argv = [f"handwriting-jax {args[0]}", *args[1:]]
+  runpy.run_module(f"handwriting_jax.{COMMANDS[args[0]][0]}", run_name="__main__", alter_sys=True)

@@ -1,429 +1,25 @@
-"""Judge a writer as users do: validation NLL in the paper's units, and legibility read back by an OCR engine.
+"""Judge a writer as users do: validation NLL, legibility read back by OCR, style fidelity (`evaluation.report`).
 
   python -m handwriting_jax.evaluate [--shipped=embedded]          # a writer shipped in the package
   python -m handwriting_jax.evaluate --workdir=DIR [--checkpoint_steps=4000,5000,6000] [--style_file=s.npz]
-
-NLL: the whole validation split of the data the writer was trained on (IAM-OnDB: every testset_v line up to the
-paper's 1,200 points, whatever the training config's `max_points`), normalised with the checkpoint's own statistics,
-in nats per sequence (the paper's unit) and per step; also in raw offset units, where figures from different
-normalisations can be compared. Without the data (an IAM path that is not on this machine) only legibility is
-reported, and the report says so.
-
-Legibility: `SENTENCES` (everyday sentences in no training text) are written unprimed, each line on its own, with
-`--seeds` draws each, at every `--biases`; every line is rendered and read back by tesseract
-(`handwriting_jax.legibility`); CER and WER per bias. With `--style_file` (or `--style=N`, validation line N) the same
-is done primed with that line. Images, contact sheets and `report.json` go to `--out` (default WORKDIR/eval/step_N).
 """
 
-import dataclasses
-import json
-import math
 import os
-import sys
-import time
-from collections.abc import Sequence
 
-import jax
-import ml_collections
-import numpy as np
 from absl import app, flags, logging
 
-from handwriting_jax import adaptation, cli, draw, legibility
-from handwriting_jax import fidelity as fid
-from handwriting_jax import sample as sample_lib
-from handwriting_jax import step as step_lib
-from handwriting_jax import writer as writer_lib
-from handwriting_jax.data import batches as batches_lib
-from handwriting_jax.errors import UserError
-
-# Everyday sentences of 27-35 characters, lower case but one capital, none in the IAM-OnDB or embedded-corpus
-# training texts (evaluate checks that against the loaded training split and reports any overlap).
-SENTENCES = (
-    "the quick brown fox jumps over",
-    "please call me back after lunch",
-    "we will meet at the station",
-    "my sister bought a new bicycle",
-    "the coffee here is always cold",
-    "do not forget to water plants",
-    "he left his keys on the table",
-    "rain is expected later tonight",
-    "she plays the piano every day",
-    "our train was late this morning",
-    "thank you for the lovely gift",
-    "the children are asleep upstairs",
-    "send me the photos from the trip",
-    "this soup needs a little more salt",
-    "the garden looks lovely in spring",
-    "I found an old map in the attic",
-)
-PAPER_MAX_POINTS = 1200  # the paper's IAM-OnDB line cap; validation NLL covers every line up to it
-_EVAL_BATCH = 32
-_PAD_MULTIPLE = 200  # padded validation lengths: few shapes, few compiles
-
-
-class EvaluateError(UserError, ValueError):
-  """An evaluation that cannot be run as asked (bad biases, seeds, output path...)."""
-
-
-@dataclasses.dataclass(frozen=True)
-class Fidelity:
-  """What the style-fidelity section measures: `forms` held-out hands (0: none), `sentences` written per hand, at
-  `bias`, judged by the hand encoder at `encoder_path` (default: the one shipped in the package)."""
-  forms: int = 20
-  sentences: int = 3
-  bias: float = 0.75
-  encoder_path: str = fid.ENCODER_FILE
-  adapt_lines: int = 0  # > 0: also measure writers adapted to each hand on that many of its lines
-
-  def encoder(self) -> fid.HandEncoder:
-    """The hand encoder, after checking the settings (EvaluateError / FidelityError before any work)."""
-    if self.forms < 2 or self.sentences < 1 or not math.isfinite(self.bias) or self.bias < 0:
-      raise EvaluateError(f"--fidelity_forms must be 0 (off) or >= 2 and --fidelity_sentences >= 1, with a finite "
-                          f"--fidelity_bias >= 0; got {self.forms}, {self.sentences}, {self.bias}")
-    if not 0 <= self.adapt_lines <= adaptation.MAX_LINES:
-      raise EvaluateError(f"--fidelity_adapt_lines={self.adapt_lines}: adapt on 0 (off) to {adaptation.MAX_LINES} "
-                          "lines of each hand")
-    return fid.load_encoder(self.encoder_path)[0]
-
-
-@dataclasses.dataclass(frozen=True)
-class ValidationData:
-  """Validation lines renormalised with a checkpoint's statistics, and the training texts (for the overlap check)."""
-  strokes: list[np.ndarray]
-  texts: list[str]
-  train_texts: list[str]
-  description: str
-  ids: list[str] = dataclasses.field(default_factory=list)  # line ids: IAM-OnDB's a01-000u-03 (form a01-000u)
-
-
-def load_validation(writer: writer_lib.Writer, iam_path: str | None = None) -> ValidationData:
-  """The writer's validation split up to PAPER_MAX_POINTS points, normalised with the checkpoint's statistics.
-
-  Raises a UserError (from the data loader) when the data is not on this machine."""
-  from handwriting_jax.data import dataset as dataset_lib  # pylint: disable=g-import-not-at-top  (heavy, optional)
-  data_cfg = ml_collections.ConfigDict(writer.config.data.to_dict())
-  data_cfg.max_points = max(int(data_cfg.max_points), PAPER_MAX_POINTS)
-  if iam_path:
-    data_cfg.iam_path = iam_path
-  data = dataset_lib.load_dataset(data_cfg, progress=False)
-  strokes = [writer.stats.normalise(data.stats.denormalise(x)) for x in data.valid.strokes]
-  source = "IAM-OnDB testset_v" if data_cfg.source == "iam" else f"{data_cfg.source} validation split"
-  every = "" if int(data_cfg.downsample) == 1 else (
-      f", one point in {int(data_cfg.downsample)} of each stroke kept (data.downsample: nats per sequence are not "
-      "comparable with full-rate figures such as the paper's)")
-  return ValidationData(strokes, list(data.valid.texts), list(data.train.texts),
-                        f"{source}, every line up to {data_cfg.max_points} points{every}", list(data.valid.ids))
-
-
-def validation_nll(writer: writer_lib.Writer, strokes: Sequence[np.ndarray], texts: Sequence[str]) -> dict:
-  """Exact NLL over every line: nats per sequence and per step (normalised offsets), and per sequence in raw units.
-
-  Raw units: the density of the de-normalised offsets, NLL + Σ_t log(σ_x σ_y), comparable across normalisations.
-  """
-  from flax import nnx  # pylint: disable=g-import-not-at-top
-  graphdef, params = nnx.split(writer.model, nnx.Param)
-  ids, _ = writer.alphabet.encode_all(list(texts), on_unknown="map")  # as in training
-  order = np.argsort([len(x) for x in strokes], kind="stable")
-  sums = jax.jit(step_lib.eval_sums, static_argnums=0)
-  total, steps = 0.0, 0.0
-  for lo in range(0, len(order), _EVAL_BATCH):
-    idx = order[lo:lo + _EVAL_BATCH]
-    t = -(-max(len(strokes[i]) for i in idx) // _PAD_MULTIPLE) * _PAD_MULTIPLE
-    u = -(-max(max(len(ids[i]) for i in idx), 1) // batches_lib.U_MULTIPLE) * batches_lib.U_MULTIPLE
-    batch = batches_lib.pad_batch([strokes[i] for i in idx], [ids[i] for i in idx], _EVAL_BATCH, t, u)
-    out = jax.device_get(sums(graphdef, params, batch))
-    total += float(out["nll"])
-    steps += float(out["steps"])
-  lines = len(order)
-  log_scale = float(np.sum(np.log(writer.stats.std)))
-  return {"lines": lines, "steps": int(steps), "nats_per_sequence": total / lines, "nats_per_step": total / steps,
-          "raw_nats_per_sequence": (total + steps * log_scale) / lines,
-          "normalisation": {"std": writer.stats.std.tolist(), "mean": writer.stats.mean.tolist(),
-                            "mean_subtracted": bool(np.any(writer.stats.mean != 0))}}
-
-
-def legibility_at(writer: writer_lib.Writer, bias: float, seeds: int, out_dir: str,
-                  prime: sample_lib.Prime | None = None, sentences: Sequence[str] = SENTENCES,
-                  tesseract: str | None = None) -> dict:
-  """Write every sentence `seeds` times (one batched call, each line its own draw), read them back, score them."""
-  texts = [s for _ in range(seeds) for s in sentences]
-  samples = writer_lib.write_lines(writer, texts, bias=bias, seed=0, prime=prime, same_style=False)
-  tag = f"{'primed' if prime else 'unprimed'}_bias_{bias:g}"
-  paths = [os.path.join(out_dir, tag, f"s{i % len(sentences):02d}_seed{i // len(sentences)}.png")
-           for i in range(len(texts))]
-  shown = sample_lib.display_lines(samples.lines, writer.config)  # read as `write` draws them
-  scores = legibility.read_lines(shown, texts, paths, tesseract=tesseract)
-  rates = legibility.error_rates(scores)
-  per_seed = [legibility.error_rates(scores[k * len(sentences):(k + 1) * len(sentences)])["cer"]
-              for k in range(seeds)]
-  sheet = os.path.join(out_dir, f"{tag}.png")
-  n = min(len(sentences), 8)
-  draw.save_lines_png(shown[:n], [f"{s.text}  →  read: {s.read!r}" for s in scores[:n]], sheet)
-  return {"bias": bias, "primed": prime is not None, **rates, "cer_per_seed": per_seed,
-          "finished": int(np.sum(samples.finished_B)), "lines": len(texts), "sheet": sheet,
-          "per_line": [{"text": s.text, "read": s.read, "cer": s.cer, "image": p} for s, p in zip(scores, paths)],
-          "_strokes": samples.lines}  # the network's own rate: saved styles prime it
-
-
-def fidelity_at(writer: writer_lib.Writer, valid: ValidationData, encoder: fid.HandEncoder, *, num_forms: int,
-                per_form: int, bias: float, out_dir: str, tesseract: str | None = None, seed: int = 0,
-                adapt_lines: int = 0) -> dict:
-  """Style fidelity (`handwriting_jax.fidelity`): prime with one line of each of `num_forms` held-out forms, write
-  `per_form` unseen sentences in each hand, and find each written line's form by its nearest gallery line (another
-  real line of each form); beside it the ceiling (the prime line itself retrieved the same way), chance and the
-  primed lines' CER. With `adapt_lines` > 0 the writer first learns each hand (`adaptation.adapt`, its defaults)
-  from that many lines of the form: the prime line and others, never the gallery line."""
-  raw = [writer.stats.denormalise(x) for x in valid.strokes]
-  usable = [i for i, x in enumerate(raw) if fid.judgeable(x)]
-  trial = fid.choose_trial([valid.ids[i] for i in usable], num_forms, np.random.default_rng(seed),
-                           [valid.texts[i] for i in usable])
-  query, gallery = [usable[i] for i in trial.query], [usable[i] for i in trial.gallery]
-  gallery_NxD = fid.embed_lines(encoder, [raw[i] for i in gallery])
-  real_hits = fid.rank1_hits(fid.embed_lines(encoder, [raw[i] for i in query]), gallery_NxD, np.arange(num_forms))
-  all_emb = fid.embed_lines(encoder, [raw[i] for i in usable])
-  written, texts, owner = [], [], []
-  adapted_on, adapt_seconds = [], []
-  for f, q in enumerate(query):
-    sentences = [SENTENCES[(f * per_form + j) % len(SENTENCES)] for j in range(per_form)]
-    hand = writer
-    if adapt_lines:  # the prime line first, then others of the form; lines with characters it cannot write skipped
-      same = [q] + [i for i in usable if fid.form_of(valid.ids[i]) == trial.forms[f] and i not in (q, gallery[f])]
-      chosen = [i for i in same if not writer.alphabet.count_unknown(valid.texts[i])][:adapt_lines]
-      started = time.time()
-      if chosen:
-        hand = adaptation.adapt(writer, [(raw[i], valid.texts[i]) for i in chosen])[0]
-      adapt_seconds.append(time.time() - started)
-      adapted_on.append([valid.ids[i] for i in chosen])
-    prime = writer_lib.make_prime(hand, raw[q], valid.texts[q])
-    written += writer_lib.write_lines(hand, sentences, bias=bias, seed=seed, prime=prime, same_style=False).lines
-    texts += sentences
-    owner += [f] * per_form
-  ranks = fid.retrieval_ranks(encoder, written, gallery_NxD, np.asarray(owner))
-  tag = f"fidelity_{'adapted_' if adapt_lines else ''}bias_{bias:g}"
-  paths = [os.path.join(out_dir, tag, f"form{owner[i]:02d}_s{i % per_form}.png") for i in range(len(written))]
-  shown = sample_lib.display_lines(written, writer.config)
-  scores = legibility.read_lines(shown, texts, paths, tesseract=tesseract)
-  per_form_rows = []
-  for f, form in enumerate(trial.forms):
-    mine = [i for i in range(len(written)) if owner[i] == f]
-    per_form_rows.append({
-        "form": form, "prime_line": valid.ids[query[f]], "prime_text": valid.texts[query[f]],
-        "gallery_line": valid.ids[gallery[f]], "prime_retrieved": bool(real_hits[f]),
-        "adapted_on": adapted_on[f] if adapt_lines else [],
-        "rank1": float(np.mean(ranks[mine] == 1)), "ranks": ranks[mine].tolist(),
-        "cer": legibility.error_rates([scores[i] for i in mine])["cer"],
-        "lines": [{"text": scores[i].text, "read": scores[i].read, "cer": scores[i].cer, "rank": int(ranks[i]),
-                   "image": paths[i]} for i in mine]})
-  # The hands' own legibility by the same reader: their real prime lines, drawn as written lines are.
-  real = legibility.read_lines(sample_lib.display_lines([raw[i] for i in query], writer.config),
-                               [valid.texts[i] for i in query], tesseract=tesseract)
-  for row, score in zip(per_form_rows, real):
-    row["prime_cer"] = score.cer
-  sheet = os.path.join(out_dir, f"{tag}.png")
-  hardest_hands_sheet(per_form_rows, [raw[i] for i in query], dict(zip(paths, shown)), sheet)
-  return {"bias": bias, "forms": num_forms, "sentences_per_form": per_form, "chance": 1.0 / num_forms,
-          "rank1": float(np.mean(ranks == 1)), "mean_rank": float(np.mean(ranks)),
-          "ceiling_these_forms": float(np.mean(real_hits)),
-          "ceiling": fid.ceiling(all_emb, [valid.ids[i] for i in usable], num_forms, draws=200, seed=seed + 1,
-                                 texts=[valid.texts[i] for i in usable]),
-          **legibility.error_rates(scores), "real_lines_cer": legibility.error_rates(real)["cer"], "sheet": sheet,
-          "adapt_lines": adapt_lines, "adapt_seconds": adapt_seconds, "per_form": per_form_rows}
-
-
-def hardest_hands_sheet(per_form: list[dict], primes: list[np.ndarray], drawn: dict[str, np.ndarray], path: str,
-                        count: int = 6) -> None:
-  """A sheet of the `count` hands written least legibly (then least recognisably): each prime line, then the lines
-  written in it (`drawn`: image path -> the line as drawn) with their rank and what tesseract read."""
-  hardest = sorted(range(len(per_form)), key=lambda f: (-per_form[f]["cer"], per_form[f]["rank1"]))[:count]
-  rows, captions = [], []
-  for f in hardest:
-    rows.append(primes[f])
-    captions.append(f"{per_form[f]['form']} prime: {per_form[f]['prime_text']}")
-    for line in per_form[f]["lines"]:
-      rows.append(drawn[line["image"]])
-      captions.append(f"  written (rank {line['rank']}): {line['text']}  →  read: {line['read']!r}")
-  draw.save_lines_png(rows, captions, path)
-
-
-def fidelity_report(writer: writer_lib.Writer, valid: ValidationData | None, encoder: fid.HandEncoder,
-                    settings: Fidelity, out_dir: str, tesseract: str) -> dict:
-  """The fidelity section of a report, or why it could not be measured (no validation data, too few forms)."""
-  if valid is None:
-    return {"unavailable": "it needs the writer's validation data (its held-out hands), which is not here; give "
-                           "--iam_path"}
-  try:
-    primed = fidelity_at(writer, valid, encoder, num_forms=settings.forms, per_form=settings.sentences,
-                         bias=settings.bias, out_dir=out_dir, tesseract=tesseract)
-    if settings.adapt_lines:
-      primed["adapted"] = fidelity_at(writer, valid, encoder, num_forms=settings.forms, per_form=settings.sentences,
-                                      bias=settings.bias, out_dir=out_dir, tesseract=tesseract,
-                                      adapt_lines=settings.adapt_lines)
-    return primed
-  except fid.FidelityError as e:
-    return {"unavailable": str(e)}
-
-
-def save_styles(workdir: str, result: dict, count: int) -> list[str]:
-  """Save the `count` most legible lines of one legibility result (distinct sentences, lowest CER first, finished
-  lines only) as the writer's own styles WORKDIR/styles/style_K.npz; returns their paths.
-
-  These are the model's samples, not training strokes, so a shipped writer carries no training data."""
-  order = sorted(range(len(result["per_line"])), key=lambda i: (result["per_line"][i]["cer"], i))
-  chosen, seen = [], set()
-  for i in order:
-    text = result["per_line"][i]["text"]
-    if text not in seen:
-      seen.add(text)
-      chosen.append(i)
-    if len(chosen) == count:
-      break
-  folder = os.path.join(workdir, writer_lib.STYLES_DIR)
-  os.makedirs(folder, exist_ok=True)
-  paths = []
-  for k, i in enumerate(chosen):
-    path = os.path.join(folder, f"style_{k}.npz")
-    writer_lib.save_style(path, result["_strokes"][i], result["per_line"][i]["text"])
-    paths.append(path)
-  return paths
-
-
-def overlap(sentences: Sequence[str], train_texts: Sequence[str]) -> list[str]:
-  """The sentences that occur (case-insensitively, as substrings) in some training text."""
-  lowered = [t.lower() for t in train_texts]
-  return [s for s in sentences if any(s.lower() in t for t in lowered)]
-
-
-def evaluate(workdir: str | None, step: int | None, *, biases: Sequence[float], seeds: int, out_dir: str | None,
-             prime_style: writer_lib.StyleInk | None = None, style_index: int | None = None,
-             iam_path: str | None = None, nll: bool = True, styles: int = 0, styles_bias: float = 0.75,
-             stop_rule: str | None = None, raw_weights: bool = False, resample: str | None = None,
-             fidelity: Fidelity | None = None) -> dict:
-  """Evaluate one checkpoint (default: the newest; no workdir: the shipped model); writes and returns the report.
-  `stop_rule` and `resample` override the checkpoint's config.sample fields; `raw_weights` judges the trained
-  parameters of a run that kept a moving average (by default the average is judged, as `write` uses it);
-  `fidelity` (with forms > 0) adds the style-fidelity section (`fidelity_at`)."""
-  if stop_rule is not None and stop_rule not in sample_lib.STOP_RULES:
-    raise EvaluateError(f"--stop_rule must be one of {sample_lib.STOP_RULES}, got {stop_rule!r}")
-  if resample is not None and resample not in sample_lib.RESAMPLE_MODES:
-    raise EvaluateError(f"--resample must be one of {sample_lib.RESAMPLE_MODES}, got {resample!r}")
-  if not biases or any(not math.isfinite(b) or b < 0 for b in biases):
-    raise EvaluateError(f"--biases must be finite numbers >= 0, got {list(biases)}")
-  if seeds < 1:
-    raise EvaluateError(f"--seeds must be >= 1, got {seeds}")
-  if styles < 0 or (styles and styles_bias not in biases):
-    raise EvaluateError(f"--save_styles={styles} needs a count >= 0 and --styles_bias ({styles_bias}) among "
-                        f"--biases {list(biases)}")
-  encoder = fidelity.encoder() if fidelity is not None and fidelity.forms else None
-  tesseract = legibility.check_tesseract()  # once, before any work
-  t0 = time.time()
-  writer = writer_lib.load_writer(workdir, step, raw_weights)
-  if stop_rule is not None:
-    writer.config.sample.stop_rule = stop_rule
-  if resample is not None:
-    writer.config.sample.resample = resample
-  if not writer.conditional:
-    raise EvaluateError(f"the checkpoint in {writer.workdir} is a prediction network: legibility needs a synthesis "
-                        "network (it writes text)")
-  if out_dir is None:
-    shipped = os.path.dirname(writer.workdir) == os.path.abspath(writer_lib.PRETRAINED_DIR)
-    base = os.path.abspath(f"evaluation_{os.path.basename(writer.workdir)}") if shipped else writer.workdir
-    out_dir = os.path.join(base, "eval", f"step_{writer.step}" + ("_raw" if raw_weights else ""))
-  if os.path.exists(out_dir) and not os.path.isdir(out_dir):
-    raise EvaluateError(f"--out={out_dir} is a file; give a folder")
-  os.makedirs(out_dir, exist_ok=True)
-  report = {"workdir": writer.workdir, "step": writer.step, "data_source": writer.config.data.source,
-            "weights": "moving average" if writer.ema else "trained",
-            "sentences": list(SENTENCES), "seeds": seeds, "stop_rule": writer.config.sample.stop_rule,
-            "resample": writer.config.sample.resample, "downsample": int(writer.config.data.downsample)}
-  valid = None
-  if nll or style_index is not None or encoder is not None:
-    try:
-      valid = load_validation(writer, iam_path)
-    except UserError as e:
-      report["nll"] = None
-      report["nll_unavailable"] = f"the training data is not available here, so no NLL: {' '.join(str(e).split())}"
-  if valid is not None:
-    report["overlap_with_training_texts"] = overlap(SENTENCES, valid.train_texts)
-    if nll:
-      report["nll"] = {"data": valid.description, **validation_nll(writer, valid.strokes, valid.texts)}
-  if style_index is not None:
-    if valid is None:
-      raise EvaluateError(f"--style={style_index} needs the validation data: {report['nll_unavailable']}")
-    if not 0 <= style_index < len(valid.strokes):
-      raise EvaluateError(f"--style={style_index}: the validation split has {len(valid.strokes)} lines")
-    prime_style = writer_lib.StyleInk(f"validation line {style_index}", valid.texts[style_index],
-                                      offsets_Tx3=writer.stats.denormalise(valid.strokes[style_index]))
-  report["legibility"] = [legibility_at(writer, b, seeds, out_dir, tesseract=tesseract) for b in biases]
-  if prime_style is not None:
-    prime = writer_lib.make_prime(writer, writer_lib.style_offsets(writer, prime_style), prime_style.text)
-    report["primed_with"] = prime_style.text
-    report["legibility_primed"] = [legibility_at(writer, b, seeds, out_dir, prime, tesseract=tesseract)
-                                   for b in biases]
-  if encoder is not None:
-    report["fidelity"] = fidelity_report(writer, valid, encoder, fidelity, out_dir, tesseract)
-  if styles:
-    chosen = next(r for r in report["legibility"] if r["bias"] == styles_bias)
-    report["styles"] = save_styles(writer.workdir, chosen, styles)
-  for r in report["legibility"] + report.get("legibility_primed", []):
-    r.pop("_strokes")
-  report["seconds"] = time.time() - t0
-  path = os.path.join(out_dir, "report.json")
-  with open(path, "w", encoding="utf-8") as f:
-    json.dump(report, f, indent=1, ensure_ascii=False)
-  report["path"] = path
-  return report
-
-
-def summary(report: dict) -> str:
-  """The report as a few human-readable lines."""
-  drawn = (f", lines drawn at {report['downsample']}x the written rate ({report['resample']})"
-           if report.get("downsample", 1) > 1 and report.get("resample") == "spline" else "")
-  out = [f"{report['workdir']} step {report['step']} ({report['data_source']} data, {report['weights']} weights"
-         f"{drawn})"]
-  nll = report.get("nll")
-  if nll:
-    norm = nll["normalisation"]
-    out.append(f"  validation NLL: {nll['nats_per_sequence']:.1f} nats/sequence, {nll['nats_per_step']:.4f} "
-               f"nats/step over {nll['lines']} lines ({nll['data']}); offsets divided by std "
-               f"({norm['std'][0]:.3g}, {norm['std'][1]:.3g})"
-               f"{', mean subtracted' if norm['mean_subtracted'] else ''}; in raw units "
-               f"{nll['raw_nats_per_sequence']:.1f} nats/sequence")
-  else:
-    out.append(f"  {report.get('nll_unavailable', 'NLL not computed')}")
-  if report.get("overlap_with_training_texts"):
-    out.append(f"  warning: sentences found in training texts: {report['overlap_with_training_texts']}")
-  for key, label in (("legibility", "unprimed"), ("legibility_primed", "primed")):
-    for r in report.get(key, []):
-      seeds = ", ".join(f"{c:.0%}" for c in r["cer_per_seed"])
-      out.append(f"  {label:8s} bias {r['bias']:<4g}  CER {r['cer']:6.1%}  WER {r['wer']:6.1%}  "
-                 f"(per seed {seeds}; {r['finished']}/{r['lines']} lines finished by the window)")
-  fidelity = report.get("fidelity")
-  if fidelity and "unavailable" in fidelity:
-    out.append(f"  fidelity not measured: {fidelity['unavailable']}")
-  elif fidelity:
-    out.append(f"  fidelity bias {fidelity['bias']:<4g}  rank-1 {fidelity['rank1']:6.1%} of written lines among "
-               f"{fidelity['forms']} held-out hands (ceiling, a real line of the hand: {fidelity['ceiling']:.1%}, "
-               f"{fidelity['ceiling_these_forms']:.0%} on these forms; chance {fidelity['chance']:.1%}); "
-               f"primed CER {fidelity['cer']:.1%} (the hands' own prime lines read at {fidelity['real_lines_cer']:.1%})")
-    adapted = fidelity.get("adapted")
-    if adapted:
-      out.append(f"  adapted  bias {adapted['bias']:<4g}  rank-1 {adapted['rank1']:6.1%} after learning each hand from "
-                 f"{adapted['adapt_lines']} of its lines (median {np.median(adapted['adapt_seconds']):.0f} s each); "
-                 f"CER {adapted['cer']:.1%}")
-  if report.get("styles"):
-    out.append(f"  styles saved: {', '.join(report['styles'])}")
-  out.append(f"  report: {report['path']}")
-  return "\n".join(out)
-
+from handwriting_jax import cli
+from handwriting_jax.evaluation import fidelity as fid
+from handwriting_jax.evaluation import report
+from handwriting_jax.model import sampling as sample_lib
+from handwriting_jax.writing import writer as writer_lib
 
 FLAGS = flags.FLAGS
 
 
 def define_flags() -> None:
   """The command-line flags (defined only when run as a program)."""
-  flags.DEFINE_string("workdir", None, "Training workdir (default: a writer shipped in the package, --shipped).")
-  flags.DEFINE_string("shipped", None, f"Without --workdir: the shipped writer, one of {', '.join(writer_lib.SHIPPED)} "
-                      f"(default {writer_lib.DEFAULT_SHIPPED}).")
+  cli.define_writer_flags(writer_lib.SHIPPED, writer_lib.DEFAULT_SHIPPED)
   flags.DEFINE_list("checkpoint_steps", [], "Checkpoint steps to evaluate (default: the newest).")
   flags.DEFINE_list("biases", ["0", "0.5", "0.75", "1.0"], "Sampling biases to measure legibility at.")
   flags.DEFINE_integer("seeds", 3, "Draws of every sentence per bias.")
@@ -442,11 +38,11 @@ def define_flags() -> None:
   flags.DEFINE_enum("resample", None, list(sample_lib.RESAMPLE_MODES), "How lines written at a downsampled rate are "
                     "drawn for reading (default: the checkpoint's config.sample.resample): spline = back to the raw "
                     "rate through a cubic spline, none = the written points joined by straight lines.")
-  flags.DEFINE_integer("fidelity_forms", Fidelity.forms, "Style fidelity: prime with one line of each of N held-out "
+  flags.DEFINE_integer("fidelity_forms", report.Fidelity.forms, "Style fidelity: prime with one line of each of N held-out "
                        "forms (validation hands) and find each written line's hand among the N (0: off).")
-  flags.DEFINE_integer("fidelity_sentences", Fidelity.sentences, "Style fidelity: unseen sentences written per hand.")
-  flags.DEFINE_float("fidelity_bias", Fidelity.bias, "Style fidelity: the sampling bias of the primed lines.")
-  flags.DEFINE_integer("fidelity_adapt_lines", Fidelity.adapt_lines, "Style fidelity: also adapt the writer to each "
+  flags.DEFINE_integer("fidelity_sentences", report.Fidelity.sentences, "Style fidelity: unseen sentences written per hand.")
+  flags.DEFINE_float("fidelity_bias", report.Fidelity.bias, "Style fidelity: the sampling bias of the primed lines.")
+  flags.DEFINE_integer("fidelity_adapt_lines", report.Fidelity.adapt_lines, "Style fidelity: also adapt the writer to each "
                        "hand on this many of its lines (python -m handwriting_jax.adapt's defaults) and measure it "
                        "(0: off).")
   flags.DEFINE_string("hand_encoder", fid.ENCODER_FILE, "Style fidelity: the hand encoder (.npz from "
@@ -464,28 +60,23 @@ def main(argv):
   try:
     biases = [float(b) for b in FLAGS.biases]
   except ValueError:
-    print(f"error: --biases must be numbers, got {FLAGS.biases}", file=sys.stderr)
-    sys.exit(1)
+    cli.fail(f"--biases must be numbers, got {FLAGS.biases}")
   try:
     steps = [int(s) for s in FLAGS.checkpoint_steps] or [None]
   except ValueError:
-    print(f"error: --checkpoint_steps must be integers, got {FLAGS.checkpoint_steps}", file=sys.stderr)
-    sys.exit(1)
-  try:
+    cli.fail(f"--checkpoint_steps must be integers, got {FLAGS.checkpoint_steps}")
+  with cli.one_line_errors(FileNotFoundError):
     workdir = writer_lib.resolve_workdir(FLAGS.workdir, FLAGS.shipped)
     style = writer_lib.read_style_file(FLAGS.style_file) if FLAGS.style_file else None
     for step in steps:
       out = FLAGS.out if FLAGS.out is None or len(steps) == 1 else os.path.join(FLAGS.out, f"step_{step}")
-      report = evaluate(workdir, step, biases=biases, seeds=FLAGS.seeds, out_dir=out, prime_style=style,
+      result = report.evaluate(workdir, step, biases=biases, seeds=FLAGS.seeds, out_dir=out, prime_style=style,
                         style_index=FLAGS.style, iam_path=FLAGS.iam_path, nll=FLAGS.nll,
                         styles=FLAGS.save_styles, styles_bias=FLAGS.styles_bias, stop_rule=FLAGS.stop_rule,
                         resample=FLAGS.resample, raw_weights=FLAGS.raw_weights,
-                        fidelity=Fidelity(FLAGS.fidelity_forms, FLAGS.fidelity_sentences, FLAGS.fidelity_bias,
+                        fidelity=report.Fidelity(FLAGS.fidelity_forms, FLAGS.fidelity_sentences, FLAGS.fidelity_bias,
                                           FLAGS.hand_encoder, FLAGS.fidelity_adapt_lines))
-      print(summary(report), flush=True)
-  except (UserError, FileNotFoundError) as e:
-    print(f"error: {' '.join(str(e).split())}", file=sys.stderr)
-    sys.exit(1)
+      print(report.summary(result), flush=True)
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""Write text in handwriting from a checkpoint (the command line over `handwriting_jax.writer`).
+"""Write text in handwriting from a checkpoint (the command line over `handwriting_jax.writing.writer`).
 
   python -m handwriting_jax.write --workdir=DIR --text="..." --bias=0.75 --style=N --out=page.svg
   python -m handwriting_jax.write --workdir=DIR --num_lines=4 --out=scribbles.png     # prediction checkpoint
@@ -17,16 +17,15 @@ reported as one line and a non-zero exit status.
 
 import dataclasses
 import os
-import sys
 
 import jax
 import numpy as np
 from absl import app, flags, logging
 
-from handwriting_jax import cli, draw
-from handwriting_jax import sample as sample_lib
-from handwriting_jax import writer as writer_lib
-from handwriting_jax.errors import UserError
+from handwriting_jax import cli
+from handwriting_jax.data import draw
+from handwriting_jax.model import sampling as sample_lib
+from handwriting_jax.writing import writer as writer_lib
 
 FLAGS = flags.FLAGS
 
@@ -63,10 +62,7 @@ class Request:
 def define_flags() -> None:
   """The command-line flags (defined only when run as a program, so importing this module defines none)."""
   r = Request
-  flags.DEFINE_string("workdir", r.workdir, "Training workdir holding checkpoints/ (default: a writer shipped in "
-                      "the package, chosen by --shipped).")
-  flags.DEFINE_string("shipped", r.shipped, f"Without --workdir: the shipped writer to use, one of "
-                      f"{', '.join(writer_lib.SHIPPED)} (default {writer_lib.DEFAULT_SHIPPED}).")
+  cli.define_writer_flags(writer_lib.SHIPPED, writer_lib.DEFAULT_SHIPPED)  # Request's defaults: None, None
   flags.DEFINE_integer("checkpoint_step", r.checkpoint_step, "Checkpoint step to use (default: the newest).")
   flags.DEFINE_string("text", r.text, "Text to write (synthesis checkpoints); wrapped into lines of --width "
                       "characters.")
@@ -185,8 +181,6 @@ def _animate(lines: list[np.ndarray], path: str | None, texts: list[str] | None 
   return [path]
 
 
-USER_ERRORS = (UserError, FileNotFoundError)
-
 
 def main(argv):
   """Entry point: one-line errors for user mistakes (no traceback), exit status 1."""
@@ -194,16 +188,13 @@ def main(argv):
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
   if not FLAGS["verbosity"].present:
     logging.set_verbosity(logging.WARNING)  # keep Orbax's restore chatter off the console
-  try:
+  with cli.one_line_errors(FileNotFoundError):
     if FLAGS.export:
       workdir = writer_lib.resolve_workdir(FLAGS.workdir, FLAGS.shipped)
       print(writer_lib.export_model(workdir, FLAGS.export, FLAGS.checkpoint_step, FLAGS.export_average,
                                     FLAGS.raw_weights))
       return
     paths = run(Request.from_flags(FLAGS))
-  except USER_ERRORS as e:
-    print(f"error: {' '.join(str(e).split())}", file=sys.stderr)
-    sys.exit(1)
   for p in paths:
     print(p)
 

@@ -21,10 +21,11 @@ import ml_collections
 import numpy as np
 from jax.sharding import PartitionSpec as P
 
-from handwriting_jax import checkpoint as ckpt_lib
-from handwriting_jax import defaults, optim, parallel, train
+from handwriting_jax.config import defaults
 from handwriting_jax.model import networks
-from handwriting_jax import step as step_lib
+from handwriting_jax.training import checkpoint as ckpt_lib
+from handwriting_jax.training import optim, parallel
+from handwriting_jax.training import step as step_lib
 
 ALPHABET = 12
 PATHS = ("single", "jit", "pmap")

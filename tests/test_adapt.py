@@ -18,10 +18,10 @@ from flax import nnx
 from configs import prediction as prediction_config
 from configs import synthesis as synthesis_config
 from handwriting_jax import adapt as adapt_cli
-from handwriting_jax import adaptation
-from handwriting_jax import checkpoint as ckpt_lib
-from handwriting_jax import writer as writer_lib
 from handwriting_jax.data.alphabet import UnknownCharactersError
+from handwriting_jax.training import checkpoint as ckpt_lib
+from handwriting_jax.writing import adaptation
+from handwriting_jax.writing import writer as writer_lib
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CHARS, STATS = test_write.CHARS, test_write.STATS

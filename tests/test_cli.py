@@ -62,3 +62,48 @@ def test_keyboard_interrupt_reaching_the_top_is_one_line():
 
 def test_unknown_field_message_without_a_matching_flag():
   assert cli.unknown_field_message("'zz'", ["prog"]) == "config has no field 'zz'"
+
+
+def _console_script() -> str:
+  """The installed `handwriting-jax` script (pip install -e puts it beside the interpreter)."""
+  path = os.path.join(os.path.dirname(sys.executable), "handwriting-jax")
+  assert os.path.isfile(path), f"{path} is missing: reinstall the package (pip install -e '.[dev]')"
+  return path
+
+
+def test_console_script_lists_its_commands_and_refuses_an_unknown_one():
+  env = {**os.environ, "JAX_PLATFORMS": "cpu"}
+  listed = subprocess.run([_console_script(), "--help"], env=env, capture_output=True, text=True, timeout=60,
+                          check=False)
+  assert listed.returncode == 0 and all(name in listed.stdout for name in cli.COMMANDS), listed.stdout
+  unknown = subprocess.run([_console_script(), "wrte"], env=env, capture_output=True, text=True, timeout=60,
+                           check=False)
+  assert _one_error_line(unknown) == f"error: unknown command 'wrte'; the commands are {', '.join(cli.COMMANDS)}"
+
+
+def test_console_script_runs_the_command_with_its_flags(tmp_path):
+  """`handwriting-jax export-iam` is `python -m handwriting_jax.export_iam`: same flags, same file, same errors."""
+  fixture = os.path.join(_REPO, "tests", "fixtures", "iam")
+  out = tmp_path / "splits.npz"
+  env = {**os.environ, "JAX_PLATFORMS": "cpu"}
+  proc = subprocess.run([_console_script(), "export-iam", f"--iam_path={fixture}", f"--out={out}"], env=env,
+                        capture_output=True, text=True, timeout=120, check=False)
+  assert proc.returncode == 0 and out.is_file(), proc.stderr
+  bad = subprocess.run([_console_script(), "export-iam", f"--iam_path={fixture}", f"--out={tmp_path}"], env=env,
+                       capture_output=True, text=True, timeout=120, check=False)
+  assert _one_error_line(bad) == f"error: --out={str(tmp_path)!r}: the splits file must end in .npz"
+
+
+@pytest.mark.parametrize("module", sorted({m for m, _ in cli.COMMANDS.values()}))
+def test_every_command_module_exists_and_runs_as_a_program(module):
+  """Each console command names a top-level module with a `main` that `python -m` runs."""
+  text = open(os.path.join(_REPO, "handwriting_jax", f"{module}.py"), encoding="utf-8").read()
+  assert "def main(" in text and 'if __name__ == "__main__":' in text
+
+
+def test_one_line_errors_turns_user_mistakes_into_one_line():
+  with pytest.raises(SystemExit) as info, cli.one_line_errors(FileNotFoundError):
+    raise FileNotFoundError("no such\n  file")
+  assert str(info.value) == "error: no such file"
+  with pytest.raises(KeyError), cli.one_line_errors():  # not a user mistake: a bug keeps its traceback
+    raise KeyError("x")

@@ -8,10 +8,10 @@ import os
 import pytest
 from flax import nnx
 
-from handwriting_jax import checkpoint as ckpt_lib
-from handwriting_jax import config_check, defaults
+from handwriting_jax.config import defaults, validation
 from handwriting_jax.errors import UserError
 from handwriting_jax.model import networks
+from handwriting_jax.training import checkpoint as ckpt_lib
 
 _CONFIGS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs")
 _VARIANTS = ("", "paper", "small", "iam_small", "tiny")
@@ -55,9 +55,9 @@ def test_every_variant_validates(mode, variant):
   assert cfg.model.mode == mode
   if cfg.data.source == "iam":  # IAM variants need the user's data folder, and say so
     with pytest.raises(UserError, match="config.data.iam_path"):
-      config_check.validate(cfg, device_count=1, process_count=1)
+      validation.validate(cfg, device_count=1, process_count=1)
     cfg.data.iam_path = "/data/iam-ondb"
-  config_check.validate(cfg, device_count=1, process_count=1)
+  validation.validate(cfg, device_count=1, process_count=1)
 
 
 @pytest.mark.parametrize("mode", ["prediction", "synthesis"])
@@ -154,10 +154,10 @@ def _set_zero_downsample(cfg):
 ])
 def test_bad_field_raises_config_error_naming_it(mutate, field):
   cfg = _get_config("synthesis", "small")
-  config_check.validate(cfg)
+  validation.validate(cfg)
   mutate(cfg)
-  with pytest.raises(config_check.ConfigError) as info:
-    config_check.validate(cfg)
+  with pytest.raises(validation.ConfigError) as info:
+    validation.validate(cfg)
   assert str(info.value).startswith(field + ":"), str(info.value)
   assert isinstance(info.value, UserError)
   assert "\n" not in str(info.value)
@@ -165,11 +165,11 @@ def test_bad_field_raises_config_error_naming_it(mutate, field):
 
 def test_batch_not_divisible_by_devices_names_the_batch_size():
   cfg = _get_config("synthesis", "paper")
-  config_check.validate(cfg, device_count=8, process_count=2)  # 32 lines over 8 devices of 2 processes
-  with pytest.raises(config_check.ConfigError, match=r"^config\.data\.batch_size:.*32.*3 devices"):
-    config_check.validate(cfg, device_count=3)
-  with pytest.raises(config_check.ConfigError, match=r"^config\.data\.batch_size:.*5 processes"):
-    config_check.validate(cfg, device_count=1, process_count=5)
+  validation.validate(cfg, device_count=8, process_count=2)  # 32 lines over 8 devices of 2 processes
+  with pytest.raises(validation.ConfigError, match=r"^config\.data\.batch_size:.*32.*3 devices"):
+    validation.validate(cfg, device_count=3)
+  with pytest.raises(validation.ConfigError, match=r"^config\.data\.batch_size:.*5 processes"):
+    validation.validate(cfg, device_count=1, process_count=5)
 
 
 def test_with_defaults_fills_fields_added_since_a_checkpoint_was_written():
@@ -187,7 +187,7 @@ def test_with_defaults_drops_fields_removed_since_a_checkpoint_was_written():
   saved["model"]["hoisted_backward"] = True  # removed: the hand-written backward is the only training path
   cfg = defaults.with_defaults(saved)
   assert "hoisted_backward" not in cfg.model and cfg.model.hidden_size == saved["model"]["hidden_size"]
-  config_check.validate(cfg)
+  validation.validate(cfg)
 
 
 @pytest.mark.parametrize("path", sorted(glob.glob(os.path.join(
@@ -195,7 +195,7 @@ def test_with_defaults_drops_fields_removed_since_a_checkpoint_was_written():
 def test_shipped_checkpoint_configs_load_as_valid_configs(path):
   with open(path, encoding="utf-8") as f:
     saved = json.load(f)["config"]
-  config_check.validate(defaults.with_defaults(saved))
+  validation.validate(defaults.with_defaults(saved))
 
 
 def test_old_checkpoint_config_stays_compatible_and_a_new_downsample_does_not():
@@ -220,23 +220,23 @@ def _every_valid_config():
 
 def test_every_field_of_every_variant_has_a_rule():
   for name, cfg in _every_valid_config():
-    assert set(config_check.leaves(cfg)) == set(config_check.RULES), name
+    assert set(validation.leaves(cfg)) == set(validation.RULES), name
 
 
-@pytest.mark.parametrize("field", sorted(config_check.RULES))
+@pytest.mark.parametrize("field", sorted(validation.RULES))
 def test_an_out_of_range_value_of_any_field_is_one_line_naming_it(field):
   import ml_collections  # pylint: disable=import-outside-toplevel
-  rule = config_check.RULES[field]
+  rule = validation.RULES[field]
   for name, cfg in _every_valid_config():
-    config_check.validate(cfg)
+    validation.validate(cfg)
     plain = cfg.to_dict()  # a plain dict: ConfigDict itself refuses a value of another type at assignment
     group = plain
     *parents, leaf = field.split(".")
     for part in parents:
       group = group[part]
     group[leaf] = rule.bad
-    with pytest.raises(config_check.ConfigError) as info:
-      config_check.validate(ml_collections.ConfigDict(plain))
+    with pytest.raises(validation.ConfigError) as info:
+      validation.validate(ml_collections.ConfigDict(plain))
     message = str(info.value)
     assert message.startswith(f"config.{field}:") and "\n" not in message, (name, message)
 
@@ -245,9 +245,9 @@ def test_an_unknown_or_missing_field_is_refused():
   import ml_collections  # pylint: disable=import-outside-toplevel
   cfg = _get_config("synthesis", "tiny").to_dict()
   cfg["train"]["evaluate_every"] = 3
-  with pytest.raises(config_check.ConfigError, match=r"^config.train.evaluate_every: is not a known config field"):
-    config_check.validate(ml_collections.ConfigDict(cfg))
+  with pytest.raises(validation.ConfigError, match=r"^config.train.evaluate_every: is not a known config field"):
+    validation.validate(ml_collections.ConfigDict(cfg))
   cfg = _get_config("synthesis", "tiny").to_dict()
   del cfg["optim"]["eps"]
-  with pytest.raises(config_check.ConfigError, match=r"^config.optim.eps: is missing"):
-    config_check.validate(ml_collections.ConfigDict(cfg))
+  with pytest.raises(validation.ConfigError, match=r"^config.optim.eps: is missing"):
+    validation.validate(ml_collections.ConfigDict(cfg))

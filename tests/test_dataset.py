@@ -11,11 +11,9 @@ import chex
 import numpy as np
 import pytest
 
-from handwriting_jax import config_check, defaults
+from handwriting_jax.config import defaults, validation
 from handwriting_jax.data import cache as cache_lib
-from handwriting_jax.data import dataset
-from handwriting_jax.data import iam
-from handwriting_jax.data import strokes
+from handwriting_jax.data import dataset, iam, strokes
 
 FIXTURE = os.path.join(os.path.dirname(__file__), "fixtures", "iam")
 
@@ -186,13 +184,13 @@ def test_strict_load_fails_on_malformed_file(tmp_path):
     ("savgol_window", 4, "config.data.savgol_window"),
 ])
 def test_bad_fields_name_the_field(field, value, pattern):
-  """The data group alone is checked by config_check.validate_data, as commands that only load data call it."""
+  """The data group alone is checked by validation.validate_data, as commands that only load data call it."""
   cfg = defaults.data_config()
   cfg.smoothing = "savgol"
-  config_check.validate_data(cfg)
+  validation.validate_data(cfg)
   cfg[field] = value
-  with pytest.raises(config_check.ConfigError, match=pattern):
-    config_check.validate_data(cfg)
+  with pytest.raises(validation.ConfigError, match=pattern):
+    validation.validate_data(cfg)
 
 
 def test_load_dataset_refuses_an_unknown_source():
@@ -259,7 +257,7 @@ def test_embedded_source_with_the_real_generator():
 
 def test_one_splits_file_trains_like_the_folder(tmp_path):
   out = tmp_path / "iam-splits.npz"
-  proc = subprocess.run([sys.executable, "-m", "handwriting_jax.data.export_iam", f"--iam_path={FIXTURE}",
+  proc = subprocess.run([sys.executable, "-m", "handwriting_jax.export_iam", f"--iam_path={FIXTURE}",
                          f"--out={out}"], capture_output=True, text=True, timeout=120, check=False)
   assert proc.returncode == 0 and "wrote" in proc.stdout, proc.stdout + proc.stderr
   with np.load(out, allow_pickle=False) as z:  # compressed, no pickle

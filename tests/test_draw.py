@@ -1,15 +1,15 @@
-"""Tests for drawing (handwriting_jax/draw.py) and the data preview (handwriting_jax/data/preview.py)."""
+"""Tests for drawing (handwriting_jax/data/draw.py) and the data preview (handwriting_jax/preview.py)."""
 
 import re
 import types
 import xml.etree.ElementTree as ET
 
-from matplotlib import image as mpimg
 import numpy as np
 import pytest
+from matplotlib import image as mpimg
 
-from handwriting_jax import draw
-from handwriting_jax.data import preview
+from handwriting_jax import preview
+from handwriting_jax.data import draw
 
 SVG_NS = "{http://www.w3.org/2000/svg}"
 

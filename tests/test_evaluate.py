@@ -4,20 +4,20 @@ import json
 import os
 import string
 
-import jax
 import numpy as np
 import pytest
 from flax import nnx
 
 from configs import synthesis as synthesis_config
-from handwriting_jax import checkpoint as ckpt_lib
-from handwriting_jax import evaluate, optim
-from handwriting_jax import step as step_lib
-from handwriting_jax import writer as writer_lib
 from handwriting_jax.data import batches as batches_lib
 from handwriting_jax.data.alphabet import Alphabet
 from handwriting_jax.data.strokes import NormStats
+from handwriting_jax.evaluation import report as report_lib
 from handwriting_jax.model import networks
+from handwriting_jax.training import checkpoint as ckpt_lib
+from handwriting_jax.training import optim
+from handwriting_jax.training import step as step_lib
+from handwriting_jax.writing import writer as writer_lib
 
 CHARS = " " + string.ascii_letters + string.digits + ".,'!?-"
 STATS = NormStats(mean=np.array([0.5, 0.0], np.float32), std=np.array([4.0, 3.0], np.float32))
@@ -45,9 +45,9 @@ def workdir(tmp_path_factory):
 
 def test_validation_nll_is_exact_over_every_line(workdir):
   writer = writer_lib.load_writer(workdir)
-  valid = evaluate.load_validation(writer)
+  valid = report_lib.load_validation(writer)
   assert len(valid.strokes) == writer.config.data.embedded.valid_lines  # every line, none repeated or dropped
-  got = evaluate.validation_nll(writer, valid.strokes, valid.texts)
+  got = report_lib.validation_nll(writer, valid.strokes, valid.texts)
   # Reference: each line alone in a batch of one, no padding.
   graphdef, params = nnx.split(writer.model, nnx.Param)
   ref_total, ref_steps = 0.0, 0
@@ -66,7 +66,7 @@ def test_validation_nll_is_exact_over_every_line(workdir):
 
 def test_validation_uses_the_checkpoint_normalisation(workdir):
   writer = writer_lib.load_writer(workdir)
-  valid = evaluate.load_validation(writer)
+  valid = report_lib.load_validation(writer)
   from handwriting_jax.data import dataset as dataset_lib  # pylint: disable=g-import-not-at-top
   data = dataset_lib.load_dataset(writer.config.data, progress=False)
   np.testing.assert_allclose(STATS.denormalise(valid.strokes[0]), data.stats.denormalise(data.valid.strokes[0]),
@@ -85,16 +85,16 @@ def test_padded_batch_matches_the_training_layout():
 
 def test_evaluate_writes_a_report_with_nll_and_legibility(workdir, tmp_path):
   out = str(tmp_path / "eval")
-  report = evaluate.evaluate(workdir, None, biases=[0.5, 2.0], seeds=2, out_dir=out, style_index=1)
+  report = report_lib.evaluate(workdir, None, biases=[0.5, 2.0], seeds=2, out_dir=out, style_index=1)
   assert report["step"] == 5 and report["nll"]["lines"] == 16 and report["weights"] == "trained"  # no average kept
   assert [r["bias"] for r in report["legibility"]] == [0.5, 2.0]
   for r in report["legibility"] + report["legibility_primed"]:
-    assert r["lines"] == 2 * len(evaluate.SENTENCES) and len(r["cer_per_seed"]) == 2
+    assert r["lines"] == 2 * len(report_lib.SENTENCES) and len(r["cer_per_seed"]) == 2
     assert 0.0 <= r["wer"] and r["cer"] > 0.5  # a random network scribbles
     assert all(os.path.isfile(line["image"]) for line in r["per_line"]) and os.path.isfile(r["sheet"])
   with open(os.path.join(out, "report.json"), encoding="utf-8") as f:
     assert json.load(f)["legibility"][0]["cer"] == report["legibility"][0]["cer"]
-  text = evaluate.summary(report)
+  text = report_lib.summary(report)
   assert "nats/sequence" in text and "bias 0.5" in text and "primed" in text and "trained weights" in text
 
 
@@ -104,36 +104,36 @@ def test_without_the_data_only_legibility_is_reported(tmp_path):
   config.data.source = "iam"
   config.data.iam_path = str(tmp_path / "not-here")
   save_untrained_writer(str(tmp_path / "w"), config)
-  report = evaluate.evaluate(str(tmp_path / "w"), None, biases=[1.0], seeds=1, out_dir=str(tmp_path / "e"))
+  report = report_lib.evaluate(str(tmp_path / "w"), None, biases=[1.0], seeds=1, out_dir=str(tmp_path / "e"))
   assert report["nll"] is None and "not available" in report["nll_unavailable"]
   assert "not-here" in report["nll_unavailable"] and len(report["legibility"]) == 1
-  assert "no NLL" in evaluate.summary(report)
+  assert "no NLL" in report_lib.summary(report)
 
 
 def test_overlap_finds_a_training_sentence():
-  assert evaluate.overlap(["the cat sat", "a dog"], ["Then The Cat Sat down", "dogs"]) == ["the cat sat"]
+  assert report_lib.overlap(["the cat sat", "a dog"], ["Then The Cat Sat down", "dogs"]) == ["the cat sat"]
 
 
 @pytest.mark.parametrize("kwargs, message", [
     ({"biases": [-1.0], "seeds": 1}, "biases"), ({"biases": [0.5], "seeds": 0}, "seeds"),
     ({"biases": [0.5], "seeds": 1, "stop_rule": "late"}, "stop_rule")])
 def test_bad_arguments(workdir, tmp_path, kwargs, message):
-  with pytest.raises(evaluate.EvaluateError, match=message):
-    evaluate.evaluate(workdir, None, out_dir=str(tmp_path), **kwargs)
+  with pytest.raises(report_lib.EvaluateError, match=message):
+    report_lib.evaluate(workdir, None, out_dir=str(tmp_path), **kwargs)
 
 
 def test_sentences_are_not_in_the_embedded_training_texts():
   from handwriting_jax.data import hershey  # pylint: disable=g-import-not-at-top
   train_texts, _ = hershey.corpus_texts(synthesis_config.get_config("small").data.embedded)
-  assert evaluate.overlap(evaluate.SENTENCES, train_texts) == []
-  assert all(27 <= len(s) <= 35 for s in evaluate.SENTENCES)
+  assert report_lib.overlap(report_lib.SENTENCES, train_texts) == []
+  assert all(27 <= len(s) <= 35 for s in report_lib.SENTENCES)
 
 
 def test_save_styles_keeps_the_most_legible_distinct_lines(tmp_path):
   lines = [np.full((3, 3), i, np.float32) for i in range(4)]
   result = {"per_line": [{"text": "a", "cer": 0.5}, {"text": "b", "cer": 0.1}, {"text": "b", "cer": 0.0},
                          {"text": "c", "cer": 0.2}], "_strokes": lines}
-  paths = evaluate.save_styles(str(tmp_path), result, 2)
+  paths = report_lib.save_styles(str(tmp_path), result, 2)
   assert [os.path.basename(p) for p in paths] == ["style_0.npz", "style_1.npz"]
   got = [writer_lib.load_style(p) for p in paths]
   assert [t for _, t in got] == ["b", "c"] and got[0][0][0, 0] == 2 and got[1][0][0, 0] == 3

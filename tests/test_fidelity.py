@@ -11,11 +11,12 @@ import test_evaluate
 from flax import nnx
 
 from configs import synthesis as synthesis_config
-from handwriting_jax import defaults, evaluate
-from handwriting_jax import fidelity as fid
-from handwriting_jax import train_hand_encoder as trainer
+from handwriting_jax.evaluation import encoder_training as trainer
+from handwriting_jax.config import defaults
 from handwriting_jax.data import hershey
 from handwriting_jax.data import strokes as strokes_lib
+from handwriting_jax.evaluation import fidelity as fid
+from handwriting_jax.evaluation import report as report_lib
 
 TEXTS = ("the garden gate was open", "bring a coat and an umbrella", "seven lazy cats slept here",
          "many boxes of old letters", "quiet rooms hold no secrets", "a jug of milk and bread")
@@ -169,24 +170,24 @@ def test_evaluate_reports_fidelity_beside_cer(tmp_path):
   config.data.embedded.min_words, config.data.embedded.max_words = 5, 6  # lines of a few words (20+ characters)
   workdir = str(tmp_path / "w")
   test_evaluate.save_untrained_writer(workdir, config)
-  settings = evaluate.Fidelity(forms=3, sentences=1, bias=0.5, adapt_lines=2)
-  report = evaluate.evaluate(workdir, None, biases=[0.5], seeds=1, out_dir=str(tmp_path / "e"), nll=False,
+  settings = report_lib.Fidelity(forms=3, sentences=1, bias=0.5, adapt_lines=2)
+  report = report_lib.evaluate(workdir, None, biases=[0.5], seeds=1, out_dir=str(tmp_path / "e"), nll=False,
                              fidelity=settings)
   f = report["fidelity"]
   assert f["forms"] == 3 and len(f["per_form"]) == 3 and f["chance"] == pytest.approx(1 / 3)
   assert 0.0 <= f["rank1"] <= 1.0 and 0.0 <= f["ceiling"] <= 1.0 and f["cer"] > 0.5  # a random network scribbles
   assert all(len(r["lines"]) == 1 and os.path.isfile(r["lines"][0]["image"]) for r in f["per_form"])
-  assert os.path.isfile(f["sheet"]) and "fidelity" in evaluate.summary(report)
+  assert os.path.isfile(f["sheet"]) and "fidelity" in report_lib.summary(report)
   adapted = f["adapted"]  # each hand learnt from two of its lines (the prime first if it can), never its gallery line
   for row, primed_row in zip(adapted["per_form"], f["per_form"]):
     assert row["form"] == primed_row["form"] and row["prime_line"] == primed_row["prime_line"]
     assert 1 <= len(row["adapted_on"]) <= 2 and row["gallery_line"] not in row["adapted_on"]
     assert all(fid.form_of(i) == row["form"] for i in row["adapted_on"])
-  assert len(adapted["adapt_seconds"]) == 3 and "adapted" in evaluate.summary(report)
-  for bad, flag in ((evaluate.Fidelity(forms=1), "fidelity_forms"),
-                    (evaluate.Fidelity(adapt_lines=11), "fidelity_adapt_lines")):
-    with pytest.raises(evaluate.EvaluateError, match=flag):
-      evaluate.evaluate(workdir, None, biases=[0.5], seeds=1, out_dir=str(tmp_path / "e2"), fidelity=bad)
+  assert len(adapted["adapt_seconds"]) == 3 and "adapted" in report_lib.summary(report)
+  for bad, flag in ((report_lib.Fidelity(forms=1), "fidelity_forms"),
+                    (report_lib.Fidelity(adapt_lines=11), "fidelity_adapt_lines")):
+    with pytest.raises(report_lib.EvaluateError, match=flag):
+      report_lib.evaluate(workdir, None, biases=[0.5], seeds=1, out_dir=str(tmp_path / "e2"), fidelity=bad)
 
 
 def test_embedded_ids_name_their_writer():
@@ -213,7 +214,7 @@ def test_without_the_validation_data_fidelity_says_why(tmp_path):
   config.sample.max_steps_per_char = 4
   config.data.source, config.data.iam_path = "iam", str(tmp_path / "not-here")
   test_evaluate.save_untrained_writer(str(tmp_path / "w"), config)
-  report = evaluate.evaluate(str(tmp_path / "w"), None, biases=[1.0], seeds=1, out_dir=str(tmp_path / "e"),
-                             nll=False, fidelity=evaluate.Fidelity(forms=3, sentences=1))
+  report = report_lib.evaluate(str(tmp_path / "w"), None, biases=[1.0], seeds=1, out_dir=str(tmp_path / "e"),
+                             nll=False, fidelity=report_lib.Fidelity(forms=3, sentences=1))
   assert "--iam_path" in report["fidelity"]["unavailable"]
-  assert "fidelity not measured" in evaluate.summary(report)
+  assert "fidelity not measured" in report_lib.summary(report)

@@ -5,9 +5,8 @@ import collections
 import numpy as np
 import pytest
 
-from handwriting_jax import defaults
-from handwriting_jax.data import hershey
-from handwriting_jax.data import vocabulary
+from handwriting_jax.config import defaults
+from handwriting_jax.data import hershey, vocabulary
 
 
 def _small_cfg(seed: int = 0):
@@ -157,7 +156,7 @@ def test_vocabulary_sentences():
 
 
 def test_font_list():
-  """The fonts of data.embedded.fonts (config_check refuses a bad list up front with this same parse)."""
+  """The fonts of data.embedded.fonts (validation refuses a bad list up front with this same parse)."""
   assert hershey.font_list(" scripts, cursive ") == ("scripts", "cursive")
   for bad in ("scripts,gothic", " , "):
     with pytest.raises(ValueError, match="Hershey fonts"):

@@ -11,8 +11,7 @@ import chex
 import numpy as np
 import pytest
 
-from handwriting_jax.data import iam
-from handwriting_jax.data import strokes
+from handwriting_jax.data import iam, strokes
 
 FIXTURE = os.path.join(os.path.dirname(__file__), "fixtures", "iam")
 LINE_01 = os.path.join("lineStrokes", "a01", "a01-000", "a01-000u-01.xml")

@@ -7,11 +7,11 @@ import types
 import numpy as np
 import pytest
 
-from handwriting_jax import draw, serve
-from handwriting_jax import writer as writer_lib
-from handwriting_jax.data import ink
+from handwriting_jax.data import draw, ink
 from handwriting_jax.data import strokes as strokes_lib
 from handwriting_jax.data.strokes import NormStats
+from handwriting_jax.serving import app as app_lib
+from handwriting_jax.writing import writer as writer_lib
 
 STATS = NormStats(mean=np.zeros(2, np.float32), std=np.array([4.0, 3.0], np.float32))
 
@@ -255,7 +255,7 @@ def test_strokes_to_training_units_scales_to_the_line_height_and_resamples_at_th
 def test_ink_styles_take_the_writers_hand(tmp_path):
   """`hand_scale` reads the writer's own styles (their median height and point spacing) and `load_style_any`
   brings ink to them; serve's names are the same functions."""
-  assert serve.HandScale is writer_lib.HandScale and serve.hand_scale is writer_lib.hand_scale
+  assert app_lib.HandScale is writer_lib.HandScale and app_lib.hand_scale is writer_lib.hand_scale
   workdir = tmp_path / "w"
   os.makedirs(workdir / writer_lib.STYLES_DIR)
   # A zigzag 30 units tall with its pen-down points 1.5 apart, written as two strokes.

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from HersheyFonts import HersheyFonts
 
-from handwriting_jax import legibility
 from handwriting_jax.data import strokes as strokes_lib
+from handwriting_jax.evaluation import legibility
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CLEAN_TEXTS = ("the quick brown fox jumps over", "please call me back after lunch", "send me the photos")

@@ -10,7 +10,7 @@ import pytest
 from absl.testing import parameterized
 from scipy import stats
 
-from handwriting_jax import defaults
+from handwriting_jax.config import defaults
 from handwriting_jax.model import clipping, lstm, mdn, networks, reference, window
 
 

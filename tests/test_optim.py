@@ -6,7 +6,8 @@ import numpy as np
 import optax
 import pytest
 
-from handwriting_jax import defaults, optim
+from handwriting_jax.config import defaults
+from handwriting_jax.training import optim
 
 
 def _random_grads(rng: np.random.Generator, scale: float = 1.0) -> dict[str, np.ndarray]:

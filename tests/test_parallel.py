@@ -18,7 +18,9 @@ import time
 import numpy as np
 import pytest
 
-from handwriting_jax import config_check, defaults, errors, parallel
+from handwriting_jax import errors
+from handwriting_jax.config import defaults, validation
+from handwriting_jax.training import parallel
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 WORKER = os.path.join(REPO, "tests", "parallel_worker.py")
@@ -193,10 +195,10 @@ def test_multihost_checkpoint_restores_on_one_device(restored, multihost):
 def test_batch_not_divisible_by_devices_is_a_config_error():
   cfg = defaults.apply_variant(defaults.base_config("synthesis"), "tiny")
   cfg.data.batch_size = 6
-  with pytest.raises(config_check.ConfigError, match=r"config\.data\.batch_size.*6.*4 devices"):
-    config_check.validate(cfg, device_count=4)
+  with pytest.raises(validation.ConfigError, match=r"config\.data\.batch_size.*6.*4 devices"):
+    validation.validate(cfg, device_count=4)
   cfg.data.batch_size = 8
-  config_check.validate(cfg, device_count=4)
+  validation.validate(cfg, device_count=4)
 
 
 def test_main_imports_without_starting_jax():

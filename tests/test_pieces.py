@@ -4,11 +4,12 @@ import numpy as np
 import pytest
 
 from configs import synthesis as synthesis_config
-from handwriting_jax import config_check, train
+from handwriting_jax.config import validation
 from handwriting_jax.data import dataset as dataset_lib
 from handwriting_jax.data import pieces
 from handwriting_jax.data import strokes as strokes_lib
 from handwriting_jax.errors import ConfigError
+from handwriting_jax.training import loop as train
 
 IDENTITY = strokes_lib.NormStats(mean=np.zeros(2, np.float32), std=np.ones(2, np.float32))
 
@@ -71,7 +72,7 @@ def test_split_into_pieces_covers_every_word_and_starts_at_the_origin():
 def test_pieces_stage_in_training_and_config_checks():
   cfg = synthesis_config.get_config("tiny")
   cfg.data.pieces_until = 5
-  config_check.validate(cfg)
+  validation.validate(cfg)
   data = dataset_lib.load_dataset(cfg.data, progress=False)
   batches = train.CurriculumBatches(data.train, data.alphabet, cfg.data, data.stats)
   first = batches.next(0)
@@ -84,8 +85,8 @@ def test_pieces_stage_in_training_and_config_checks():
     bad = synthesis_config.get_config("tiny")
     bad.data[field] = value
     with pytest.raises(ConfigError, match=f"config.data.{field}"):
-      config_check.validate(bad)
+      validation.validate(bad)
   bad = synthesis_config.get_config("tiny")
   bad.data.pieces_until, bad.data.curriculum = 10, ((8, 100),)
   with pytest.raises(ConfigError, match="curriculum"):
-    config_check.validate(bad)
+    validation.validate(bad)

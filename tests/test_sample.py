@@ -6,9 +6,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from handwriting_jax import defaults, sample
+from handwriting_jax.config import defaults
 from handwriting_jax.data.alphabet import Alphabet, UnknownCharactersError
 from handwriting_jax.model import mdn, networks
+from handwriting_jax.model import sampling as sample
 
 ALPHABET = Alphabet(" abcdefghijklmnopqrstuvwxyz")
 

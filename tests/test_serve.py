@@ -11,6 +11,7 @@ import time
 import urllib.error
 import urllib.request
 
+import browser as browser_lib
 import jax
 import numpy as np
 import pytest
@@ -18,16 +19,17 @@ import uvicorn
 from flax import nnx
 
 from configs import synthesis as synthesis_config
-from handwriting_jax import adaptation, optim, serve
-from handwriting_jax import browser as browser_lib
-from handwriting_jax import checkpoint as ckpt_lib
-from handwriting_jax import sample as sample_lib
-from handwriting_jax import step as step_lib
-from handwriting_jax import writer as writer_lib
 from handwriting_jax.data import strokes as strokes_lib
 from handwriting_jax.data.alphabet import Alphabet
 from handwriting_jax.data.strokes import NormStats
 from handwriting_jax.model import networks
+from handwriting_jax.model import sampling as sample_lib
+from handwriting_jax.serving import app as app_lib
+from handwriting_jax.training import checkpoint as ckpt_lib
+from handwriting_jax.training import optim
+from handwriting_jax.training import step as step_lib
+from handwriting_jax.writing import adaptation
+from handwriting_jax.writing import writer as writer_lib
 
 CHARS = " abcdefghijklmnopqrstuvwxyz"
 STATS = NormStats(mean=np.zeros(2, np.float32), std=np.array([4.0, 3.0], np.float32))
@@ -52,7 +54,7 @@ def service(tmp_path_factory):
   style[-1, 2] = 1
   os.makedirs(os.path.join(workdir, writer_lib.STYLES_DIR))
   writer_lib.save_style(os.path.join(workdir, writer_lib.STYLES_DIR, "style_0.npz"), style, "ab cd")
-  svc = serve.Service(writer_lib.load_writer(workdir), wait_s=0.3, adapt_steps=ADAPT_STEPS)
+  svc = app_lib.Service(writer_lib.load_writer(workdir), wait_s=0.3, adapt_steps=ADAPT_STEPS)
   yield svc
   svc.batched.close()
 
@@ -67,7 +69,7 @@ def _free_port() -> int:
 def server(service):
   """A real uvicorn server on localhost; yields its base URL."""
   port = _free_port()
-  srv = uvicorn.Server(uvicorn.Config(serve.make_app(service), host="127.0.0.1", port=port, log_level="error"))
+  srv = uvicorn.Server(uvicorn.Config(app_lib.make_app(service), host="127.0.0.1", port=port, log_level="error"))
   thread = threading.Thread(target=srv.run, daemon=True)
   thread.start()
   deadline = time.time() + 30
@@ -143,15 +145,15 @@ def test_a_result_does_not_depend_on_what_shared_its_batch(service):
 
 def test_lines_wrap_and_each_line_is_written(service):
   out = service.write({"text": "word " * 20, "seed": 0})
-  assert len(out["texts"]) == len(writer_lib.wrap_text(" ".join(["word"] * 20), serve.LINE_WIDTH)) > 1
+  assert len(out["texts"]) == len(writer_lib.wrap_text(" ".join(["word"] * 20), app_lib.LINE_WIDTH)) > 1
   assert len(out["lines"]) == len(out["texts"]) and out["svg"].count("<g id=\"line-") == len(out["texts"])
 
 
 def test_canvas_strokes_map_to_training_units():
-  scale = serve.HandScale(line_height=100.0, point_step=5.0)
+  scale = app_lib.HandScale(line_height=100.0, point_step=5.0)
   # A 50 px tall stroke drawn downwards, sampled every pixel, and a dot.
   stroke = [[10.0, 10.0 + i] for i in range(51)]
-  offsets = serve.canvas_to_offsets([stroke, [[60.0, 20.0]], [[70.0, 10.0], [90.0, 60.0]]], scale)
+  offsets = app_lib.canvas_to_offsets([stroke, [[60.0, 20.0]], [[70.0, 10.0], [90.0, 60.0]]], scale)
   pts = strokes_lib.offsets_to_points(offsets)
   parts = strokes_lib.points_to_strokes(pts)
   assert len(parts) == 3 and len(parts[1]) == 1
@@ -165,8 +167,8 @@ def test_canvas_strokes_map_to_training_units():
     ([], "non-empty list"), ([[[1, 2]], "x"], r"strokes\[1\]"), ([[[0, 0], [float("nan"), 1]]], "non-finite"),
     ([[[0, 0], [1e9, 1]]], "absurd"), ([[[0, 0], [1, 1]]], "too small"), ([[[0, 0], [1, 1]] * 3000], "at most")])
 def test_bad_canvas_strokes_are_named(strokes, message):
-  with pytest.raises(serve.RequestError, match=message):
-    serve.canvas_to_offsets(strokes, serve.HandScale(100.0, 5.0))
+  with pytest.raises(app_lib.RequestError, match=message):
+    app_lib.canvas_to_offsets(strokes, app_lib.HandScale(100.0, 5.0))
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -315,10 +317,10 @@ class _HeldAdapt:
 
 
 def test_one_hand_is_learnt_at_a_time_failures_are_reported_and_old_hands_are_forgotten(service, monkeypatch):
-  svc = serve.Service(service.writer, wait_s=0.01, adapt_steps=5)
+  svc = app_lib.Service(service.writer, wait_s=0.01, adapt_steps=5)
   try:
     held = _HeldAdapt()
-    monkeypatch.setattr(serve.adaptation, "adapt", held)
+    monkeypatch.setattr(app_lib.adaptation, "adapt", held)
     first = svc.start_adapt({"lines": [_LINE]})["hand"]
     deadline = time.time() + 30
     while svc.adapt_progress(first)["step"] < 1 and time.time() < deadline:
@@ -326,9 +328,9 @@ def test_one_hand_is_learnt_at_a_time_failures_are_reported_and_old_hands_are_fo
     progress = svc.adapt_progress(first)
     assert progress["state"] == "running" and progress["step"] == 1 and progress["steps"] == 5, progress
     assert progress["nll"] == 12.5 and progress["eta_s"] is None  # no step timed yet after the compiling one
-    with pytest.raises(serve.BusyError, match="a hand is being learnt already"):
+    with pytest.raises(app_lib.BusyError, match="a hand is being learnt already"):
       svc.start_adapt({"lines": [_LINE]})
-    with pytest.raises(serve.RequestError, match="still being learnt"):
+    with pytest.raises(app_lib.RequestError, match="still being learnt"):
       svc.write({"text": "ab", "hand": first})
     held.go.set()
     while svc.adapt_progress(first)["state"] == "running" and time.time() < deadline:
@@ -337,24 +339,24 @@ def test_one_hand_is_learnt_at_a_time_failures_are_reported_and_old_hands_are_fo
 
     failing = _HeldAdapt(fail=True)
     failing.go.set()
-    monkeypatch.setattr(serve.adaptation, "adapt", failing)
+    monkeypatch.setattr(app_lib.adaptation, "adapt", failing)
     bad = svc.start_adapt({"lines": [_LINE]})["hand"]
     while svc.adapt_progress(bad)["state"] == "running" and time.time() < deadline:
       time.sleep(0.01)
     progress = svc.adapt_progress(bad)
     assert progress["state"] == "failed" and progress["error"] == "the lines are too short to learn from", progress
-    with pytest.raises(serve.RequestError, match="was not learnt"):
+    with pytest.raises(app_lib.RequestError, match="was not learnt"):
       svc.write({"text": "ab", "hand": bad})
 
-    monkeypatch.setattr(serve.adaptation, "adapt", held)  # let go already: each learns at once
+    monkeypatch.setattr(app_lib.adaptation, "adapt", held)  # let go already: each learns at once
     later = []
-    for _ in range(serve.MAX_HANDS - 1):
+    for _ in range(app_lib.MAX_HANDS - 1):
       later.append(svc.start_adapt({"lines": [_LINE]})["hand"])
       while svc.adapt_progress(later[-1])["state"] == "running" and time.time() < deadline:
         time.sleep(0.01)
-    with pytest.raises(serve.NoHandError, match=f"older than the last {serve.MAX_HANDS}"):
+    with pytest.raises(app_lib.NoHandError, match=f"older than the last {app_lib.MAX_HANDS}"):
       svc.adapt_progress(first)  # the oldest of MAX_HANDS + 1 is forgotten
-    with pytest.raises(serve.RequestError, match="no hand"):
+    with pytest.raises(app_lib.RequestError, match="no hand"):
       svc.write({"text": "ab", "hand": first})
     assert svc.adapt_progress(bad)["state"] == "failed" and svc.adapt_progress(later[-1])["state"] == "done"
   finally:

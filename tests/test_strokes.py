@@ -4,7 +4,7 @@ import chex
 import numpy as np
 import pytest
 
-from handwriting_jax import defaults
+from handwriting_jax.config import defaults
 from handwriting_jax.data import strokes
 
 
@@ -218,7 +218,7 @@ def test_norm_stats_invertible_and_eos_untouched():
 
 
 def test_preprocessing_from_a_validated_config():
-  """The settings of config.data as the field types (config_check validates the values: tests/test_config.py)."""
+  """The settings of config.data as the field types (validation validates the values: tests/test_config.py)."""
   cfg = defaults.data_config().to_dict()
   cfg["smoothing"], cfg["jump_threshold"] = "savgol", 100  # an int where the field is a float
   settings = strokes.Preprocessing.from_config(cfg)

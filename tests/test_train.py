@@ -28,13 +28,15 @@ from flax import nnx
 from jax.experimental.compilation_cache import compilation_cache
 from tensorboardX.proto import event_pb2
 
-from handwriting_jax import checkpoint as ckpt_lib
-from handwriting_jax import defaults, optim, parallel, train
-from handwriting_jax import step as step_lib
-from handwriting_jax import writer as writer_lib
+from handwriting_jax.config import defaults
 from handwriting_jax.data import dataset as dataset_lib
 from handwriting_jax.data.alphabet import Alphabet
 from handwriting_jax.model import mdn, networks, reference
+from handwriting_jax.training import checkpoint as ckpt_lib
+from handwriting_jax.training import loop as train
+from handwriting_jax.training import optim, parallel
+from handwriting_jax.training import step as step_lib
+from handwriting_jax.writing import writer as writer_lib
 
 _REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 _CACHE_FLAGS = ("jax_compilation_cache_dir", "jax_persistent_cache_min_compile_time_secs",

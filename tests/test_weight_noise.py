@@ -11,12 +11,15 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from handwriting_jax import defaults, optim, train, weight_noise
-from handwriting_jax import checkpoint as ckpt_lib
-from handwriting_jax import step as step_lib
-from handwriting_jax import writer as writer_lib
+from handwriting_jax.config import defaults
 from handwriting_jax.data.alphabet import Alphabet
 from handwriting_jax.model import networks
+from handwriting_jax.training import checkpoint as ckpt_lib
+from handwriting_jax.training import loop as train
+from handwriting_jax.training import optim, weight_noise
+from handwriting_jax.training import restore
+from handwriting_jax.training import step as step_lib
+from handwriting_jax.writing import writer as writer_lib
 
 _DATA = {"embedded.num_lines": 48, "embedded.valid_lines": 8, "num_buckets": 1}
 
@@ -129,7 +132,7 @@ def _restore(workdir, cfg, step=None):
   ckpt = ckpt_lib.Checkpointer(workdir, read_only=True)
   try:
     size = Alphabet(ckpt.restore_metadata(step)["alphabet"]).size
-    return ckpt.restore(writer_lib.abstract_train_state(cfg, size), step)
+    return ckpt.restore(restore.abstract_train_state(cfg, size), step)
   finally:
     ckpt.close()
 

@@ -22,14 +22,16 @@ from flax import nnx
 
 from configs import prediction as prediction_config
 from configs import synthesis as synthesis_config
-from handwriting_jax import checkpoint as ckpt_lib
-from handwriting_jax import optim, training_samples, write
-from handwriting_jax import step as step_lib
-from handwriting_jax import writer as writer_lib
+from handwriting_jax import write
 from handwriting_jax.data import ink as ink_lib
 from handwriting_jax.data.alphabet import Alphabet, UnknownCharactersError
 from handwriting_jax.data.strokes import NormStats
 from handwriting_jax.model import networks
+from handwriting_jax.training import checkpoint as ckpt_lib
+from handwriting_jax.training import optim
+from handwriting_jax.training import samples as training_samples
+from handwriting_jax.training import step as step_lib
+from handwriting_jax.writing import writer as writer_lib
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CHARS = " " + string.ascii_letters + string.digits + ".,'!?-"

@@ -1,1 +1,1 @@
-"""Data pipeline: IAM-OnDB reader and cache, embedded Hershey corpus, preprocessing, alphabet, batches."""
+"""Data: ink (strokes, InkML/SVG, drawing to SVG/PNG), text (alphabet, word pieces), IAM-OnDB and the embedded corpus, batches."""

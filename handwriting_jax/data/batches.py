@@ -15,8 +15,8 @@ Multi-host: every host builds the same global order from the seed and keeps its 
 `[process_index * B:(process_index + 1) * B]` of each global batch, B = batch_size // process_count.
 """
 
-from collections.abc import Iterator, Sequence
 import zlib
+from collections.abc import Iterator, Sequence
 
 import numpy as np
 

@@ -13,8 +13,8 @@ import os
 from collections.abc import Sequence
 from typing import Any
 
-from absl import logging
 import numpy as np
+from absl import logging
 
 from handwriting_jax.data import cache as cache_lib
 from handwriting_jax.data import iam as iam_lib
@@ -119,7 +119,7 @@ def _load_iam(data_cfg: Any, settings: strokes_lib.Preprocessing, progress: bool
 
 def load_dataset(data_cfg: Any, progress: bool = True) -> Dataset:
   """Load `config.data.source`, preprocess, normalise by training statistics, build the alphabet (`data_cfg` as
-  config_check validates it: `config_check.validate_data`)."""
+  validation validates it: `validation.validate_data`)."""
   if data_cfg.source not in SOURCES:
     raise ValueError(f"unknown data source {data_cfg.source!r}; expected one of {SOURCES}")
   settings = strokes_lib.Preprocessing.from_config(data_cfg)

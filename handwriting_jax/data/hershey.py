@@ -445,7 +445,7 @@ def generate_corpus(
 
   Training lines are written by writers 0..num_writers-1; a `valid_new_writer_fraction` share of the
   validation lines by `valid_writers` held-out writers, the rest by training writers. Validation texts are
-  drawn from their own stream and avoid the training texts where possible (`cfg` as config_check validates it).
+  drawn from their own stream and avoid the training texts where possible (`cfg` as validation validates it).
   """
   writers = _Writers(cfg)
   x_height = float(cfg.x_height)

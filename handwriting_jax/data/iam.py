@@ -33,9 +33,9 @@ import zlib
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from absl import logging
 import numpy as np
 import tqdm
+from absl import logging
 
 from handwriting_jax.data import strokes as strokes_lib
 from handwriting_jax.errors import ConfigError, UserError
@@ -95,7 +95,7 @@ class IamCorpus:
 
 
 def is_splits_file(iam_path: str) -> bool:
-  """True when `config.data.iam_path` names one splits file (written by `handwriting_jax.data.export_iam`)."""
+  """True when `config.data.iam_path` names one splits file (written by `handwriting_jax.export_iam`)."""
   return os.path.isfile(os.path.expanduser(iam_path)) and iam_path.endswith(".npz")
 
 
@@ -117,7 +117,7 @@ def read_splits_file(path: str) -> IamCorpus:
     raise IAMFormatError(f"{path}: not a readable IAM-OnDB splits file ({type(e).__name__}: {e})") from None
   if not corpus.counts.get("splits_file") or set(corpus.splits) != set(SPLITS):
     raise IAMFormatError(f"{path}: not an IAM-OnDB splits file (write one with python -m "
-                         "handwriting_jax.data.export_iam)")
+                         "handwriting_jax.export_iam)")
   counts = {k: v for k, v in corpus.counts.items() if k != "splits_file"}
   return IamCorpus(**{name: IamSplit(list(corpus.splits[name].lines), list(corpus.splits[name].texts),
                                      list(corpus.splits[name].ids)) for name in SPLITS}, counts=counts)
@@ -131,7 +131,7 @@ def find_inputs(iam_path: str) -> IamInputs:
   root = os.path.expanduser(iam_path)
   if not os.path.isdir(root):
     raise ConfigError(f"config.data.iam_path={iam_path!r} is not a folder; it should hold {EXPECTED} (or name a "
-                      "splits .npz file written by python -m handwriting_jax.data.export_iam)")
+                      "splits .npz file written by python -m handwriting_jax.export_iam)")
   missing = []
 
   def pick(folder: str, tarball: str) -> str:

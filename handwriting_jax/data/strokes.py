@@ -243,7 +243,7 @@ def align_strokes(strokes: Sequence[np.ndarray]) -> list[np.ndarray]:
 
 @dataclasses.dataclass(frozen=True)
 class Preprocessing:
-  """The preprocessing settings of `config.data` (validated by config_check); part of the IAM cache key."""
+  """The preprocessing settings of `config.data` (validated by validation); part of the IAM cache key."""
 
   jump_threshold: float = 1000.0
   jump_mode: str = "split"

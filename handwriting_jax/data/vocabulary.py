@@ -8,7 +8,6 @@ corpus is a pure function of its seed.
 
 import numpy as np
 
-
 # Every character a generated sentence may contain (the space included).
 ALPHABET = (" !\"'(),-.0123456789:;?"
             "ABCDEFGHIJKLMNOPQRSTUVWXYZ"

@@ -1,1 +1,1 @@
-"""Graves (2013) networks: pure recurrent cores (LSTM, window, MDN) and the Flax NNX modules holding them."""
+"""Graves (2013) networks: pure recurrent cores (LSTM, window, MDN), the Flax NNX modules holding them, their sampler."""

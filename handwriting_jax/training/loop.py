@@ -13,15 +13,16 @@ import ml_collections
 import numpy as np
 from flax import nnx
 
-from handwriting_jax import checkpoint as ckpt_lib
-from handwriting_jax import config_check, optim, parallel
-from handwriting_jax import step as step_lib
-from handwriting_jax import training_samples, weight_noise
+from handwriting_jax.config import validation
 from handwriting_jax.data import batches as batches_lib
 from handwriting_jax.data import dataset as dataset_lib
 from handwriting_jax.data import pieces as pieces_lib
 from handwriting_jax.errors import UserError
 from handwriting_jax.model import networks
+from handwriting_jax.training import checkpoint as ckpt_lib
+from handwriting_jax.training import optim, parallel, restore, weight_noise
+from handwriting_jax.training import samples as training_samples
+from handwriting_jax.training import step as step_lib
 
 
 class NonFiniteLossError(UserError, FloatingPointError):
@@ -237,9 +238,8 @@ def initial_params(config: ml_collections.ConfigDict, dataset: dataset_lib.Datas
   """The parameters of the checkpoint at `path` (a training workdir or a params-only export), to start this run
   from (`config.train.init_from`, e.g. weight noise from a noiseless network, as the paper does); the network, the
   alphabet and the preprocessing must match this run's."""
-  from handwriting_jax import writer as writer_lib  # pylint: disable=g-import-not-at-top  # only when asked
   try:
-    writer = writer_lib.load_writer(path)
+    writer = restore.restore_network(path)
   except UserError as e:
     raise InitFromError(f"config.train.init_from={path}: {e}") from None
   saved = json.loads(writer.config.to_json_best_effort())
@@ -261,7 +261,7 @@ def initial_params(config: ml_collections.ConfigDict, dataset: dataset_lib.Datas
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float]:
   """Train `config` in `workdir` (resuming from its newest checkpoint) and return the final metrics."""
-  config_check.validate(config, jax.device_count(), jax.process_count())
+  validation.validate(config, jax.device_count(), jax.process_count())
   os.makedirs(workdir, exist_ok=True)
   ckpt = ckpt_lib.Checkpointer(workdir, config.train.keep_checkpoints)
   reporter, preemption = None, Preemption()

@@ -1,6 +1,6 @@
 """Write IAM-OnDB as one compressed splits file, to carry it where the tarballs do not fit (a GPU machine's upload).
 
-  python -m handwriting_jax.data.export_iam --iam_path=/data/iam-ondb --out=iam-splits.npz
+  python -m handwriting_jax.export_iam --iam_path=/data/iam-ondb --out=iam-splits.npz
 
 The file holds Graves' two splits raw (IAM units, y up, before any preprocessing) and the reader's counts, as a
 compressed `.npz` without pickle. Train from it with `--config.data.iam_path=iam-splits.npz`: every preprocessing
@@ -13,7 +13,6 @@ from absl import flags
 
 from handwriting_jax import cli
 from handwriting_jax.data import iam
-from handwriting_jax.errors import UserError
 
 _IAM_PATH = flags.DEFINE_string("iam_path", None, "Folder holding the IAM-OnDB tarballs (or folders) and split lists.")
 _OUT = flags.DEFINE_string("out", None, "The splits file to write (.npz).")
@@ -24,15 +23,13 @@ flags.mark_flags_as_required(["iam_path", "out"])
 def main(argv) -> None:
   """Read the folder, write the file, print what it holds."""
   del argv
-  try:
+  with cli.one_line_errors(OSError):
     if not _OUT.value.endswith(".npz"):
-      raise UserError(f"--out={_OUT.value!r}: the splits file must end in .npz")
+      cli.fail(f"--out={_OUT.value!r}: the splits file must end in .npz")
     if os.path.isdir(_OUT.value):
-      raise UserError(f"--out={_OUT.value!r} is a folder; give a file name ending in .npz")
+      cli.fail(f"--out={_OUT.value!r} is a folder; give a file name ending in .npz")
     corpus = iam.read_iam(_IAM_PATH.value, strict=_STRICT.value)
     iam.write_splits_file(corpus, _OUT.value)
-  except (UserError, OSError) as e:
-    raise SystemExit(f"error: {e}") from None
   print(f"wrote {_OUT.value}: {len(corpus.train.lines)} training and {len(corpus.valid.lines)} validation lines, "
         f"{os.path.getsize(_OUT.value) / 1e6:.1f} MB")
 

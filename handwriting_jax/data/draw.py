@@ -17,8 +17,7 @@ from collections.abc import Mapping, Sequence
 from xml.sax.saxutils import escape
 
 import numpy as np
-from matplotlib import animation
-from matplotlib import colors
+from matplotlib import animation, colors
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.collections import LineCollection
 from matplotlib.figure import Figure

@@ -27,11 +27,11 @@ import optax
 from absl import logging
 from flax import nnx
 
-from handwriting_jax import checkpoint as ckpt_lib
-from handwriting_jax import step as step_lib
-from handwriting_jax import writer as writer_lib
 from handwriting_jax.data import batches
 from handwriting_jax.errors import UserError
+from handwriting_jax.training import checkpoint as ckpt_lib
+from handwriting_jax.training import step as step_lib
+from handwriting_jax.writing import writer as writer_lib
 
 WHAT = ("all", "output", "lora")
 # The defaults were measured with the shipped `iam` writer on IAM validation forms (the adapted lines and held-out

@@ -15,13 +15,13 @@ from typing import Any
 
 import ml_collections
 
-from handwriting_jax import optim, parallel, weight_noise
+from handwriting_jax.config import defaults
 from handwriting_jax.data import dataset, hershey, strokes
 from handwriting_jax.data.alphabet import Alphabet
 from handwriting_jax.errors import ConfigError
 from handwriting_jax.model import networks
+from handwriting_jax.model.sampling import RESAMPLE_MODES, STOP_RULES
 from handwriting_jax.model.window import WINDOW_VARIANTS
-from handwriting_jax.sample import RESAMPLE_MODES, STOP_RULES
 
 
 @dataclasses.dataclass(frozen=True)
@@ -87,7 +87,7 @@ def _stages(v) -> bool:
 
 RULES: dict[str, Rule] = {
     "seed": ANY_INT,
-    "parallel": one_of(*parallel.MODES),
+    "parallel": one_of(*defaults.PARALLEL_MODES),
     "model.mode": one_of(*networks.MODES),
     "model.num_layers": POSITIVE_INT,
     "model.hidden_size": POSITIVE_INT,
@@ -135,19 +135,19 @@ RULES: dict[str, Rule] = {
     "data.pieces_until": NON_NEGATIVE_INT,
     "data.piece_max_words": POSITIVE_INT,
     "data.downsample": POSITIVE_INT,
-    "optim.name": one_of(*optim.OPTIMIZERS),
+    "optim.name": one_of(*defaults.OPTIMIZERS),
     "optim.learning_rate": POSITIVE,
     "optim.decay": BELOW_ONE,
     "optim.momentum": BELOW_ONE,
     "optim.eps": POSITIVE,
     "optim.b1": BELOW_ONE,
     "optim.b2": BELOW_ONE,
-    "optim.schedule": one_of(*optim.SCHEDULES),
+    "optim.schedule": one_of(*defaults.SCHEDULES),
     "optim.warmup_steps": NON_NEGATIVE_INT,
     "optim.final_fraction": FRACTION,
-    "optim.clip_mode": one_of(*optim.CLIP_MODES),
+    "optim.clip_mode": one_of(*defaults.CLIP_MODES),
     "optim.max_grad_norm": POSITIVE,
-    "optim.weight_noise": one_of(*weight_noise.MODES),
+    "optim.weight_noise": one_of(*defaults.WEIGHT_NOISE_MODES),
     "optim.weight_noise_std": POSITIVE,
     "train.num_steps": POSITIVE_INT,
     "train.log_every": POSITIVE_INT,
@@ -187,10 +187,10 @@ def _require(ok: bool, field: str, message: str) -> None:
 def _check_fields(values: dict[str, Any], prefix: str = "") -> None:
   """Every field of `values` (leaves by dotted path) known and by its rule; every rule under `prefix` given."""
   for field in values:
-    _require(field in RULES, field, "is not a known config field (see handwriting_jax/defaults.py)")
+    _require(field in RULES, field, "is not a known config field (see handwriting_jax/config/defaults.py)")
   for field, rule in RULES.items():
     if field.startswith(prefix):
-      _require(field in values, field, "is missing (see handwriting_jax/defaults.py)")
+      _require(field in values, field, "is missing (see handwriting_jax/config/defaults.py)")
       _require(rule.ok(values[field]), field, f"must be {rule.expected}, got {values[field]!r}")
 
 

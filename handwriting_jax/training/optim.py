@@ -3,9 +3,7 @@
 import ml_collections
 import optax
 
-OPTIMIZERS = ("rmsprop", "adam")  # config.optim.name
-SCHEDULES = ("constant", "cosine")  # config.optim.schedule
-CLIP_MODES = ("graves", "global_norm", "none")  # config.optim.clip_mode
+from handwriting_jax.config.defaults import OPTIMIZERS, SCHEDULES
 
 
 def learning_rate_schedule(optim_cfg: ml_collections.ConfigDict, num_steps: int) -> optax.Schedule:

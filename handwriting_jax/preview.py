@@ -1,8 +1,8 @@
 """Draw training lines with their text, to look at the data before training on it.
 
-  python -m handwriting_jax.data.preview --out=lines.png --num_lines=16
-  python -m handwriting_jax.data.preview --out=lines.png --config=configs/synthesis.py:small
-  python -m handwriting_jax.data.preview --out=iam.svg --config.data.source=iam --config.data.iam_path=DIR
+  python -m handwriting_jax.preview --out=lines.png --num_lines=16
+  python -m handwriting_jax.preview --out=lines.png --config=configs/synthesis.py:small
+  python -m handwriting_jax.preview --out=iam.svg --config.data.source=iam --config.data.iam_path=DIR
 
 Loads the data exactly as training does (`dataset.load_dataset(config.data)`: embedded Hershey corpus or
 IAM-OnDB, preprocessing, normalisation), undoes the normalisation and writes a PNG sheet (one row per line,
@@ -16,19 +16,17 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
-from absl import app
-from absl import flags
-from absl import logging
 import ml_collections
-from ml_collections import config_flags
 import numpy as np
+from absl import app, flags, logging
+from ml_collections import config_flags
 
-from handwriting_jax import defaults
-from handwriting_jax import draw
-from handwriting_jax.errors import UserError
+from handwriting_jax import cli
+from handwriting_jax.config import defaults
+from handwriting_jax.data import draw
 
 # configs/ is top level in the repository, not part of the package: <repo>/configs/synthesis.py.
-DEFAULT_CONFIG = Path(__file__).resolve().parents[2] / "configs" / "synthesis.py"
+DEFAULT_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "synthesis.py"
 
 
 def fallback_config() -> ml_collections.ConfigDict:
@@ -79,13 +77,13 @@ def write_preview(lines: Sequence[np.ndarray], texts: Sequence[str], out: str | 
 def run(config: ml_collections.ConfigDict, out: str, num_lines: int = 16, split: str = "train", start: int = 0,
         shuffle_seed: int = -1, color_strokes: bool = False) -> list[str]:
   """The command line as a function: load `config.data`, draw the chosen lines; returns the paths written."""
-  # Imported here so that the drawing tests do not depend on the data pipeline (nor on JAX, which config_check needs).
-  from handwriting_jax import config_check  # pylint: disable=g-import-not-at-top
+  # Imported here so that the drawing tests do not depend on the data pipeline (nor on JAX, which validation needs).
+  from handwriting_jax.config import validation  # pylint: disable=g-import-not-at-top
   from handwriting_jax.data import dataset as dataset_lib  # pylint: disable=g-import-not-at-top
 
   if "data" not in config:
     raise ValueError("--config: the config has no `data` group")
-  config_check.validate_data(config.data)
+  validation.validate_data(config.data)
   ds = dataset_lib.load_dataset(config.data)
   lines, texts, idx = pick_lines(ds, split, num_lines, start, shuffle_seed)
   written = write_preview(lines, texts, out, color_strokes, labels=[f"{split}[{i}]" for i in idx])
@@ -118,15 +116,13 @@ def main(argv: Sequence[str]) -> None:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
   if not FLAGS["verbosity"].present:
     logging.set_verbosity(logging.WARNING)  # the paths written are printed below
-  try:
+  with cli.one_line_errors(ValueError):  # run() checks its arguments with ValueErrors naming the flag
     paths = run(FLAGS.config, FLAGS.out, FLAGS.num_lines, FLAGS.split, FLAGS.start, FLAGS.shuffle_seed,
                 FLAGS.color_strokes)
-  except (UserError, ValueError) as e:  # run() checks its arguments with ValueErrors naming the flag
-    raise SystemExit(f"error: {e}") from None
   for path in paths:
     print(f"wrote {path}")
 
 
 if __name__ == "__main__":
   define_flags()
-  app.run(main)
+  cli.run(main)

@@ -18,7 +18,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 from orbax.checkpoint import checkpoint_managers
 
-from handwriting_jax import defaults
+from handwriting_jax.config import defaults
 from handwriting_jax.errors import UserError
 
 # Config groups whose change makes a checkpoint unusable (shapes or meaning of the parameters).

@@ -8,6 +8,13 @@ import ml_collections
 
 from handwriting_jax.errors import ConfigError
 
+# The values of the training's choice fields (checked by `config.validation`; `training/` implements each one).
+OPTIMIZERS = ("rmsprop", "adam")  # optim.name
+SCHEDULES = ("constant", "cosine")  # optim.schedule
+CLIP_MODES = ("graves", "global_norm", "none")  # optim.clip_mode
+WEIGHT_NOISE_MODES = ("none", "fixed", "adaptive")  # optim.weight_noise
+PARALLEL_MODES = ("jit", "pmap")  # parallel
+
 
 def data_config() -> ml_collections.ConfigDict:
   """Data source, preprocessing and batching fields (see docs/training.md)."""
@@ -107,7 +114,7 @@ def optim_config() -> ml_collections.ConfigDict:
   # "none".
   c.clip_mode = "graves"
   c.max_grad_norm = 10.0
-  # Weight noise (Graves 2011; handwriting_jax/weight_noise.py): "none"; "fixed" (w = μ + std·ε per batch);
+  # Weight noise (Graves 2011; handwriting_jax/training/weight_noise.py): "none"; "fixed" (w = μ + std·ε per batch);
   # "adaptive" (a trained σ per weight, initialised to weight_noise_std, plus the complexity cost L_C / N).
   c.weight_noise = "none"
   c.weight_noise_std = 0.01

@@ -7,8 +7,8 @@ import jax.numpy as jnp
 import optax
 from flax import nnx
 
-from handwriting_jax import weight_noise
 from handwriting_jax.model import mdn
+from handwriting_jax.training import weight_noise
 
 
 class TrainState(NamedTuple):

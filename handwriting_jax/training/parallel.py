@@ -13,7 +13,7 @@ is in its own device form: hand it back to `train_step` / `eval_sums`, and call 
 or for sampling, which gives the same replicated global arrays on both paths, so a checkpoint written by one path
 (or device count) restores under the other.
 
-`initialize_distributed` starts multi-host JAX when a cluster is detected (see launch/README.md).
+`initialize_distributed` starts multi-host JAX when a cluster is detected (see docs/training.md, "Multi-GPU and multi-node training").
 """
 
 import functools
@@ -28,13 +28,14 @@ import optax
 from absl import logging
 from flax import nnx
 from jax import lax
-from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec as P
+from jax.sharding import AxisType, Mesh, NamedSharding
+from jax.sharding import PartitionSpec as P
 
-from handwriting_jax import step as step_lib
+from handwriting_jax.config.defaults import PARALLEL_MODES as MODES
 from handwriting_jax.errors import UserError
+from handwriting_jax.training import step as step_lib
 
 AXIS = "data"
-MODES = ("jit", "pmap")  # config.parallel
 
 
 class DataParallel:
@@ -42,7 +43,7 @@ class DataParallel:
 
   def __init__(self, cfg: ml_collections.ConfigDict, graphdef: nnx.GraphDef, tx: optax.GradientTransformation,
                noise: step_lib.Noise = step_lib.NO_NOISE):
-    """Compile the steps of `cfg.parallel` for a validated config (config_check: the mode, the batch over devices)."""
+    """Compile the steps of `cfg.parallel` for a validated config (validation: the mode, the batch over devices)."""
     if cfg.parallel not in MODES:
       raise ValueError(f"unknown parallel mode {cfg.parallel!r}; expected one of {MODES}")
     self.mode = cfg.parallel

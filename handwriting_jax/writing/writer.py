@@ -16,21 +16,20 @@ import zipfile
 import jax
 import ml_collections
 import numpy as np
-from absl import logging
 from flax import nnx
 
-from handwriting_jax import checkpoint as ckpt_lib
-from handwriting_jax import defaults, draw, optim
-from handwriting_jax import sample as sample_lib
-from handwriting_jax import step as step_lib
+from handwriting_jax.data import draw
 from handwriting_jax.data import ink as ink_lib
 from handwriting_jax.data import strokes as strokes_lib
 from handwriting_jax.data.alphabet import Alphabet
 from handwriting_jax.data.strokes import NormStats
 from handwriting_jax.errors import UserError
 from handwriting_jax.model import networks
+from handwriting_jax.model import sampling as sample_lib
+from handwriting_jax.training import checkpoint as ckpt_lib
+from handwriting_jax.training import restore
 
-PRETRAINED_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "pretrained")
+PRETRAINED_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "pretrained")
 # Writers shipped in the package, by name: "iam" (the small network trained on IAM-OnDB with the iam_small recipe;
 # non-commercial research use, under IAM-OnDB's terms) and "embedded" (the same network on the embedded Hershey corpus).
 SHIPPED = ("iam", "embedded")
@@ -99,17 +98,6 @@ def writer_style(writer: "Writer", name: str) -> tuple[np.ndarray, str]:
   return load_style(os.path.join(writer.workdir, STYLES_DIR, f"{name}.npz"))
 
 
-def model_from_metadata(metadata: dict, abstract: bool = False
-                        ) -> tuple[networks.Network, ml_collections.ConfigDict, Alphabet, NormStats]:
-  """The network of a checkpoint's config (abstract: shapes only, via `nnx.eval_shape`), its alphabet and
-  normalisation statistics."""
-  config = defaults.with_defaults(metadata["config"])
-  alphabet = Alphabet(metadata["alphabet"])
-  stats = NormStats.from_arrays(metadata["norm"])
-  build = lambda: networks.create_model(config, alphabet.size)  # pylint: disable=unnecessary-lambda-assignment
-  return (nnx.eval_shape(build) if abstract else build()), config, alphabet, stats
-
-
 def load_writer(workdir: str | None = None, step: int | None = None, raw_weights: bool = False) -> Writer:
   """Restore the newest (or `step`) checkpoint of `workdir` (default: the default shipped writer), with the moving
   average of its parameters when the run kept one (`train.ema_decay`), unless `raw_weights`."""
@@ -121,51 +109,8 @@ def _load(workdir: str | None, step: int | None, raw_weights: bool = False) -> t
   workdir = pretrained_workdir() if workdir is None else workdir
   if not os.path.isdir(workdir):
     raise WriteError(f"workdir {os.path.abspath(workdir)} does not exist")
-  ckpt_dir = os.path.join(workdir, "checkpoints")
-  if not os.path.isdir(ckpt_dir):
-    raise ckpt_lib.NoCheckpointError(f"no checkpoint in {os.path.abspath(ckpt_dir)}")
-  verbosity = logging.get_verbosity()
-  logging.set_verbosity(min(verbosity, logging.ERROR))  # Orbax warns that a read-only manager will not save
-  try:
-    ckpt = ckpt_lib.Checkpointer(workdir, read_only=True)
-  finally:
-    logging.set_verbosity(verbosity)
-  def read(s: int):
-    metadata = ckpt.restore_metadata(s)
-    model, config, alphabet, stats = model_from_metadata(metadata, abstract=True)
-    graphdef, abstract_params = nnx.split(model, nnx.Param)
-    if metadata.get("params_only"):  # written by `export_model`: parameters, no optimiser state
-      state, _ = ckpt.restore({"params": abstract_params}, s)
-    else:  # a training checkpoint: the TrainState tree, shapes only, as train.py builds it
-      state, _ = ckpt.restore(abstract_train_state(config, alphabet.size), s)
-      state = {"params": state.params if raw_weights else step_lib.judged_params(state), "ema": state.ema is not None
-               and not raw_weights}
-    return metadata, config, alphabet, stats, graphdef, state
-
-  try:
-    if step is not None and step not in ckpt.manager.all_steps():
-      raise ckpt_lib.NoCheckpointError(f"no checkpoint of step {step} in {ckpt.path} (it has steps "
-                                       f"{sorted(ckpt.manager.all_steps())})")
-    loaded, restored_step, failures = ckpt.first_intact(read, None if step is None else [step])
-    metadata, config, alphabet, stats, graphdef, state = loaded
-    for bad, e in failures:
-      logging.warning("checkpoint step %d in %s cannot be read (%s); using step %d", bad, ckpt.path,
-                      ckpt_lib.short_reason(e), restored_step)
-  finally:
-    ckpt.close()
-  model = nnx.merge(graphdef, state["params"])
-  ema = bool(state.get("ema")) or bool(metadata.get("exported_from", {}).get("ema"))
-  return Writer(model, config, alphabet, stats, int(restored_step), os.path.abspath(workdir), ema), metadata
-
-
-def abstract_train_state(config: ml_collections.ConfigDict, alphabet_size: int) -> step_lib.TrainState:
-  """The shapes of the TrainState that train.py checkpoints for `config` (nothing is allocated), log σ included
-  under adaptive weight noise."""
-  tx = optim.make_optimizer(config.optim, config.train.num_steps)
-  noise = step_lib.noise_settings(config, 1)  # N only scales the loss: the state's shapes do not depend on it
-  ema = config.train.ema_decay > 0
-  return nnx.eval_shape(
-      lambda: step_lib.create_train_state(networks.create_model(config, alphabet_size), tx, noise, ema))[1]
+  r = restore.restore_network(workdir, step, raw_weights)
+  return Writer(r.model, r.config, r.alphabet, r.stats, r.step, r.workdir, r.ema), r.metadata
 
 
 def export_model(workdir: str, out_dir: str, step: int | None = None, average: int = 1,
@@ -185,7 +130,7 @@ def export_model(workdir: str, out_dir: str, step: int | None = None, average: i
   metadata["params_only"] = True
   metadata["exported_from"] = {"workdir": workdir, "step": writer.step, "ema": writer.ema}
   if average > 1:
-    steps = _steps_up_to(workdir, writer.step)[-average:]
+    steps = restore.saved_steps(workdir, writer.step)[-average:]
     if len(steps) < average:
       raise WriteError(f"--export_average={average}: {os.path.abspath(workdir)} holds only {len(steps)} checkpoints "
                        f"up to step {writer.step} ({steps})")
@@ -201,15 +146,6 @@ def export_model(workdir: str, out_dir: str, step: int | None = None, average: i
     shutil.copyfile(os.path.join(writer.workdir, STYLES_DIR, f"{name}.npz"),
                     os.path.join(out_dir, STYLES_DIR, f"{name}.npz"))
   return dst.path
-
-
-def _steps_up_to(workdir: str, step: int) -> list[int]:
-  """The saved checkpoint steps of `workdir` up to `step`, in order."""
-  ckpt = ckpt_lib.Checkpointer(workdir, read_only=True)
-  try:
-    return sorted(s for s in ckpt.manager.all_steps() if s <= step)
-  finally:
-    ckpt.close()
 
 
 # ---------------------------------------------------------------------------------------------------------------

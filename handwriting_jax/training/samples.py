@@ -12,12 +12,12 @@ import numpy as np
 from absl import logging
 from flax import nnx
 
-from handwriting_jax import draw
-from handwriting_jax import sample as sample_lib
+from handwriting_jax.data import draw
 from handwriting_jax.data.alphabet import Alphabet
 from handwriting_jax.data.strokes import NormStats
 from handwriting_jax.errors import UserError
 from handwriting_jax.model import networks
+from handwriting_jax.model import sampling as sample_lib
 
 
 def write_training_samples(graphdef: nnx.GraphDef, params: nnx.State, metadata: dict,

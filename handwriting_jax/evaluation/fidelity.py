@@ -34,7 +34,7 @@ ARC_STEP = 0.1  # resampling step along the ink, in line heights (IAM-OnDB's raw
 NUM_FEATURES = 6  # cos, sin, height in the line, jump dx, jump dy, pen lift
 MIN_LINE_CHARS = 20  # lines that take part in retrieval trials: a few words at least
 MAX_JUMP = 4.0  # jumps between strokes are clipped to this many line heights
-ENCODER_FILE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "pretrained", "hand_encoder.npz")
+ENCODER_FILE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "pretrained", "hand_encoder.npz")
 _PAD_MULTIPLE = 64  # padded feature lengths when embedding: few shapes, few compiles
 _EMBED_BATCH = 64
 

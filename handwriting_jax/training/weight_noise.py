@@ -18,8 +18,6 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-MODES = ("none", "fixed", "adaptive")
-
 
 def _leaves(tree) -> list[jax.Array]:
   return jax.tree.leaves(tree)

@@ -1,0 +1,1 @@
+"""Configuration: the default of every field and the validator that checks each one before anything runs."""

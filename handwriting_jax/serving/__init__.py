@@ -1,0 +1,1 @@
+"""Serving: the local web page and its JSON API, with requests batched into sampler calls."""
