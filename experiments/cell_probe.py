@@ -36,10 +36,13 @@ def textbook_cell(peep_3xH, carry: lstm.LSTMCarry, z_Bx4H, clip=None) -> lstm.LS
 def layer_fns(cell_fn, hidden: int, batch: int, length: int, inputs: int = 100):
   """(jitted loss, jitted gradient, weights, xs) of one peephole LSTM layer with output projection."""
   ks = jax.random.split(jax.random.key(0), 5)
-  weights = recurrent.LayerWeights(0.1 * jax.random.normal(ks[0], (inputs, 4 * hidden)), jnp.zeros(4 * hidden),
-                                   0.1 * jax.random.normal(ks[1], (hidden, 4 * hidden)),
-                                   0.1 * jax.random.normal(ks[2], (3, hidden)),
-                                   0.1 * jax.random.normal(ks[3], (hidden, 121)))
+  weights = recurrent.LayerWeights(
+    0.1 * jax.random.normal(ks[0], (inputs, 4 * hidden)),
+    jnp.zeros(4 * hidden),
+    0.1 * jax.random.normal(ks[1], (hidden, 4 * hidden)),
+    0.1 * jax.random.normal(ks[2], (3, hidden)),
+    0.1 * jax.random.normal(ks[3], (hidden, 121)),
+  )
   xs = jax.random.normal(ks[4], (length, batch, inputs))
   step = lambda peep, consts, carry, z: (cell_fn(peep, carry, z, 10.0), None)
   cell = recurrent.Cell(lambda h: h, step, lambda h: h, lambda carry: carry.h)
@@ -65,8 +68,10 @@ def main(argv=None) -> None:
     fns = {name: layer_fns(fn, hidden, args.batch, args.length) for name, fn in cells.items()}
     outs = {name: (f(w, x), g(w, x)) for name, (f, g, w, x) in fns.items()}
     (l0, g0), (l1, g1) = outs.values()
-    diff = max(float(jnp.max(jnp.abs(a - b)) / (jnp.max(jnp.abs(a)) + 1e-12))
-               for a, b in zip(jax.tree.leaves(g0), jax.tree.leaves(g1)))
+    diff = max(
+      float(jnp.max(jnp.abs(a - b)) / (jnp.max(jnp.abs(a)) + 1e-12))
+      for a, b in zip(jax.tree.leaves(g0), jax.tree.leaves(g1))
+    )
     print(f"H={hidden}: loss {float(l0):.4f} vs {float(l1):.4f}, largest relative gradient difference {diff:.1e}")
     times = {(name, kind): [] for name in fns for kind in ("forward", "forward+backward")}
     for _ in range(args.rounds):
@@ -78,8 +83,10 @@ def main(argv=None) -> None:
     for kind in ("forward", "forward+backward"):
       base = np.array(times["textbook", kind])
       new = np.array(times["slab (lstm_cell)", kind])
-      print(f"  {kind:17s} textbook {1e6 * np.median(base) / args.length:7.1f} us/step, slab "
-            f"{1e6 * np.median(new) / args.length:7.1f} us/step, speed-up per round {np.round(base / new, 2)}")
+      print(
+        f"  {kind:17s} textbook {1e6 * np.median(base) / args.length:7.1f} us/step, slab "
+        f"{1e6 * np.median(new) / args.length:7.1f} us/step, speed-up per round {np.round(base / new, 2)}"
+      )
 
 
 if __name__ == "__main__":

@@ -55,18 +55,26 @@ def main(argv=None) -> None:
   for s in shared:
     if s % args.every == 0 or s == shared[-1]:
       losses = [t[s] for t, _ in logs]
-      print(f"{s:5d} " + "  ".join(f"{v:12.2f}" for v in losses) + "  "
-            + "  ".join(f"{v - losses[0]:+12.2f}" for v in losses[1:]))
+      print(
+        f"{s:5d} "
+        + "  ".join(f"{v:12.2f}" for v in losses)
+        + "  "
+        + "  ".join(f"{v - losses[0]:+12.2f}" for v in losses[1:])
+      )
   base = np.array([logs[0][0][s] for s in shared])
   half = np.array(shared) > shared[-1] / 2
   for name, (train, valid) in zip(names[1:], logs[1:]):
     d = np.array([train[s] for s in shared]) - base
-    print(f"{name} - {names[0]}: training loss mean |Δ| {np.abs(d).mean():.2f} nats/sequence over {len(shared)} "
-          f"logged steps, {np.abs(d[half]).mean():.2f} over the last half (mean Δ {d[half].mean():+.2f}; "
-          f"{names[0]}'s mean loss there {base[half].mean():.2f})")
+    print(
+      f"{name} - {names[0]}: training loss mean |Δ| {np.abs(d).mean():.2f} nats/sequence over {len(shared)} "
+      f"logged steps, {np.abs(d[half]).mean():.2f} over the last half (mean Δ {d[half].mean():+.2f}; "
+      f"{names[0]}'s mean loss there {base[half].mean():.2f})"
+    )
     for s in sorted(set(valid) & set(logs[0][1])):
-      print(f"  validation at step {s}: {names[0]} {logs[0][1][s]:.2f}, {name} {valid[s]:.2f} "
-            f"(Δ {valid[s] - logs[0][1][s]:+.2f})")
+      print(
+        f"  validation at step {s}: {names[0]} {logs[0][1][s]:.2f}, {name} {valid[s]:.2f} "
+        f"(Δ {valid[s] - logs[0][1][s]:+.2f})"
+      )
 
 
 if __name__ == "__main__":

@@ -24,13 +24,13 @@ import time
 import numpy as np
 
 CONFIGS = {  # name -> XLA_FLAGS
-    "default": "",
-    "2 devices": "--xla_force_host_platform_device_count=2",
-    "2 devices + 1-thread Eigen": "--xla_force_host_platform_device_count=2 --xla_cpu_multi_thread_eigen=false",
-    "xnnpack": "--xla_cpu_use_xnnpack=true",
-    "onednn": "--xla_cpu_use_onednn=true",
-    "fast math": "--xla_cpu_enable_fast_math=true",
-    "concurrency scheduler": "--xla_cpu_enable_concurrency_optimized_scheduler=true",
+  "default": "",
+  "2 devices": "--xla_force_host_platform_device_count=2",
+  "2 devices + 1-thread Eigen": "--xla_force_host_platform_device_count=2 --xla_cpu_multi_thread_eigen=false",
+  "xnnpack": "--xla_cpu_use_xnnpack=true",
+  "onednn": "--xla_cpu_use_onednn=true",
+  "fast math": "--xla_cpu_enable_fast_math=true",
+  "concurrency scheduler": "--xla_cpu_enable_concurrency_optimized_scheduler=true",
 }
 
 
@@ -52,17 +52,18 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def child(args) -> None:
   """Time the data-parallel train step over every device of this process; print one JSON line."""
-  import jax  # pylint: disable=g-import-not-at-top
-  sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-  import benchmark  # pylint: disable=g-import-not-at-top
+  import jax
 
-  from handwriting_jax.config import defaults  # pylint: disable=g-import-not-at-top
-  from handwriting_jax.model import networks  # pylint: disable=g-import-not-at-top
+  sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+  import benchmark
+
+  from handwriting_jax.config import defaults
+  from handwriting_jax.model import networks
   from handwriting_jax.training import (
-    optim,  # pylint: disable=g-import-not-at-top
-    parallel,  # pylint: disable=g-import-not-at-top
+    optim,
+    parallel,
   )
-  from handwriting_jax.training import step as step_lib  # pylint: disable=g-import-not-at-top
+  from handwriting_jax.training import step as step_lib
 
   cfg = defaults.apply_variant(defaults.base_config("synthesis"), "small")
   cfg.model.hidden_size, cfg.model.num_mixtures = args.hidden, args.mixtures
@@ -85,8 +86,16 @@ def child(args) -> None:
     state, metrics = dp.train_step(state, batch)
     jax.block_until_ready(metrics)
     times.append(time.perf_counter() - t0)
-  print(json.dumps({"devices": jax.device_count(), "step_s": float(np.median(times)),
-                    "matmul_gflops": float(np.median(rates)), "loss": float(metrics["loss"])}))
+  print(
+    json.dumps(
+      {
+        "devices": jax.device_count(),
+        "step_s": float(np.median(times)),
+        "matmul_gflops": float(np.median(rates)),
+        "loss": float(metrics["loss"]),
+      }
+    )
+  )
 
 
 def main(argv=None) -> None:
@@ -105,21 +114,27 @@ def main(argv=None) -> None:
   if unknown:
     sys.exit(f"error: --configs: unknown {unknown}; expected some of {list(CONFIGS)}")
   passthrough = [a for a in (argv if argv is not None else sys.argv[1:]) if not a.startswith(("--configs", "--extra"))]
-  print(f"synthesis train step, B={args.batch} T={args.length} U={args.chars} H={args.hidden} "
-        f"M={args.mixtures} K={args.gaussians}; median of {args.repeats} steps per run")
+  print(
+    f"synthesis train step, B={args.batch} T={args.length} U={args.chars} H={args.hidden} "
+    f"M={args.mixtures} K={args.gaussians}; median of {args.repeats} steps per run"
+  )
   for r in range(args.rounds):
     base = None
     for name in names:
       env = dict(os.environ, XLA_FLAGS=(os.environ.get("XLA_FLAGS", "") + " " + configs[name]).strip())
-      out = subprocess.run([sys.executable, __file__, "--child", *passthrough], env=env, capture_output=True,
-                           text=True, check=False)
+      out = subprocess.run(
+        [sys.executable, __file__, "--child", *passthrough], env=env, capture_output=True, text=True, check=False
+      )
       if out.returncode:
         print(f"round {r}: {name}: failed\n{out.stderr[-2000:]}")
         continue
       res = json.loads(out.stdout.strip().splitlines()[-1])
       base = base or res["step_s"]
-      print(f"round {r}: {name:28s} {res['step_s']:.3f} s/step  speed-up {base / res['step_s']:.2f}x  "
-            f"(1024^3 matmul {res['matmul_gflops']:.0f} GFLOP/s, loss {res['loss']:.2f})", flush=True)
+      print(
+        f"round {r}: {name:28s} {res['step_s']:.3f} s/step  speed-up {base / res['step_s']:.2f}x  "
+        f"(1024^3 matmul {res['matmul_gflops']:.0f} GFLOP/s, loss {res['loss']:.2f})",
+        flush=True,
+      )
 
 
 if __name__ == "__main__":

@@ -42,15 +42,32 @@ def mutated(draw, seeds: list[bytes]) -> bytes:
     if op == "replace" and data:
       data[min(at, len(data) - 1)] = draw(st.integers(0, 255))
     elif op == "insert":
-      data[at:at] = draw(st.binary(max_size=12) | st.sampled_from(
-          [b"<", b">", b'"', b"-", b"&amp;", b"<Stroke>", b"</Stroke>", b'<Point x="1" y="2"/>', b"CSR:\n",
-           b"<!DOCTYPE a [<!ENTITY e 'x'>]>", b"\x00", "\u00e9".encode("utf-8"), b"\xff"]))
+      data[at:at] = draw(
+        st.binary(max_size=12)
+        | st.sampled_from(
+          [
+            b"<",
+            b">",
+            b'"',
+            b"-",
+            b"&amp;",
+            b"<Stroke>",
+            b"</Stroke>",
+            b'<Point x="1" y="2"/>',
+            b"CSR:\n",
+            b"<!DOCTYPE a [<!ENTITY e 'x'>]>",
+            b"\x00",
+            "\u00e9".encode("utf-8"),
+            b"\xff",
+          ]
+        )
+      )
     elif op == "delete":
-      del data[at:at + draw(st.integers(1, 40))]
+      del data[at : at + draw(st.integers(1, 40))]
     else:
       other = draw(st.sampled_from(seeds))
       lo = draw(st.integers(0, len(other)))
-      data[at:at] = other[lo:lo + draw(st.integers(1, 80))]
+      data[at:at] = other[lo : lo + draw(st.integers(1, 80))]
   return bytes(data)
 
 
@@ -101,8 +118,10 @@ def main(argv=None) -> None:
   args = p.parse_args(argv)
   start = time.time()
   counts = {name: fuzz_target(name, args.minutes * 30) for name in ("line", "transcription")}
-  print(f"fuzzed {sum(counts.values()):,} inputs in {time.time() - start:.0f} s ({counts['line']:,} line files, "
-        f"{counts['transcription']:,} transcriptions): every one parsed or raised IAMFormatError")
+  print(
+    f"fuzzed {sum(counts.values()):,} inputs in {time.time() - start:.0f} s ({counts['line']:,} line files, "
+    f"{counts['transcription']:,} transcriptions): every one parsed or raised IAMFormatError"
+  )
 
 
 if __name__ == "__main__":

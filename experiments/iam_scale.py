@@ -50,8 +50,12 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # `configs` is not a package
 
 # Graves 2013, section 4.1: forms and lines of each IAM-OnDB split list.
-SPLIT_LISTS = {"trainset.txt": (775, 5364), "testset_v.txt": (192, 1438), "testset_t.txt": (216, 1518),
-               "testset_f.txt": (544, 3859)}
+SPLIT_LISTS = {
+  "trainset.txt": (775, 5364),
+  "testset_v.txt": (192, 1438),
+  "testset_t.txt": (216, 1518),
+  "testset_f.txt": (544, 3859),
+}
 GRAVES_SPLIT = {"trainset.txt": "train", "testset_t.txt": "train", "testset_f.txt": "train", "testset_v.txt": "valid"}
 UNLISTED_LINES = (5, 5, 6)  # lines of forms in no split list: 12,179 listed + 16 = 12,195 line files
 NUM_MISMATCHED = 12  # listed forms whose transcription has one text line more or fewer than line files
@@ -61,22 +65,202 @@ SUFFIXES = "uvwxyz"
 UNIT_PER_CHAR = 150.0  # IAM-OnDB units per character (see handwriting_jax/data/strokes.py)
 SPIKE = 2500  # y offset of a spike point: longer than the default jump_threshold of 1000
 
-WORDS = ("the of and to a in that is was he for it with as his on be at by had not are but from or have an "
-         "they which one you were her all she there would their we him been has when who will more no if out "
-         "so said what up its about into than them can only other new some could time these two may then do "
-         "first any my now such like our over man me even most made after also did many before must through "
-         "back years where much your way well down should because each just those people how too little state "
-         "good very make world still own see men work long get here between both life being under never day "
-         "same another know while last might us great old year off come since against go came right used take "
-         "three Labour Government Minister Parliament London Britain Commons Gaitskell Macmillan Kennedy "
-         "Mr Sir Lord President House Party Council Europe Queen Friday Monday Jack Quentin Zurich Yorkshire "
-         "Oxford Wales Ireland Victoria Xavier Ulster Heath Bevan Nkrumah Verwoerd quite quick size next").split()
+WORDS = [
+  "the",
+  "of",
+  "and",
+  "to",
+  "a",
+  "in",
+  "that",
+  "is",
+  "was",
+  "he",
+  "for",
+  "it",
+  "with",
+  "as",
+  "his",
+  "on",
+  "be",
+  "at",
+  "by",
+  "had",
+  "not",
+  "are",
+  "but",
+  "from",
+  "or",
+  "have",
+  "an",
+  "they",
+  "which",
+  "one",
+  "you",
+  "were",
+  "her",
+  "all",
+  "she",
+  "there",
+  "would",
+  "their",
+  "we",
+  "him",
+  "been",
+  "has",
+  "when",
+  "who",
+  "will",
+  "more",
+  "no",
+  "if",
+  "out",
+  "so",
+  "said",
+  "what",
+  "up",
+  "its",
+  "about",
+  "into",
+  "than",
+  "them",
+  "can",
+  "only",
+  "other",
+  "new",
+  "some",
+  "could",
+  "time",
+  "these",
+  "two",
+  "may",
+  "then",
+  "do",
+  "first",
+  "any",
+  "my",
+  "now",
+  "such",
+  "like",
+  "our",
+  "over",
+  "man",
+  "me",
+  "even",
+  "most",
+  "made",
+  "after",
+  "also",
+  "did",
+  "many",
+  "before",
+  "must",
+  "through",
+  "back",
+  "years",
+  "where",
+  "much",
+  "your",
+  "way",
+  "well",
+  "down",
+  "should",
+  "because",
+  "each",
+  "just",
+  "those",
+  "people",
+  "how",
+  "too",
+  "little",
+  "state",
+  "good",
+  "very",
+  "make",
+  "world",
+  "still",
+  "own",
+  "see",
+  "men",
+  "work",
+  "long",
+  "get",
+  "here",
+  "between",
+  "both",
+  "life",
+  "being",
+  "under",
+  "never",
+  "day",
+  "same",
+  "another",
+  "know",
+  "while",
+  "last",
+  "might",
+  "us",
+  "great",
+  "old",
+  "year",
+  "off",
+  "come",
+  "since",
+  "against",
+  "go",
+  "came",
+  "right",
+  "used",
+  "take",
+  "three",
+  "Labour",
+  "Government",
+  "Minister",
+  "Parliament",
+  "London",
+  "Britain",
+  "Commons",
+  "Gaitskell",
+  "Macmillan",
+  "Kennedy",
+  "Mr",
+  "Sir",
+  "Lord",
+  "President",
+  "House",
+  "Party",
+  "Council",
+  "Europe",
+  "Queen",
+  "Friday",
+  "Monday",
+  "Jack",
+  "Quentin",
+  "Zurich",
+  "Yorkshire",
+  "Oxford",
+  "Wales",
+  "Ireland",
+  "Victoria",
+  "Xavier",
+  "Ulster",
+  "Heath",
+  "Bevan",
+  "Nkrumah",
+  "Verwoerd",
+  "quite",
+  "quick",
+  "size",
+  "next",
+]
 PUNCTUATION = ".,;:?!'\"-()&#/+[]"  # with 26 + 26 letters, 10 digits and space: 80 characters
 
-HEADER = ('<?xml version="1.0" encoding="ISO-8859-1"?>\n<WhiteboardCaptureSession>\n  <WhiteboardDescription>\n'
-          '    <SensorLocation corner="top_left"/>\n    <DiagonallyOppositeCoords x="%d" y="%d"/>\n'
-          '    <VerticallyOppositeCoords x="%d" y="%d"/>\n    <HorizontallyOppositeCoords x="%d" y="%d"/>\n'
-          '  </WhiteboardDescription>\n  <StrokeSet>\n')
+HEADER = (
+  '<?xml version="1.0" encoding="ISO-8859-1"?>\n<WhiteboardCaptureSession>\n  <WhiteboardDescription>\n'
+  '    <SensorLocation corner="top_left"/>\n    <DiagonallyOppositeCoords x="%d" y="%d"/>\n'
+  '    <VerticallyOppositeCoords x="%d" y="%d"/>\n    <HorizontallyOppositeCoords x="%d" y="%d"/>\n'
+  "  </WhiteboardDescription>\n  <StrokeSet>\n"
+)
 STROKE = '    <Stroke colour="black" start_time="%.2f" end_time="%.2f">\n'
 POINT = '      <Point x="%d" y="%d" time="%.2f"/>\r\n'  # CRLF point lines, LF elsewhere (as in IAM-OnDB)
 STROKE_END = "    </Stroke>\n"
@@ -120,9 +304,10 @@ def form_plan(rng: np.random.Generator, scale: float) -> list[dict]:
   forms, start = [], 0
   for name, (num, lines) in list(sizes.items()) + [("", (len(unlisted), sum(unlisted)))]:
     counts = unlisted if not name else _spread(rng, num, lines)
-    for k, count in zip(order[start:start + num], counts):
-      forms.append({"form": ids[k], "list": name, "writer": int(rng.integers(NUM_WRITERS)), "lines": int(count),
-                    "mismatch": 0})
+    for k, count in zip(order[start : start + num], counts):
+      forms.append(
+        {"form": ids[k], "list": name, "writer": int(rng.integers(NUM_WRITERS)), "lines": int(count), "mismatch": 0}
+      )
     start += num
   listed = [f for f in forms if f["list"] and f["lines"] >= 2]
   for i, k in enumerate(rng.choice(len(listed), min(len(listed), max(1, round(NUM_MISMATCHED * scale))), False)):
@@ -156,8 +341,7 @@ def make_text(rng: np.random.Generator, num_chars: int) -> str:
         word = word.capitalize()
     if rng.random() < 0.12:
       p = PUNCTUATION[min(rng.geometric(0.35) - 1, len(PUNCTUATION) - 1)]
-      word = f"{p}{word}{p}" if p in "'\"" else (f"({word})" if p in "()" else (f"[{word}]" if p in "[]" else
-                                                                                 word + p))
+      word = f"{p}{word}{p}" if p in "'\"" else (f"({word})" if p in "()" else (f"[{word}]" if p in "[]" else word + p))
     words.append(word)
   text = " ".join(words)
   return text[0].upper() + text[1:]
@@ -198,8 +382,15 @@ def make_line(rng: np.random.Generator, style: dict, num_points: int, baseline: 
   # Times: 100 points per second, pen lifts of 0.1-0.5 s.
   lift = np.concatenate([[0], rng.integers(10, 50, n - 1)])
   centis = style["t0"] + t + np.cumsum(lift)[stroke]
-  return {"xy": xy, "starts": starts, "lengths": lengths, "time": centis / 100.0, "repeated": repeated,
-          "jumps": 2 if spike else 0, "kept_points": num_points - repeated}
+  return {
+    "xy": xy,
+    "starts": starts,
+    "lengths": lengths,
+    "time": centis / 100.0,
+    "repeated": repeated,
+    "jumps": 2 if spike else 0,
+    "kept_points": num_points - repeated,
+  }
 
 
 def line_xml(line: dict, board: tuple[int, ...]) -> bytes:
@@ -209,7 +400,7 @@ def line_xml(line: dict, board: tuple[int, ...]) -> bytes:
   parts = [HEADER % board]
   for a, n in zip(line["starts"].tolist(), line["lengths"].tolist()):
     parts.append(STROKE % (times[a], times[a + n - 1]))
-    parts.append((POINT * n) % tuple(vals[3 * a:3 * (a + n)]))
+    parts.append((POINT * n) % tuple(vals[3 * a : 3 * (a + n)]))
     parts.append(STROKE_END)
   parts.append(FOOTER)
   return "".join(parts).encode("iso-8859-1")
@@ -219,8 +410,13 @@ def ascii_file(form: str, writer: int, texts: list[str], rng: np.random.Generato
   """The ascii transcription of one form: header, OCR block (the text re-wrapped), CSR block."""
   ocr = textwrap.wrap(" ".join(texts), width=int(rng.integers(45, 70))) or [""]
   csr = "CSR:" + " " * int(rng.choice([0, 0, 1, 2]))
-  return (f"Name:\t\t{form}\nWriter-ID:\t{10000 + writer}\n{'%' * 40}\nOCR:\n\n" + "\n".join(ocr) +
-          f"\n\n{csr}\n\n" + "\n".join(texts) + "\n\n").encode("iso-8859-1")
+  return (
+    f"Name:\t\t{form}\nWriter-ID:\t{10000 + writer}\n{'%' * 40}\nOCR:\n\n"
+    + "\n".join(ocr)
+    + f"\n\n{csr}\n\n"
+    + "\n".join(texts)
+    + "\n\n"
+  ).encode("iso-8859-1")
 
 
 class TreeWriter:
@@ -232,7 +428,7 @@ class TreeWriter:
     self.tars, self.dirs = {}, set()
     if not folders:
       for top, name in (("lineStrokes", "lineStrokes-all.tar.gz"), ("ascii", "ascii-all.tar.gz")):
-        self.tars[top] = tarfile.open(os.path.join(root, name), "w:gz", compresslevel=compresslevel)
+        self.tars[top] = tarfile.open(os.path.join(root, name), "w:gz", compresslevel=compresslevel)  # noqa: SIM115  (closed in close())
     self.mtime = int(time.time())  # an integer: no per-member PAX header
 
   def add(self, relpath: str, data: bytes) -> None:
@@ -271,8 +467,16 @@ def generate(root: str, folders: bool, scale: float, seed: int, compresslevel: i
   styles = []
   for _ in range(NUM_WRITERS):  # points per character set the pen speed: drift per point = 0.8 char / ppc
     ppc = rng.uniform(12.5, 20.5)
-    styles.append({"ppc": ppc, "drift": 0.8 * UNIT_PER_CHAR / ppc, "loop": rng.uniform(7.0, 11.0),
-                   "height": rng.uniform(70, 130), "slant": rng.uniform(-0.1, 0.5), "slope": rng.normal(0, 0.02)})
+    styles.append(
+      {
+        "ppc": ppc,
+        "drift": 0.8 * UNIT_PER_CHAR / ppc,
+        "loop": rng.uniform(7.0, 11.0),
+        "height": rng.uniform(70, 130),
+        "slant": rng.uniform(-0.1, 0.5),
+        "slope": rng.normal(0, 0.02),
+      }
+    )
   num_lines = sum(f["lines"] for f in forms)
   spikes = set(rng.choice(num_lines, max(1, round(12 * scale)), replace=False).tolist())
   writer = TreeWriter(root, folders, compresslevel)
@@ -285,13 +489,21 @@ def generate(root: str, folders: bool, scale: float, seed: int, compresslevel: i
     texts = []
     for number in range(1, form["lines"] + 1):
       text = make_text(rng, int(np.clip(round(rng.normal(42, 11)), 4, 95)))
-      num_points = max(20, int(round(len(text) * style["ppc"] * rng.lognormal(0, 0.12))))
+      num_points = max(20, round(len(text) * style["ppc"] * rng.lognormal(0, 0.12)))
       line = make_line(rng, style, num_points, 600.0 + 250.0 * number, spike=k in spikes)
-      style["t0"] = int(round(line["time"][-1] * 100)) + int(rng.integers(200, 1000))
+      style["t0"] = round(line["time"][-1] * 100) + int(rng.integers(200, 1000))
       line_id = f"{form['form']}-{number:02d}"
       writer.add(f"lineStrokes/{top}/{folder}/{line_id}.xml", line_xml(line, board))
-      lines.append({"id": line_id, "form": form["form"], "list": form["list"], "mismatch": form["mismatch"],
-                    "chars": len(text), **{key: line[key] for key in ("repeated", "jumps", "kept_points")}})
+      lines.append(
+        {
+          "id": line_id,
+          "form": form["form"],
+          "list": form["list"],
+          "mismatch": form["mismatch"],
+          "chars": len(text),
+          **{key: line[key] for key in ("repeated", "jumps", "kept_points")},
+        }
+      )
       if k % 997 == 0:
         samples[line_id] = line["xy"]
       texts.append(text)
@@ -329,9 +541,17 @@ def expected_dataset(plan: dict, max_points: int, max_chars: int) -> dict:
     if split == "train":
       exp["train_points"] += line["kept_points"]
   listed = [f for f in plan["forms"] if f["list"]]
-  exp.update(train_lines=len(ids["train"]), valid_lines=len(ids["valid"]), forms=len(listed),
-             skipped_forms=sum(1 for f in listed if f["mismatch"]), missing_forms=0, malformed_files=0,
-             duplicate_forms=0, dropped_jump_lines=0, dropped_empty_lines=0)
+  exp.update(
+    train_lines=len(ids["train"]),
+    valid_lines=len(ids["valid"]),
+    forms=len(listed),
+    skipped_forms=sum(1 for f in listed if f["mismatch"]),
+    missing_forms=0,
+    malformed_files=0,
+    duplicate_forms=0,
+    dropped_jump_lines=0,
+    dropped_empty_lines=0,
+  )
   return {"counts": dict(exp), "ids": ids}
 
 
@@ -355,8 +575,9 @@ def check(ds, again, plan: dict, expected: dict) -> list[str]:
   for split in ("train", "valid"):
     got = set(getattr(ds, split).ids)
     if got != expected["ids"][split]:
-      problems.append(f"{split} ids: {len(got - expected['ids'][split])} unexpected, "
-                      f"{len(expected['ids'][split] - got)} missing")
+      problems.append(
+        f"{split} ids: {len(got - expected['ids'][split])} unexpected, {len(expected['ids'][split] - got)} missing"
+      )
     a, b = getattr(ds, split), getattr(again, split)
     if a.ids != b.ids or a.texts != b.texts or not all(np.array_equal(p, q) for p, q in zip(a.strokes, b.strokes)):
       problems.append(f"{split}: the cached reload differs from the first load")
@@ -377,9 +598,9 @@ def check(ds, again, plan: dict, expected: dict) -> list[str]:
 def main(argv=None) -> int:
   """Generate, load twice, check, report."""
   args = parse_args(argv)
-  from configs import synthesis  # pylint: disable=g-import-not-at-top  # after the sys.path insert
-  from handwriting_jax.data import cache as cache_lib  # pylint: disable=g-import-not-at-top
-  from handwriting_jax.data import dataset as dataset_lib  # pylint: disable=g-import-not-at-top
+  from configs import synthesis  # after the sys.path insert
+  from handwriting_jax.data import cache as cache_lib
+  from handwriting_jax.data import dataset as dataset_lib
 
   root = os.path.abspath(args.dir) if args.dir else tempfile.mkdtemp(prefix="iam-scale-")
   os.makedirs(root, exist_ok=True)
@@ -390,8 +611,9 @@ def main(argv=None) -> int:
   fig = {"dir": root, "folders": args.folders, "scale": args.scale, "seed": args.seed}
   try:
     print(f"generating into {root} ({'folders' if args.folders else 'tarballs'}, scale {args.scale})", flush=True)
-    plan, fig["generate_s"], fig["generate_cpu_s"] = timed(generate, root, args.folders, args.scale, args.seed,
-                                                           args.compresslevel)
+    plan, fig["generate_s"], fig["generate_cpu_s"] = timed(
+      generate, root, args.folders, args.scale, args.seed, args.compresslevel
+    )
     lines = plan["lines"]
     fig["forms"] = len(plan["forms"])
     fig["line_files"] = len(lines)
@@ -401,28 +623,44 @@ def main(argv=None) -> int:
     fig["forms_per_list"] = {name: sum(1 for f in plan["forms"] if f["list"] == name) for name in SPLIT_LISTS}
     fig["unlisted_lines"] = sum(1 for x in lines if not x["list"])
     points = np.asarray([x["kept_points"] + x["repeated"] for x in lines])
-    fig["points_per_line"] = {"mean": float(points.mean()), "median": float(np.median(points)),
-                              "min": int(points.min()), "max": int(points.max())}
+    fig["points_per_line"] = {
+      "mean": float(points.mean()),
+      "median": float(np.median(points)),
+      "min": int(points.min()),
+      "max": int(points.max()),
+    }
     fig["uncompressed_mb"] = {k: v / 2**20 for k, v in plan["bytes"].items()}
-    fig["input_mb"] = {name: os.path.getsize(os.path.join(root, name)) / 2**20 for name in sorted(os.listdir(root))
-                       if os.path.isfile(os.path.join(root, name))}
-    print(f"generated in {fig['generate_s']:.1f} s: {fig['forms']} forms, {fig['line_files']} line files, "
-          f"{fig['ascii_files']} ascii files, {fig['mismatched_forms']} mismatched forms; lines per list "
-          f"{fig['lines_per_list']} + {fig['unlisted_lines']} unlisted; points per line {fig['points_per_line']}; "
-          f"uncompressed MB {({k: round(v, 1) for k, v in fig['uncompressed_mb'].items()})}", flush=True)
+    fig["input_mb"] = {
+      name: os.path.getsize(os.path.join(root, name)) / 2**20
+      for name in sorted(os.listdir(root))
+      if os.path.isfile(os.path.join(root, name))
+    }
+    print(
+      f"generated in {fig['generate_s']:.1f} s: {fig['forms']} forms, {fig['line_files']} line files, "
+      f"{fig['ascii_files']} ascii files, {fig['mismatched_forms']} mismatched forms; lines per list "
+      f"{fig['lines_per_list']} + {fig['unlisted_lines']} unlisted; points per line {fig['points_per_line']}; "
+      f"uncompressed MB { ({k: round(v, 1) for k, v in fig['uncompressed_mb'].items()}) }",
+      flush=True,
+    )
 
     cfg = synthesis.get_config("")
     cfg.data.source, cfg.data.iam_path, cfg.data.cache_dir = "iam", root, cache_dir
     expected = expected_dataset(plan, cfg.data.max_points, cfg.data.max_chars)
     ds, fig["first_load_s"], fig["first_load_cpu_s"] = timed(dataset_lib.load_dataset, cfg.data)
     fig["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(f"first load (parse + cache write): {fig['first_load_s']:.1f} s wall, {fig['first_load_cpu_s']:.1f} s "
-          f"CPU; peak RSS so far {fig['peak_rss_mb']:.0f} MB", flush=True)
+    print(
+      f"first load (parse + cache write): {fig['first_load_s']:.1f} s wall, {fig['first_load_cpu_s']:.1f} s "
+      f"CPU; peak RSS so far {fig['peak_rss_mb']:.0f} MB",
+      flush=True,
+    )
     again, fig["cached_load_s"], fig["cached_load_cpu_s"] = timed(dataset_lib.load_dataset, cfg.data)
     caches = [os.path.join(cache_dir, f) for f in os.listdir(cache_dir) if f.endswith(".npz")]
     fig["cache_mb"] = sum(os.path.getsize(f) for f in caches) / 2**20
-    print(f"cached reload: {fig['cached_load_s']:.2f} s wall, {fig['cached_load_cpu_s']:.2f} s CPU "
-          f"(target < 5 s; cache {fig['cache_mb']:.0f} MB)", flush=True)
+    print(
+      f"cached reload: {fig['cached_load_s']:.2f} s wall, {fig['cached_load_cpu_s']:.2f} s CPU "
+      f"(target < 5 s; cache {fig['cache_mb']:.0f} MB)",
+      flush=True,
+    )
     if caches:
       _, fig["cache_file_load_s"], _ = timed(cache_lib.load, caches[0])
       print(f"  of which cache.load alone: {fig['cache_file_load_s']:.2f} s")
@@ -435,15 +673,24 @@ def main(argv=None) -> int:
     fig["cache_hit"] = [ds.summary["cache_hit"], again.summary["cache_hit"]]
     fig["expected"] = expected["counts"]
     print(again.summary["line"])
-    print(f"lines per split: train {len(again.train)}, valid {len(again.valid)} "
-          f"(generated in listed forms: {sum(fig['lines_per_list'].values())})")
+    print(
+      f"lines per split: train {len(again.train)}, valid {len(again.valid)} "
+      f"(generated in listed forms: {sum(fig['lines_per_list'].values())})"
+    )
     problems = check(ds, again, plan, expected)
     if fig["cache_hit"] != [False, True]:
       problems.append(f"cache_hit of the two loads: {fig['cache_hit']}, expected [False, True]")
     fig["problems"] = problems
     fig["ok"] = not problems
-    print("check: " + ("every count equals the generated data set (minus mismatched forms, texts over max_chars, "
-                       "lines over max_points)" if not problems else "FAILED\n  " + "\n  ".join(problems)))
+    print(
+      "check: "
+      + (
+        "every count equals the generated data set (minus mismatched forms, texts over max_chars, "
+        "lines over max_points)"
+        if not problems
+        else "FAILED\n  " + "\n  ".join(problems)
+      )
+    )
   finally:
     if not args.keep:
       shutil.rmtree(cache_dir, ignore_errors=True)

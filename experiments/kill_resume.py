@@ -27,22 +27,31 @@ import numpy as np
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
-from flax import nnx  # pylint: disable=wrong-import-position
+from flax import nnx
 
-from configs import synthesis as synthesis_config  # pylint: disable=wrong-import-position
-from handwriting_jax.data.alphabet import Alphabet  # pylint: disable=wrong-import-position
-from handwriting_jax.model import networks  # pylint: disable=wrong-import-position
-from handwriting_jax.training import checkpoint as ckpt_lib  # pylint: disable=wrong-import-position
-from handwriting_jax.training import optim  # pylint: disable=wrong-import-position
-from handwriting_jax.training import step as step_lib  # pylint: disable=wrong-import-position
+from configs import synthesis as synthesis_config
+from handwriting_jax.data.alphabet import Alphabet
+from handwriting_jax.model import networks
+from handwriting_jax.training import checkpoint as ckpt_lib
+from handwriting_jax.training import optim
+from handwriting_jax.training import step as step_lib
 
 
 def command(workdir: str, steps: int, every: int, data_cache: str) -> list[str]:
   """The training command of every run (tiny network, embedded corpus, no samples)."""
-  return [sys.executable, "-m", "handwriting_jax.main", "--config=configs/synthesis.py:tiny", f"--workdir={workdir}",
-          f"--config.train.num_steps={steps}", f"--config.train.checkpoint_every={every}",
-          f"--config.train.eval_every={steps}", "--config.train.log_every=5", "--config.train.sample_every=0",
-          f"--config.data.cache_dir={data_cache}"]
+  return [
+    sys.executable,
+    "-m",
+    "handwriting_jax.main",
+    "--config=configs/synthesis.py:tiny",
+    f"--workdir={workdir}",
+    f"--config.train.num_steps={steps}",
+    f"--config.train.checkpoint_every={every}",
+    f"--config.train.eval_every={steps}",
+    "--config.train.log_every=5",
+    "--config.train.sample_every=0",
+    f"--config.data.cache_dir={data_cache}",
+  ]
 
 
 def final_state(workdir: str, steps: int) -> tuple[list[np.ndarray], dict]:
@@ -71,15 +80,24 @@ def main(argv=None) -> None:
   args = p.parse_args(argv)
   rng = random.Random(args.seed)
   root = tempfile.mkdtemp(prefix="kill_resume-")
-  env = {**os.environ, "JAX_COMPILATION_CACHE_DIR": os.path.join(root, "xla"),
-         "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0", "JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES": "0"}
+  env = {
+    **os.environ,
+    "JAX_COMPILATION_CACHE_DIR": os.path.join(root, "xla"),
+    "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0",
+    "JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES": "0",
+  }
   cache = os.path.join(root, "data")
   ref = os.path.join(root, "reference")
   start = time.time()
   subprocess.run(command(ref, args.steps, args.every, cache), cwd=REPO, env=env, check=True, capture_output=True)
   timed = time.time()  # a second run, with the compilation cache warm: how long a run really takes
-  subprocess.run(command(os.path.join(root, "timing"), args.steps, args.every, cache), cwd=REPO, env=env,
-                 check=True, capture_output=True)
+  subprocess.run(
+    command(os.path.join(root, "timing"), args.steps, args.every, cache),
+    cwd=REPO,
+    env=env,
+    check=True,
+    capture_output=True,
+  )
   run_seconds = time.time() - timed
   ref_arrays, ref_iter = final_state(ref, args.steps)
   kills = during_save = 0
@@ -89,8 +107,13 @@ def main(argv=None) -> None:
     runs = 0
     while True:
       runs += 1
-      proc = subprocess.Popen(command(workdir, args.steps, args.every, cache), cwd=REPO, env=env,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+      proc = subprocess.Popen(
+        command(workdir, args.steps, args.every, cache),
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+      )
       if runs <= 3:  # at most three kills per trial, then let it finish
         time.sleep(rng.uniform(0.3, 0.95 * run_seconds))
         if proc.poll() is None:
@@ -103,14 +126,26 @@ def main(argv=None) -> None:
         failures.append(f"trial {trial}: a resumed run exited with status {proc.returncode}")
       break
     arrays, data_iter = final_state(workdir, args.steps)
-    same = data_iter == ref_iter and len(arrays) == len(ref_arrays) and all(
-        a.dtype == b.dtype and np.array_equal(a, b) for a, b in zip(arrays, ref_arrays))
+    same = (
+      data_iter == ref_iter
+      and len(arrays) == len(ref_arrays)
+      and all(a.dtype == b.dtype and np.array_equal(a, b) for a, b in zip(arrays, ref_arrays))
+    )
     if not same:
       failures.append(f"trial {trial}: final state differs from the uninterrupted run")
     print(f"trial {trial}: {runs} runs, final state {'bitwise equal' if same else 'DIFFERENT'}", flush=True)
     shutil.rmtree(workdir)
-  print(json.dumps({"trials": args.trials, "kills": kills, "kills_during_a_save": during_save,
-                    "failures": failures, "seconds": round(time.time() - start, 1)}))
+  print(
+    json.dumps(
+      {
+        "trials": args.trials,
+        "kills": kills,
+        "kills_during_a_save": during_save,
+        "failures": failures,
+        "seconds": round(time.time() - start, 1),
+      }
+    )
+  )
   shutil.rmtree(root, ignore_errors=True)
   sys.exit(1 if failures else 0)
 

@@ -56,8 +56,11 @@ def main() -> None:
   seconds = time.perf_counter() - started
   adapted_prime = writer_lib.make_prime(adapted, *lines[0])
   rows, captions = [x for x, _ in lines], [f"the hand: {t}" for _, t in lines]
-  for label, w, p in (("unprimed", writer, None), ("primed", writer, prime), ("adapted + primed", adapted,
-                                                                             adapted_prime)):
+  for label, w, p in (
+    ("unprimed", writer, None),
+    ("primed", writer, prime),
+    ("adapted + primed", adapted, adapted_prime),
+  ):
     written = writer_lib.write_lines(w, list(SENTENCES), bias=args.bias, seed=args.seed, prime=p, same_style=False)
     sims = fidelity.embed_lines(encoder, written.lines) @ hand_NxD.T
     for line, text, sim in zip(written.lines, SENTENCES, sims.mean(axis=1)):

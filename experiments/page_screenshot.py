@@ -18,7 +18,7 @@ from handwriting_jax.serving import app as app_lib
 from handwriting_jax.writing import writer as writer_lib
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tests"))
-import browser as browser_lib  # noqa: E402  (the Selenium driver of the browser tests, in tests/)
+import browser as browser_lib
 
 
 def main() -> None:
@@ -30,9 +30,9 @@ def main() -> None:
   p.add_argument("--style", default="style_0")
   p.add_argument("--size", default="1100,760", help="window width,height in pixels")
   args = p.parse_args()
-  from selenium.webdriver.common.by import By  # pylint: disable=g-import-not-at-top
-  from selenium.webdriver.support import expected_conditions as ec  # pylint: disable=g-import-not-at-top
-  from selenium.webdriver.support.ui import Select, WebDriverWait  # pylint: disable=g-import-not-at-top
+  from selenium.webdriver.common.by import By
+  from selenium.webdriver.support import expected_conditions as ec
+  from selenium.webdriver.support.ui import Select, WebDriverWait
 
   with socket.socket() as s:
     s.bind(("127.0.0.1", 0))

@@ -18,8 +18,16 @@ import uvicorn
 from handwriting_jax.serving import app as app_lib
 from handwriting_jax.writing import writer as writer_lib
 
-TEXTS = ("the quick brown fox", "see you at noon", "a short line", "write this down for me", "hello there",
-         "it rained all day", "thank you", "meet me at the station")
+TEXTS = (
+  "the quick brown fox",
+  "see you at noon",
+  "a short line",
+  "write this down for me",
+  "hello there",
+  "it rained all day",
+  "thank you",
+  "meet me at the station",
+)
 
 
 def _port() -> int:
@@ -46,8 +54,13 @@ def run_load(url: str, clients: int, requests: int) -> dict:
   with concurrent.futures.ThreadPoolExecutor(clients) as pool:
     latencies = [x for xs in pool.map(client, range(clients)) for x in xs]
   wall = time.perf_counter() - start
-  return {"lines_per_s": len(latencies) / wall, "p50_s": float(np.percentile(latencies, 50)),
-          "p95_s": float(np.percentile(latencies, 95)), "requests": len(latencies), "wall_s": wall}
+  return {
+    "lines_per_s": len(latencies) / wall,
+    "p50_s": float(np.percentile(latencies, 50)),
+    "p95_s": float(np.percentile(latencies, 95)),
+    "requests": len(latencies),
+    "wall_s": wall,
+  }
 
 
 def main() -> None:
@@ -79,8 +92,14 @@ def main() -> None:
       r["sampler_calls"] = service.batched.calls - calls
       results[name].append(r)
       print(name, json.dumps(r), flush=True)
-  print(json.dumps({k: {m: float(np.median([r[m] for r in v])) for m in ("lines_per_s", "p50_s", "p95_s")}
-                    for k, v in results.items()}))
+  print(
+    json.dumps(
+      {
+        k: {m: float(np.median([r[m] for r in v])) for m in ("lines_per_s", "p50_s", "p95_s")}
+        for k, v in results.items()
+      }
+    )
+  )
 
 
 if __name__ == "__main__":

@@ -18,9 +18,9 @@ import numpy as np
 from flax import nnx
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import benchmark  # pylint: disable=g-import-not-at-top,wrong-import-position
+import benchmark
 
-from handwriting_jax.training import step as step_lib  # pylint: disable=wrong-import-position
+from handwriting_jax.training import step as step_lib
 
 
 def _runner(args, model_fields: dict, chars: int, forward_only: bool = False):
@@ -40,6 +40,7 @@ def _runner(args, model_fields: dict, chars: int, forward_only: bool = False):
   def run():
     box[0], metrics = compiled(box[0], batch)
     jax.block_until_ready(metrics)
+
   return run
 
 
@@ -54,12 +55,14 @@ def main() -> None:
   a = p.parse_args()
   a.matmul_size = 2048
 
-  runs = {"default": _runner(a, {}, a.chars),
-          "M=1": _runner(a, {"num_mixtures": 1}, a.chars),
-          "K=1": _runner(a, {"num_window_gaussians": 1}, a.chars),
-          "U=8": _runner(a, {}, 8),
-          "1 layer": _runner(a, {"num_layers": 1}, a.chars),
-          "forward only": _runner(a, {}, a.chars, forward_only=True)}
+  runs = {
+    "default": _runner(a, {}, a.chars),
+    "M=1": _runner(a, {"num_mixtures": 1}, a.chars),
+    "K=1": _runner(a, {"num_window_gaussians": 1}, a.chars),
+    "U=8": _runner(a, {}, 8),
+    "1 layer": _runner(a, {"num_layers": 1}, a.chars),
+    "forward only": _runner(a, {}, a.chars, forward_only=True),
+  }
   for run in runs.values():
     run()  # warm-up
   times = {k: [] for k in runs}

@@ -38,12 +38,22 @@ import jax.numpy as jnp
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import benchmark  # pylint: disable=g-import-not-at-top,wrong-import-position
+import benchmark
 
 _SHAPE = r"f32\[([0-9,]*)\]"
 # runtime events and loops (which contain kernels): not kernels
-_NOT_KERNELS = ("$", "ThunkExecutor", "Slinky", "ThreadpoolListener", "end:", "Pjit", "PjRt", "CommonPjRt",
-                "ParseArguments", "while")
+_NOT_KERNELS = (
+  "$",
+  "ThunkExecutor",
+  "Slinky",
+  "ThreadpoolListener",
+  "end:",
+  "Pjit",
+  "PjRt",
+  "CommonPjRt",
+  "ParseArguments",
+  "while",
+)
 _DIMS = ("lhs_batch_dims", "lhs_contracting_dims", "rhs_batch_dims", "rhs_contracting_dims")
 
 
@@ -61,8 +71,12 @@ def parse_args(argv=None) -> argparse.Namespace:
   p.add_argument("--traced", type=int, default=2, help="traced steps")
   p.add_argument("--top", type=int, default=25, help="kernels listed")
   p.add_argument("--matmul_size", type=int, default=2048, help="N of the N x N x N reference matmul")
-  p.add_argument("--peer", default="", choices=["", "torch"],
-                 help="also time the PyTorch peer (experiments/torch_peer.py) in every round, fp32")
+  p.add_argument(
+    "--peer",
+    default="",
+    choices=["", "torch"],
+    help="also time the PyTorch peer (experiments/torch_peer.py) in every round, fp32",
+  )
   return p.parse_args(argv)
 
 
@@ -86,7 +100,7 @@ def dot_kernels(hlo: str) -> dict[str, tuple]:
   for m in re.finditer(r"^%([\w.\-]+) \(([^)]*)\) -> [^{]*\{\n(.*?)\n\}", hlo, re.S | re.M):
     shapes = dict(re.findall(r"([\w.\-]+): " + _SHAPE, m.group(2)))
     shapes.update(re.findall(r"%([\w.\-]+) = " + _SHAPE, m.group(3)))
-    dot = next((l for l in m.group(3).splitlines() if " dot(" in l), None)
+    dot = next((row for row in m.group(3).splitlines() if " dot(" in row), None)
     computations[m.group(1)] = (shapes, dot)
   shapes = dict(re.findall(r"%([\w.\-]+) = " + _SHAPE, hlo))
   fused = set(re.findall(r" fusion\(.*calls=%([\w.\-]+)", hlo))  # computations that are some kernel's inside
@@ -136,18 +150,25 @@ def dot_runner(lhs, rhs, dims, calls: int, chained: bool):
   if chained:
     xs = jnp.asarray(rng.standard_normal((calls,) + lhs, np.float32))
     out = jax.eval_shape(lambda a, b: jax.lax.dot_general(a, b, dn), xs[0], rhs_a)
-    fn = jax.jit(lambda xs, b: jax.lax.scan(
-        lambda acc, x: (acc + jax.lax.dot_general(x, b, dn), None), jnp.zeros(out.shape, out.dtype), xs)[0])
+    fn = jax.jit(
+      lambda xs, b: jax.lax.scan(
+        lambda acc, x: (acc + jax.lax.dot_general(x, b, dn), None), jnp.zeros(out.shape, out.dtype), xs
+      )[0]
+    )
     args, times = (xs, rhs_a), 1
   else:
-    fn, args, times = jax.jit(lambda a, b: jax.lax.dot_general(a, b, dn)), (
-        jnp.asarray(rng.standard_normal(lhs, np.float32)), rhs_a), calls
+    fn, args, times = (
+      jax.jit(lambda a, b: jax.lax.dot_general(a, b, dn)),
+      (jnp.asarray(rng.standard_normal(lhs, np.float32)), rhs_a),
+      calls,
+    )
   jax.block_until_ready(fn(*args))
 
   def run() -> float:
     t0 = time.perf_counter()
     jax.block_until_ready(fn(*args))
     return (time.perf_counter() - t0) * times
+
   return run
 
 
@@ -184,12 +205,14 @@ def main(argv=None) -> None:
     kind = "matmul" if name in dots else "other"
     groups[f"{kind}, {'inside' if calls >= loop_calls else 'outside'} the time loops"] += us
   traced_sum = sum(groups.values())
-  print(f"{args.mode}, B={args.batch} T={args.length} H={args.hidden}: {traced:.3f} s/step traced "
-        f"({traced_sum / 1e6:.3f} s in kernels)")
+  print(
+    f"{args.mode}, B={args.batch} T={args.length} H={args.hidden}: {traced:.3f} s/step traced "
+    f"({traced_sum / 1e6:.3f} s in kernels)"
+  )
   for g, us in sorted(groups.items(), key=lambda kv: -kv[1]):
     print(f"  {g:38s} {us / 1e6:7.3f} s/step traced  ({us / traced_sum:5.1%} of kernel time)")
   print(f"  top {args.top} kernels (traced ms/step, calls/step, us/call, matmul shapes):")
-  for name, (us, calls) in sorted(kernels.items(), key=lambda kv: -kv[1][0])[:args.top]:
+  for name, (us, calls) in sorted(kernels.items(), key=lambda kv: -kv[1][0])[: args.top]:
     shape = f"  {dots[name][0]} x {dots[name][1]}" if name in dots else ""
     print(f"    {us / 1e3:8.1f} {calls:7.0f} {us / calls:9.1f}  {name}{shape}")
 
@@ -199,14 +222,17 @@ def main(argv=None) -> None:
     if calls:
       floors.append((dot_runner(lhs, rhs, dims, calls, chained=calls >= loop_calls), calls >= loop_calls))
   if not floors:
-    sys.exit("error: no matmul kernel of the step appeared in the trace; step_profile reads XLA's CPU kernel trace, "
-             "so run it on a CPU (JAX_PLATFORMS=cpu)")
+    sys.exit(
+      "error: no matmul kernel of the step appeared in the trace; step_profile reads XLA's CPU kernel trace, "
+      "so run it on a CPU (JAX_PLATFORMS=cpu)"
+    )
   peer = benchmark.make_peer_step(args, args.mode, cfg) if args.peer else None
   if peer:
     peer()  # warm-up
   ref = benchmark.ReferenceMatmul(args.matmul_size)
-  fwd, _ = benchmark.flops_per_step(args.mode, args.hidden, cfg.model.num_layers, args.mixtures, args.gaussians,
-                                    alphabet, args.chars)
+  fwd, _ = benchmark.flops_per_step(
+    args.mode, args.hidden, cfg.model.num_layers, args.mixtures, args.gaussians, alphabet, args.chars
+  )
   gflop = 3 * fwd * args.batch * args.length / 1e9  # the benchmark's analytic count of one train step
   rounds, refs = [], []  # (step, floor, floor inside the loops, peer step): alternated, untraced
   for _ in range(args.rounds):
@@ -222,18 +248,24 @@ def main(argv=None) -> None:
   rounds = np.array(rounds)
   step, floor, inside, peer_step = np.median(rounds, axis=0)
   ratios = rounds[:, 0] / rounds[:, 1]
-  print(f"untraced, {args.rounds} rounds alternated: step {step:.3f} s, its matmul kernels alone (the floor) "
-        f"{floor:.3f} s ({inside:.3f} s inside the time loops); step / floor median {np.median(ratios):.2f} (rounds "
-        f"{ratios.min():.2f}-{ratios.max():.2f}): element-wise work and per-kernel overhead are about "
-        f"{1 - 1 / np.median(ratios):.0%} of the step")
+  print(
+    f"untraced, {args.rounds} rounds alternated: step {step:.3f} s, its matmul kernels alone (the floor) "
+    f"{floor:.3f} s ({inside:.3f} s inside the time loops); step / floor median {np.median(ratios):.2f} (rounds "
+    f"{ratios.min():.2f}-{ratios.max():.2f}): element-wise work and per-kernel overhead are about "
+    f"{1 - 1 / np.median(ratios):.0%} of the step"
+  )
   refs = np.array(refs)
-  print(f"against the {args.matmul_size}^3 matmul timed in each round ({np.median(refs):.0f} GFLOP/s): the step runs "
-        f"at {np.median(gflop / rounds[:, 0] / refs):.2f} of it, its matmul floor at "
-        f"{np.median(gflop / rounds[:, 1] / refs):.2f} ({gflop:.1f} GFLOP per step, benchmark.py's count)")
+  print(
+    f"against the {args.matmul_size}^3 matmul timed in each round ({np.median(refs):.0f} GFLOP/s): the step runs "
+    f"at {np.median(gflop / rounds[:, 0] / refs):.2f} of it, its matmul floor at "
+    f"{np.median(gflop / rounds[:, 1] / refs):.2f} ({gflop:.1f} GFLOP per step, benchmark.py's count)"
+  )
   if peer:
-    print(f"PyTorch peer {peer_step:.3f} s/step: speed-up over it {np.median(rounds[:, 3] / rounds[:, 0]):.2f}x now, "
-          f"{np.median(rounds[:, 3] / rounds[:, 1]):.2f}x at most with no work but the matmuls (peer / floor, "
-          f"median of the rounds)")
+    print(
+      f"PyTorch peer {peer_step:.3f} s/step: speed-up over it {np.median(rounds[:, 3] / rounds[:, 0]):.2f}x now, "
+      f"{np.median(rounds[:, 3] / rounds[:, 1]):.2f}x at most with no work but the matmuls (peer / floor, "
+      f"median of the rounds)"
+    )
 
 
 if __name__ == "__main__":

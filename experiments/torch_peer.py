@@ -17,7 +17,7 @@ import time
 
 import torch
 from torch import nn
-from torch.nn import functional as F
+from torch.nn import functional as F  # noqa: N812  (the PyTorch convention)
 
 
 class SynthesisPeer(nn.Module):
@@ -78,17 +78,34 @@ def mdn_nll(out_BxTxY, targets_BxTx3, mask_BxT, mixtures: int):
   log_pi, s1, s2, rho = F.log_softmax(pi, -1), torch.exp(s1), torch.exp(s2), torch.tanh(rho)
   z1 = (targets_BxTx3[..., :1] - mu1) / s1
   z2 = (targets_BxTx3[..., 1:2] - mu2) / s2
-  one_m = 1 - rho ** 2
-  log_n = (-math.log(2 * math.pi) - torch.log(s1) - torch.log(s2) - 0.5 * torch.log(one_m)
-           - (z1 ** 2 + z2 ** 2 - 2 * rho * z1 * z2) / (2 * one_m))
-  log_p = (torch.logsumexp(log_pi + log_n, -1)
-           - F.binary_cross_entropy_with_logits(end[..., 0], targets_BxTx3[..., 2], reduction="none"))
+  one_m = 1 - rho**2
+  log_n = (
+    -math.log(2 * math.pi)
+    - torch.log(s1)
+    - torch.log(s2)
+    - 0.5 * torch.log(one_m)
+    - (z1**2 + z2**2 - 2 * rho * z1 * z2) / (2 * one_m)
+  )
+  log_p = torch.logsumexp(log_pi + log_n, -1) - F.binary_cross_entropy_with_logits(
+    end[..., 0], targets_BxTx3[..., 2], reduction="none"
+  )
   return -(log_p * mask_BxT).sum() / mask_BxT.shape[0]
 
 
-def make_train_step(mode: str, batch: int, length: int, chars: int, hidden: int, layers: int = 3,
-                    mixtures: int = 20, gaussians: int = 10, alphabet: int = 59, amp: bool = False,
-                    device: str = "cpu", seed: int = 0):
+def make_train_step(
+  mode: str,
+  batch: int,
+  length: int,
+  chars: int,
+  hidden: int,
+  layers: int = 3,
+  mixtures: int = 20,
+  gaussians: int = 10,
+  alphabet: int = 59,
+  amp: bool = False,
+  device: str = "cpu",
+  seed: int = 0,
+):
   """A closure running one training step of the peer on fixed random data; returns its loss (a float)."""
   torch.manual_seed(seed)
   dev = torch.device(device)
@@ -141,8 +158,10 @@ def main() -> None:
     loss = step()
     times.append(time.perf_counter() - t0)
   med = sorted(times)[len(times) // 2]
-  print(f"torch {a.mode} {a.device}{' bf16' if a.amp else ''} B={a.batch} T={a.length} H={a.hidden}: "
-        f"{med:.3f} s/step, loss {loss:.1f}")
+  print(
+    f"torch {a.mode} {a.device}{' bf16' if a.amp else ''} B={a.batch} T={a.length} H={a.hidden}: "
+    f"{med:.3f} s/step, loss {loss:.1f}"
+  )
 
 
 if __name__ == "__main__":

@@ -30,17 +30,19 @@ def _cell(z_Bx4H, c_BxH):
 
 def by_layers(ws, zx_TxBx4H, win_BxA):
   """Sum of all hidden states, one scan per layer."""
-  t_len, b, g = zx_TxBx4H.shape
+  _t_len, b, g = zx_TxBx4H.shape
   below, total = None, 0.0
   for n, w in enumerate(ws):
+
     def body(carry, inp, n=n, w=w):
       h, c = carry
       zx, under = inp
       r = jnp.concatenate([h, win_BxA] if n == 0 else [h, under, win_BxA], -1)
       h, c = _cell(zx + r @ w, c)
       return (h, c), h
+
     zeros = jnp.zeros((b, g // 4))
-    under = zx_TxBx4H[..., :g // 4] if below is None else below
+    under = zx_TxBx4H[..., : g // 4] if below is None else below
     _, below = jax.lax.scan(body, (zeros, zeros), (zx_TxBx4H, under))
     total = total + below.sum()
   return total
@@ -66,14 +68,16 @@ def wavefront(ws, zx_TxBx4H, win_BxA):
 
   zeros = jnp.zeros((b, g // 4))
   _, hs = jax.lax.scan(body, ((zeros, zeros),) * layers, (jnp.arange(t_len + layers - 1), zxs))
-  return sum(h[n:n + t_len].sum() for n, h in enumerate(hs))
+  return sum(h[n : n + t_len].sum() for n, h in enumerate(hs))
 
 
 def probe(hidden: int, batch: int, length: int, alphabet: int, repeats: int) -> dict:
   """Median forward and gradient times of both schedules at one size (ms), alternated; checks they agree."""
   keys = jax.random.split(jax.random.key(0), 5)
-  ws = [jax.random.normal(keys[n], ((hidden + alphabet) if n == 0 else (2 * hidden + alphabet), 4 * hidden)) * 0.05
-        for n in range(3)]
+  ws = [
+    jax.random.normal(keys[n], ((hidden + alphabet) if n == 0 else (2 * hidden + alphabet), 4 * hidden)) * 0.05
+    for n in range(3)
+  ]
   zx = jax.random.normal(keys[3], (length, batch, 4 * hidden))
   win = jax.random.normal(keys[4], (batch, alphabet)) * 0.1
   fns = {"layers": by_layers, "wave": wavefront}
@@ -90,8 +94,9 @@ def probe(hidden: int, batch: int, length: int, alphabet: int, repeats: int) -> 
         jax.block_until_ready(table[k](ws, zx, win))
         times[f"{p}_{k}"].append(time.perf_counter() - t0)
   out = {k: 1000 * float(np.median(v)) for k, v in times.items()}
-  out.update(hidden=hidden, fwd_speedup=out["fwd_layers"] / out["fwd_wave"],
-             grad_speedup=out["grad_layers"] / out["grad_wave"])
+  out.update(
+    hidden=hidden, fwd_speedup=out["fwd_layers"] / out["fwd_wave"], grad_speedup=out["grad_layers"] / out["grad_wave"]
+  )
   return out
 
 
@@ -106,9 +111,12 @@ def main() -> None:
   a = p.parse_args()
   for h in (int(x) for x in a.hidden.split(",")):
     r = probe(h, a.batch, a.length, a.alphabet, a.repeats)
-    print(f"H={h:4d} B={a.batch} T={a.length}: forward {r['fwd_layers']:7.1f} ms by layers, {r['fwd_wave']:7.1f} ms "
-          f"wavefront ({r['fwd_speedup']:.2f}x); gradient {r['grad_layers']:7.1f} / {r['grad_wave']:7.1f} ms "
-          f"({r['grad_speedup']:.2f}x)", flush=True)
+    print(
+      f"H={h:4d} B={a.batch} T={a.length}: forward {r['fwd_layers']:7.1f} ms by layers, {r['fwd_wave']:7.1f} ms "
+      f"wavefront ({r['fwd_speedup']:.2f}x); gradient {r['grad_layers']:7.1f} / {r['grad_wave']:7.1f} ms "
+      f"({r['grad_speedup']:.2f}x)",
+      flush=True,
+    )
 
 
 if __name__ == "__main__":

@@ -13,14 +13,14 @@ from handwriting_jax.errors import UserError
 
 # `handwriting-jax COMMAND [flags]` runs `python -m handwriting_jax.MODULE [flags]`.
 COMMANDS = {
-    "train": ("main", "train a network (--config=configs/synthesis.py --workdir=DIR)"),
-    "write": ("write", "write text in handwriting (--text=... --out=page.svg)"),
-    "evaluate": ("evaluate", "validation NLL, legibility by OCR, style fidelity of a writer"),
-    "serve": ("serve", "the local web page and JSON API"),
-    "adapt": ("adapt", "learn a hand from a few of its lines (--style_file=...)"),
-    "preview": ("preview", "draw lines of the training data (--out=lines.png)"),
-    "export-iam": ("export_iam", "IAM-OnDB as one compressed splits file"),
-    "train-hand-encoder": ("train_hand_encoder", "train the style-fidelity hand encoder on IAM-OnDB"),
+  "train": ("main", "train a network (--config=configs/synthesis.py --workdir=DIR)"),
+  "write": ("write", "write text in handwriting (--text=... --out=page.svg)"),
+  "evaluate": ("evaluate", "validation NLL, legibility by OCR, style fidelity of a writer"),
+  "serve": ("serve", "the local web page and JSON API"),
+  "adapt": ("adapt", "learn a hand from a few of its lines (--style_file=...)"),
+  "preview": ("preview", "draw lines of the training data (--out=lines.png)"),
+  "export-iam": ("export_iam", "IAM-OnDB as one compressed splits file"),
+  "train-hand-encoder": ("train_hand_encoder", "train the style-fidelity hand encoder on IAM-OnDB"),
 }
 
 
@@ -62,7 +62,7 @@ def unknown_field_message(detail: str, argv: list[str]) -> str:
   for arg in argv[1:]:
     parts = arg[2:].split("=")[0].split(".") if arg.startswith("--config.") else []
     if name in parts[1:]:
-      return f"{arg}: {'.'.join(parts[:parts.index(name, 1)])} has no field {name!r}{hint}"
+      return f"{arg}: {'.'.join(parts[: parts.index(name, 1)])} has no field {name!r}{hint}"
   return f"config has no field {name!r}{hint}"
 
 
@@ -76,10 +76,15 @@ def run(main: Callable[[list[str]], None]) -> None:
 
 def define_writer_flags(shipped: tuple[str, ...], default: str) -> None:
   """--workdir and --shipped, the two ways every writing command names its writer (`shipped`: the package's writers)."""
-  flags.DEFINE_string("workdir", None, "The writer: a training workdir or an export holding checkpoints/ (default: "
-                      "a writer shipped in the package, chosen by --shipped).")
-  flags.DEFINE_string("shipped", None, f"Without --workdir: the shipped writer, one of {', '.join(shipped)} "
-                      f"(default {default}).")
+  flags.DEFINE_string(
+    "workdir",
+    None,
+    "The writer: a training workdir or an export holding checkpoints/ (default: "
+    "a writer shipped in the package, chosen by --shipped).",
+  )
+  flags.DEFINE_string(
+    "shipped", None, f"Without --workdir: the shipped writer, one of {', '.join(shipped)} (default {default})."
+  )
 
 
 def fail(message: object) -> None:
@@ -100,7 +105,7 @@ def usage() -> str:
   """The console script's help: its commands and what each does."""
   width = max(map(len, COMMANDS))
   rows = "\n".join(f"  {name:<{width}}  {what}" for name, (_, what) in COMMANDS.items())
-  return (f"usage: handwriting-jax COMMAND [--flags]   (COMMAND --help lists its flags)\n\ncommands:\n{rows}")
+  return f"usage: handwriting-jax COMMAND [--flags]   (COMMAND --help lists its flags)\n\ncommands:\n{rows}"
 
 
 def dispatch(argv: list[str] | None = None) -> None:

@@ -30,8 +30,10 @@ def main(argv) -> None:
       cli.fail(f"--out={_OUT.value!r} is a folder; give a file name ending in .npz")
     corpus = iam.read_iam(_IAM_PATH.value, strict=_STRICT.value)
     iam.write_splits_file(corpus, _OUT.value)
-  print(f"wrote {_OUT.value}: {len(corpus.train.lines)} training and {len(corpus.valid.lines)} validation lines, "
-        f"{os.path.getsize(_OUT.value) / 1e6:.1f} MB")
+  print(
+    f"wrote {_OUT.value}: {len(corpus.train.lines)} training and {len(corpus.valid.lines)} validation lines, "
+    f"{os.path.getsize(_OUT.value) / 1e6:.1f} MB"
+  )
 
 
 if __name__ == "__main__":

@@ -11,16 +11,26 @@ from handwriting_jax import cli
 from handwriting_jax.training import loop as train
 from handwriting_jax.training import parallel
 
-_CONFIG = config_flags.DEFINE_config_file("config", None, "Config file, e.g. configs/synthesis.py:small.",
-                                          lock_config=True)
+_CONFIG = config_flags.DEFINE_config_file(
+  "config", None, "Config file, e.g. configs/synthesis.py:small.", lock_config=True
+)
 _WORKDIR = flags.DEFINE_string("workdir", None, "Directory for checkpoints, logs and samples.")
 _COORDINATOR = flags.DEFINE_string(
-    "coordinator_address", None, "Multi-process runs outside SLURM: host:port of process 0 (default "
-    "$JAX_COORDINATOR_ADDRESS). Under `srun` everything is detected; see docs/training.md.")
-_NUM_PROCESSES = flags.DEFINE_integer("num_processes", None, "Multi-process runs: number of processes (default "
-                                      "$JAX_NUM_PROCESSES, or detected under SLURM).")
-_PROCESS_ID = flags.DEFINE_integer("process_id", None, "Multi-process runs: this process's id in [0, num_processes) "
-                                   "(default $JAX_PROCESS_ID, or detected under SLURM).")
+  "coordinator_address",
+  None,
+  "Multi-process runs outside SLURM: host:port of process 0 (default "
+  "$JAX_COORDINATOR_ADDRESS). Under `srun` everything is detected; see docs/training.md.",
+)
+_NUM_PROCESSES = flags.DEFINE_integer(
+  "num_processes",
+  None,
+  "Multi-process runs: number of processes (default $JAX_NUM_PROCESSES, or detected under SLURM).",
+)
+_PROCESS_ID = flags.DEFINE_integer(
+  "process_id",
+  None,
+  "Multi-process runs: this process's id in [0, num_processes) (default $JAX_PROCESS_ID, or detected under SLURM).",
+)
 flags.mark_flags_as_required(["config", "workdir"])
 
 
@@ -31,8 +41,9 @@ def main(argv):
   with cli.one_line_errors():
     parallel.initialize_distributed(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
     if jax.process_index() == 0:
-      print(f"JAX process {jax.process_index()}/{jax.process_count()}, local devices: {jax.local_devices()}",
-            flush=True)
+      print(
+        f"JAX process {jax.process_index()}/{jax.process_count()}, local devices: {jax.local_devices()}", flush=True
+      )
     train.train_and_evaluate(config, _WORKDIR.value)
 
 

@@ -36,8 +36,9 @@ def fallback_config() -> ml_collections.ConfigDict:
   return c
 
 
-def pick_lines(dataset, split: str = "train", num_lines: int = 16, start: int = 0,
-               shuffle_seed: int = -1) -> tuple[list[np.ndarray], list[str], list[int]]:
+def pick_lines(
+  dataset, split: str = "train", num_lines: int = 16, start: int = 0, shuffle_seed: int = -1
+) -> tuple[list[np.ndarray], list[str], list[int]]:
   """(de-normalised lines, texts, indices) from `dataset.<split>`: `num_lines` from `start`, or a random
   sample of them (sorted) when `shuffle_seed >= 0`."""
   if split not in ("train", "valid"):
@@ -58,8 +59,13 @@ def pick_lines(dataset, split: str = "train", num_lines: int = 16, start: int = 
   return lines, [part.texts[i] for i in idx], [int(i) for i in idx]
 
 
-def write_preview(lines: Sequence[np.ndarray], texts: Sequence[str], out: str | os.PathLike,
-                  color_strokes: bool = False, labels: Sequence[object] | None = None) -> list[str]:
+def write_preview(
+  lines: Sequence[np.ndarray],
+  texts: Sequence[str],
+  out: str | os.PathLike,
+  color_strokes: bool = False,
+  labels: Sequence[object] | None = None,
+) -> list[str]:
   """Write the PNG sheet (and the SVG page if `out` ends with .svg); return the paths written."""
   out = str(out)
   written = []
@@ -74,12 +80,19 @@ def write_preview(lines: Sequence[np.ndarray], texts: Sequence[str], out: str | 
   return written
 
 
-def run(config: ml_collections.ConfigDict, out: str, num_lines: int = 16, split: str = "train", start: int = 0,
-        shuffle_seed: int = -1, color_strokes: bool = False) -> list[str]:
+def run(
+  config: ml_collections.ConfigDict,
+  out: str,
+  num_lines: int = 16,
+  split: str = "train",
+  start: int = 0,
+  shuffle_seed: int = -1,
+  color_strokes: bool = False,
+) -> list[str]:
   """The command line as a function: load `config.data`, draw the chosen lines; returns the paths written."""
   # Imported here so that the drawing tests do not depend on the data pipeline (nor on JAX, which validation needs).
-  from handwriting_jax.config import validation  # pylint: disable=g-import-not-at-top
-  from handwriting_jax.data import dataset as dataset_lib  # pylint: disable=g-import-not-at-top
+  from handwriting_jax.config import validation
+  from handwriting_jax.data import dataset as dataset_lib
 
   if "data" not in config:
     raise ValueError("--config: the config has no `data` group")
@@ -104,8 +117,9 @@ def define_flags() -> None:
   flags.DEFINE_integer("shuffle_seed", -1, "If >= 0, draw a random sample of lines with this seed instead.")
   flags.DEFINE_bool("color_strokes", False, "Give each stroke its own colour (shows the pen lifts).")
   if DEFAULT_CONFIG.is_file():
-    config_flags.DEFINE_config_file("config", default=str(DEFAULT_CONFIG),
-                                    help_string="Config file (only config.data is used).")
+    config_flags.DEFINE_config_file(
+      "config", default=str(DEFAULT_CONFIG), help_string="Config file (only config.data is used)."
+    )
   else:  # installed without the repository: the data defaults, still overridable as --config.data.x=v
     config_flags.DEFINE_config_dict("config", fallback_config(), help_string="Data config (configs/ not found).")
 
@@ -117,8 +131,9 @@ def main(argv: Sequence[str]) -> None:
   if not FLAGS["verbosity"].present:
     logging.set_verbosity(logging.WARNING)  # the paths written are printed below
   with cli.one_line_errors(ValueError):  # run() checks its arguments with ValueErrors naming the flag
-    paths = run(FLAGS.config, FLAGS.out, FLAGS.num_lines, FLAGS.split, FLAGS.start, FLAGS.shuffle_seed,
-                FLAGS.color_strokes)
+    paths = run(
+      FLAGS.config, FLAGS.out, FLAGS.num_lines, FLAGS.split, FLAGS.start, FLAGS.shuffle_seed, FLAGS.color_strokes
+    )
   for path in paths:
     print(f"wrote {path}")
 

@@ -15,8 +15,11 @@ def define_flags() -> None:
   flags.DEFINE_string("host", "127.0.0.1", "Address to listen on (127.0.0.1: this machine only).")
   flags.DEFINE_integer("port", 8000, "Port to listen on.")
   flags.DEFINE_float("batch_wait", 0.02, "Seconds to gather concurrent requests into one sampler call.")
-  flags.DEFINE_integer("adapt_steps", adaptation.DEFAULT_STEPS, "Optimiser steps of \"learn my hand\" (the page's "
-                       "fine-tuning on the lines drawn on its canvas).")
+  flags.DEFINE_integer(
+    "adapt_steps",
+    adaptation.DEFAULT_STEPS,
+    'Optimiser steps of "learn my hand" (the page\'s fine-tuning on the lines drawn on its canvas).',
+  )
 
 
 def main(argv) -> None:
@@ -24,7 +27,7 @@ def main(argv) -> None:
   del argv
   logging.set_verbosity(logging.WARNING)
   try:
-    import uvicorn  # pylint: disable=g-import-not-at-top
+    import uvicorn
   except ImportError:
     cli.fail("the server needs the serve extra: pip install -e '.[serve]'")
   with cli.one_line_errors(FileNotFoundError):
@@ -32,8 +35,7 @@ def main(argv) -> None:
     if not writer.conditional:
       cli.fail(f"{writer.workdir} holds a prediction network; the page needs a synthesis network")
     service = app_lib.Service(writer, wait_s=flags.FLAGS.batch_wait, adapt_steps=flags.FLAGS.adapt_steps)
-  print(f"writer {writer.workdir} step {writer.step}; open http://{flags.FLAGS.host}:{flags.FLAGS.port}/",
-        flush=True)
+  print(f"writer {writer.workdir} step {writer.step}; open http://{flags.FLAGS.host}:{flags.FLAGS.port}/", flush=True)
   uvicorn.run(app_lib.make_app(service), host=flags.FLAGS.host, port=flags.FLAGS.port, log_level="warning")
 
 

@@ -1,8 +1,7 @@
 """Train the hand encoder of the style-fidelity measure (`evaluation.encoder_training`) on IAM-OnDB.
 
-  python -m handwriting_jax.train_hand_encoder --iam_path=/data/iam-ondb [--out=handwriting_jax/pretrained/hand_encoder.npz]
+python -m handwriting_jax.train_hand_encoder --iam_path=/data/iam-ondb [--out=encoder.npz]
 """
-
 
 from absl import flags
 
@@ -32,9 +31,17 @@ def main(argv: list[str]) -> None:
   if not FLAGS.iam_path:
     cli.fail("--iam_path is required (the IAM-OnDB folder)")
   with cli.one_line_errors():
-    info = encoder_training.train(FLAGS.iam_path, FLAGS.out, steps=FLAGS.steps, batch=FLAGS.batch, crop=FLAGS.crop,
-                                  learning_rate=FLAGS.learning_rate, margin=FLAGS.margin, scale=FLAGS.scale,
-                                  seed=FLAGS.seed)
+    info = encoder_training.train(
+      FLAGS.iam_path,
+      FLAGS.out,
+      steps=FLAGS.steps,
+      batch=FLAGS.batch,
+      crop=FLAGS.crop,
+      learning_rate=FLAGS.learning_rate,
+      margin=FLAGS.margin,
+      scale=FLAGS.scale,
+      seed=FLAGS.seed,
+    )
   print(f"wrote {FLAGS.out}: {info}")
 
 

@@ -33,6 +33,7 @@ FLAGS = flags.FLAGS
 @dataclasses.dataclass(frozen=True)
 class Request:
   """What the command line asks for: one field per flag of the same name (`define_flags`), with its default."""
+
   workdir: str | None = None
   out: str = "handwriting.svg"
   shipped: str | None = None
@@ -64,37 +65,71 @@ def define_flags() -> None:
   r = Request
   cli.define_writer_flags(writer_lib.SHIPPED, writer_lib.DEFAULT_SHIPPED)  # Request's defaults: None, None
   flags.DEFINE_integer("checkpoint_step", r.checkpoint_step, "Checkpoint step to use (default: the newest).")
-  flags.DEFINE_string("text", r.text, "Text to write (synthesis checkpoints); wrapped into lines of --width "
-                      "characters.")
-  flags.DEFINE_float("bias", r.bias, "Sampling bias b >= 0 (eqs. 61-62; default: the checkpoint's "
-                     "config.sample.bias).")
+  flags.DEFINE_string(
+    "text", r.text, "Text to write (synthesis checkpoints); wrapped into lines of --width characters."
+  )
+  flags.DEFINE_float("bias", r.bias, "Sampling bias b >= 0 (eqs. 61-62; default: the checkpoint's config.sample.bias).")
   flags.DEFINE_integer("style", r.style, "Prime with validation line N of the checkpoint's data set.")
-  flags.DEFINE_string("style_file", r.style_file, "Prime with a style saved by --save_style (.npz), or with a line "
-                      "of your own hand: an InkML file (.inkml, .xml) or an SVG drawing of pen paths (.svg), "
-                      "rescaled to the writer's hand.")
-  flags.DEFINE_string("style_text", r.style_text, "What the line in --style_file says, for an SVG or an InkML file "
-                      "without a truth annotation (for a .npz or an annotated InkML file it replaces their text).")
-  flags.DEFINE_string("style_name", r.style_name, "Prime with a style saved with the writer (WORKDIR/styles/NAME.npz; "
-                      "the shipped writers' styles are their own most legible samples).")
-  flags.DEFINE_string("save_style", r.save_style, "Save the style used (--style, --style_name, or --style_file "
-                      "converted to the writer's units) to this .npz file, to reuse with --style_file.")
-  flags.DEFINE_bool("same_style", r.same_style, "Without a style: write the first line freely and prime the others "
-                    "with it.")
+  flags.DEFINE_string(
+    "style_file",
+    r.style_file,
+    "Prime with a style saved by --save_style (.npz), or with a line "
+    "of your own hand: an InkML file (.inkml, .xml) or an SVG drawing of pen paths (.svg), "
+    "rescaled to the writer's hand.",
+  )
+  flags.DEFINE_string(
+    "style_text",
+    r.style_text,
+    "What the line in --style_file says, for an SVG or an InkML file "
+    "without a truth annotation (for a .npz or an annotated InkML file it replaces their text).",
+  )
+  flags.DEFINE_string(
+    "style_name",
+    r.style_name,
+    "Prime with a style saved with the writer (WORKDIR/styles/NAME.npz; "
+    "the shipped writers' styles are their own most legible samples).",
+  )
+  flags.DEFINE_string(
+    "save_style",
+    r.save_style,
+    "Save the style used (--style, --style_name, or --style_file "
+    "converted to the writer's units) to this .npz file, to reuse with --style_file.",
+  )
+  flags.DEFINE_bool(
+    "same_style", r.same_style, "Without a style: write the first line freely and prime the others with it."
+  )
   flags.DEFINE_string("out", r.out, "Output file, .svg (one path per stroke) or .png.")
   flags.DEFINE_integer("seed", r.seed, "Random seed: the same seed writes the same page.")
   flags.DEFINE_integer("width", r.width, "Characters per line when wrapping --text.")
   flags.DEFINE_bool("plots", r.plots, "Also write attention and density plots beside --out.")
   flags.DEFINE_integer("num_lines", r.num_lines, "Prediction checkpoints: number of unconditional lines.")
   flags.DEFINE_string("animation", r.animation, "Also animate the pen writing the first line: a .gif or .html file.")
-  flags.DEFINE_bool("raw_weights", r.raw_weights, "Use (or --export) the trained parameters of a run that kept a "
-                    "moving average (config.train.ema_decay), not the average.")
-  flags.DEFINE_enum("resample", r.resample, list(sample_lib.RESAMPLE_MODES), "How a network trained at a "
-                    "downsampled rate draws its lines (default: the checkpoint's config.sample.resample): spline = "
-                    "back to the raw point rate through a cubic spline, none = the written points as they are.")
-  flags.DEFINE_string("export", None, "Instead of writing: copy the model's parameters (no optimiser state) into "
-                      "this empty folder as a params-only checkpoint (how handwriting_jax/pretrained is made).")
-  flags.DEFINE_integer("export_average", 1, "With --export: write the mean parameters of this many checkpoints, the "
-                       "newest (or --checkpoint_step) and those saved just before it.")
+  flags.DEFINE_bool(
+    "raw_weights",
+    r.raw_weights,
+    "Use (or --export) the trained parameters of a run that kept a "
+    "moving average (config.train.ema_decay), not the average.",
+  )
+  flags.DEFINE_enum(
+    "resample",
+    r.resample,
+    list(sample_lib.RESAMPLE_MODES),
+    "How a network trained at a "
+    "downsampled rate draws its lines (default: the checkpoint's config.sample.resample): spline = "
+    "back to the raw point rate through a cubic spline, none = the written points as they are.",
+  )
+  flags.DEFINE_string(
+    "export",
+    None,
+    "Instead of writing: copy the model's parameters (no optimiser state) into "
+    "this empty folder as a params-only checkpoint (how handwriting_jax/pretrained is made).",
+  )
+  flags.DEFINE_integer(
+    "export_average",
+    1,
+    "With --export: write the mean parameters of this many checkpoints, the "
+    "newest (or --checkpoint_step) and those saved just before it.",
+  )
 
 
 def _check_request(r: Request) -> None:
@@ -132,17 +167,24 @@ def run(r: Request) -> list[str]:
   styled = r.style is not None or r.style_file is not None or r.style_name is not None
   if not writer.conditional:
     if r.text is not None or styled:
-      raise writer_lib.WriteError(f"the checkpoint in {writer.workdir} is a prediction network: it writes "
-                                  "unconditionally; use --num_lines instead of --text / --style")
-    samples = sample_lib.sample(writer.model, jax.random.key(r.seed), num_lines=r.num_lines or 1, bias=bias,
-                                max_steps=writer.config.sample.max_steps, stats=writer.stats)
+      raise writer_lib.WriteError(
+        f"the checkpoint in {writer.workdir} is a prediction network: it writes "
+        "unconditionally; use --num_lines instead of --text / --style"
+      )
+    samples = sample_lib.sample(
+      writer.model,
+      jax.random.key(r.seed),
+      num_lines=r.num_lines or 1,
+      bias=bias,
+      max_steps=writer.config.sample.max_steps,
+      stats=writer.stats,
+    )
     shown = sample_lib.display_lines(samples.lines, writer.config)
     writer_lib.save_page(shown, r.out)
     plot_paths = writer_lib.save_plots(samples, writer.stats, stem) if r.plots else []
     return [r.out] + plot_paths + _animate(shown, r.animation)
   if r.num_lines is not None:
-    raise writer_lib.WriteError("--num_lines is for prediction checkpoints; this is a synthesis network: "
-                                "give --text")
+    raise writer_lib.WriteError("--num_lines is for prediction checkpoints; this is a synthesis network: give --text")
   if lines is None:
     raise writer_lib.WriteError("give --text to write (this is a synthesis checkpoint)")
   sample_lib.check_texts(lines, writer.alphabet)
@@ -167,8 +209,9 @@ def run(r: Request) -> list[str]:
   written += _animate(shown, r.animation, lines)
   unfinished = [lines[b] for b in np.flatnonzero(~samples.finished_B)]
   if unfinished:
-    logging.warning("%d line(s) reached the length cap before the window finished the text: %s", len(unfinished),
-                    unfinished)
+    logging.warning(
+      "%d line(s) reached the length cap before the window finished the text: %s", len(unfinished), unfinished
+    )
   return written
 
 
@@ -181,7 +224,6 @@ def _animate(lines: list[np.ndarray], path: str | None, texts: list[str] | None 
   return [path]
 
 
-
 def main(argv):
   """Entry point: one-line errors for user mistakes (no traceback), exit status 1."""
   if len(argv) > 1:
@@ -191,8 +233,9 @@ def main(argv):
   with cli.one_line_errors(FileNotFoundError):
     if FLAGS.export:
       workdir = writer_lib.resolve_workdir(FLAGS.workdir, FLAGS.shipped)
-      print(writer_lib.export_model(workdir, FLAGS.export, FLAGS.checkpoint_step, FLAGS.export_average,
-                                    FLAGS.raw_weights))
+      print(
+        writer_lib.export_model(workdir, FLAGS.export, FLAGS.checkpoint_step, FLAGS.export_average, FLAGS.raw_weights)
+      )
       return
     paths = run(Request.from_flags(FLAGS))
   for p in paths:

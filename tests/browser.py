@@ -7,8 +7,17 @@ import shutil
 
 from handwriting_jax.errors import UserError
 
-FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
-         "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage", "--hide-scrollbars")
+FLAGS = (
+  "--headless",
+  "--no-sandbox",
+  "--disable-gpu",
+  "--no-first-run",
+  "--disable-background-networking",
+  "--disable-component-update",
+  "--disable-sync",
+  "--disable-dev-shm-usage",
+  "--hide-scrollbars",
+)
 
 
 class NoBrowserError(UserError, RuntimeError):
@@ -18,8 +27,9 @@ class NoBrowserError(UserError, RuntimeError):
 def headless_chromium(profile_dir: str, width: int = 1100, height: int = 900):
   """A selenium webdriver.Chrome on Debian's Chromium, headless, with a fresh profile in `profile_dir` and a window
   of `width` x `height` pixels; NoBrowserError naming the packages when they are missing."""
-  from selenium import webdriver  # pylint: disable=g-import-not-at-top  # a dev dependency
-  from selenium.webdriver.chrome.service import Service  # pylint: disable=g-import-not-at-top
+  from selenium import webdriver  # a dev dependency
+  from selenium.webdriver.chrome.service import Service
+
   binary, driver = shutil.which("chromium"), shutil.which("chromedriver")
   if not binary or not driver:
     raise NoBrowserError("driving the page needs Chromium: apt-get install chromium chromium-driver (.ci/run does)")

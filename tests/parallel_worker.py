@@ -53,8 +53,13 @@ def synthetic_batch(seed: int, batch: int, t: int = 24, u: int = 6) -> dict[str,
   text_lengths = rng.integers(1, u + 1, size=batch)
   char_mask = (np.arange(u)[None, :] < text_lengths[:, None]).astype(np.float32)
   chars = (rng.integers(2, ALPHABET, size=(batch, u)) * char_mask).astype(np.int32)
-  return {"inputs": strokes[:, :-1], "targets": strokes[:, 1:] * mask[..., None], "mask": mask,
-          "chars": chars, "char_mask": char_mask}
+  return {
+    "inputs": strokes[:, :-1],
+    "targets": strokes[:, 1:] * mask[..., None],
+    "mask": mask,
+    "chars": chars,
+    "char_mask": char_mask,
+  }
 
 
 def fresh_state(cfg):
@@ -67,8 +72,9 @@ def fresh_state(cfg):
 
 def flat(tree, prefix: str) -> dict[str, np.ndarray]:
   """Numpy copies of the leaves of a (global, replicated) tree, keyed by their paths."""
-  return {prefix + jax.tree_util.keystr(path): np.asarray(leaf)
-          for path, leaf in jax.tree_util.tree_leaves_with_path(tree)}
+  return {
+    prefix + jax.tree_util.keystr(path): np.asarray(leaf) for path, leaf in jax.tree_util.tree_leaves_with_path(tree)
+  }
 
 
 def run_steps(out: str) -> None:
@@ -81,8 +87,9 @@ def run_steps(out: str) -> None:
   uneven.data.batch_size = 2 * jax.device_count() + 1
   try:
     parallel.DataParallel(uneven, graphdef, tx)
-    raise AssertionError(f"a global batch of {uneven.data.batch_size} lines was accepted on {jax.device_count()} "
-                         "devices")
+    raise AssertionError(
+      f"a global batch of {uneven.data.batch_size} lines was accepted on {jax.device_count()} devices"
+    )
   except ValueError as e:
     assert "does not divide over" in str(e), e
   for path in PATHS:
@@ -121,7 +128,7 @@ def run_restore(out: str) -> None:
   restored = {}
   for name in sorted(os.listdir(out)):
     if name.startswith("ckpt_"):
-      path, ckpt = name[len("ckpt_"):], ckpt_lib.Checkpointer(os.path.join(out, name), read_only=True)
+      path, ckpt = name[len("ckpt_") :], ckpt_lib.Checkpointer(os.path.join(out, name), read_only=True)
       if ckpt.latest_step() is None:  # a run that failed before its save finished: its test reports that
         continue
       state, metadata = ckpt.restore(initial)

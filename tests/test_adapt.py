@@ -66,7 +66,7 @@ def lines() -> list[tuple[np.ndarray, str]]:
 
 def _named_leaves(writer: writer_lib.Writer) -> dict[str, np.ndarray]:
   params = nnx.state(writer.model, nnx.Param)
-  return dict(zip(adaptation._leaf_names(params), (np.asarray(x) for x in jax.tree.leaves(params))))  # pylint: disable=protected-access
+  return dict(zip(adaptation._leaf_names(params), (np.asarray(x) for x in jax.tree.leaves(params))))
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -175,8 +175,15 @@ def test_refusals_of_the_library(writer, lines, pred_workdir):
 
 def _cli(*args: str) -> subprocess.CompletedProcess:
   env = {**os.environ, "PYTHONPATH": REPO, "JAX_PLATFORMS": "cpu"}
-  return subprocess.run([sys.executable, "-m", "handwriting_jax.adapt", *args], capture_output=True, text=True,
-                        env=env, cwd=REPO, timeout=300, check=False)
+  return subprocess.run(
+    [sys.executable, "-m", "handwriting_jax.adapt", *args],
+    capture_output=True,
+    text=True,
+    env=env,
+    cwd=REPO,
+    timeout=300,
+    check=False,
+  )
 
 
 @pytest.fixture(scope="module")
@@ -191,8 +198,14 @@ def style_files(tmp_path_factory, lines) -> list[str]:
 
 def test_cli_adapts_saves_and_summarises(synth_workdir, style_files, tmp_path):
   out = str(tmp_path / "mine")
-  proc = _cli(*[f"--style_file={p}" for p in style_files], f"--workdir={synth_workdir}", f"--out={out}",
-              "--steps=4", "--adapt=output", "--learning_rate=0.01")
+  proc = _cli(
+    *[f"--style_file={p}" for p in style_files],
+    f"--workdir={synth_workdir}",
+    f"--out={out}",
+    "--steps=4",
+    "--adapt=output",
+    "--learning_rate=0.01",
+  )
   assert proc.returncode == 0, proc.stderr
   summary = proc.stdout.strip().splitlines()
   assert len(summary) == 1 and "3 lines" in summary[0] and "nats per line" in summary[0] and " s wall" in summary[0]
@@ -212,8 +225,9 @@ def _refused(proc: subprocess.CompletedProcess, *words: str) -> None:
     assert word in lines[0], lines[0]
 
 
-@pytest.mark.parametrize("case", ["no_style", "missing", "corrupt", "unknown_chars", "too_many", "used_out",
-                                  "prediction"])
+@pytest.mark.parametrize(
+  "case", ["no_style", "missing", "corrupt", "unknown_chars", "too_many", "used_out", "prediction"]
+)
 def test_cli_refuses_before_training(case, synth_workdir, pred_workdir, style_files, tmp_path):
   out = tmp_path / "out"
   workdir = pred_workdir if case == "prediction" else synth_workdir
@@ -242,10 +256,14 @@ def test_cli_refuses_before_training(case, synth_workdir, pred_workdir, style_fi
 
 def test_adapts_from_inkml_ink_rescaled_to_the_hand(synth_workdir, tmp_path):
   ink = tmp_path / "mine.inkml"
-  traces = "".join(f"<trace>{', '.join(f'{x + 300 * k} {y}' for x, y in [(0, 0), (40, 120), (80, 0), (120, 120)])}"
-                   "</trace>" for k in range(3))
-  ink.write_text(f'<ink xmlns="http://www.w3.org/2003/InkML"><annotation type="truth">{TEXTS[0]}</annotation>'
-                 f"{traces}</ink>", encoding="utf-8")
+  traces = "".join(
+    f"<trace>{', '.join(f'{x + 300 * k} {y}' for x, y in [(0, 0), (40, 120), (80, 0), (120, 120)])}</trace>"
+    for k in range(3)
+  )
+  ink.write_text(
+    f'<ink xmlns="http://www.w3.org/2003/InkML"><annotation type="truth">{TEXTS[0]}</annotation>{traces}</ink>',
+    encoding="utf-8",
+  )
   out = str(tmp_path / "mine")
   summary = adapt_cli.run([str(ink)], out, workdir=synth_workdir, steps=2, what="output", learning_rate=0.01)
   assert "1 line" in summary

@@ -31,7 +31,7 @@ def make_iterator(strokes=None, texts=None, **kwargs):
   """An iterator over `make_corpus()` with small defaults."""
   if strokes is None:
     strokes, texts = make_corpus()
-  args = dict(alphabet=Alphabet(CHARS), batch_size=8, num_buckets=3, seed=1)
+  args = {"alphabet": Alphabet(CHARS), "batch_size": 8, "num_buckets": 3, "seed": 1}
   args.update(kwargs)
   return BatchIterator(strokes, texts, **args)
 

@@ -13,8 +13,9 @@ _REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 def _run(*args: str) -> subprocess.CompletedProcess:
   env = {**os.environ, "JAX_PLATFORMS": "cpu"}
-  return subprocess.run([sys.executable, *args], cwd=_REPO, env=env, capture_output=True, text=True, timeout=120,
-                        check=False)
+  return subprocess.run(
+    [sys.executable, *args], cwd=_REPO, env=env, capture_output=True, text=True, timeout=120, check=False
+  )
 
 
 def _one_error_line(proc: subprocess.CompletedProcess) -> str:
@@ -25,23 +26,34 @@ def _one_error_line(proc: subprocess.CompletedProcess) -> str:
   return lines[0]
 
 
-@pytest.mark.parametrize("override, expected", [
-    ("--config.optim.learnig_rate=1",
-     "error: --config.optim.learnig_rate=1: config.optim has no field 'learnig_rate' "
-     "(did you mean \"learning_rate\"?)"),
+@pytest.mark.parametrize(
+  "override, expected",
+  [
+    (
+      "--config.optim.learnig_rate=1",
+      (
+        "error: --config.optim.learnig_rate=1: config.optim has no field 'learnig_rate' "
+        '(did you mean "learning_rate"?)'
+      ),
+    ),
     ("--config.optimm.learning_rate=1", "error: --config.optimm.learning_rate=1: config has no field 'optimm'"),
     ("--config.optim.learning_rate=fast", "could not convert string to float: 'fast'"),
-])
+  ],
+)
 def test_bad_config_override_is_one_line(tmp_path, override, expected):
-  line = _one_error_line(_run("-m", "handwriting_jax.main", "--config=configs/synthesis.py:tiny",
-                              f"--workdir={tmp_path}", override))
+  line = _one_error_line(
+    _run("-m", "handwriting_jax.main", "--config=configs/synthesis.py:tiny", f"--workdir={tmp_path}", override)
+  )
   assert expected in line, line
 
 
-@pytest.mark.parametrize("config, expected", [
+@pytest.mark.parametrize(
+  "config, expected",
+  [
     ("configs/nope.py", "error: --config: [Errno 2] No such file or directory: 'configs/nope.py'"),
     ("configs/synthesis.py:bogus", "unknown config variant 'bogus'; expected one of"),
-])
+  ],
+)
 def test_bad_config_file_is_one_line(tmp_path, config, expected):
   line = _one_error_line(_run("-m", "handwriting_jax.main", f"--config={config}", f"--workdir={tmp_path}"))
   assert expected in line, line
@@ -49,13 +61,12 @@ def test_bad_config_file_is_one_line(tmp_path, config, expected):
 
 def test_bad_flag_value_of_write_is_one_line():
   assert "error: flag --bias=x: could not convert string to float" in _one_error_line(
-      _run("-m", "handwriting_jax.write", "--bias=x"))
+    _run("-m", "handwriting_jax.write", "--bias=x")
+  )
 
 
 def test_keyboard_interrupt_reaching_the_top_is_one_line():
-  code = ("from handwriting_jax import cli\n"
-          "def main(argv):\n  raise KeyboardInterrupt\n"
-          "cli.run(main)\n")
+  code = "from handwriting_jax import cli\ndef main(argv):\n  raise KeyboardInterrupt\ncli.run(main)\n"
   proc = _run("-c", code)
   assert proc.returncode == 1 and proc.stderr.strip() == "interrupted", proc.stderr
 
@@ -73,11 +84,13 @@ def _console_script() -> str:
 
 def test_console_script_lists_its_commands_and_refuses_an_unknown_one():
   env = {**os.environ, "JAX_PLATFORMS": "cpu"}
-  listed = subprocess.run([_console_script(), "--help"], env=env, capture_output=True, text=True, timeout=60,
-                          check=False)
+  listed = subprocess.run(
+    [_console_script(), "--help"], env=env, capture_output=True, text=True, timeout=60, check=False
+  )
   assert listed.returncode == 0 and all(name in listed.stdout for name in cli.COMMANDS), listed.stdout
-  unknown = subprocess.run([_console_script(), "wrte"], env=env, capture_output=True, text=True, timeout=60,
-                           check=False)
+  unknown = subprocess.run(
+    [_console_script(), "wrte"], env=env, capture_output=True, text=True, timeout=60, check=False
+  )
   assert _one_error_line(unknown) == f"error: unknown command 'wrte'; the commands are {', '.join(cli.COMMANDS)}"
 
 
@@ -86,18 +99,31 @@ def test_console_script_runs_the_command_with_its_flags(tmp_path):
   fixture = os.path.join(_REPO, "tests", "fixtures", "iam")
   out = tmp_path / "splits.npz"
   env = {**os.environ, "JAX_PLATFORMS": "cpu"}
-  proc = subprocess.run([_console_script(), "export-iam", f"--iam_path={fixture}", f"--out={out}"], env=env,
-                        capture_output=True, text=True, timeout=120, check=False)
+  proc = subprocess.run(
+    [_console_script(), "export-iam", f"--iam_path={fixture}", f"--out={out}"],
+    env=env,
+    capture_output=True,
+    text=True,
+    timeout=120,
+    check=False,
+  )
   assert proc.returncode == 0 and out.is_file(), proc.stderr
-  bad = subprocess.run([_console_script(), "export-iam", f"--iam_path={fixture}", f"--out={tmp_path}"], env=env,
-                       capture_output=True, text=True, timeout=120, check=False)
+  bad = subprocess.run(
+    [_console_script(), "export-iam", f"--iam_path={fixture}", f"--out={tmp_path}"],
+    env=env,
+    capture_output=True,
+    text=True,
+    timeout=120,
+    check=False,
+  )
   assert _one_error_line(bad) == f"error: --out={str(tmp_path)!r}: the splits file must end in .npz"
 
 
 @pytest.mark.parametrize("module", sorted({m for m, _ in cli.COMMANDS.values()}))
 def test_every_command_module_exists_and_runs_as_a_program(module):
   """Each console command names a top-level module with a `main` that `python -m` runs."""
-  text = open(os.path.join(_REPO, "handwriting_jax", f"{module}.py"), encoding="utf-8").read()
+  with open(os.path.join(_REPO, "handwriting_jax", f"{module}.py"), encoding="utf-8") as f:
+    text = f.read()
   assert "def main(" in text and 'if __name__ == "__main__":' in text
 
 

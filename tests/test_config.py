@@ -38,14 +38,21 @@ def _output_params(num_layers: int, hidden: int, mixtures: int) -> int:
 
 def prediction_param_count(num_layers: int, hidden: int, mixtures: int) -> int:
   """Section 4: layer 1 sees x; layer n > 1 sees x and h^{n-1} (skip connections)."""
-  return (_lstm_params(3, hidden) + (num_layers - 1) * _lstm_params(3 + hidden, hidden)
-          + _output_params(num_layers, hidden, mixtures))
+  return (
+    _lstm_params(3, hidden)
+    + (num_layers - 1) * _lstm_params(3 + hidden, hidden)
+    + _output_params(num_layers, hidden, mixtures)
+  )
 
 
 def synthesis_param_count(num_layers: int, hidden: int, mixtures: int, gaussians: int, one_hot: int) -> int:
   """Section 5: layer 1 sees x and w_{t-1}; layer n > 1 sees x, h^{n-1} and w_t; window layer (eq. 48) h¹ -> 3K."""
-  return (_lstm_params(3 + one_hot, hidden) + (num_layers - 1) * _lstm_params(3 + hidden + one_hot, hidden)
-          + (hidden + 1) * 3 * gaussians + _output_params(num_layers, hidden, mixtures))
+  return (
+    _lstm_params(3 + one_hot, hidden)
+    + (num_layers - 1) * _lstm_params(3 + hidden + one_hot, hidden)
+    + (hidden + 1) * 3 * gaussians
+    + _output_params(num_layers, hidden, mixtures)
+  )
 
 
 @pytest.mark.parametrize("mode", ["prediction", "synthesis"])
@@ -54,7 +61,7 @@ def test_every_variant_validates(mode, variant):
   cfg = _get_config(mode, variant)
   assert cfg.model.mode == mode
   if cfg.data.source == "iam":  # IAM variants need the user's data folder, and say so
-    with pytest.raises(UserError, match="config.data.iam_path"):
+    with pytest.raises(UserError, match=r"config.data.iam_path"):
       validation.validate(cfg, device_count=1, process_count=1)
     cfg.data.iam_path = "/data/iam-ondb"
   validation.validate(cfg, device_count=1, process_count=1)
@@ -141,7 +148,9 @@ def _set_zero_downsample(cfg):
   cfg.data.downsample = 0
 
 
-@pytest.mark.parametrize("mutate, field", [
+@pytest.mark.parametrize(
+  "mutate, field",
+  [
     (_set_unknown_stop_rule, "config.sample.stop_rule"),
     (_set_zero_downsample, "config.data.downsample"),
     (_set_negative_learning_rate, "config.optim.learning_rate"),
@@ -151,7 +160,8 @@ def _set_zero_downsample(cfg):
     (_set_iam_without_path, "config.data.iam_path"),
     (_set_iam_path_without_iam_source, "config.data.iam_path"),
     (_set_unknown_optimizer, "config.optim.name"),
-])
+  ],
+)
 def test_bad_field_raises_config_error_naming_it(mutate, field):
   cfg = _get_config("synthesis", "small")
   validation.validate(cfg)
@@ -190,8 +200,18 @@ def test_with_defaults_drops_fields_removed_since_a_checkpoint_was_written():
   validation.validate(cfg)
 
 
-@pytest.mark.parametrize("path", sorted(glob.glob(os.path.join(
-    os.path.dirname(defaults.__file__), "pretrained", "*", "checkpoints", "*", "metadata", "metadata"))))
+_PACKAGE = os.path.dirname(os.path.dirname(os.path.abspath(defaults.__file__)))
+_SHIPPED_METADATA = sorted(
+  glob.glob(os.path.join(_PACKAGE, "pretrained", "*", "checkpoints", "*", "metadata", "metadata"))
+)
+
+
+def test_shipped_checkpoints_are_found():
+  """The shipped writers' metadata files are where the next test looks (it would otherwise pass on nothing)."""
+  assert len(_SHIPPED_METADATA) >= 2, _SHIPPED_METADATA
+
+
+@pytest.mark.parametrize("path", _SHIPPED_METADATA)
 def test_shipped_checkpoint_configs_load_as_valid_configs(path):
   with open(path, encoding="utf-8") as f:
     saved = json.load(f)["config"]
@@ -204,7 +224,7 @@ def test_old_checkpoint_config_stays_compatible_and_a_new_downsample_does_not():
   current = _get_config("synthesis", "small")
   ckpt_lib.check_compatible(saved, current, "/w")
   current.data.downsample = 2
-  with pytest.raises(ckpt_lib.IncompatibleWorkdirError, match="config.data.downsample: checkpoint has 1"):
+  with pytest.raises(ckpt_lib.IncompatibleWorkdirError, match=r"config.data.downsample: checkpoint has 1"):
     ckpt_lib.check_compatible(saved, current, "/w")
 
 
@@ -225,7 +245,8 @@ def test_every_field_of_every_variant_has_a_rule():
 
 @pytest.mark.parametrize("field", sorted(validation.RULES))
 def test_an_out_of_range_value_of_any_field_is_one_line_naming_it(field):
-  import ml_collections  # pylint: disable=import-outside-toplevel
+  import ml_collections
+
   rule = validation.RULES[field]
   for name, cfg in _every_valid_config():
     validation.validate(cfg)
@@ -242,7 +263,8 @@ def test_an_out_of_range_value_of_any_field_is_one_line_naming_it(field):
 
 
 def test_an_unknown_or_missing_field_is_refused():
-  import ml_collections  # pylint: disable=import-outside-toplevel
+  import ml_collections
+
   cfg = _get_config("synthesis", "tiny").to_dict()
   cfg["train"]["evaluate_every"] = 3
   with pytest.raises(validation.ConfigError, match=r"^config.train.evaluate_every: is not a known config field"):

@@ -82,7 +82,8 @@ def test_cache_hit_equals_fresh_parse(tmp_path):
   assert cached.summary["cache_hit"] is True
   assert_same(fresh, cached)
   assert {k: v for k, v in cached.summary.items() if k != "cache_hit"} == {
-      k: v for k, v in fresh.summary.items() if k != "cache_hit"}
+    k: v for k, v in fresh.summary.items() if k != "cache_hit"
+  }
 
 
 def test_cache_is_a_plain_npz(tmp_path):
@@ -138,10 +139,14 @@ def test_cache_with_non_finite_strokes_is_rebuilt(tmp_path):
 
 def test_cache_round_trip_with_empty_split(tmp_path):
   corpus = cache_lib.CachedCorpus(
-      splits={"train": cache_lib.CachedSplit(lines=[np.ones((3, 3), np.float32), np.zeros((1, 3), np.float32)],
-                                             texts=["ab ", ""], ids=["x-01", "x-02"]),
-              "valid": cache_lib.CachedSplit(lines=[], texts=[], ids=[])},
-      counts={"forms": 2, "skipped_forms": 0})
+    splits={
+      "train": cache_lib.CachedSplit(
+        lines=[np.ones((3, 3), np.float32), np.zeros((1, 3), np.float32)], texts=["ab ", ""], ids=["x-01", "x-02"]
+      ),
+      "valid": cache_lib.CachedSplit(lines=[], texts=[], ids=[]),
+    },
+    counts={"forms": 2, "skipped_forms": 0},
+  )
   path = str(tmp_path / "c.npz")
   cache_lib.save(path, corpus)
   back = cache_lib.load(path)
@@ -174,15 +179,18 @@ def test_strict_load_fails_on_malformed_file(tmp_path):
   line.write_bytes(line.read_bytes()[:300])
   with pytest.warns(iam.IAMFormatWarning, match="b01-010z-01.xml"):
     assert load(iam_config(tmp_path, root)).summary["malformed_files"] == 1
-  with pytest.raises(iam.IAMFormatError, match="b01-010z-01.xml"):
+  with pytest.raises(iam.IAMFormatError, match=r"b01-010z-01.xml"):
     load(iam_config(tmp_path, root, strict=True))
 
 
-@pytest.mark.parametrize("field,value,pattern", [
+@pytest.mark.parametrize(
+  "field,value,pattern",
+  [
     ("source", "mnist", "config.data.source"),
     ("jump_mode", "lift", "config.data.jump_mode"),
     ("savgol_window", 4, "config.data.savgol_window"),
-])
+  ],
+)
 def test_bad_fields_name_the_field(field, value, pattern):
   """The data group alone is checked by validation.validate_data, as commands that only load data call it."""
   cfg = defaults.data_config()
@@ -201,7 +209,7 @@ def test_load_dataset_refuses_an_unknown_source():
 
 
 def test_iam_without_path_is_a_clear_error(tmp_path):
-  with pytest.raises(ValueError, match="config.data.iam_path is empty"):
+  with pytest.raises(ValueError, match=r"config.data.iam_path is empty"):
     load(iam_config(tmp_path, root=""))
   with pytest.raises(ValueError, match=re.escape(str(tmp_path / "none")) + ".*lineStrokes-all.tar.gz"):
     load(iam_config(tmp_path, root=tmp_path / "none"))
@@ -239,8 +247,9 @@ def test_embedded_source_with_a_fake_generator(monkeypatch):
   raw = fake_corpus(cfg.embedded)[0]
   for norm, line in zip(ds.train.strokes, raw):
     chex.assert_shape(norm, (len(line) - 1, 3))
-    np.testing.assert_allclose(strokes.offsets_to_points(ds.stats.denormalise(norm))[-1],
-                               strokes.offsets_to_points(line)[-1], atol=1e-3)
+    np.testing.assert_allclose(
+      strokes.offsets_to_points(ds.stats.denormalise(norm))[-1], strokes.offsets_to_points(line)[-1], atol=1e-3
+    )
 
 
 def test_embedded_source_with_the_real_generator():
@@ -257,8 +266,13 @@ def test_embedded_source_with_the_real_generator():
 
 def test_one_splits_file_trains_like_the_folder(tmp_path):
   out = tmp_path / "iam-splits.npz"
-  proc = subprocess.run([sys.executable, "-m", "handwriting_jax.export_iam", f"--iam_path={FIXTURE}",
-                         f"--out={out}"], capture_output=True, text=True, timeout=120, check=False)
+  proc = subprocess.run(
+    [sys.executable, "-m", "handwriting_jax.export_iam", f"--iam_path={FIXTURE}", f"--out={out}"],
+    capture_output=True,
+    text=True,
+    timeout=120,
+    check=False,
+  )
   assert proc.returncode == 0 and "wrote" in proc.stdout, proc.stdout + proc.stderr
   with np.load(out, allow_pickle=False) as z:  # compressed, no pickle
     assert z["train/points"].dtype == np.float32
@@ -267,7 +281,8 @@ def test_one_splits_file_trains_like_the_folder(tmp_path):
   assert single.summary["cache_hit"] is False
   assert_same(folder, single)
   assert {k: v for k, v in single.summary.items() if k not in ("cache_hit", "line")} == {
-      k: v for k, v in folder.summary.items() if k not in ("cache_hit", "line")}
+    k: v for k, v in folder.summary.items() if k not in ("cache_hit", "line")
+  }
   assert load(iam_config(tmp_path / "b", out)).summary["cache_hit"] is True
   assert_same(load(iam_config(tmp_path / "c", out, downsample=2)), load(iam_config(tmp_path / "d", downsample=2)))
 

@@ -1,5 +1,6 @@
 """Tests for drawing (handwriting_jax/data/draw.py) and the data preview (handwriting_jax/preview.py)."""
 
+import itertools
 import re
 import types
 import xml.etree.ElementTree as ET
@@ -16,14 +17,17 @@ SVG_NS = "{http://www.w3.org/2000/svg}"
 
 def _hand_line():
   """Three strokes: an L (3 points), a dot (1 point), a diagonal (2 points). Returns (line, strokes)."""
-  line = np.array([
-      [1.0, 2.0, 0.0],   # (1, 2)
+  line = np.array(
+    [
+      [1.0, 2.0, 0.0],  # (1, 2)
       [0.0, -2.0, 0.0],  # (1, 0)
-      [3.0, 0.0, 1.0],   # (4, 0)  end of stroke 1
-      [1.0, 5.0, 1.0],   # (5, 5)  a dot
+      [3.0, 0.0, 1.0],  # (4, 0)  end of stroke 1
+      [1.0, 5.0, 1.0],  # (5, 5)  a dot
       [2.0, -5.0, 0.0],  # (7, 0)
-      [1.5, 4.0, 1.0],   # (8.5, 4)
-  ], np.float32)
+      [1.5, 4.0, 1.0],  # (8.5, 4)
+    ],
+    np.float32,
+  )
   strokes = [np.array([[1, 2], [1, 0], [4, 0]]), np.array([[5, 5]]), np.array([[7, 0], [8.5, 4]])]
   return line, strokes
 
@@ -81,8 +85,9 @@ def test_offsets_to_strokes_unfinished_last_stroke():
   np.testing.assert_allclose(got[-1][-1], [8.5, 4.0])
 
 
-@pytest.mark.parametrize("bad", [np.zeros((5, 2)), np.zeros((5,)), np.zeros((2, 5, 3)), np.zeros((0, 3)),
-                                 np.array([[0.0, np.nan, 1.0]])])
+@pytest.mark.parametrize(
+  "bad", [np.zeros((5, 2)), np.zeros((5,)), np.zeros((2, 5, 3)), np.zeros((0, 3)), np.array([[0.0, np.nan, 1.0]])]
+)
 def test_offsets_to_strokes_bad_input(bad):
   with pytest.raises(ValueError, match="line"):
     draw.offsets_to_strokes(bad)
@@ -125,7 +130,7 @@ def test_svg_page_stacks_lines_without_overlap():
   assert [len(g.findall(SVG_NS + "path")) for g in groups] == [1, 2, 3]
   assert len(got) == 6
   per_line = [np.concatenate(got[0:1]), np.concatenate(got[1:3]), np.concatenate(got[3:6])]
-  for upper, lower in zip(per_line, per_line[1:]):
+  for upper, lower in itertools.pairwise(per_line):
     assert upper[:, 1].max() < lower[:, 1].min()  # SVG y grows downwards: line i+1 is below line i
 
 
@@ -183,15 +188,18 @@ def test_plot_attention(tmp_path):
 def _mixture(line, m=3, seed=0):
   rng = np.random.default_rng(seed)
   t = len(line)
-  return {"pi": rng.dirichlet(np.ones(m), t), "mu": line[:, None, :2] + rng.normal(0, 0.3, (t, m, 2)),
-          "sigma": np.exp(rng.normal(-0.5, 0.2, (t, m, 2))), "rho": np.tanh(rng.normal(0, 0.5, (t, m)))}
+  return {
+    "pi": rng.dirichlet(np.ones(m), t),
+    "mu": line[:, None, :2] + rng.normal(0, 0.3, (t, m, 2)),
+    "sigma": np.exp(rng.normal(-0.5, 0.2, (t, m, 2))),
+    "rho": np.tanh(rng.normal(0, 0.5, (t, m))),
+  }
 
 
 def test_plot_density(tmp_path):
   line = _wavy_line(n=40)
   path = tmp_path / "dens.png"
-  draw.plot_density(line, _mixture(line), np.clip(line[:, 2] * 0.8 + 0.05, 0, 1), path, grid_width=150,
-                    dpi=60)
+  draw.plot_density(line, _mixture(line), np.clip(line[:, 2] * 0.8 + 0.05, 0, 1), path, grid_width=150, dpi=60)
   _read_png(path)
 
 
@@ -213,12 +221,16 @@ def test_plot_density_bad_input(tmp_path):
 def test_density_grid_integrates_to_one_per_step():
   """Each step adds one unit of probability mass (the grid covers the components), at the right place."""
   centres = np.array([[0.0, 0.0], [10.0, 5.0]])
-  mix = {"pi": np.array([[0.3, 0.7], [1.0, 0.0]]), "mu": np.array([[[1.0, 0.0], [-1.0, 2.0]], [[0.0, 0.0]] * 2]),
-         "sigma": np.full((2, 2, 2), 0.5), "rho": np.array([[0.5, -0.3], [0.0, 0.0]])}
+  mix = {
+    "pi": np.array([[0.3, 0.7], [1.0, 0.0]]),
+    "mu": np.array([[[1.0, 0.0], [-1.0, 2.0]], [[0.0, 0.0]] * 2]),
+    "sigma": np.full((2, 2, 2), 0.5),
+    "rho": np.array([[0.5, -0.3], [0.0, 0.0]]),
+  }
   xs = np.arange(-5.0, 15.0, 0.05)
   ys = np.arange(-5.0, 10.0, 0.05)
   grid = draw.mixture_density_grid(centres, mix, xs, ys)
-  np.testing.assert_allclose(grid.sum() * 0.05 ** 2, 2.0, rtol=1e-3)
+  np.testing.assert_allclose(grid.sum() * 0.05**2, 2.0, rtol=1e-3)
   j, i = np.unravel_index(np.argmax(grid), grid.shape)
   np.testing.assert_allclose([xs[i], ys[j]], [10.0, 5.0], atol=0.05)  # the sharpest mode: step 1's
 
@@ -248,6 +260,7 @@ def test_denormalise_mixture():
 
 def test_save_animation_gif(tmp_path):
   from PIL import Image
+
   path = tmp_path / "pen.gif"
   draw.save_animation(_wavy_line(n=20), path, max_frames=10, dpi=40)
   with Image.open(path) as im:

@@ -29,8 +29,11 @@ def save_untrained_writer(workdir: str, config) -> None:
   model = networks.create_model(config, alphabet.size)
   _, state = step_lib.create_train_state(model, optim.make_optimizer(config.optim, config.train.num_steps))
   ckpt = ckpt_lib.Checkpointer(workdir)
-  ckpt.save(5, state, {"config": json.loads(config.to_json_best_effort()), "alphabet": alphabet.chars,
-                       "norm": STATS.to_arrays()})
+  ckpt.save(
+    5,
+    state,
+    {"config": json.loads(config.to_json_best_effort()), "alphabet": alphabet.chars, "norm": STATS.to_arrays()},
+  )
   ckpt.close()
 
 
@@ -60,17 +63,20 @@ def test_validation_nll_is_exact_over_every_line(workdir):
   np.testing.assert_allclose(got["nats_per_sequence"], ref_total / len(valid.strokes), rtol=1e-4)
   np.testing.assert_allclose(got["nats_per_step"], ref_total / ref_steps, rtol=1e-4)
   # Raw units: the density of de-normalised offsets, i.e. + log(σx σy) per step.
-  np.testing.assert_allclose(got["raw_nats_per_sequence"],
-                             (ref_total + ref_steps * np.log(4.0 * 3.0)) / len(valid.strokes), rtol=1e-4)
+  np.testing.assert_allclose(
+    got["raw_nats_per_sequence"], (ref_total + ref_steps * np.log(4.0 * 3.0)) / len(valid.strokes), rtol=1e-4
+  )
 
 
 def test_validation_uses_the_checkpoint_normalisation(workdir):
   writer = writer_lib.load_writer(workdir)
   valid = report_lib.load_validation(writer)
-  from handwriting_jax.data import dataset as dataset_lib  # pylint: disable=g-import-not-at-top
+  from handwriting_jax.data import dataset as dataset_lib
+
   data = dataset_lib.load_dataset(writer.config.data, progress=False)
-  np.testing.assert_allclose(STATS.denormalise(valid.strokes[0]), data.stats.denormalise(data.valid.strokes[0]),
-                             rtol=1e-5, atol=1e-4)
+  np.testing.assert_allclose(
+    STATS.denormalise(valid.strokes[0]), data.stats.denormalise(data.valid.strokes[0]), rtol=1e-5, atol=1e-4
+  )
 
 
 def test_padded_batch_matches_the_training_layout():
@@ -90,7 +96,7 @@ def test_evaluate_writes_a_report_with_nll_and_legibility(workdir, tmp_path):
   assert [r["bias"] for r in report["legibility"]] == [0.5, 2.0]
   for r in report["legibility"] + report["legibility_primed"]:
     assert r["lines"] == 2 * len(report_lib.SENTENCES) and len(r["cer_per_seed"]) == 2
-    assert 0.0 <= r["wer"] and r["cer"] > 0.5  # a random network scribbles
+    assert r["wer"] >= 0.0 and r["cer"] > 0.5  # a random network scribbles
     assert all(os.path.isfile(line["image"]) for line in r["per_line"]) and os.path.isfile(r["sheet"])
   with open(os.path.join(out, "report.json"), encoding="utf-8") as f:
     assert json.load(f)["legibility"][0]["cer"] == report["legibility"][0]["cer"]
@@ -114,16 +120,22 @@ def test_overlap_finds_a_training_sentence():
   assert report_lib.overlap(["the cat sat", "a dog"], ["Then The Cat Sat down", "dogs"]) == ["the cat sat"]
 
 
-@pytest.mark.parametrize("kwargs, message", [
-    ({"biases": [-1.0], "seeds": 1}, "biases"), ({"biases": [0.5], "seeds": 0}, "seeds"),
-    ({"biases": [0.5], "seeds": 1, "stop_rule": "late"}, "stop_rule")])
+@pytest.mark.parametrize(
+  "kwargs, message",
+  [
+    ({"biases": [-1.0], "seeds": 1}, "biases"),
+    ({"biases": [0.5], "seeds": 0}, "seeds"),
+    ({"biases": [0.5], "seeds": 1, "stop_rule": "late"}, "stop_rule"),
+  ],
+)
 def test_bad_arguments(workdir, tmp_path, kwargs, message):
   with pytest.raises(report_lib.EvaluateError, match=message):
     report_lib.evaluate(workdir, None, out_dir=str(tmp_path), **kwargs)
 
 
 def test_sentences_are_not_in_the_embedded_training_texts():
-  from handwriting_jax.data import hershey  # pylint: disable=g-import-not-at-top
+  from handwriting_jax.data import hershey
+
   train_texts, _ = hershey.corpus_texts(synthesis_config.get_config("small").data.embedded)
   assert report_lib.overlap(report_lib.SENTENCES, train_texts) == []
   assert all(27 <= len(s) <= 35 for s in report_lib.SENTENCES)
@@ -131,8 +143,15 @@ def test_sentences_are_not_in_the_embedded_training_texts():
 
 def test_save_styles_keeps_the_most_legible_distinct_lines(tmp_path):
   lines = [np.full((3, 3), i, np.float32) for i in range(4)]
-  result = {"per_line": [{"text": "a", "cer": 0.5}, {"text": "b", "cer": 0.1}, {"text": "b", "cer": 0.0},
-                         {"text": "c", "cer": 0.2}], "_strokes": lines}
+  result = {
+    "per_line": [
+      {"text": "a", "cer": 0.5},
+      {"text": "b", "cer": 0.1},
+      {"text": "b", "cer": 0.0},
+      {"text": "c", "cer": 0.2},
+    ],
+    "_strokes": lines,
+  }
   paths = report_lib.save_styles(str(tmp_path), result, 2)
   assert [os.path.basename(p) for p in paths] == ["style_0.npz", "style_1.npz"]
   got = [writer_lib.load_style(p) for p in paths]

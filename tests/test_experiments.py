@@ -22,7 +22,7 @@ def test_step_profile_reads_every_matmul_kernel_of_a_compiled_program(experiment
   kernels = step_profile.dot_kernels(hlo)
   operands = {(lhs, rhs) for lhs, rhs, _ in kernels.values()}
   assert {((32, 64), (64, 96)), ((32, 96), (96, 24)), ((8, 5, 7), (8, 7, 3))} <= operands
-  assert any(lhs == (32, 96) and rhs == (32, 64) or lhs == (32, 64) and rhs == (32, 96) for lhs, rhs in operands)
+  assert any((lhs == (32, 96) and rhs == (32, 64)) or (lhs == (32, 64) and rhs == (32, 96)) for lhs, rhs in operands)
   assert len(kernels) == 4  # the four matmuls, and nothing else (tanh, transposes) taken for one
 
   arrays = {(32, 64): a, (64, 96): b, (96, 24): c, (8, 5, 7): p, (8, 7, 3): q}

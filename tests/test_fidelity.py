@@ -11,15 +11,21 @@ import test_evaluate
 from flax import nnx
 
 from configs import synthesis as synthesis_config
-from handwriting_jax.evaluation import encoder_training as trainer
 from handwriting_jax.config import defaults
 from handwriting_jax.data import hershey
 from handwriting_jax.data import strokes as strokes_lib
+from handwriting_jax.evaluation import encoder_training as trainer
 from handwriting_jax.evaluation import fidelity as fid
 from handwriting_jax.evaluation import report as report_lib
 
-TEXTS = ("the garden gate was open", "bring a coat and an umbrella", "seven lazy cats slept here",
-         "many boxes of old letters", "quiet rooms hold no secrets", "a jug of milk and bread")
+TEXTS = (
+  "the garden gate was open",
+  "bring a coat and an umbrella",
+  "seven lazy cats slept here",
+  "many boxes of old letters",
+  "quiet rooms hold no secrets",
+  "a jug of milk and bread",
+)
 
 
 def _offsets(strokes):
@@ -55,11 +61,15 @@ def test_features_ignore_size_rate_and_baseline_tilt():
   assert len(fid.line_features(tilted)) == len(f)
   np.testing.assert_allclose(fid.line_features(tilted)[:, 2:], f[:, 2:], atol=1e-4)  # heights and jumps
   fewer = strokes_lib.strokes_to_offsets(strokes_lib.downsample_strokes(strokes_lib.offsets_to_strokes(line), 3))
-  assert abs(len(fid.line_features(fewer)) - len(f)) <= 0.08 * len(f)  # about the same ink length at a third of the points
+  assert abs(len(fid.line_features(fewer)) - len(f)) <= 0.08 * len(
+    f
+  )  # about the same ink length at a third of the points
 
 
-@pytest.mark.parametrize("line", [np.zeros((1, 3)), np.array([[0, 0, 0], [0.0, 0.0, 1]]),
-                                  np.array([[0, 0, 0], [np.nan, 1, 1]]), np.zeros((5, 2))])
+@pytest.mark.parametrize(
+  "line",
+  [np.zeros((1, 3)), np.array([[0, 0, 0], [0.0, 0.0, 1]]), np.array([[0, 0, 0], [np.nan, 1, 1]]), np.zeros((5, 2))],
+)
 def test_lines_too_small_or_broken_are_a_clear_error(line):
   with pytest.raises(fid.FidelityError):
     fid.line_features(np.asarray(line, np.float32))
@@ -155,8 +165,9 @@ def test_training_learns_to_tell_synthetic_hands_apart():
   for _ in range(60):
     picks = rng.integers(len(lines), size=16)
     f, m = trainer.random_crops(feats, picks, 96, rng)
-    loss, _ = trainer.train_step(model, optimizer, jnp.asarray(f), jnp.asarray(m), jnp.asarray(labels[picks]),
-                                 margin=0.2, scale=10.0)
+    loss, _ = trainer.train_step(
+      model, optimizer, jnp.asarray(f), jnp.asarray(m), jnp.asarray(labels[picks]), margin=0.2, scale=10.0
+    )
     losses.append(float(loss))
   assert np.mean(losses[-10:]) < 0.8 * np.mean(losses[:10])
   emb = fid.embed_lines(model.encoder, lines)
@@ -171,8 +182,9 @@ def test_evaluate_reports_fidelity_beside_cer(tmp_path):
   workdir = str(tmp_path / "w")
   test_evaluate.save_untrained_writer(workdir, config)
   settings = report_lib.Fidelity(forms=3, sentences=1, bias=0.5, adapt_lines=2)
-  report = report_lib.evaluate(workdir, None, biases=[0.5], seeds=1, out_dir=str(tmp_path / "e"), nll=False,
-                             fidelity=settings)
+  report = report_lib.evaluate(
+    workdir, None, biases=[0.5], seeds=1, out_dir=str(tmp_path / "e"), nll=False, fidelity=settings
+  )
   f = report["fidelity"]
   assert f["forms"] == 3 and len(f["per_form"]) == 3 and f["chance"] == pytest.approx(1 / 3)
   assert 0.0 <= f["rank1"] <= 1.0 and 0.0 <= f["ceiling"] <= 1.0 and f["cer"] > 0.5  # a random network scribbles
@@ -184,8 +196,10 @@ def test_evaluate_reports_fidelity_beside_cer(tmp_path):
     assert 1 <= len(row["adapted_on"]) <= 2 and row["gallery_line"] not in row["adapted_on"]
     assert all(fid.form_of(i) == row["form"] for i in row["adapted_on"])
   assert len(adapted["adapt_seconds"]) == 3 and "adapted" in report_lib.summary(report)
-  for bad, flag in ((report_lib.Fidelity(forms=1), "fidelity_forms"),
-                    (report_lib.Fidelity(adapt_lines=11), "fidelity_adapt_lines")):
+  for bad, flag in (
+    (report_lib.Fidelity(forms=1), "fidelity_forms"),
+    (report_lib.Fidelity(adapt_lines=11), "fidelity_adapt_lines"),
+  ):
     with pytest.raises(report_lib.EvaluateError, match=flag):
       report_lib.evaluate(workdir, None, biases=[0.5], seeds=1, out_dir=str(tmp_path / "e2"), fidelity=bad)
 
@@ -214,7 +228,14 @@ def test_without_the_validation_data_fidelity_says_why(tmp_path):
   config.sample.max_steps_per_char = 4
   config.data.source, config.data.iam_path = "iam", str(tmp_path / "not-here")
   test_evaluate.save_untrained_writer(str(tmp_path / "w"), config)
-  report = report_lib.evaluate(str(tmp_path / "w"), None, biases=[1.0], seeds=1, out_dir=str(tmp_path / "e"),
-                             nll=False, fidelity=report_lib.Fidelity(forms=3, sentences=1))
+  report = report_lib.evaluate(
+    str(tmp_path / "w"),
+    None,
+    biases=[1.0],
+    seeds=1,
+    out_dir=str(tmp_path / "e"),
+    nll=False,
+    fidelity=report_lib.Fidelity(forms=3, sentences=1),
+  )
   assert "--iam_path" in report["fidelity"]["unavailable"]
   assert "fidelity not measured" in report_lib.summary(report)

@@ -66,7 +66,7 @@ def test_points_per_char_follows_config():
     cfg = _small_cfg()
     cfg.num_lines, cfg.valid_lines, cfg.points_per_char = 80, 0, ppc
     lines, texts, _, _ = hershey.generate_corpus(cfg)
-    counts.append(sum(len(l) for l in lines) / sum(len(t) for t in texts))
+    counts.append(sum(len(line) for line in lines) / sum(len(t) for t in texts))
     assert 0.8 * ppc < counts[-1] < 1.25 * ppc
   assert 1.7 < counts[1] / counts[0] < 2.3
 
@@ -115,8 +115,7 @@ def test_writers_vary_in_slant():
   text = "the quick brown fox jumps over the lazy dog"
   fonts = ("scripts", "cursive")
   writers = [hershey.make_writer(np.random.default_rng([7, k]), fonts, 14.0) for k in range(10)]
-  measured = np.array([_slant_deg(hershey.write_line(text, w, np.random.default_rng(0), 30.0))
-                       for w in writers])
+  measured = np.array([_slant_deg(hershey.write_line(text, w, np.random.default_rng(0), 30.0)) for w in writers])
   true = np.degrees([w.slant for w in writers])
   assert np.ptp(measured) > 8.0
   assert np.corrcoef(measured, true)[0, 1] > 0.8
@@ -138,9 +137,9 @@ def test_writers_vary_in_size_and_spacing():
 def test_words_are_joined_into_cursive_strokes(small_corpus):
   """Pen lifts are much fewer than the font's strokes: nearby letters are joined into cursive strokes."""
   _, texts, _, _ = small_corpus
-  glyphs = hershey._font("scripts")  # pylint: disable=protected-access
+  glyphs = hershey._font("scripts")
   font_strokes = sum(len(glyphs[c].strokes) for t in texts for c in t)
-  pen_strokes = sum(int(l[:, 2].sum()) for l in small_corpus[0])
+  pen_strokes = sum(int(line[:, 2].sum()) for line in small_corpus[0])
   assert pen_strokes < 0.6 * font_strokes
 
 

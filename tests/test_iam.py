@@ -2,6 +2,7 @@
 
 import glob
 import os
+import pathlib
 import re
 import shutil
 import tarfile
@@ -236,7 +237,7 @@ def test_unknown_declared_encoding_is_a_format_error():
 
 
 def test_missing_inputs_are_clear_errors(tmp_path):
-  with pytest.raises(ValueError, match="config.data.iam_path is empty.*lineStrokes-all.tar.gz"):
+  with pytest.raises(ValueError, match=r"config.data.iam_path is empty.*lineStrokes-all.tar.gz"):
     iam.find_inputs("")
   missing = str(tmp_path / "nowhere")
   with pytest.raises(ValueError, match=re.escape(missing) + ".*trainset.txt"):
@@ -266,17 +267,18 @@ def test_fast_parser_equals_elementtree_and_defers_to_it_on_anything_unusual(mon
   """The regex fast path gives exactly what ElementTree gives, and hands unusual files to it."""
   paths = sorted(glob.glob(os.path.join(FIXTURE, "lineStrokes", "*", "*", "*.xml")))
   assert len(paths) >= 5
-  datas = [open(p, "rb").read() for p in paths]
-  assert all(iam._fast_strokes(d) is not None for d in datas)  # pylint: disable=protected-access
+  datas = [pathlib.Path(p).read_bytes() for p in paths]
+  assert all(iam._fast_strokes(d) is not None for d in datas)
   fast = [iam.parse_line_strokes(d) for d in datas]
   monkeypatch.setattr(iam, "_fast_strokes", lambda data: None)
   for d, f in zip(datas, fast):
     np.testing.assert_array_equal(f, iam.parse_line_strokes(d))
   monkeypatch.undo()
   # Attributes in another order, or a Point with extra spacing: valid XML the regex does not take.
-  reordered = re.sub(rb'<Point x="([^"]*)" y="([^"]*)" time="([^"]*)"/>', rb'<Point time="\3" y="\2" x="\1"/>',
-                     datas[0])
-  assert reordered != datas[0] and iam._fast_strokes(reordered) is None  # pylint: disable=protected-access
+  reordered = re.sub(
+    rb'<Point x="([^"]*)" y="([^"]*)" time="([^"]*)"/>', rb'<Point time="\3" y="\2" x="\1"/>', datas[0]
+  )
+  assert reordered != datas[0] and iam._fast_strokes(reordered) is None
   np.testing.assert_array_equal(iam.parse_line_strokes(reordered), fast[0])
 
 

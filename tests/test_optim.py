@@ -12,8 +12,10 @@ from handwriting_jax.training import optim
 
 def _random_grads(rng: np.random.Generator, scale: float = 1.0) -> dict[str, np.ndarray]:
   """A small pytree of float32 gradients with entries of mixed magnitude."""
-  return {"w_4x3": (rng.normal(size=(4, 3)) * scale).astype(np.float32),
-          "b_5": (rng.normal(size=(5,)) * scale * rng.uniform(0.01, 3.0, size=(5,))).astype(np.float32)}
+  return {
+    "w_4x3": (rng.normal(size=(4, 3)) * scale).astype(np.float32),
+    "b_5": (rng.normal(size=(5,)) * scale * rng.uniform(0.01, 3.0, size=(5,))).astype(np.float32),
+  }
 
 
 def _global_norm(tree: dict[str, np.ndarray]) -> float:
@@ -51,7 +53,7 @@ def test_graves_rmsprop_matches_numpy_eqs_38_to_41():
   for t, grads in enumerate(grads_seq):
     for k, eps_k in grads.items():
       eps_k = eps_k.astype(np.float64)  # ∂L/∂w_i
-      n[k] = aleph * n[k] + (1 - aleph) * eps_k ** 2  # eq. 38
+      n[k] = aleph * n[k] + (1 - aleph) * eps_k**2  # eq. 38
       g[k] = aleph * g[k] + (1 - aleph) * eps_k  # eq. 39
       delta[k] = beth * delta[k] - gimel * eps_k / np.sqrt(n[k] - g[k] ** 2 + daleth)  # eq. 40
       # eq. 41: w_i <- w_i + Δ_i, so the update optax applies must be Δ_i itself.

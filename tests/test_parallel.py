@@ -28,8 +28,16 @@ TIMEOUT_S = 240
 NUM_DEVICES = 4
 # Float32 sums in a different order (per-device partial sums, all-reduce) and nothing else.
 RTOL, ATOL = 2e-4, 1e-6
-_CLUSTER_VARS = ("JAX_COORDINATOR_ADDRESS", "JAX_COORDINATOR_PORT", "JAX_NUM_PROCESSES", "JAX_PROCESS_ID",
-                 "JAX_LOCAL_DEVICE_IDS", "JAX_PLATFORMS", "XLA_FLAGS", "CUDA_VISIBLE_DEVICES")
+_CLUSTER_VARS = (
+  "JAX_COORDINATOR_ADDRESS",
+  "JAX_COORDINATOR_PORT",
+  "JAX_NUM_PROCESSES",
+  "JAX_PROCESS_ID",
+  "JAX_LOCAL_DEVICE_IDS",
+  "JAX_PLATFORMS",
+  "XLA_FLAGS",
+  "CUDA_VISIBLE_DEVICES",
+)
 
 
 def _env(num_devices: int, **extra: str) -> dict[str, str]:
@@ -48,14 +56,25 @@ def _tail(text: str | bytes | None, chars: int = 6000) -> str:
 def _worker(command: str, out: str, num_devices: int) -> None:
   """Run one worker command to completion; fail with its stderr."""
   try:
-    proc = subprocess.run([sys.executable, WORKER, command, out], env=_env(num_devices), cwd=REPO,
-                          capture_output=True, text=True, timeout=TIMEOUT_S, check=False)
+    proc = subprocess.run(
+      [sys.executable, WORKER, command, out],
+      env=_env(num_devices),
+      cwd=REPO,
+      capture_output=True,
+      text=True,
+      timeout=TIMEOUT_S,
+      check=False,
+    )
   except subprocess.TimeoutExpired as e:
-    pytest.fail(f"`parallel_worker.py {command}` ({num_devices} devices) timed out after {TIMEOUT_S} s; "
-                f"stderr:\n{_tail(e.stderr)}")
+    pytest.fail(
+      f"`parallel_worker.py {command}` ({num_devices} devices) timed out after {TIMEOUT_S} s; "
+      f"stderr:\n{_tail(e.stderr)}"
+    )
   if proc.returncode:
-    pytest.fail(f"`parallel_worker.py {command}` ({num_devices} devices) exited with {proc.returncode}; "
-                f"stderr:\n{_tail(proc.stderr)}")
+    pytest.fail(
+      f"`parallel_worker.py {command}` ({num_devices} devices) exited with {proc.returncode}; "
+      f"stderr:\n{_tail(proc.stderr)}"
+    )
 
 
 def _read(path: str) -> str:
@@ -111,11 +130,21 @@ def _run_multihost(out: str) -> list[tuple[int | None, str]]:
   port = _free_port()
   procs, logs = [], [os.path.join(out, f"multihost_{rank}.log") for rank in range(2)]
   for rank, log in enumerate(logs):
-    env = _env(1, SLURM_JOB_ID="4242", SLURM_STEP_NODELIST="127.0.0.1", SLURM_NTASKS="2",
-               SLURM_PROCID=str(rank), SLURM_LOCALID=str(rank), JAX_COORDINATOR_PORT=str(port))
+    env = _env(
+      1,
+      SLURM_JOB_ID="4242",
+      SLURM_STEP_NODELIST="127.0.0.1",
+      SLURM_NTASKS="2",
+      SLURM_PROCID=str(rank),
+      SLURM_LOCALID=str(rank),
+      JAX_COORDINATOR_PORT=str(port),
+    )
     with open(log, "w", encoding="utf-8") as err:  # files, not pipes: a chatty process cannot block on a full pipe
-      procs.append(subprocess.Popen([sys.executable, WORKER, "multihost", out], env=env, cwd=REPO,
-                                    stdout=subprocess.DEVNULL, stderr=err))
+      procs.append(
+        subprocess.Popen(
+          [sys.executable, WORKER, "multihost", out], env=env, cwd=REPO, stdout=subprocess.DEVNULL, stderr=err
+        )
+      )
   deadline = time.monotonic() + TIMEOUT_S
   codes = []
   for proc in procs:
@@ -171,11 +200,13 @@ def test_checkpoint_from_four_devices_restores_on_one(restored):
 
 
 def test_two_processes_equal_single_process(out, multihost):
-  for rank, (code, err) in enumerate(multihost):
+  for rank, (code, _err) in enumerate(multihost):
     if code != 0:
       status = f"timed out after {TIMEOUT_S} s" if code is None else f"exited with {code}"
-      pytest.fail(f"multi-process worker {rank} {status}; stderr of each process:\n"
-                  + "\n".join(f"--- process {r} ---\n{_tail(e)}" for r, (_, e) in enumerate(multihost)))
+      pytest.fail(
+        f"multi-process worker {rank} {status}; stderr of each process:\n"
+        + "\n".join(f"--- process {r} ---\n{_tail(e)}" for r, (_, e) in enumerate(multihost))
+      )
   single = _load(out, "single")
   for path in ("jit", "pmap"):
     result = _load(out, f"multihost_{path}")
@@ -204,15 +235,18 @@ def test_batch_not_divisible_by_devices_is_a_config_error():
 def test_main_imports_without_starting_jax():
   """`jax.distributed.initialize` must come before any JAX computation, so importing main may not start a backend;
   a half-given cluster is a one-line error."""
-  code = ("import sys\n"
-          "import handwriting_jax.main as m\n"
-          "from jax._src import xla_bridge\n"
-          "assert not xla_bridge.backends_are_initialized(), 'importing handwriting_jax.main started a JAX backend'\n"
-          "from absl import app\n"
-          "sys.argv = ['main', '--config=configs/synthesis.py:tiny', '--workdir=unused', '--num_processes=2']\n"
-          "app.run(m.main)\n")
-  proc = subprocess.run([sys.executable, "-c", code], env=_env(1), cwd=REPO, capture_output=True, text=True,
-                        timeout=TIMEOUT_S, check=False)
+  code = (
+    "import sys\n"
+    "import handwriting_jax.main as m\n"
+    "from jax._src import xla_bridge\n"
+    "assert not xla_bridge.backends_are_initialized(), 'importing handwriting_jax.main started a JAX backend'\n"
+    "from absl import app\n"
+    "sys.argv = ['main', '--config=configs/synthesis.py:tiny', '--workdir=unused', '--num_processes=2']\n"
+    "app.run(m.main)\n"
+  )
+  proc = subprocess.run(
+    [sys.executable, "-c", code], env=_env(1), cwd=REPO, capture_output=True, text=True, timeout=TIMEOUT_S, check=False
+  )
   assert proc.returncode == 1, proc.stderr
   last = proc.stderr.strip().splitlines()[-1]
   assert last.startswith("error: ") and "JAX_COORDINATOR_ADDRESS" in last and "JAX_PROCESS_ID" in last, proc.stderr
@@ -222,8 +256,13 @@ def test_main_imports_without_starting_jax():
 # ---------------------------------------------------------------------------------------------------------------
 # distributed_args: what `jax.distributed.initialize` is given.
 
-SLURM_STEP = {"SLURM_JOB_ID": "123", "SLURM_STEP_NODELIST": "gpu[01-02]", "SLURM_NTASKS": "2",
-              "SLURM_PROCID": "1", "SLURM_LOCALID": "0"}
+SLURM_STEP = {
+  "SLURM_JOB_ID": "123",
+  "SLURM_STEP_NODELIST": "gpu[01-02]",
+  "SLURM_NTASKS": "2",
+  "SLURM_PROCID": "1",
+  "SLURM_LOCALID": "0",
+}
 
 
 def test_no_cluster_is_single_process():
@@ -244,18 +283,23 @@ def test_slurm_step_is_detected():
 
 def test_explicit_arguments_win():
   env = {"JAX_COORDINATOR_ADDRESS": "10.0.0.1:1234", "JAX_NUM_PROCESSES": "4", "JAX_PROCESS_ID": "3"}
-  assert parallel.distributed_args(env) == {"coordinator_address": "10.0.0.1:1234", "num_processes": 4,
-                                            "process_id": 3}
-  assert parallel.distributed_args(env, "host:9", 2, 0) == {"coordinator_address": "host:9", "num_processes": 2,
-                                                            "process_id": 0}
+  assert parallel.distributed_args(env) == {"coordinator_address": "10.0.0.1:1234", "num_processes": 4, "process_id": 3}
+  assert parallel.distributed_args(env, "host:9", 2, 0) == {
+    "coordinator_address": "host:9",
+    "num_processes": 2,
+    "process_id": 0,
+  }
   # Under srun, a coordinator alone is enough: SLURM gives the count and the id.
   assert parallel.distributed_args(SLURM_STEP, coordinator_address="gpu01:5555") == {
-      "coordinator_address": "gpu01:5555", "num_processes": None, "process_id": None,
-      "cluster_detection_method": "slurm"}
+    "coordinator_address": "gpu01:5555",
+    "num_processes": None,
+    "process_id": None,
+    "cluster_detection_method": "slurm",
+  }
 
 
 def test_partial_arguments_name_what_is_missing():
-  with pytest.raises(parallel.ClusterConfigError, match="missing the coordinator address.*JAX_PROCESS_ID") as e:
+  with pytest.raises(parallel.ClusterConfigError, match=r"missing the coordinator address.*JAX_PROCESS_ID") as e:
     parallel.distributed_args({}, num_processes=2)
   assert "JAX_NUM_PROCESSES" not in str(e.value)
   with pytest.raises(parallel.ClusterConfigError, match=r"missing the number of processes \(JAX_NUM_PROCESSES"):

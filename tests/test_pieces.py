@@ -29,7 +29,7 @@ def _line(words: list[list[np.ndarray]]) -> np.ndarray:
 
 
 def test_written_words_join_punctuation():
-  assert pieces.written_words('Mr . Smith , he said .') == ["Mr .", "Smith ,", "he", "said ."]
+  assert pieces.written_words("Mr . Smith , he said .") == ["Mr .", "Smith ,", "he", "said ."]
   assert pieces.written_words('" Hello there') == ['" Hello', "there"]
 
 

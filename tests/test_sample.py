@@ -41,12 +41,15 @@ def _prime(n: int = 25, seed: int = 0) -> sample.Prime:
 
 def test_window_finished_on_hand_built_phi():
   # Text lengths U = 3 and 2; V = 5 positions (u = 1..5).
-  phi = np.array([
+  phi = np.array(
+    [
       [0.1, 0.2, 0.9, 0.5, 7.0],  # U=3: φ(U+1)=0.5 < max(0.1, 0.2, 0.9): not finished (position 5 ignored)
       [0.1, 0.2, 0.4, 0.5, 0.0],  # U=3: φ(4)=0.5 > all of u<=3: finished
       [0.1, 0.3, 0.3, 9.0, 9.0],  # U=2: φ(3)=0.3 > 0.1 but not > 0.3 (strict): not finished
       [0.1, 0.2, 0.3, 0.0, 0.0],  # U=2: φ(3)=0.3 > 0.1, 0.2: finished, later positions ignored
-  ], np.float32)
+    ],
+    np.float32,
+  )
   lengths = np.array([3, 3, 2, 2], np.int32)
   got = np.asarray(jax.jit(sample.window_finished)(phi, lengths))
   np.testing.assert_array_equal(got, [False, True, False, True])
@@ -136,7 +139,7 @@ def test_denormalised_lines():
 
 
 def test_same_seed_same_strokes_other_seed_differs(synth):
-  kw = dict(texts=["abc de", "fgh"], alphabet=ALPHABET, bias=0.3, max_steps_per_char=8)
+  kw = {"texts": ["abc de", "fgh"], "alphabet": ALPHABET, "bias": 0.3, "max_steps_per_char": 8}
   a = sample.sample(synth, jax.random.key(7), **kw)
   b = sample.sample(synth, jax.random.key(7), **kw)
   c = sample.sample(synth, jax.random.key(8), **kw)
@@ -152,7 +155,7 @@ def test_large_bias_writes_the_mode():
   # them (gaps of 0.5, far above the input-dependent part) to make the most probable component well defined.
   model = _model("synthesis", seed=3)
   model.b_y[...] = model.b_y[...].at[1:4].set(jnp.array([0.0, 0.5, 1.0]))
-  kw = dict(texts=["abc de", "abc de"], alphabet=ALPHABET, bias=np.array([1e3, 0.0]), max_steps_per_char=8)
+  kw = {"texts": ["abc de", "abc de"], "alphabet": ALPHABET, "bias": np.array([1e3, 0.0]), "max_steps_per_char": 8}
   runs = [sample.sample(model, jax.random.key(s), **kw) for s in (0, 1)]
   for out in runs:
     n = out.lengths_B[0]
@@ -163,8 +166,9 @@ def test_large_bias_writes_the_mode():
     np.testing.assert_array_equal(out.strokes_BxTx3[0, :n, :2], mode)
     assert np.all(np.exp(out.mixture.log_sigma[0, :n]) == 0)
     m1 = out.lengths_B[1]
-    mode1 = np.take_along_axis(out.mixture.mu[1, :m1], np.argmax(out.mixture.log_pi[1, :m1], -1)[:, None, None],
-                               axis=1)[:, 0]
+    mode1 = np.take_along_axis(
+      out.mixture.mu[1, :m1], np.argmax(out.mixture.log_pi[1, :m1], -1)[:, None, None], axis=1
+    )[:, 0]
     assert not np.allclose(out.strokes_BxTx3[1, :m1, :2], mode1)
   # Same first input and state, so the first point's (dx, dy) is identical across seeds; the rest of the
   # trajectory agrees up to the first step where the eos draws differ.
@@ -228,8 +232,9 @@ def test_conditioning_texts_joins_with_a_space_only_when_known():
 
 def test_bad_prime_is_an_error(synth):
   with pytest.raises(sample.SamplingError, match="shape"):
-    sample.sample(synth, jax.random.key(0), texts=["ab"], alphabet=ALPHABET,
-                  prime=sample.Prime(np.zeros((0, 3), np.float32), "ab"))
+    sample.sample(
+      synth, jax.random.key(0), texts=["ab"], alphabet=ALPHABET, prime=sample.Prime(np.zeros((0, 3), np.float32), "ab")
+    )
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -243,7 +248,7 @@ def test_unknown_characters_are_listed(synth):
 
 @pytest.mark.parametrize("texts", [[""], ["ab", "   "], []])
 def test_empty_text_is_an_error(synth, texts):
-  with pytest.raises(sample.SamplingError, match="empty|no text"):
+  with pytest.raises(sample.SamplingError, match=r"empty|no text"):
     sample.sample(synth, jax.random.key(0), texts=texts, alphabet=ALPHABET)
 
 
@@ -267,10 +272,16 @@ def test_prime_lead_steps_cut_where_the_window_reaches_the_new_text():
   lead = sample.prime_lead_steps(phi, np.array([8, 6]), prefix_len=2)
   np.testing.assert_array_equal(lead, [5, 0])
   samples = sample.Samples(
-      strokes_BxTx3=strokes, mask_BxT=np.ones((2, 8), np.float32), lengths_B=np.array([8, 6], np.int32),
-      finished_B=np.array([True, False]), lines=[strokes[0], strokes[1, :6]], texts=["ab cd", "ab cd"],
-      mixture=mdn.MixtureParams(*[np.zeros((2, 8, 1), np.float32)] * 5), phi_BxTxU=phi,
-      kappa_BxTxK=np.zeros((2, 8, 1), np.float32))
+    strokes_BxTx3=strokes,
+    mask_BxT=np.ones((2, 8), np.float32),
+    lengths_B=np.array([8, 6], np.int32),
+    finished_B=np.array([True, False]),
+    lines=[strokes[0], strokes[1, :6]],
+    texts=["ab cd", "ab cd"],
+    mixture=mdn.MixtureParams(*[np.zeros((2, 8, 1), np.float32)] * 5),
+    phi_BxTxU=phi,
+    kappa_BxTxK=np.zeros((2, 8, 1), np.float32),
+  )
   out = sample.drop_leading_steps(samples, lead)
   np.testing.assert_array_equal(out.lengths_B, [3, 6])
   np.testing.assert_array_equal(out.lines[0][:, 0], [5, 6, 7])
@@ -281,7 +292,7 @@ def test_prime_lead_steps_cut_where_the_window_reaches_the_new_text():
 
 def test_lift_stop_rule_finishes_the_stroke_under_way(synth):
   texts = ["ab", "a", "abc", "b"] * 4
-  kw = dict(texts=texts, alphabet=ALPHABET, max_steps_per_char=100, bias=0.0)
+  kw = {"texts": texts, "alphabet": ALPHABET, "max_steps_per_char": 100, "bias": 0.0}
   paper = sample.sample(synth, jax.random.key(0), **kw)
   lift = sample.sample(synth, jax.random.key(0), stop_rule="lift", **kw)
   assert paper.finished_B.all() and lift.finished_B.all()
@@ -290,9 +301,9 @@ def test_lift_stop_rule_finishes_the_stroke_under_way(synth):
     assert n_l >= n_p
     # The same draws up to the paper's stop (whose pen lift the paper rule forces), then the stroke goes on
     # until the first lift the network itself samples.
-    np.testing.assert_array_equal(lift.strokes_BxTx3[b, :n_p - 1], paper.strokes_BxTx3[b, :n_p - 1])
+    np.testing.assert_array_equal(lift.strokes_BxTx3[b, : n_p - 1], paper.strokes_BxTx3[b, : n_p - 1])
     np.testing.assert_array_equal(lift.strokes_BxTx3[b, n_p - 1, :2], paper.strokes_BxTx3[b, n_p - 1, :2])
-    np.testing.assert_array_equal(lift.strokes_BxTx3[b, n_p - 1:n_l - 1, 2], 0.0)
+    np.testing.assert_array_equal(lift.strokes_BxTx3[b, n_p - 1 : n_l - 1, 2], 0.0)
     assert lift.strokes_BxTx3[b, n_l - 1, 2] == 1.0
   assert np.any(lift.lengths_B > paper.lengths_B)
 
@@ -326,10 +337,12 @@ def test_unknown_stop_rule_is_an_error(synth):
 
 
 def test_display_lines_draw_a_downsampled_network_at_the_raw_rate():
-  from handwriting_jax.data import strokes  # pylint: disable=g-import-not-at-top
+  from handwriting_jax.data import strokes
+
   rng = np.random.default_rng(0)
-  lines = [np.concatenate([rng.normal(size=(n, 2)), (np.arange(n) % 4 == 3)[:, None]], 1).astype(np.float32)
-           for n in (9, 14)]
+  lines = [
+    np.concatenate([rng.normal(size=(n, 2)), (np.arange(n) % 4 == 3)[:, None]], 1).astype(np.float32) for n in (9, 14)
+  ]
   cfg = defaults.apply_variant(defaults.base_config("synthesis"), "iam_small")  # downsample 3, resample "spline"
   shown = sample.display_lines(lines, cfg)
   for line, out in zip(lines, shown):

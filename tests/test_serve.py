@@ -43,11 +43,15 @@ def service(tmp_path_factory):
   config = synthesis_config.get_config("tiny")
   config.sample.max_steps_per_char = 3  # short lines: the tests are about the plumbing
   alphabet = Alphabet(CHARS)
-  _, state = step_lib.create_train_state(networks.create_model(config, alphabet.size),
-                                         optim.make_optimizer(config.optim, config.train.num_steps))
+  _, state = step_lib.create_train_state(
+    networks.create_model(config, alphabet.size), optim.make_optimizer(config.optim, config.train.num_steps)
+  )
   ckpt = ckpt_lib.Checkpointer(workdir)
-  ckpt.save(1, state, {"config": json.loads(config.to_json_best_effort()), "alphabet": alphabet.chars,
-                       "norm": STATS.to_arrays()})
+  ckpt.save(
+    1,
+    state,
+    {"config": json.loads(config.to_json_best_effort()), "alphabet": alphabet.chars, "norm": STATS.to_arrays()},
+  )
   ckpt.close()
   rng = np.random.default_rng(0)
   style = np.concatenate([rng.normal(size=(40, 2)) * 4, (rng.random((40, 1)) < 0.15)], axis=1).astype(np.float32)
@@ -132,8 +136,11 @@ def _wait_learnt(server: str, hand: str, timeout_s: float = 180) -> list[dict]:
 def test_a_result_does_not_depend_on_what_shared_its_batch(service):
   alone = service.write({"text": "hello there", "seed": 5, "bias": 0.5})
   calls = service.batched.calls
-  bodies = [{"text": "hello there", "seed": 5, "bias": 0.5}, {"text": "a different text", "seed": 1},
-            {"text": "more", "seed": 5, "bias": 2.0}]
+  bodies = [
+    {"text": "hello there", "seed": 5, "bias": 0.5},
+    {"text": "a different text", "seed": 1},
+    {"text": "more", "seed": 5, "bias": 2.0},
+  ]
   with concurrent.futures.ThreadPoolExecutor(3) as pool:
     results = list(pool.map(service.write, bodies))
   assert service.batched.calls == calls + 1  # the three requests went in one sampler call
@@ -146,7 +153,7 @@ def test_a_result_does_not_depend_on_what_shared_its_batch(service):
 def test_lines_wrap_and_each_line_is_written(service):
   out = service.write({"text": "word " * 20, "seed": 0})
   assert len(out["texts"]) == len(writer_lib.wrap_text(" ".join(["word"] * 20), app_lib.LINE_WIDTH)) > 1
-  assert len(out["lines"]) == len(out["texts"]) and out["svg"].count("<g id=\"line-") == len(out["texts"])
+  assert len(out["lines"]) == len(out["texts"]) and out["svg"].count('<g id="line-') == len(out["texts"])
 
 
 def test_canvas_strokes_map_to_training_units():
@@ -163,9 +170,17 @@ def test_canvas_strokes_map_to_training_units():
   np.testing.assert_allclose(np.linalg.norm(np.diff(first, axis=0), axis=1), 5.0, rtol=1e-5)  # its point spacing
 
 
-@pytest.mark.parametrize("strokes, message", [
-    ([], "non-empty list"), ([[[1, 2]], "x"], r"strokes\[1\]"), ([[[0, 0], [float("nan"), 1]]], "non-finite"),
-    ([[[0, 0], [1e9, 1]]], "absurd"), ([[[0, 0], [1, 1]]], "too small"), ([[[0, 0], [1, 1]] * 3000], "at most")])
+@pytest.mark.parametrize(
+  "strokes, message",
+  [
+    ([], "non-empty list"),
+    ([[[1, 2]], "x"], r"strokes\[1\]"),
+    ([[[0, 0], [float("nan"), 1]]], "non-finite"),
+    ([[[0, 0], [1e9, 1]]], "absurd"),
+    ([[[0, 0], [1, 1]]], "too small"),
+    ([[[0, 0], [1, 1]] * 3000], "at most"),
+  ],
+)
 def test_bad_canvas_strokes_are_named(strokes, message):
   with pytest.raises(app_lib.RequestError, match=message):
     app_lib.canvas_to_offsets(strokes, app_lib.HandScale(100.0, 5.0))
@@ -186,14 +201,20 @@ def test_page_health_and_styles(server):
 
 def test_write_over_http_with_a_hand_written_prime(server):
   hand = [[[10 + 3 * i, 40 + 20 * np.sin(i / 3)] for i in range(40)], [[150, 30], [160, 60]]]
-  status, out = _post(server + "/api/write", json.dumps(
-      {"text": "ab ba", "seed": 3, "prime": {"strokes": hand, "text": "hi there"}}).encode())
+  status, out = _post(
+    server + "/api/write",
+    json.dumps({"text": "ab ba", "seed": 3, "prime": {"strokes": hand, "text": "hi there"}}).encode(),
+  )
   assert status == 200, out
   assert out["svg"].startswith("<?xml") and "<path" in out["svg"] and len(out["lines"]) == 1
 
 
-@pytest.mark.parametrize("body, message", [
-    (b"{not json", "not JSON"), (b"[1, 2]", "JSON object"), (b'{"text": ""}', "non-empty"),
+@pytest.mark.parametrize(
+  "body, message",
+  [
+    (b"{not json", "not JSON"),
+    (b"[1, 2]", "JSON object"),
+    (b'{"text": ""}', "non-empty"),
     (json.dumps({"text": "x" * 401}).encode(), "at most 400"),
     (json.dumps({"text": "hello WORLD 42"}).encode(), "cannot write"),
     (json.dumps({"text": "ab", "bias": -1}).encode(), "bias must be in"),
@@ -208,7 +229,8 @@ def test_write_over_http_with_a_hand_written_prime(server):
     (json.dumps({"text": "ab", "style": "style_0", "prime": {}}).encode(), "not both"),
     (b'{"text": "ab", "prime": {"strokes": [[[0, 0], [NaN, 1]]], "text": "ab"}}', "non-finite"),
     (json.dumps({"text": "ab", "prime": {"strokes": [[[0, 0], [50, 50]]], "text": ""}}).encode(), "prime.text"),
-])
+  ],
+)
 def test_bad_requests_are_one_line_400s_and_the_server_stays_up(server, body, message):
   status, out = _post(server + "/api/write", body)
   assert status == 400 and message in out["error"] and "\n" not in out["error"], out
@@ -221,22 +243,31 @@ def test_bad_requests_are_one_line_400s_and_the_server_stays_up(server, body, me
 _LINE = {"strokes": _canvas_line(), "text": "hi there"}
 
 
-@pytest.mark.parametrize("body, message", [
-    (b"[1]", "JSON object"), (b"{}", "lines must be a non-empty list"), (b'{"lines": []}', "non-empty list"),
+@pytest.mark.parametrize(
+  "body, message",
+  [
+    (b"[1]", "JSON object"),
+    (b"{}", "lines must be a non-empty list"),
+    (b'{"lines": []}', "non-empty list"),
     (json.dumps({"lines": [_LINE] * 6}).encode(), "6 lines given; learning a hand takes 1 to 5"),
     (json.dumps({"lines": ["hi"]}).encode(), "line 1 must be an object"),
     (json.dumps({"lines": [_LINE, {"strokes": "x", "text": "ab"}]}).encode(), "line 2: strokes must be a non-empty"),
     (b'{"lines": [{"strokes": [[[0, 0], [NaN, 1]]], "text": "ab"}]}', "line 1: strokes[0] holds non-finite"),
-    (json.dumps({"lines": [_LINE, _LINE, {"strokes": [[[0, 0], [1, 1]]], "text": "ab"}]}).encode(),
-     "line 3: the hand-written line is too small"),
+    (
+      json.dumps({"lines": [_LINE, _LINE, {"strokes": [[[0, 0], [1, 1]]], "text": "ab"}]}).encode(),
+      "line 3: the hand-written line is too small",
+    ),
     (json.dumps({"lines": [_LINE, {"strokes": _canvas_line(), "text": " "}]}).encode(), "line 2: its text must say"),
-    (json.dumps({"lines": [_LINE, {"strokes": _canvas_line(), "text": "Hi 42"}]}).encode(),
-     "line 2 ('Hi 42'): the text holds characters this model cannot write"),
-])
+    (
+      json.dumps({"lines": [_LINE, {"strokes": _canvas_line(), "text": "Hi 42"}]}).encode(),
+      "line 2 ('Hi 42'): the text holds characters this model cannot write",
+    ),
+  ],
+)
 def test_bad_adapt_requests_are_one_line_400s_naming_the_line(server, service, body, message):
   status, out = _post(server + "/api/adapt", body)
   assert status == 400 and message in out["error"] and "\n" not in out["error"], out
-  assert not any(h.state == "running" for h in service._hands.values())  # pylint: disable=protected-access
+  assert not any(h.state == "running" for h in service._hands.values())
   assert _get(server + "/healthz")[0] == 200
 
 
@@ -272,19 +303,23 @@ def test_a_learnt_hand_writes_with_its_own_parameters_and_the_base_writer_is_unc
 
   # With the hand: its own first line primes it, or the prime given; different strokes from the base writer's, from
   # the sampler compiled for the base writer (the same shapes: no new compile).
-  compiled = sample_lib._sample_scan._cache_size()  # pylint: disable=protected-access
+  compiled = sample_lib._sample_scan._cache_size()
   status, mine = _post(server + "/api/write", json.dumps({"text": "ab ba", "seed": 4, "hand": hand}).encode())
   assert status == 200 and mine["hand"] == hand and len(mine["lines"]) == 1 and "<path" in mine["svg"], mine
-  assert sample_lib._sample_scan._cache_size() == compiled  # pylint: disable=protected-access
-  status, mine_primed = _post(server + "/api/write", json.dumps(
-      {"text": "ab ba", "seed": 4, "prime": prime, "hand": hand}).encode())
+  assert sample_lib._sample_scan._cache_size() == compiled
+  status, mine_primed = _post(
+    server + "/api/write", json.dumps({"text": "ab ba", "seed": 4, "prime": prime, "hand": hand}).encode()
+  )
   assert status == 200 and mine_primed["lines"] != primed_before[1]["lines"]
-  status, styled = _post(server + "/api/write", json.dumps(
-      {"text": "ab ba", "seed": 4, "style": "style_0", "hand": hand}).encode())
+  status, styled = _post(
+    server + "/api/write", json.dumps({"text": "ab ba", "seed": 4, "style": "style_0", "hand": hand}).encode()
+  )
   assert status == 200 and styled["hand"] == hand
   # Without it: the base writer, bitwise as before.
-  for body, before in (({"text": "ab ba", "seed": 4}, free_before), ({"text": "ab ba", "seed": 4, "prime": prime},
-                                                                     primed_before)):
+  for body, before in (
+    ({"text": "ab ba", "seed": 4}, free_before),
+    ({"text": "ab ba", "seed": 4, "prime": prime}, primed_before),
+  ):
     status, after = _post(server + "/api/write", json.dumps(body).encode())
     assert status == 200 and after["hand"] is None and after["lines"] == before[1]["lines"]
 
@@ -292,9 +327,11 @@ def test_a_learnt_hand_writes_with_its_own_parameters_and_the_base_writer_is_unc
 def test_lines_of_different_hands_never_share_a_sampler_call(service):
   calls = service.batched.calls
   writer = service.writer
-  futures = [service.batched.submit(["ab"], 0.5, 1, None, ""),
-             service.batched.submit(["ab"], 0.5, 1, None, "", writer=writer, writer_key="other"),
-             service.batched.submit(["cd"], 0.5, 2, None, "")]
+  futures = [
+    service.batched.submit(["ab"], 0.5, 1, None, ""),
+    service.batched.submit(["ab"], 0.5, 1, None, "", writer=writer, writer_key="other"),
+    service.batched.submit(["cd"], 0.5, 2, None, ""),
+  ]
   first, other, third = (f.result(timeout=120) for f in futures)
   assert service.batched.calls == calls + 2  # the base writer's two requests together, the other hand's alone
   np.testing.assert_array_equal(first[0], other[0])  # the same network under another key: the same strokes
@@ -366,6 +403,7 @@ def test_one_hand_is_learnt_at_a_time_failures_are_reported_and_old_hands_are_fo
 # ---------------------------------------------------------------------------------------------------------------
 # The page in a real browser: headless Chromium (Debian chromium + chromium-driver, installed by .ci/run).
 
+
 def _chromium(tmp_path):
   """A headless Chromium driven by Debian's chromedriver, with a fresh profile; fails (never skips) without it."""
   try:
@@ -376,7 +414,8 @@ def _chromium(tmp_path):
 
 def _draw_line(browser, canvas, wave: int = 12) -> None:
   """Draw a wavy stroke and a short down stroke across the left of the canvas, with the mouse."""
-  from selenium.webdriver.common.action_chains import ActionChains  # pylint: disable=g-import-not-at-top
+  from selenium.webdriver.common.action_chains import ActionChains
+
   pen = ActionChains(browser).move_to_element_with_offset(canvas, -400, 0).click_and_hold()
   for i in range(30):
     pen.move_by_offset(6, int(wave * np.sin(i / 2)) - int(wave * np.sin((i - 1) / 2)))
@@ -387,9 +426,10 @@ def test_the_page_writes_typed_text_and_then_in_a_hand_drawn_on_its_canvas(serve
   """Type text, press write, wait for the animated SVG; then draw a prime on the canvas, say what it reads, write
   again in that hand; add that line, draw another, learn the hand, write in it, forget it; no error shown, no
   console error, downloads offered, a screenshot saved."""
-  from selenium.webdriver.common.by import By  # pylint: disable=g-import-not-at-top
-  from selenium.webdriver.support import expected_conditions as ec  # pylint: disable=g-import-not-at-top
-  from selenium.webdriver.support.ui import Select, WebDriverWait  # pylint: disable=g-import-not-at-top
+  from selenium.webdriver.common.by import By
+  from selenium.webdriver.support import expected_conditions as ec
+  from selenium.webdriver.support.ui import Select, WebDriverWait
+
   browser = _chromium(tmp_path)
   try:
     wait = WebDriverWait(browser, 120)

@@ -35,8 +35,7 @@ def test_offsets_round_trip_exact():
 
 def test_offsets_are_differences():
   p = np.array([[10, 20, 0], [13, 18, 1], [30, 5, 0], [31, 5, 1]], np.float32)
-  np.testing.assert_array_equal(strokes.points_to_offsets(p),
-                                [[0, 0, 0], [3, -2, 1], [17, -13, 0], [1, 0, 1]])
+  np.testing.assert_array_equal(strokes.points_to_offsets(p), [[0, 0, 0], [3, -2, 1], [17, -13, 0], [1, 0, 1]])
 
 
 def test_bad_shapes_raise():
@@ -60,8 +59,11 @@ def test_strokes_round_trip_and_single_point_stroke():
 
 
 def test_drop_repeated_points_moves_eos():
-  s = [np.array([[0.0, 0.0], [1.0, 1.0], [1.0, 1.0], [2.0, 0.0], [2.0, 0.0], [2.0, 0.0]]),
-       np.array([[2.0, 0.0]]), np.array([[3.0, 3.0], [4.0, 4.0]])]
+  s = [
+    np.array([[0.0, 0.0], [1.0, 1.0], [1.0, 1.0], [2.0, 0.0], [2.0, 0.0], [2.0, 0.0]]),
+    np.array([[2.0, 0.0]]),
+    np.array([[3.0, 3.0], [4.0, 4.0]]),
+  ]
   off = strokes.strokes_to_offsets(s)
   out, removed = strokes.drop_repeated_points(off)
   assert removed == 3  # not the single-point stroke that starts where the last one ended
@@ -200,8 +202,9 @@ def test_norm_stats_invertible_and_eos_untouched():
   for normalise_mean in (False, True):
     stats = strokes.NormStats.fit(lines, normalise_mean=normalise_mean)
     flat = np.concatenate([stats.normalise(x) for x in lines])
-    np.testing.assert_allclose(np.sqrt(np.mean((flat[:, :2] - flat[:, :2].mean(0) * normalise_mean) ** 2, 0)),
-                               1.0, rtol=1e-5)
+    np.testing.assert_allclose(
+      np.sqrt(np.mean((flat[:, :2] - flat[:, :2].mean(0) * normalise_mean) ** 2, 0)), 1.0, rtol=1e-5
+    )
     if normalise_mean:
       np.testing.assert_allclose(flat[:, :2].mean(0), 0.0, atol=1e-5)
     else:

@@ -39,8 +39,11 @@ from handwriting_jax.training import step as step_lib
 from handwriting_jax.writing import writer as writer_lib
 
 _REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-_CACHE_FLAGS = ("jax_compilation_cache_dir", "jax_persistent_cache_min_compile_time_secs",
-                "jax_persistent_cache_min_entry_size_bytes")
+_CACHE_FLAGS = (
+  "jax_compilation_cache_dir",
+  "jax_persistent_cache_min_compile_time_secs",
+  "jax_persistent_cache_min_entry_size_bytes",
+)
 # The corpus every run trains on: small enough to generate in a fraction of a second; one bucket, so that a run
 # compiles one train step and one evaluation step.
 _DATA_OVERRIDES = {"embedded.num_lines": 48, "embedded.valid_lines": 8, "num_buckets": 1}
@@ -84,7 +87,7 @@ def restore(workdir: str, cfg: ml_collections.ConfigDict, step: int | None = Non
   try:
     alphabet = Alphabet(ckpt.restore_metadata(step)["alphabet"])
     tx = optim.make_optimizer(cfg.optim, cfg.train.num_steps)
-    model = lambda: networks.create_model(cfg, alphabet.size)  # noqa: E731
+    model = lambda: networks.create_model(cfg, alphabet.size)
     ema = cfg.train.ema_decay > 0
     _, abstract = nnx.eval_shape(lambda: step_lib.create_train_state(model(), tx, ema=ema))
     return ckpt.restore(abstract, step)
@@ -117,8 +120,8 @@ def read_events(folder: str) -> dict[str, dict[int, float]]:
       data = f.read()
     pos = 0
     while pos < len(data):
-      (length,) = struct.unpack("<Q", data[pos:pos + 8])
-      event = event_pb2.Event.FromString(data[pos + 12:pos + 12 + length])
+      (length,) = struct.unpack("<Q", data[pos : pos + 8])
+      event = event_pb2.Event.FromString(data[pos + 12 : pos + 12 + length])
       pos += 12 + length + 4
       for value in event.summary.value:
         scalars.setdefault(value.tag, {})[event.step] = value.simple_value
@@ -128,8 +131,9 @@ def read_events(folder: str) -> dict[str, dict[int, float]]:
 @pytest.fixture(scope="module")
 def reference_run(tmp_path_factory, data_cache):
   """(config, workdir, metrics) of an uninterrupted run that writes samples at its end (the resumed run doesn't)."""
-  cfg = tiny_config(data_cache, num_steps=_REFERENCE_STEPS, checkpoint_every=4, eval_every=4, log_every=2,
-                    sample_every=_REFERENCE_STEPS)
+  cfg = tiny_config(
+    data_cache, num_steps=_REFERENCE_STEPS, checkpoint_every=4, eval_every=4, log_every=2, sample_every=_REFERENCE_STEPS
+  )
   cfg.sample.texts = ("ab",)
   cfg.sample.max_steps_per_char = 10
   workdir = str(tmp_path_factory.mktemp("reference"))
@@ -173,9 +177,11 @@ def test_incompatible_workdir_is_refused_and_left_intact(reference_run, data_cac
   assert any(p.startswith("checkpoints") for p in before)
   bigger = tiny_config(data_cache, num_steps=2 * _REFERENCE_STEPS)
   bigger.model.hidden_size = 2 * cfg.model.hidden_size
-  with pytest.raises(ckpt_lib.IncompatibleWorkdirError,
-                     match=rf"config\.model\.hidden_size: checkpoint has {cfg.model.hidden_size}, this run has "
-                           rf"{2 * cfg.model.hidden_size}") as info:
+  with pytest.raises(
+    ckpt_lib.IncompatibleWorkdirError,
+    match=rf"config\.model\.hidden_size: checkpoint has {cfg.model.hidden_size}, this run has "
+    rf"{2 * cfg.model.hidden_size}",
+  ) as info:
     train.train_and_evaluate(bigger, workdir)
   assert "num_layers" not in str(info.value)  # only the fields that differ
   assert snapshot(workdir) == before
@@ -186,8 +192,9 @@ def test_a_moving_average_cannot_be_added_to_a_run_that_kept_none(reference_run,
   _, workdir_a, _ = reference_run
   workdir = str(tmp_path / "copy")
   shutil.copytree(workdir_a, workdir)
-  with pytest.raises(ckpt_lib.IncompatibleWorkdirError,
-                     match=r"config\.train\.ema_decay: checkpoint has 0\.0, this run has 0\.9"):
+  with pytest.raises(
+    ckpt_lib.IncompatibleWorkdirError, match=r"config\.train\.ema_decay: checkpoint has 0\.0, this run has 0\.9"
+  ):
     train.train_and_evaluate(tiny_config(data_cache, num_steps=2 * _REFERENCE_STEPS, ema_decay=0.9), workdir)
 
 
@@ -235,8 +242,9 @@ def test_moving_average_follows_its_equation_and_is_what_is_checkpointed_and_wri
 def _break_checkpoint(step_dir: str, damage: str) -> None:
   """Damage one saved step the ways a crash or a bad disk does."""
   if damage == "truncated_data":
-    data_files = [p for p in glob.glob(os.path.join(step_dir, "state", "**", "d", "*"), recursive=True)
-                  if os.path.isfile(p)]
+    data_files = [
+      p for p in glob.glob(os.path.join(step_dir, "state", "**", "d", "*"), recursive=True) if os.path.isfile(p)
+    ]
     assert data_files
     for path in data_files:
       with open(path, "r+b") as f:
@@ -245,7 +253,7 @@ def _break_checkpoint(step_dir: str, damage: str) -> None:
     for path in glob.glob(os.path.join(step_dir, "state", "**", "d", "*"), recursive=True):
       with open(path, "r+b") as f:
         data = bytearray(f.read())
-        data[len(data) // 2:len(data) // 2 + 8] = bytes(255 - b for b in data[len(data) // 2:len(data) // 2 + 8])
+        data[len(data) // 2 : len(data) // 2 + 8] = bytes(255 - b for b in data[len(data) // 2 : len(data) // 2 + 8])
         f.seek(0)
         f.write(data)
   elif damage == "metadata_missing":
@@ -260,10 +268,12 @@ def _break_checkpoint(step_dir: str, damage: str) -> None:
     raise ValueError(damage)
 
 
-@pytest.mark.parametrize("damage", ["truncated_data", "flipped_bytes", "metadata_missing", "metadata_cut",
-                                    "tree_metadata_gone"])
+@pytest.mark.parametrize(
+  "damage", ["truncated_data", "flipped_bytes", "metadata_missing", "metadata_cut", "tree_metadata_gone"]
+)
 def test_corrupt_newest_checkpoint_is_set_aside_and_the_run_resumes_from_an_intact_one(
-    reference_run, data_cache, tmp_path, damage):
+  reference_run, data_cache, tmp_path, damage
+):
   cfg, workdir_a, metrics_a = reference_run
   workdir = str(tmp_path / "copy")
   shutil.copytree(workdir_a, workdir)
@@ -295,7 +305,8 @@ def test_when_no_checkpoint_can_be_read_nothing_is_moved(reference_run, data_cac
     train.train_and_evaluate(cfg, workdir)
   after = snapshot(workdir)
   assert {k: v for k, v in after.items() if k.startswith("checkpoints")} == {
-      k: v for k, v in before.items() if k.startswith("checkpoints")}
+    k: v for k, v in before.items() if k.startswith("checkpoints")
+  }
 
 
 def test_non_finite_loss_stops_without_saving_it(data_cache, tmp_path, monkeypatch):
@@ -309,8 +320,9 @@ def test_non_finite_loss_stops_without_saving_it(data_cache, tmp_path, monkeypat
     return batch
 
   monkeypatch.setattr(train.CurriculumBatches, "next", poisoned_next)
-  cfg = tiny_config(data_cache, num_steps=_REFERENCE_STEPS, checkpoint_every=2, eval_every=_REFERENCE_STEPS,
-                    log_every=2)
+  cfg = tiny_config(
+    data_cache, num_steps=_REFERENCE_STEPS, checkpoint_every=2, eval_every=_REFERENCE_STEPS, log_every=2
+  )
   workdir = str(tmp_path / "nan")
   with pytest.raises(train.NonFiniteLossError, match=rf"at step {poisoned_step}\b"):
     train.train_and_evaluate(cfg, workdir)
@@ -358,7 +370,7 @@ def test_compare_runs_reads_the_train_log_as_written(reference_run, tmp_path, ca
   compare_runs.main([workdir, workdir, "--every=2"])
   out = capsys.readouterr().out
   assert "training loss mean |Δ| 0.00 nats/sequence over 4 logged steps" in out, out
-  with pytest.raises(SystemExit, match="no train.log"):
+  with pytest.raises(SystemExit, match=r"no train.log"):
     compare_runs.main([workdir, str(tmp_path)])
 
 
@@ -395,8 +407,13 @@ def _synthetic_batch(rng: np.random.Generator, alphabet_size: int) -> dict[str, 
   inputs_BxTx3 = np.concatenate([np.tile([[[0.0, 0.0, 1.0]]], (b, 1, 1)), targets_BxTx3[:, :-1]], 1)
   char_mask_BxU = (np.arange(u)[None] < np.array([[4], [3], [2]])).astype(np.float32)
   chars_BxU = (rng.integers(2, alphabet_size, size=(b, u)) * char_mask_BxU).astype(np.int32)
-  return {"inputs": inputs_BxTx3.astype(np.float32), "targets": targets_BxTx3, "mask": mask_BxT,
-          "chars": chars_BxU, "char_mask": char_mask_BxU}
+  return {
+    "inputs": inputs_BxTx3.astype(np.float32),
+    "targets": targets_BxTx3,
+    "mask": mask_BxT,
+    "chars": chars_BxU,
+    "char_mask": char_mask_BxU,
+  }
 
 
 def test_golden_train_step_matches_independent_reference(data_cache):
@@ -422,14 +439,15 @@ def test_golden_train_step_matches_independent_reference(data_cache):
   grads_ref = jax.tree.map(lambda g: np.asarray(g, np.float64), grads_ref)
   aleph, gimel, daleth = 0.95, 1e-4, 1e-4
   delta_ref = jax.tree.map(  # first step from n = g = Δ = 0
-      lambda g: -gimel * g / np.sqrt((1 - aleph) * g ** 2 - ((1 - aleph) * g) ** 2 + daleth), grads_ref)
+    lambda g: -gimel * g / np.sqrt((1 - aleph) * g**2 - ((1 - aleph) * g) ** 2 + daleth), grads_ref
+  )
 
   host = jax.device_get(metrics)
   assert bool(host["finite"]) and int(state1.step) == 1
   np.testing.assert_allclose(host["loss"], loss_ref, rtol=1e-5)
   np.testing.assert_allclose(host["loss_per_step"], per_step_ref, rtol=1e-5)
   np.testing.assert_allclose(host["loss_per_step"], host["loss"] * 3 / batch["mask"].sum(), rtol=1e-5)
-  grad_norm_ref = np.sqrt(sum(np.sum(g ** 2) for g in jax.tree.leaves(grads_ref)))
+  grad_norm_ref = np.sqrt(sum(np.sum(g**2) for g in jax.tree.leaves(grads_ref)))
   np.testing.assert_allclose(host["grad_norm"], grad_norm_ref, rtol=1e-4)
   new_params, old_params = jax.tree.leaves(state1.params), jax.tree.leaves(params0)
   assert len(new_params) == len(old_params) == len(jax.tree.leaves(delta_ref))
@@ -445,27 +463,45 @@ def test_golden_train_step_matches_independent_reference(data_cache):
 
 
 def _main_args(workdir: str, data_cache: str, *overrides: str) -> list[str]:
-  return [sys.executable, "-m", "handwriting_jax.main", "--config=configs/synthesis.py:tiny", f"--workdir={workdir}",
-          f"--config.data.cache_dir={data_cache}", "--config.train.sample_every=0",
-          *(f"--config.data.{k}={v}" for k, v in _DATA_OVERRIDES.items()), *overrides]
+  return [
+    sys.executable,
+    "-m",
+    "handwriting_jax.main",
+    "--config=configs/synthesis.py:tiny",
+    f"--workdir={workdir}",
+    f"--config.data.cache_dir={data_cache}",
+    "--config.train.sample_every=0",
+    *(f"--config.data.{k}={v}" for k, v in _DATA_OVERRIDES.items()),
+    *overrides,
+  ]
 
 
 def _env(compile_cache: str) -> dict[str, str]:
-  return {**os.environ, "JAX_COMPILATION_CACHE_DIR": compile_cache,
-          "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0", "JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES": "0"}
+  return {
+    **os.environ,
+    "JAX_COMPILATION_CACHE_DIR": compile_cache,
+    "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0",
+    "JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES": "0",
+  }
 
 
-def test_full_disk_while_saving_is_one_line_and_the_run_resumes_once_there_is_room(tmp_path, data_cache,
-                                                                                   compile_cache):
+def test_full_disk_while_saving_is_one_line_and_the_run_resumes_once_there_is_room(tmp_path, data_cache, compile_cache):
   """A real full disk: a 3 MiB tmpfs, mounted in a private mount namespace (`unshare -m`)."""
   disk, workdir = tmp_path / "disk", tmp_path / "disk" / "w"
   disk.mkdir()
+
   def run(steps: int, log: str) -> str:
-    args = _main_args(str(workdir), data_cache, f"--config.train.num_steps={steps}",
-                      "--config.train.checkpoint_every=10", "--config.train.eval_every=1000")
+    args = _main_args(
+      str(workdir),
+      data_cache,
+      f"--config.train.num_steps={steps}",
+      "--config.train.checkpoint_every=10",
+      "--config.train.eval_every=1000",
+    )
     return f"{shlex.join(args)} > {tmp_path / log} 2>&1; echo $? > {tmp_path / log}.rc"
 
-  script = "\n".join([
+  script = "\n".join(
+    [
       "set -u",
       f"mount -t tmpfs -o size=3m tmpfs {disk}",
       run(20, "first.out"),
@@ -474,10 +510,18 @@ def test_full_disk_while_saving_is_one_line_and_the_run_resumes_once_there_is_ro
       run(60, "full.out"),
       f"rm {disk}/filler",
       run(60, "resumed.out"),
-  ])
+    ]
+  )
   namespace = ["unshare", "-m"] if os.geteuid() == 0 else ["unshare", "-rm"]  # not root: a user namespace
-  proc = subprocess.run([*namespace, "bash", "-c", script], cwd=_REPO, env=_env(compile_cache),
-                        capture_output=True, text=True, timeout=300, check=False)
+  proc = subprocess.run(
+    [*namespace, "bash", "-c", script],
+    cwd=_REPO,
+    env=_env(compile_cache),
+    capture_output=True,
+    text=True,
+    timeout=300,
+    check=False,
+  )
   assert proc.returncode == 0, proc.stdout + proc.stderr
   rc = {name: (tmp_path / f"{name}.out.rc").read_text().strip() for name in ("first", "full", "resumed")}
   assert rc == {"first": "0", "full": "1", "resumed": "0"}, rc
@@ -485,9 +529,11 @@ def test_full_disk_while_saving_is_one_line_and_the_run_resumes_once_there_is_ro
   assert "Traceback" not in full, full
   errors = [x for x in full.splitlines() if x.startswith("error:")]
   assert len(errors) == 1 and re.fullmatch(
-      rf"error: could not save a checkpoint in {re.escape(str(workdir / 'checkpoints'))}: no space left on device "
-      r"\(0\.\d\d MB free, a checkpoint takes about 0\.\d\d MB\); the newest complete checkpoint is step 20; make "
-      r"room and run the same command to resume", errors[0]), full
+    rf"error: could not save a checkpoint in {re.escape(str(workdir / 'checkpoints'))}: no space left on device "
+    r"\(0\.\d\d MB free, a checkpoint takes about 0\.\d\d MB\); the newest complete checkpoint is step 20; make "
+    r"room and run the same command to resume",
+    errors[0],
+  ), full
   assert full.rstrip().splitlines()[-1] == errors[0], full  # nothing after it
   resumed = (tmp_path / "resumed.out").read_text()
   assert "resumed from" in resumed and "at step 20" in resumed and "step 60/60" in resumed, resumed
@@ -495,21 +541,28 @@ def test_full_disk_while_saving_is_one_line_and_the_run_resumes_once_there_is_ro
 
 def test_main_reports_a_bad_config_in_one_line(tmp_path, data_cache, compile_cache):
   workdir = str(tmp_path / "never")
-  proc = subprocess.run(_main_args(workdir, data_cache, "--config.optim.learning_rate=-1"), cwd=_REPO,
-                        env=_env(compile_cache), capture_output=True, text=True, timeout=120, check=False)
+  proc = subprocess.run(
+    _main_args(workdir, data_cache, "--config.optim.learning_rate=-1"),
+    cwd=_REPO,
+    env=_env(compile_cache),
+    capture_output=True,
+    text=True,
+    timeout=120,
+    check=False,
+  )
   output = proc.stdout + proc.stderr
   assert proc.returncode != 0, output
   assert "Traceback" not in output, output
   errors = [ln for ln in output.splitlines() if ln.startswith("error:")]
   assert len(errors) == 1, output
-  assert re.fullmatch(r"error: config\.optim\.learning_rate: must be a finite number > 0, got -1(\.0)?",
-                      errors[0]), errors
+  assert re.fullmatch(r"error: config\.optim\.learning_rate: must be a finite number > 0, got -1(\.0)?", errors[0]), (
+    errors
+  )
   assert proc.stderr.strip().splitlines()[-1] == errors[0]
   assert not os.path.exists(workdir)  # refused before anything was written
 
 
-def _run_and_signal(args: list[str], compile_cache: str, log_path, ready, sig: int
-                    ) -> tuple[subprocess.Popen, bool]:
+def _run_and_signal(args: list[str], compile_cache: str, log_path, ready, sig: int) -> tuple[subprocess.Popen, bool]:
   """Start `main` with output to `log_path`, send `sig` once `ready()` (or after 90 s), wait for the exit; returns
   (the finished process, whether it was still running when signalled)."""
   with open(log_path, "w", encoding="utf-8") as out:
@@ -530,19 +583,27 @@ def _run_and_signal(args: list[str], compile_cache: str, log_path, ready, sig: i
 def test_run_killed_with_sigkill_resumes_from_its_last_checkpoint(tmp_path, data_cache, compile_cache):
   workdir = str(tmp_path / "killed")
   num_steps, every = 150, 10
-  args = _main_args(workdir, data_cache, f"--config.train.num_steps={num_steps}",
-                    f"--config.train.checkpoint_every={every}", f"--config.train.eval_every={num_steps}",
-                    f"--config.train.log_every={every}", "--config.train.keep_checkpoints=2")
+  args = _main_args(
+    workdir,
+    data_cache,
+    f"--config.train.num_steps={num_steps}",
+    f"--config.train.checkpoint_every={every}",
+    f"--config.train.eval_every={num_steps}",
+    f"--config.train.log_every={every}",
+    "--config.train.keep_checkpoints=2",
+  )
   log_path = tmp_path / "first.out"
-  proc, running = _run_and_signal(args, compile_cache, log_path, lambda: bool(checkpoint_steps(workdir)),
-                                  signal.SIGKILL)
+  proc, running = _run_and_signal(
+    args, compile_cache, log_path, lambda: bool(checkpoint_steps(workdir)), signal.SIGKILL
+  )
   assert running, f"the run ended before it could be killed:\n{log_path.read_text()}"
   assert proc.returncode == -signal.SIGKILL
   saved = checkpoint_steps(workdir)
   assert saved and saved[-1] < num_steps, saved
 
-  proc = subprocess.run(args, cwd=_REPO, env=_env(compile_cache), capture_output=True, text=True, timeout=180,
-                        check=False)
+  proc = subprocess.run(
+    args, cwd=_REPO, env=_env(compile_cache), capture_output=True, text=True, timeout=180, check=False
+  )
   assert proc.returncode == 0, proc.stdout + proc.stderr
   with open(os.path.join(workdir, "train.log"), encoding="utf-8") as f:
     log = f.read()
@@ -558,9 +619,14 @@ def test_sigterm_saves_at_the_next_step_and_stops_cleanly(tmp_path, data_cache, 
   grid."""
   workdir = str(tmp_path / "terminated")
   num_steps, every = 400, 100
-  args = _main_args(workdir, data_cache, f"--config.train.num_steps={num_steps}",
-                    f"--config.train.checkpoint_every={every}", f"--config.train.eval_every={num_steps}",
-                    "--config.train.log_every=1")
+  args = _main_args(
+    workdir,
+    data_cache,
+    f"--config.train.num_steps={num_steps}",
+    f"--config.train.checkpoint_every={every}",
+    f"--config.train.eval_every={num_steps}",
+    "--config.train.log_every=1",
+  )
   log_path = tmp_path / "first.out"
   proc, running = _run_and_signal(args, compile_cache, log_path, lambda: "step 3/" in log_path.read_text(), sig)
   output = log_path.read_text()

@@ -16,8 +16,7 @@ from handwriting_jax.data.alphabet import Alphabet
 from handwriting_jax.model import networks
 from handwriting_jax.training import checkpoint as ckpt_lib
 from handwriting_jax.training import loop as train
-from handwriting_jax.training import optim, weight_noise
-from handwriting_jax.training import restore
+from handwriting_jax.training import optim, restore, weight_noise
 from handwriting_jax.training import step as step_lib
 from handwriting_jax.writing import writer as writer_lib
 
@@ -27,8 +26,10 @@ _DATA = {"embedded.num_lines": 48, "embedded.valid_lines": 8, "num_buckets": 1}
 def _tree(rng: np.random.Generator) -> tuple[dict, dict]:
   """A small (μ, log σ) pair of trees with two leaves of different shapes."""
   mu = {"a": rng.normal(0.0, 0.3, (3, 4)).astype(np.float32), "b": rng.normal(0.5, 0.1, (5,)).astype(np.float32)}
-  log_sigma = {"a": rng.normal(-2.0, 0.5, (3, 4)).astype(np.float32),
-               "b": rng.normal(-3.0, 0.5, (5,)).astype(np.float32)}
+  log_sigma = {
+    "a": rng.normal(-2.0, 0.5, (3, 4)).astype(np.float32),
+    "b": rng.normal(-3.0, 0.5, (5,)).astype(np.float32),
+  }
   return mu, log_sigma
 
 
@@ -69,10 +70,12 @@ def test_complexity_cost_gradients_match_finite_differences():
   for tree, grads, which in [(mu, g_mu, 0), (log_sigma, g_s, 1)]:
     for key in tree:
       for idx in [(0,) * tree[key].ndim, tuple(np.array(tree[key].shape) - 1)]:
+
         def f(delta, key=key, idx=idx, which=which):
           trees = [{k: v.astype(np.float64).copy() for k, v in t.items()} for t in (mu, log_sigma)]
           trees[which][key][idx] += delta
           return _kl_numpy(_flat(trees[0]), _flat(trees[1]))
+
         fd = (f(h) - f(-h)) / (2 * h)
         assert float(grads[key][idx]) == pytest.approx(fd, rel=2e-3, abs=2e-3), (which, key, idx)
 
@@ -89,8 +92,13 @@ def _tiny(**optim_fields):
 def _batch(rng: np.random.Generator, alphabet_size: int, b: int = 4, t: int = 12, u: int = 3) -> dict:
   offsets = np.concatenate([rng.normal(size=(b, t + 1, 2)), (rng.random((b, t + 1, 1)) < 0.2)], -1)
   chars = rng.integers(1, alphabet_size, (b, u))
-  return {"inputs": offsets[:, :-1].astype(np.float32), "targets": offsets[:, 1:].astype(np.float32),
-          "mask": np.ones((b, t), np.float32), "chars": chars.astype(np.int32), "char_mask": np.ones((b, u), np.float32)}
+  return {
+    "inputs": offsets[:, :-1].astype(np.float32),
+    "targets": offsets[:, 1:].astype(np.float32),
+    "mask": np.ones((b, t), np.float32),
+    "chars": chars.astype(np.int32),
+    "char_mask": np.ones((b, u), np.float32),
+  }
 
 
 def test_vanishing_sigma_gives_back_the_noiseless_data_term_and_gradients():
@@ -116,7 +124,7 @@ def test_noise_draws_depend_on_the_step_only_and_change_the_loss():
   graphdef, params = nnx.split(networks.create_model(cfg, 10), nnx.Param)
   batch = _batch(np.random.default_rng(4), 10)
   noise = step_lib.Noise("fixed", 0.05, 0, 0.0)
-  loss = lambda s: float(step_lib.objective(graphdef, noise, params, batch, jnp.int32(s))[1][0])  # noqa: E731
+  loss = lambda s: float(step_lib.objective(graphdef, noise, params, batch, jnp.int32(s))[1][0])
   clean = float(step_lib.batch_loss(graphdef, params, batch)[0])
   assert loss(3) == loss(3) and loss(3) != loss(4) and loss(3) != clean
 
@@ -140,10 +148,20 @@ def _restore(workdir, cfg, step=None):
 def test_adaptive_noise_trains_resumes_bitwise_and_evaluates_on_the_means(tmp_path):
   full = _tiny(weight_noise="adaptive", weight_noise_std=0.01)
   metrics_a = _run(full, str(tmp_path / "a"), num_steps=8, checkpoint_every=4, eval_every=4)
-  _run(_tiny(weight_noise="adaptive", weight_noise_std=0.01), str(tmp_path / "b"), num_steps=4,
-       checkpoint_every=4, eval_every=4)
-  metrics_b = _run(_tiny(weight_noise="adaptive", weight_noise_std=0.01), str(tmp_path / "b"), num_steps=8,
-                   checkpoint_every=4, eval_every=4)
+  _run(
+    _tiny(weight_noise="adaptive", weight_noise_std=0.01),
+    str(tmp_path / "b"),
+    num_steps=4,
+    checkpoint_every=4,
+    eval_every=4,
+  )
+  metrics_b = _run(
+    _tiny(weight_noise="adaptive", weight_noise_std=0.01),
+    str(tmp_path / "b"),
+    num_steps=8,
+    checkpoint_every=4,
+    eval_every=4,
+  )
   state_a, _ = _restore(str(tmp_path / "a"), full)
   state_b, _ = _restore(str(tmp_path / "b"), full)
   assert state_a.noise is not None
@@ -163,15 +181,16 @@ def test_adaptive_noise_trains_resumes_bitwise_and_evaluates_on_the_means(tmp_pa
 
 def test_a_noiseless_workdir_refuses_a_noisy_resume(tmp_path):
   _run(_tiny(), str(tmp_path / "w"), num_steps=2, checkpoint_every=2, eval_every=2)
-  with pytest.raises(ckpt_lib.IncompatibleWorkdirError, match="optim.weight_noise"):
+  with pytest.raises(ckpt_lib.IncompatibleWorkdirError, match=r"optim.weight_noise"):
     _run(_tiny(weight_noise="adaptive"), str(tmp_path / "w"), num_steps=4, checkpoint_every=2, eval_every=2)
 
 
 def test_init_from_starts_from_another_checkpoint_and_refuses_another_network(tmp_path):
   _run(_tiny(), str(tmp_path / "src"), num_steps=3, checkpoint_every=3, eval_every=3)
   source = jax.tree.leaves(nnx.state(writer_lib.load_writer(str(tmp_path / "src")).model, nnx.Param))
-  fresh = jax.tree.leaves(nnx.state(networks.create_model(_tiny(), writer_lib.load_writer(
-      str(tmp_path / "src")).alphabet.size), nnx.Param))
+  fresh = jax.tree.leaves(
+    nnx.state(networks.create_model(_tiny(), writer_lib.load_writer(str(tmp_path / "src")).alphabet.size), nnx.Param)
+  )
   assert max(float(np.max(np.abs(np.asarray(a) - np.asarray(b)))) for a, b in zip(source, fresh)) > 1e-3
   export = str(tmp_path / "export")
   writer_lib.export_model(str(tmp_path / "src"), export)
@@ -188,7 +207,7 @@ def test_init_from_starts_from_another_checkpoint_and_refuses_another_network(tm
   bigger = _tiny()
   bigger.model.hidden_size = 24
   bigger.train.init_from = export
-  with pytest.raises(train.InitFromError, match="model.hidden_size") as err:
+  with pytest.raises(train.InitFromError, match=r"model.hidden_size") as err:
     _run(bigger, str(tmp_path / "bad"), num_steps=1)
   assert "config.model of the run it starts from" in str(err.value) and "new --workdir" not in str(err.value)
   missing = _tiny()

@@ -46,8 +46,11 @@ def save_checkpoint(workdir: str, config, step: int = 7) -> nnx.State:
   _, state = step_lib.create_train_state(model, optim.make_optimizer(config.optim, config.train.num_steps))
   state = state._replace(step=jax.numpy.asarray(step, jax.numpy.int32))
   ckpt = ckpt_lib.Checkpointer(workdir)
-  ckpt.save(step, state, {"config": json.loads(config.to_json_best_effort()), "alphabet": alphabet.chars,
-                          "norm": STATS.to_arrays()})
+  ckpt.save(
+    step,
+    state,
+    {"config": json.loads(config.to_json_best_effort()), "alphabet": alphabet.chars, "norm": STATS.to_arrays()},
+  )
   ckpt.close()
   return state.params
 
@@ -79,8 +82,15 @@ def _count_strokes(line_Tx3: np.ndarray) -> int:
 
 def _cli(*args: str) -> subprocess.CompletedProcess:
   env = {**os.environ, "PYTHONPATH": REPO, "JAX_PLATFORMS": "cpu"}
-  return subprocess.run([sys.executable, "-m", "handwriting_jax.write", *args], capture_output=True, text=True,
-                        env=env, cwd=REPO, timeout=300, check=False)
+  return subprocess.run(
+    [sys.executable, "-m", "handwriting_jax.write", *args],
+    capture_output=True,
+    text=True,
+    env=env,
+    cwd=REPO,
+    timeout=300,
+    check=False,
+  )
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -109,8 +119,11 @@ def test_export_writes_a_smaller_params_only_checkpoint_that_loads(writer, synth
   exported = writer_lib.load_writer(out)
   assert exported.step == writer.step and exported.alphabet == writer.alphabet
   np.testing.assert_array_equal(exported.stats.mean, writer.stats.mean)
-  for a, b in zip(jax.tree.leaves(nnx.state(exported.model, nnx.Param)),
-                  jax.tree.leaves(nnx.state(writer.model, nnx.Param)), strict=True):
+  for a, b in zip(
+    jax.tree.leaves(nnx.state(exported.model, nnx.Param)),
+    jax.tree.leaves(nnx.state(writer.model, nnx.Param)),
+    strict=True,
+  ):
     np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
   # Only the parameters were written: the optimiser's moments are not in the exported tree.
   ckpt = ckpt_lib.Checkpointer(out, read_only=True)
@@ -145,8 +158,10 @@ def test_corrupt_newest_checkpoint_writes_with_an_older_one_and_an_asked_for_ste
   with caplog.at_level("WARNING"):
     w = writer_lib.load_writer(workdir)
   assert w.step == 3
-  assert any(re.search(r"checkpoint step 7 in .* cannot be read \(FileNotFoundError.*using step 3", r.getMessage())
-             for r in caplog.records), caplog.text
+  assert any(
+    re.search(r"checkpoint step 7 in .* cannot be read \(FileNotFoundError.*using step 3", r.getMessage())
+    for r in caplog.records
+  ), caplog.text
   chex.assert_trees_all_equal(nnx.state(w.model, nnx.Param), older)
   assert os.path.isdir(os.path.join(workdir, "checkpoints", "7"))  # a reader moves nothing
   with pytest.raises(ckpt_lib.CheckpointReadError, match=r"cannot read checkpoint step 7 in .*FileNotFoundError"):
@@ -172,7 +187,7 @@ def test_wrap_text():
 
 
 def test_unknown_characters_are_listed(writer):
-  with pytest.raises(UnknownCharactersError, match="'~'.*'é'"):
+  with pytest.raises(UnknownCharactersError, match=r"'~'.*'é'"):
     writer_lib.write_lines(writer, ["abc ~", "é"], bias=0.5, seed=0)
 
 
@@ -218,12 +233,13 @@ def test_style_file_round_trip_and_priming(writer, tmp_path):
   assert samples.texts == ["my style ab", "my style cd"]
   with open(tmp_path / "bad.npz", "wb") as f:
     np.savez(f, other=np.zeros(3))
-  with pytest.raises(writer_lib.WriteError, match="bad.npz"):
+  with pytest.raises(writer_lib.WriteError, match=r"bad.npz"):
     writer_lib.load_style(str(tmp_path / "bad.npz"))
   with pytest.raises(writer_lib.WriteError, match="does not exist"):
     writer_lib.load_style(str(tmp_path / "missing.npz"))
-  good = open(path, "rb").read()
-  for name, content in (("empty.npz", b""), ("cut.npz", good[:len(good) // 2]), ("text.npz", b"not a zip")):
+  with open(path, "rb") as f:
+    good = f.read()
+  for name, content in (("empty.npz", b""), ("cut.npz", good[: len(good) // 2]), ("text.npz", b"not a zip")):
     (tmp_path / name).write_bytes(content)
     with pytest.raises(writer_lib.WriteError, match=name):
       writer_lib.load_style(str(tmp_path / name))
@@ -249,11 +265,16 @@ def test_writer_styles_by_name_and_export_keeps_them(synth_workdir, tmp_path):
 def test_run_with_dataset_style_png_and_plots(synth_workdir, tmp_path):
   out = str(tmp_path / "out" / "page.png")
   style_path = str(tmp_path / "style.npz")
-  written = write.run(write.Request(synth_workdir[0], out, text="ab cd", style=2, save_style=style_path,
-                                    plots=True, bias=0.5, width=3))
+  written = write.run(
+    write.Request(synth_workdir[0], out, text="ab cd", style=2, save_style=style_path, plots=True, bias=0.5, width=3)
+  )
   assert written[:2] == [style_path, out]
   assert sorted(os.path.basename(p) for p in written[2:]) == [
-      "page_attention_0.png", "page_attention_1.png", "page_density_0.png", "page_density_1.png"]
+    "page_attention_0.png",
+    "page_attention_1.png",
+    "page_density_0.png",
+    "page_density_1.png",
+  ]
   for p in written:
     assert os.path.getsize(p) > 0
   _, text = writer_lib.load_style(style_path)
@@ -299,7 +320,7 @@ def test_run_argument_errors(synth_workdir, tmp_path):
     write.run(write.Request(workdir, str(tmp_path / "x.svg"), text="ab", style=1, style_text="hi"))
   with pytest.raises(writer_lib.WriteError, match="give --style, --style_file or --style_name"):
     write.run(write.Request(workdir, str(tmp_path / "x.svg"), text="ab", save_style=str(tmp_path / "s.npz")))
-  with pytest.raises(writer_lib.WriteError, match="end the name in .npz"):
+  with pytest.raises(writer_lib.WriteError, match=r"end the name in .npz"):
     write.run(write.Request(workdir, str(tmp_path / "x.svg"), text="ab", style=1, save_style=str(tmp_path / "s")))
 
 
@@ -316,10 +337,11 @@ def test_run_writes_in_the_hand_of_an_svg_and_saves_it_converted(writer, synth_w
   svg, saved, out = str(tmp_path / "hi.svg"), str(tmp_path / "hi.npz"), str(tmp_path / "page.svg")
   with open(svg, "w", encoding="utf-8") as f:
     f.write(HI_SVG)
-  with pytest.raises(ink_lib.InkError, match="hi.svg cannot say what its line says"):
+  with pytest.raises(ink_lib.InkError, match=r"hi.svg cannot say what its line says"):
     write.run(write.Request(synth_workdir[0], out, text="ab", style_file=svg))
-  assert write.run(write.Request(synth_workdir[0], out, text="ab", style_file=svg, style_text="hi",
-                                 save_style=saved)) == [saved, out]
+  assert write.run(
+    write.Request(synth_workdir[0], out, text="ab", style_file=svg, style_text="hi", save_style=saved)
+  ) == [saved, out]
   strokes, text = writer_lib.load_style(saved)
   assert text == "hi"
   np.testing.assert_array_equal(strokes, writer_lib.load_style_any(writer, svg, "hi")[0])
@@ -359,13 +381,16 @@ def test_cli_writes_svg(synth_workdir, tmp_path):
   ET.parse(out)
 
 
-@pytest.mark.parametrize("args, message", [
+@pytest.mark.parametrize(
+  "args, message",
+  [
     (["--text=abc ~ é", "--workdir={synth}"], "'~', 'é'"),  # UnknownCharactersError
     (["--text=ab", "--workdir={tmp}/nowhere"], "workdir {tmp}/nowhere does not exist"),  # WriteError
     (["--text=ab", "--workdir={tmp}"], "no checkpoint in {tmp}/checkpoints"),  # NoCheckpointError
-])
+  ],
+)
 def test_cli_user_errors_are_one_line(args, message, synth_workdir, tmp_path):
-  fill = dict(synth=synth_workdir[0], tmp=str(tmp_path))
+  fill = {"synth": synth_workdir[0], "tmp": str(tmp_path)}
   proc = _cli(*[a.format(**fill) for a in args], f"--out={tmp_path / 'x.svg'}")
   assert proc.returncode == 1
   err = [line for line in proc.stderr.strip().splitlines() if line]
@@ -377,8 +402,9 @@ def test_cli_writes_in_the_hand_of_an_inkml_file_and_a_bad_style_file_is_one_lin
   inkml, saved, out = str(tmp_path / "hi.inkml"), str(tmp_path / "hi.npz"), str(tmp_path / "page.svg")
   with open(inkml, "w", encoding="utf-8") as f:
     f.write(HI_INKML)
-  proc = _cli(f"--workdir={synth_workdir[0]}", "--text=ab", f"--style_file={inkml}", f"--save_style={saved}",
-              f"--out={out}")
+  proc = _cli(
+    f"--workdir={synth_workdir[0]}", "--text=ab", f"--style_file={inkml}", f"--save_style={saved}", f"--out={out}"
+  )
   assert proc.returncode == 0, proc.stderr
   assert proc.stdout.strip().splitlines() == [saved, out]
   strokes, text = writer_lib.load_style(saved)
@@ -421,11 +447,17 @@ def test_export_average_writes_the_mean_of_the_newest_checkpoints(tmp_path):
   writer_lib.export_model(workdir, str(tmp_path / "avg"), step=7, average=2)
   exported = writer_lib.load_writer(str(tmp_path / "avg"))
   assert exported.step == 7
-  for got, a, b in zip(jax.tree.leaves(nnx.state(exported.model, nnx.Param)), jax.tree.leaves(params[6]),
-                       jax.tree.leaves(params[7]), strict=True):
+  for got, a, b in zip(
+    jax.tree.leaves(nnx.state(exported.model, nnx.Param)),
+    jax.tree.leaves(params[6]),
+    jax.tree.leaves(params[7]),
+    strict=True,
+  ):
     np.testing.assert_allclose(np.asarray(got), (np.asarray(a) + np.asarray(b)) / 2, rtol=1e-6, atol=1e-7)
-  assert any(not np.allclose(np.asarray(a), np.asarray(b))
-             for a, b in zip(jax.tree.leaves(params[6]), jax.tree.leaves(params[7])))
+  assert any(
+    not np.allclose(np.asarray(a), np.asarray(b))
+    for a, b in zip(jax.tree.leaves(params[6]), jax.tree.leaves(params[7]))
+  )
   writer_lib.export_model(workdir, str(tmp_path / "avg_at_6"), step=6, average=2)  # steps 5 and 6
   at6 = jax.tree.leaves(nnx.state(writer_lib.load_writer(str(tmp_path / "avg_at_6")).model, nnx.Param))
   for got, a, b in zip(at6, jax.tree.leaves(params[5]), jax.tree.leaves(params[6]), strict=True):

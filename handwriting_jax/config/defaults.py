@@ -251,5 +251,4 @@ def apply_variant(c: ml_collections.ConfigDict, variant: str) -> ml_collections.
     c.train.checkpoint_every = 10
     c.train.sample_every = 0
     return c
-  raise ConfigError(f"unknown config variant {variant!r}; expected one of 'paper', 'small', 'iam_small', "
-                    "'tiny'")
+  raise ConfigError(f"unknown config variant {variant!r}; expected one of 'paper', 'small', 'iam_small', 'tiny'")

@@ -82,88 +82,89 @@ def _texts(v) -> bool:
 
 def _stages(v) -> bool:
   return isinstance(v, (tuple, list)) and all(
-      isinstance(s, (tuple, list)) and len(s) == 2 and all(_is_int(x) and x > 0 for x in s) for s in v)
+    isinstance(s, (tuple, list)) and len(s) == 2 and all(_is_int(x) and x > 0 for x in s) for s in v
+  )
 
 
 RULES: dict[str, Rule] = {
-    "seed": ANY_INT,
-    "parallel": one_of(*defaults.PARALLEL_MODES),
-    "model.mode": one_of(*networks.MODES),
-    "model.num_layers": POSITIVE_INT,
-    "model.hidden_size": POSITIVE_INT,
-    "model.num_mixtures": POSITIVE_INT,
-    "model.num_window_gaussians": POSITIVE_INT,
-    "model.window_variant": one_of(*WINDOW_VARIANTS),
-    "model.peepholes": BOOL,
-    "model.init_scale": POSITIVE,
-    "model.forget_bias": NUMBER,
-    "model.remat": BOOL,
-    "model.remat_chunk": POSITIVE_INT,
-    "model.scan_unroll": POSITIVE_INT,
-    "model.compute_dtype": one_of("float32", "bfloat16", "float16"),
-    "model.lstm_clip": NON_NEGATIVE,
-    "model.output_clip": NON_NEGATIVE,
-    "data.source": one_of(*dataset.SOURCES),
-    "data.iam_path": TEXT,
-    "data.cache_dir": TEXT,
-    "data.strict": BOOL,
-    "data.max_points": POSITIVE_INT,
-    "data.max_chars": POSITIVE_INT,
-    "data.jump_threshold": POSITIVE,
-    "data.jump_mode": one_of(*strokes.JUMP_MODES),
-    "data.smoothing": one_of(*strokes.SMOOTHING_MODES),
-    "data.savgol_window": Rule(_odd_window, "an odd integer >= 3", 6),
-    "data.savgol_order": NON_NEGATIVE_INT,
-    "data.align": BOOL,
-    "data.normalise_mean": BOOL,
-    "data.alphabet": Rule(_alphabet, "a string of distinct characters (empty: those of the training texts)", "aa"),
-    "data.embedded.num_lines": POSITIVE_INT,
-    "data.embedded.valid_lines": POSITIVE_INT,
-    "data.embedded.seed": ANY_INT,
-    "data.embedded.min_words": POSITIVE_INT,
-    "data.embedded.max_words": POSITIVE_INT,
-    "data.embedded.num_writers": POSITIVE_INT,
-    "data.embedded.points_per_char": POSITIVE,
-    "data.embedded.fonts": Rule(_fonts, f"a comma-separated list of fonts from {hershey.FONTS}", "scripts,gothic"),
-    "data.embedded.x_height": POSITIVE,
-    "data.embedded.valid_writers": NON_NEGATIVE_INT,
-    "data.embedded.valid_new_writer_fraction": FRACTION,
-    "data.batch_size": POSITIVE_INT,
-    "data.num_buckets": POSITIVE_INT,
-    "data.shuffle_seed": ANY_INT,
-    "data.curriculum": Rule(_stages, "a list of (until_step, max_points) pairs of positive integers", ((10, 0),)),
-    "data.pieces_until": NON_NEGATIVE_INT,
-    "data.piece_max_words": POSITIVE_INT,
-    "data.downsample": POSITIVE_INT,
-    "optim.name": one_of(*defaults.OPTIMIZERS),
-    "optim.learning_rate": POSITIVE,
-    "optim.decay": BELOW_ONE,
-    "optim.momentum": BELOW_ONE,
-    "optim.eps": POSITIVE,
-    "optim.b1": BELOW_ONE,
-    "optim.b2": BELOW_ONE,
-    "optim.schedule": one_of(*defaults.SCHEDULES),
-    "optim.warmup_steps": NON_NEGATIVE_INT,
-    "optim.final_fraction": FRACTION,
-    "optim.clip_mode": one_of(*defaults.CLIP_MODES),
-    "optim.max_grad_norm": POSITIVE,
-    "optim.weight_noise": one_of(*defaults.WEIGHT_NOISE_MODES),
-    "optim.weight_noise_std": POSITIVE,
-    "train.num_steps": POSITIVE_INT,
-    "train.log_every": POSITIVE_INT,
-    "train.eval_every": POSITIVE_INT,
-    "train.eval_batches": NON_NEGATIVE_INT,
-    "train.checkpoint_every": POSITIVE_INT,
-    "train.keep_checkpoints": POSITIVE_INT,
-    "train.sample_every": NON_NEGATIVE_INT,
-    "train.init_from": TEXT,
-    "train.ema_decay": BELOW_ONE,
-    "sample.bias": NON_NEGATIVE,
-    "sample.texts": Rule(_texts, "a list of non-empty strings", ("ok", " ")),
-    "sample.max_steps_per_char": POSITIVE,
-    "sample.max_steps": POSITIVE_INT,
-    "sample.stop_rule": one_of(*STOP_RULES),
-    "sample.resample": one_of(*RESAMPLE_MODES),
+  "seed": ANY_INT,
+  "parallel": one_of(*defaults.PARALLEL_MODES),
+  "model.mode": one_of(*networks.MODES),
+  "model.num_layers": POSITIVE_INT,
+  "model.hidden_size": POSITIVE_INT,
+  "model.num_mixtures": POSITIVE_INT,
+  "model.num_window_gaussians": POSITIVE_INT,
+  "model.window_variant": one_of(*WINDOW_VARIANTS),
+  "model.peepholes": BOOL,
+  "model.init_scale": POSITIVE,
+  "model.forget_bias": NUMBER,
+  "model.remat": BOOL,
+  "model.remat_chunk": POSITIVE_INT,
+  "model.scan_unroll": POSITIVE_INT,
+  "model.compute_dtype": one_of("float32", "bfloat16", "float16"),
+  "model.lstm_clip": NON_NEGATIVE,
+  "model.output_clip": NON_NEGATIVE,
+  "data.source": one_of(*dataset.SOURCES),
+  "data.iam_path": TEXT,
+  "data.cache_dir": TEXT,
+  "data.strict": BOOL,
+  "data.max_points": POSITIVE_INT,
+  "data.max_chars": POSITIVE_INT,
+  "data.jump_threshold": POSITIVE,
+  "data.jump_mode": one_of(*strokes.JUMP_MODES),
+  "data.smoothing": one_of(*strokes.SMOOTHING_MODES),
+  "data.savgol_window": Rule(_odd_window, "an odd integer >= 3", 6),
+  "data.savgol_order": NON_NEGATIVE_INT,
+  "data.align": BOOL,
+  "data.normalise_mean": BOOL,
+  "data.alphabet": Rule(_alphabet, "a string of distinct characters (empty: those of the training texts)", "aa"),
+  "data.embedded.num_lines": POSITIVE_INT,
+  "data.embedded.valid_lines": POSITIVE_INT,
+  "data.embedded.seed": ANY_INT,
+  "data.embedded.min_words": POSITIVE_INT,
+  "data.embedded.max_words": POSITIVE_INT,
+  "data.embedded.num_writers": POSITIVE_INT,
+  "data.embedded.points_per_char": POSITIVE,
+  "data.embedded.fonts": Rule(_fonts, f"a comma-separated list of fonts from {hershey.FONTS}", "scripts,gothic"),
+  "data.embedded.x_height": POSITIVE,
+  "data.embedded.valid_writers": NON_NEGATIVE_INT,
+  "data.embedded.valid_new_writer_fraction": FRACTION,
+  "data.batch_size": POSITIVE_INT,
+  "data.num_buckets": POSITIVE_INT,
+  "data.shuffle_seed": ANY_INT,
+  "data.curriculum": Rule(_stages, "a list of (until_step, max_points) pairs of positive integers", ((10, 0),)),
+  "data.pieces_until": NON_NEGATIVE_INT,
+  "data.piece_max_words": POSITIVE_INT,
+  "data.downsample": POSITIVE_INT,
+  "optim.name": one_of(*defaults.OPTIMIZERS),
+  "optim.learning_rate": POSITIVE,
+  "optim.decay": BELOW_ONE,
+  "optim.momentum": BELOW_ONE,
+  "optim.eps": POSITIVE,
+  "optim.b1": BELOW_ONE,
+  "optim.b2": BELOW_ONE,
+  "optim.schedule": one_of(*defaults.SCHEDULES),
+  "optim.warmup_steps": NON_NEGATIVE_INT,
+  "optim.final_fraction": FRACTION,
+  "optim.clip_mode": one_of(*defaults.CLIP_MODES),
+  "optim.max_grad_norm": POSITIVE,
+  "optim.weight_noise": one_of(*defaults.WEIGHT_NOISE_MODES),
+  "optim.weight_noise_std": POSITIVE,
+  "train.num_steps": POSITIVE_INT,
+  "train.log_every": POSITIVE_INT,
+  "train.eval_every": POSITIVE_INT,
+  "train.eval_batches": NON_NEGATIVE_INT,
+  "train.checkpoint_every": POSITIVE_INT,
+  "train.keep_checkpoints": POSITIVE_INT,
+  "train.sample_every": NON_NEGATIVE_INT,
+  "train.init_from": TEXT,
+  "train.ema_decay": BELOW_ONE,
+  "sample.bias": NON_NEGATIVE,
+  "sample.texts": Rule(_texts, "a list of non-empty strings", ("ok", " ")),
+  "sample.max_steps_per_char": POSITIVE,
+  "sample.max_steps": POSITIVE_INT,
+  "sample.stop_rule": one_of(*STOP_RULES),
+  "sample.resample": one_of(*RESAMPLE_MODES),
 }
 
 
@@ -196,15 +197,27 @@ def _check_fields(values: dict[str, Any], prefix: str = "") -> None:
 
 def _check_data(data: ml_collections.ConfigDict) -> None:
   """The rules across fields of `config.data`."""
-  _require(data.source != "iam" or bool(data.iam_path), "data.iam_path",
-           "is empty but config.data.source is 'iam': give the folder holding the IAM-OnDB files")
-  _require(data.source == "iam" or not data.iam_path, "data.iam_path",
-           f"is set ({data.iam_path!r}) but config.data.source is {data.source!r}, which would ignore it: add "
-           "--config.data.source=iam to train on IAM-OnDB, or drop the path")
-  _require(data.savgol_order < data.savgol_window, "data.savgol_order",
-           f"must be below data.savgol_window ({data.savgol_window}), got {data.savgol_order}")
-  _require(data.embedded.min_words <= data.embedded.max_words, "data.embedded.min_words",
-           f"must be <= data.embedded.max_words ({data.embedded.max_words}), got {data.embedded.min_words}")
+  _require(
+    data.source != "iam" or bool(data.iam_path),
+    "data.iam_path",
+    "is empty but config.data.source is 'iam': give the folder holding the IAM-OnDB files",
+  )
+  _require(
+    data.source == "iam" or not data.iam_path,
+    "data.iam_path",
+    f"is set ({data.iam_path!r}) but config.data.source is {data.source!r}, which would ignore it: add "
+    "--config.data.source=iam to train on IAM-OnDB, or drop the path",
+  )
+  _require(
+    data.savgol_order < data.savgol_window,
+    "data.savgol_order",
+    f"must be below data.savgol_window ({data.savgol_window}), got {data.savgol_order}",
+  )
+  _require(
+    data.embedded.min_words <= data.embedded.max_words,
+    "data.embedded.min_words",
+    f"must be <= data.embedded.max_words ({data.embedded.max_words}), got {data.embedded.min_words}",
+  )
 
 
 def validate_data(data_cfg: ml_collections.ConfigDict) -> None:
@@ -219,16 +232,28 @@ def validate(cfg: ml_collections.ConfigDict, device_count: int = 1, process_coun
   _check_fields(leaves(cfg))
   _check_data(cfg.data)
   global_batch = cfg.data.batch_size
-  _require(global_batch % device_count == 0, "data.batch_size",
-           f"global batch {global_batch} does not divide over {device_count} devices")
-  _require(global_batch % process_count == 0, "data.batch_size",
-           f"global batch {global_batch} does not divide over {process_count} processes")
+  _require(
+    global_batch % device_count == 0,
+    "data.batch_size",
+    f"global batch {global_batch} does not divide over {device_count} devices",
+  )
+  _require(
+    global_batch % process_count == 0,
+    "data.batch_size",
+    f"global batch {global_batch} does not divide over {process_count} processes",
+  )
   pieces_until = cfg.data.pieces_until
-  _require(pieces_until < cfg.train.num_steps, "data.pieces_until",
-           f"{pieces_until} leaves no step for whole lines (train.num_steps={cfg.train.num_steps})")
+  _require(
+    pieces_until < cfg.train.num_steps,
+    "data.pieces_until",
+    f"{pieces_until} leaves no step for whole lines (train.num_steps={cfg.train.num_steps})",
+  )
   last = pieces_until - 1 if pieces_until else -1
   for i, stage in enumerate(cfg.data.curriculum):
-    _require(stage[0] > last, f"data.curriculum[{i}]",
-             f"stages are (until_step, max_points) with increasing steps (after data.pieces_until) and positive "
-             f"lengths, got {tuple(stage)!r}")
+    _require(
+      stage[0] > last,
+      f"data.curriculum[{i}]",
+      f"stages are (until_step, max_points) with increasing steps (after data.pieces_until) and positive "
+      f"lengths, got {tuple(stage)!r}",
+    )
     last = stage[0]

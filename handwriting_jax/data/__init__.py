@@ -1,1 +1,2 @@
-"""Data: ink (strokes, InkML/SVG, drawing to SVG/PNG), text (alphabet, word pieces), IAM-OnDB and the embedded corpus, batches."""
+"""Data: ink (strokes, InkML/SVG, drawing to SVG/PNG), text (alphabet, word pieces), IAM-OnDB, the embedded corpus,
+batches."""

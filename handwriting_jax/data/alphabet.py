@@ -81,8 +81,9 @@ class Alphabet:
     alphabet (each once, sorted) and the characters there are."""
     unknown = sorted({c for text in texts for c in self.unknown_chars(text)})
     if unknown:
-      raise UnknownCharactersError(f"the text holds characters this model cannot write: {_format_chars(unknown)}; "
-                                   f"its alphabet is {self._chars!r}")
+      raise UnknownCharactersError(
+        f"the text holds characters this model cannot write: {_format_chars(unknown)}; its alphabet is {self._chars!r}"
+      )
 
   def encode(self, text: str, on_unknown: str = "error") -> np.ndarray:
     """Ids of `text` as int32 [len(text)]; unknown characters raise ("error": `check_known`) or become UNKNOWN_ID

@@ -49,13 +49,18 @@ def _bucket_edges(lengths_N: np.ndarray, num_buckets: int, min_lines: int) -> np
   return np.asarray(edges, dtype=np.int64)
 
 
-def pad_batch(lines: Sequence[np.ndarray], char_ids: Sequence[np.ndarray], batch: int, t: int, u: int
-              ) -> dict[str, np.ndarray]:
+def pad_batch(
+  lines: Sequence[np.ndarray], char_ids: Sequence[np.ndarray], batch: int, t: int, u: int
+) -> dict[str, np.ndarray]:
   """The teacher-forcing layout of every batch: lines [n_i, 3] as targets padded to [batch, t, 3], inputs shifted by
   one step behind FIRST_INPUT, texts padded to [batch, u], with masks; rows past the lines are fully masked."""
-  out = {"inputs": np.zeros((batch, t, 3), np.float32), "targets": np.zeros((batch, t, 3), np.float32),
-         "mask": np.zeros((batch, t), np.float32), "chars": np.zeros((batch, u), np.int32),
-         "char_mask": np.zeros((batch, u), np.float32)}
+  out = {
+    "inputs": np.zeros((batch, t, 3), np.float32),
+    "targets": np.zeros((batch, t, 3), np.float32),
+    "mask": np.zeros((batch, t), np.float32),
+    "chars": np.zeros((batch, u), np.int32),
+    "char_mask": np.zeros((batch, u), np.float32),
+  }
   for b, (line, ids) in enumerate(zip(lines, char_ids)):
     n = len(line)
     out["targets"][b, :n] = line
@@ -63,25 +68,36 @@ def pad_batch(lines: Sequence[np.ndarray], char_ids: Sequence[np.ndarray], batch
       out["inputs"][b, 0] = FIRST_INPUT
       out["inputs"][b, 1:n] = line[:-1]
     out["mask"][b, :n] = 1.0
-    out["chars"][b, :len(ids)] = ids
-    out["char_mask"][b, :len(ids)] = 1.0
+    out["chars"][b, : len(ids)] = ids
+    out["char_mask"][b, : len(ids)] = 1.0
   return out
 
 
 class BatchIterator(Iterator[dict[str, np.ndarray]]):
   """Infinite iterator over shuffled epochs of bucketed batches (see the module docstring)."""
 
-  def __init__(self, strokes: Sequence[np.ndarray], texts: Sequence[str], alphabet: Alphabet,
-               batch_size: int, num_buckets: int, seed: int, max_points: int | None = None,
-               process_index: int = 0, process_count: int = 1):
+  def __init__(
+    self,
+    strokes: Sequence[np.ndarray],
+    texts: Sequence[str],
+    alphabet: Alphabet,
+    batch_size: int,
+    num_buckets: int,
+    seed: int,
+    max_points: int | None = None,
+    process_index: int = 0,
+    process_count: int = 1,
+  ):
     """Check the arguments, drop lines longer than `max_points`, encode the texts and choose the buckets."""
     if len(strokes) != len(texts):
       raise ValueError(f"got {len(strokes)} stroke lines but {len(texts)} texts")
     if process_count < 1 or not 0 <= process_index < process_count:
       raise ValueError(f"process_index {process_index} is not in [0, process_count={process_count})")
     if batch_size < 1 or batch_size % process_count:
-      raise ValueError(f"batch_size {batch_size} must be a positive multiple of process_count {process_count}: "
-                       "each host loads an equal slice of the global batch")
+      raise ValueError(
+        f"batch_size {batch_size} must be a positive multiple of process_count {process_count}: "
+        "each host loads an equal slice of the global batch"
+      )
     if num_buckets < 1:
       raise ValueError(f"num_buckets must be at least 1, got {num_buckets}")
     if max_points is not None and max_points < 1:
@@ -105,8 +121,9 @@ class BatchIterator(Iterator[dict[str, np.ndarray]]):
     self.num_excluded = len(strokes) - self.num_lines
     if self.num_lines == 0:
       shortest = int(all_lengths.min()) if all_lengths.size else 0
-      raise ValueError(f"no line fits: {len(strokes)} lines given, max_points={max_points}, shortest line "
-                       f"has {shortest} points")
+      raise ValueError(
+        f"no line fits: {len(strokes)} lines given, max_points={max_points}, shortest line has {shortest} points"
+      )
 
     # Flat storage: line i occupies rows [start[i], start[i] + length[i]) of points_Nx3 (same for chars).
     lines = [np.asarray(strokes[i], dtype=np.float32) for i in self.line_indices]
@@ -127,8 +144,8 @@ class BatchIterator(Iterator[dict[str, np.ndarray]]):
     bucket_of_line = np.searchsorted(edges, self._lengths)
     self._bucket_lines = [np.flatnonzero(bucket_of_line == b) for b in range(len(edges))]
     self.padded_shapes: list[tuple[int, int]] = [
-        (int(t), int(_round_up(self._text_lengths[idx].max(), U_MULTIPLE)))
-        for t, idx in zip(edges, self._bucket_lines)]
+      (int(t), int(_round_up(self._text_lengths[idx].max(), U_MULTIPLE))) for t, idx in zip(edges, self._bucket_lines)
+    ]
     self._batches_per_bucket = [-(-len(idx) // self.global_batch_size) for idx in self._bucket_lines]
     self.steps_per_epoch = int(sum(self._batches_per_bucket))
     self._fingerprint = self._compute_fingerprint()
@@ -181,9 +198,9 @@ class BatchIterator(Iterator[dict[str, np.ndarray]]):
   def state(self) -> dict[str, np.ndarray]:
     """The position as int64 scalar arrays (fits an Orbax tree; survives np.savez / np.load)."""
     return {
-        "epoch": np.asarray(self._epoch, np.int64),
-        "position": np.asarray(self._position, np.int64),
-        "fingerprint": np.asarray(self._fingerprint, np.int64),
+      "epoch": np.asarray(self._epoch, np.int64),
+      "position": np.asarray(self._position, np.int64),
+      "fingerprint": np.asarray(self._fingerprint, np.int64),
     }
 
   def restore(self, state: dict) -> None:
@@ -192,13 +209,17 @@ class BatchIterator(Iterator[dict[str, np.ndarray]]):
     if missing:
       raise ValueError(f"batch iterator state lacks {sorted(missing)}")
     if int(np.asarray(state["fingerprint"])) != self._fingerprint:
-      raise ValueError("batch iterator state comes from an iterator over different lines, batch size, "
-                       "buckets, max_points or seed; build it with the same data and config.data fields "
-                       "as the run that saved it")
+      raise ValueError(
+        "batch iterator state comes from an iterator over different lines, batch size, "
+        "buckets, max_points or seed; build it with the same data and config.data fields "
+        "as the run that saved it"
+      )
     epoch, position = int(np.asarray(state["epoch"])), int(np.asarray(state["position"]))
     if epoch < 0 or not 0 <= position < self.steps_per_epoch:
-      raise ValueError(f"batch iterator state (epoch {epoch}, position {position}) is out of range "
-                       f"(steps_per_epoch {self.steps_per_epoch})")
+      raise ValueError(
+        f"batch iterator state (epoch {epoch}, position {position}) is out of range "
+        f"(steps_per_epoch {self.steps_per_epoch})"
+      )
     self._epoch, self._position = epoch, position
     self._schedule = self._epoch_schedule(epoch)
 
@@ -213,7 +234,7 @@ class BatchIterator(Iterator[dict[str, np.ndarray]]):
     buckets_S, rows_SxG = self._schedule
     bucket = int(buckets_S[self._position])
     lo = self.process_index * self.batch_size
-    batch = self._make_batch(rows_SxG[self._position, lo:lo + self.batch_size], *self.padded_shapes[bucket])
+    batch = self._make_batch(rows_SxG[self._position, lo : lo + self.batch_size], *self.padded_shapes[bucket])
     self._position += 1
     if self._position == self.steps_per_epoch:
       self._epoch += 1
@@ -223,6 +244,6 @@ class BatchIterator(Iterator[dict[str, np.ndarray]]):
 
   def _make_batch(self, lines_B: np.ndarray, t: int, u: int) -> dict[str, np.ndarray]:
     """Lines `lines_B` (indices into the kept lines) and their texts in the layout of `pad_batch`."""
-    lines = [self._points[s:s + n] for s, n in zip(self._starts[lines_B], self._lengths[lines_B])]
-    ids = [self._chars[s:s + n] for s, n in zip(self._text_starts[lines_B], self._text_lengths[lines_B])]
+    lines = [self._points[s : s + n] for s, n in zip(self._starts[lines_B], self._lengths[lines_B])]
+    ids = [self._chars[s : s + n] for s, n in zip(self._text_starts[lines_B], self._text_lengths[lines_B])]
     return pad_batch(lines, ids, len(lines_B), t, u)

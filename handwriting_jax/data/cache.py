@@ -62,16 +62,19 @@ def cache_path(directory: str, prefix: str, key: str) -> str:
 
 def save(path: str, corpus: CachedCorpus, compressed: bool = False) -> None:
   """Write `corpus` to `path` atomically (temporary file, then rename); `compressed`: zip-deflate the arrays."""
-  arrays = {"version": np.asarray(CACHE_VERSION, np.int64),
-            "split_names": _strings(list(corpus.splits)),
-            "count_names": _strings(list(corpus.counts)),
-            "count_values": np.asarray([int(v) for v in corpus.counts.values()], np.int64)}
+  arrays = {
+    "version": np.asarray(CACHE_VERSION, np.int64),
+    "split_names": _strings(list(corpus.splits)),
+    "count_names": _strings(list(corpus.counts)),
+    "count_values": np.asarray([int(v) for v in corpus.counts.values()], np.int64),
+  }
   for name, split in corpus.splits.items():
     if not len(split.lines) == len(split.texts) == len(split.ids):
       raise ValueError(f"split {name!r}: {len(split.lines)} lines, {len(split.texts)} texts, {len(split.ids)} ids")
     arrays[f"{name}/lengths"] = np.asarray([len(x) for x in split.lines], np.int64)
-    arrays[f"{name}/points"] = (np.concatenate(split.lines, axis=0).astype(np.float32) if split.lines
-                                else np.zeros((0, 3), np.float32))
+    arrays[f"{name}/points"] = (
+      np.concatenate(split.lines, axis=0).astype(np.float32) if split.lines else np.zeros((0, 3), np.float32)
+    )
     arrays[f"{name}/texts"] = _strings(split.texts)
     arrays[f"{name}/ids"] = _strings(split.ids)
   directory = os.path.dirname(os.path.abspath(path))
@@ -112,7 +115,7 @@ def load_or_build(path: str, build: Callable[[], CachedCorpus]) -> tuple[CachedC
   if os.path.exists(path):
     try:
       return load(path), True
-    except Exception as e:  # pylint: disable=broad-except  # any unreadable file is simply rebuilt
+    except Exception as e:  # noqa: BLE001  any unreadable file is simply rebuilt
       warnings.warn(f"unreadable data cache {path} ({e}); parsing the data again", stacklevel=2)
   corpus = build()
   try:

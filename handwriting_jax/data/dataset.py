@@ -50,8 +50,9 @@ class Dataset:
   summary: dict[str, Any]
 
 
-def prepare_split(lines: Sequence[np.ndarray], texts: Sequence[str], ids: Sequence[str],
-                  settings: strokes_lib.Preprocessing) -> tuple[cache_lib.CachedSplit, collections.Counter]:
+def prepare_split(
+  lines: Sequence[np.ndarray], texts: Sequence[str], ids: Sequence[str], settings: strokes_lib.Preprocessing
+) -> tuple[cache_lib.CachedSplit, collections.Counter]:
   """Preprocess raw lines and apply the point / character limits; returns (kept lines, counts)."""
   if not len(lines) == len(texts) == len(ids):
     raise ValueError(f"got {len(lines)} lines, {len(texts)} texts and {len(ids)} ids")
@@ -75,7 +76,8 @@ def prepare_split(lines: Sequence[np.ndarray], texts: Sequence[str], ids: Sequen
 
 def _load_embedded(data_cfg: Any, settings: strokes_lib.Preprocessing) -> cache_lib.CachedCorpus:
   """Generate the Hershey corpus and preprocess it."""
-  from handwriting_jax.data import hershey  # pylint: disable=g-import-not-at-top  # only this source needs it
+  from handwriting_jax.data import hershey  # only this source needs it
+
   train_lines, train_texts, valid_lines, valid_texts = hershey.generate_corpus(data_cfg.embedded)
   train_writers, valid_writers = hershey.corpus_writers(data_cfg.embedded)
   raw = {"train": (train_lines, train_texts, train_writers), "valid": (valid_lines, valid_texts, valid_writers)}
@@ -88,18 +90,22 @@ def _load_embedded(data_cfg: Any, settings: strokes_lib.Preprocessing) -> cache_
   return cache_lib.CachedCorpus(splits=splits, counts=dict(counts))
 
 
-def _load_iam(data_cfg: Any, settings: strokes_lib.Preprocessing, progress: bool
-              ) -> tuple[cache_lib.CachedCorpus, bool]:
+def _load_iam(
+  data_cfg: Any, settings: strokes_lib.Preprocessing, progress: bool
+) -> tuple[cache_lib.CachedCorpus, bool]:
   """Read IAM-OnDB (its folder, or one splits file) through the cache; returns (corpus, cache_hit)."""
   if iam_lib.is_splits_file(data_cfg.iam_path):
     source = os.path.abspath(os.path.expanduser(data_cfg.iam_path))
     fingerprint = [(source, os.path.getsize(source), os.stat(source).st_mtime_ns)]
+
     def read() -> iam_lib.IamCorpus:
       return iam_lib.read_splits_file(source)
   else:
     fingerprint = iam_lib.fingerprint(iam_lib.find_inputs(data_cfg.iam_path))
+
     def read() -> iam_lib.IamCorpus:
       return iam_lib.read_iam(data_cfg.iam_path, strict=bool(data_cfg.strict), progress=progress)
+
   key = cache_lib.cache_key(fingerprint, {**settings.as_dict(), "strict": bool(data_cfg.strict)})
   path = cache_lib.cache_path(cache_lib.cache_dir(data_cfg), "iam", key)
 
@@ -131,30 +137,43 @@ def load_dataset(data_cfg: Any, progress: bool = True) -> Dataset:
   train, valid = corpus.splits["train"], corpus.splits["valid"]
   counts = collections.Counter(corpus.counts)
   if not train.lines:
-    raise ConfigError(f"no training lines left after preprocessing (config.data.source={data_cfg.source!r}); "
-                     f"counts: {dict(counts)}; check config.data.max_points / max_chars / jump_mode")
+    raise ConfigError(
+      f"no training lines left after preprocessing (config.data.source={data_cfg.source!r}); "
+      f"counts: {dict(counts)}; check config.data.max_points / max_chars / jump_mode"
+    )
   stats = strokes_lib.NormStats.fit(train.lines, normalise_mean=data_cfg.normalise_mean)
   alphabet = Alphabet.from_config(data_cfg, train.texts)
   summary = {
-      "source": data_cfg.source,
-      "train_lines": len(train.lines),
-      "valid_lines": len(valid.lines),
-      "train_points": int(sum(len(x) for x in train.lines)),
-      "alphabet_size": len(alphabet.chars),
-      "unknown_chars_train": sum(alphabet.count_unknown(t) for t in train.texts),
-      "unknown_chars_valid": sum(alphabet.count_unknown(t) for t in valid.texts),
-      "cache_hit": cache_hit,
-      "norm_mean": stats.mean.tolist(),
-      "norm_std": stats.std.tolist(),
+    "source": data_cfg.source,
+    "train_lines": len(train.lines),
+    "valid_lines": len(valid.lines),
+    "train_points": int(sum(len(x) for x in train.lines)),
+    "alphabet_size": len(alphabet.chars),
+    "unknown_chars_train": sum(alphabet.count_unknown(t) for t in train.texts),
+    "unknown_chars_valid": sum(alphabet.count_unknown(t) for t in valid.texts),
+    "cache_hit": cache_hit,
+    "norm_mean": stats.mean.tolist(),
+    "norm_std": stats.std.tolist(),
   }
-  for name in ("forms", "skipped_forms", "missing_forms", "duplicate_forms", "malformed_files",
-               "repeated_points", "split_jumps", "dropped_jump_lines", "dropped_long_lines",
-               "dropped_long_texts", "dropped_empty_lines"):
+  for name in (
+    "forms",
+    "skipped_forms",
+    "missing_forms",
+    "duplicate_forms",
+    "malformed_files",
+    "repeated_points",
+    "split_jumps",
+    "dropped_jump_lines",
+    "dropped_long_lines",
+    "dropped_long_texts",
+    "dropped_empty_lines",
+  ):
     summary[name] = int(counts.get(name, 0))
   summary["line"] = summary_line(summary, settings)
   logging.info("%s", summary["line"])
-  return Dataset(train=_normalised(train, stats), valid=_normalised(valid, stats), alphabet=alphabet,
-                 stats=stats, summary=summary)
+  return Dataset(
+    train=_normalised(train, stats), valid=_normalised(valid, stats), alphabet=alphabet, stats=stats, summary=summary
+  )
 
 
 def summary_line(summary: dict[str, Any], settings: strokes_lib.Preprocessing) -> str:
@@ -163,13 +182,19 @@ def summary_line(summary: dict[str, Any], settings: strokes_lib.Preprocessing) -
   dropped = s["dropped_jump_lines"] + s["dropped_long_lines"] + s["dropped_long_texts"] + s["dropped_empty_lines"]
   parts = [f"data ({s['source']}): {s['train_lines']} train / {s['valid_lines']} valid lines"]
   if s["source"] == "iam":
-    parts.append(f"{s['skipped_forms']} forms skipped (line count mismatch), {s['missing_forms']} listed forms "
-                 f"missing, {s['malformed_files']} malformed files")
-  parts.append(f"{dropped} lines dropped ({s['dropped_jump_lines']} absurd jump, {s['dropped_long_lines']} over "
-               f"max_points={settings.max_points}, {s['dropped_long_texts']} over max_chars={settings.max_chars})")
+    parts.append(
+      f"{s['skipped_forms']} forms skipped (line count mismatch), {s['missing_forms']} listed forms "
+      f"missing, {s['malformed_files']} malformed files"
+    )
+  parts.append(
+    f"{dropped} lines dropped ({s['dropped_jump_lines']} absurd jump, {s['dropped_long_lines']} over "
+    f"max_points={settings.max_points}, {s['dropped_long_texts']} over max_chars={settings.max_chars})"
+  )
   parts.append(f"{s['repeated_points']} repeated points removed, {s['split_jumps']} jumps split")
-  parts.append(f"alphabet of {s['alphabet_size']} characters, unknown characters: {s['unknown_chars_train']} "
-               f"train / {s['unknown_chars_valid']} valid")
+  parts.append(
+    f"alphabet of {s['alphabet_size']} characters, unknown characters: {s['unknown_chars_train']} "
+    f"train / {s['unknown_chars_valid']} valid"
+  )
   return "; ".join(parts)
 
 

@@ -79,8 +79,7 @@ def _check_lines(lines: Sequence[np.ndarray]) -> list[list[np.ndarray]]:
 # SVG.
 
 
-def _page_layout(strokes_per_line: list[list[np.ndarray]], line_spacing: float | None
-                 ) -> tuple[list[float], float]:
+def _page_layout(strokes_per_line: list[list[np.ndarray]], line_spacing: float | None) -> tuple[list[float], float]:
   """Vertical shift of each line (y up) that stacks them as a page, and the median line height."""
   boxes = [_bounds(s) for s in strokes_per_line]
   heights = [max(b[3] - b[2], 1e-6) for b in boxes]
@@ -97,9 +96,15 @@ def _page_layout(strokes_per_line: list[list[np.ndarray]], line_spacing: float |
   return shifts, median_h
 
 
-def lines_to_svg(lines: Sequence[np.ndarray], path: PathLike | None = None, line_spacing: float | None = None,
-                 stroke_width: float | None = None, margin: float | None = None, color: str = "black",
-                 precision: int = 2) -> str:
+def lines_to_svg(
+  lines: Sequence[np.ndarray],
+  path: PathLike | None = None,
+  line_spacing: float | None = None,
+  stroke_width: float | None = None,
+  margin: float | None = None,
+  color: str = "black",
+  precision: int = 2,
+) -> str:
   """An SVG page of `lines` stacked top to bottom, ONE `<path>` per stroke (pen-plotter friendly).
 
   Coordinates are stroke units with y flipped to SVG's downward axis; the viewBox is fitted to the content
@@ -125,12 +130,16 @@ def lines_to_svg(lines: Sequence[np.ndarray], path: PathLike | None = None, line
     return fmt.format(p[0]) + "," + fmt.format(-p[1])
 
   out = [
-      '<?xml version="1.0" encoding="UTF-8"?>',
+    '<?xml version="1.0" encoding="UTF-8"?>',
+    (
       f'<svg xmlns="http://www.w3.org/2000/svg" version="1.1" width="{fmt.format(width)}" '
       f'height="{fmt.format(height)}" viewBox="{fmt.format(x0)} {fmt.format(y0)} {fmt.format(width)} '
-      f'{fmt.format(height)}">',
+      f'{fmt.format(height)}">'
+    ),
+    (
       f'<g fill="none" stroke="{escape(color)}" stroke-width="{fmt.format(stroke_width)}" '
-      'stroke-linecap="round" stroke-linejoin="round">',
+      'stroke-linecap="round" stroke-linejoin="round">'
+    ),
   ]
   for i, strokes in enumerate(placed):
     out.append(f'<g id="line-{i}">')
@@ -158,8 +167,9 @@ def _save(fig: Figure, path: PathLike, dpi: int) -> None:
   fig.savefig(path, dpi=dpi, facecolor="white")
 
 
-def _draw_strokes(ax, strokes: Sequence[np.ndarray], color: str = _INK, linewidth: float = 1.2,
-                  color_strokes: bool = False, **kwargs) -> None:
+def _draw_strokes(
+  ax, strokes: Sequence[np.ndarray], color: str = _INK, linewidth: float = 1.2, color_strokes: bool = False, **kwargs
+) -> None:
   """Draw strokes as one LineCollection (plus markers for single-point strokes)."""
   if color_strokes:
     palette = [colors.to_rgba(f"C{k % 10}") for k in range(len(strokes))]
@@ -167,12 +177,19 @@ def _draw_strokes(ax, strokes: Sequence[np.ndarray], color: str = _INK, linewidt
     palette = [colors.to_rgba(color)] * len(strokes)
   segs = [s for s in strokes if len(s) > 1]
   seg_colors = [c for s, c in zip(strokes, palette) if len(s) > 1]
-  ax.add_collection(LineCollection(segs, colors=seg_colors, linewidths=linewidth, capstyle="round",
-                                   joinstyle="round", **kwargs))
+  ax.add_collection(
+    LineCollection(segs, colors=seg_colors, linewidths=linewidth, capstyle="round", joinstyle="round", **kwargs)
+  )
   dots = [(s[0], c) for s, c in zip(strokes, palette) if len(s) == 1]
   if dots:
-    ax.scatter([d[0][0] for d in dots], [d[0][1] for d in dots], s=(1.6 * linewidth) ** 2,
-               c=[d[1] for d in dots], linewidths=0, **kwargs)
+    ax.scatter(
+      [d[0][0] for d in dots],
+      [d[0][1] for d in dots],
+      s=(1.6 * linewidth) ** 2,
+      c=[d[1] for d in dots],
+      linewidths=0,
+      **kwargs,
+    )
 
 
 def _label(ch: str) -> str:
@@ -184,10 +201,17 @@ def _label(ch: str) -> str:
 # PNG sheet of lines.
 
 
-def save_lines_png(lines: Sequence[np.ndarray], texts: Sequence[str] | None, path: PathLike,
-                   width_in: float = 10.0, dpi: int = 120, linewidth: float = 1.2,
-                   color_strokes: bool = False, max_row_in: float = 2.5,
-                   labels: Sequence[object] | None = None) -> None:
+def save_lines_png(
+  lines: Sequence[np.ndarray],
+  texts: Sequence[str] | None,
+  path: PathLike,
+  width_in: float = 10.0,
+  dpi: int = 120,
+  linewidth: float = 1.2,
+  color_strokes: bool = False,
+  max_row_in: float = 2.5,
+  labels: Sequence[object] | None = None,
+) -> None:
   """A sheet with one row per line, its text as a small caption above it, all at one scale, equal aspect.
 
   Lines share the horizontal scale (the widest line fills `width_in`), each row is as tall as its line at
@@ -215,10 +239,16 @@ def save_lines_png(lines: Sequence[np.ndarray], texts: Sequence[str] | None, pat
   for i, (strokes, b, h) in enumerate(zip(strokes_per_line, boxes, row_in)):
     top -= cap_in
     if texts is not None:
-      fig.text(side_in / width_in, (top + 0.06) / height_in, f"{labels[i]}: {texts[i]}", fontsize=9,
-               color="#555555", ha="left", va="bottom")
-    ax = fig.add_axes((side_in / width_in, (top - h) / height_in, (width_in - 2 * side_in) / width_in,
-                       h / height_in))
+      fig.text(
+        side_in / width_in,
+        (top + 0.06) / height_in,
+        f"{labels[i]}: {texts[i]}",
+        fontsize=9,
+        color="#555555",
+        ha="left",
+        va="bottom",
+      )
+    ax = fig.add_axes((side_in / width_in, (top - h) / height_in, (width_in - 2 * side_in) / width_in, h / height_in))
     ax.set_axis_off()
     _draw_strokes(ax, strokes, linewidth=linewidth, color_strokes=color_strokes)
     cy = 0.5 * (b[2] + b[3])
@@ -234,8 +264,14 @@ def save_lines_png(lines: Sequence[np.ndarray], texts: Sequence[str] | None, pat
 # Attention (Fig. 13).
 
 
-def plot_attention(phi_TxU: np.ndarray, text: str, path: PathLike, line_Tx3: np.ndarray | None = None,
-                   dpi: int = 120, title: str | None = None) -> None:
+def plot_attention(
+  phi_TxU: np.ndarray,
+  text: str,
+  path: PathLike,
+  line_Tx3: np.ndarray | None = None,
+  dpi: int = 120,
+  title: str | None = None,
+) -> None:
   """Heat map of the window weights φ(t, u) (paper Fig. 13): time t on x, characters u on y (first at top).
 
   `phi_TxU` must have one column per character of `text` (slice off padding first). When `line_Tx3` is
@@ -245,8 +281,10 @@ def plot_attention(phi_TxU: np.ndarray, text: str, path: PathLike, line_Tx3: np.
   if phi.ndim != 2:
     raise ValueError(f"phi_TxU: expected a [T, U] array, got shape {phi.shape}")
   if phi.shape[1] != len(text):
-    raise ValueError(f"phi_TxU: has U = {phi.shape[1]} columns but text has {len(text)} characters "
-                     f"({text!r}); slice off padded columns first")
+    raise ValueError(
+      f"phi_TxU: has U = {phi.shape[1]} columns but text has {len(text)} characters "
+      f"({text!r}); slice off padded columns first"
+    )
   if phi.shape[0] == 0 or phi.shape[1] == 0:
     raise ValueError(f"phi_TxU: empty array of shape {phi.shape}")
   if not np.all(np.isfinite(phi)):
@@ -268,8 +306,16 @@ def plot_attention(phi_TxU: np.ndarray, text: str, path: PathLike, line_Tx3: np.
     ax_line.set_aspect("equal")
   else:
     ax = fig.subplots()
-  im = ax.imshow(phi.T, aspect="auto", origin="upper", cmap="Greys", interpolation="nearest",
-                 extent=(-0.5, t - 0.5, u - 0.5, -0.5), vmin=0.0, vmax=max(float(phi.max()), 1e-9))
+  im = ax.imshow(
+    phi.T,
+    aspect="auto",
+    origin="upper",
+    cmap="Greys",
+    interpolation="nearest",
+    extent=(-0.5, t - 0.5, u - 0.5, -0.5),
+    vmin=0.0,
+    vmax=max(float(phi.max()), 1e-9),
+  )
   fontsize = 9 if u <= 40 else max(4, int(9 * 40 / u))
   ax.set_yticks(np.arange(u), [_label(c) for c in text], fontsize=fontsize, family="monospace")
   ax.set_xlabel("time step t")
@@ -301,8 +347,9 @@ def check_mixture(mixture: Mapping[str, np.ndarray], num_steps: int | None = Non
   want = {"pi": (t, nm), "mu": (t, nm, 2), "sigma": (t, nm, 2), "rho": (t, nm)}
   for k, shape in want.items():
     if m[k].shape != shape:
-      raise ValueError(f"mixture[{k!r}]: expected shape {shape} ([T, M{', 2' if len(shape) == 3 else ''}]), "
-                       f"got {m[k].shape}")
+      raise ValueError(
+        f"mixture[{k!r}]: expected shape {shape} ([T, M{', 2' if len(shape) == 3 else ''}]), got {m[k].shape}"
+      )
     if not np.all(np.isfinite(m[k])):
       raise ValueError(f"mixture[{k!r}]: contains NaN or infinite values")
   if num_steps is not None and t != num_steps:
@@ -319,8 +366,9 @@ def check_mixture(mixture: Mapping[str, np.ndarray], num_steps: int | None = Non
   return m
 
 
-def denormalise_mixture(mixture: Mapping[str, np.ndarray], scale_2: Sequence[float],
-                        shift_2: Sequence[float] = (0.0, 0.0)) -> dict[str, np.ndarray]:
+def denormalise_mixture(
+  mixture: Mapping[str, np.ndarray], scale_2: Sequence[float], shift_2: Sequence[float] = (0.0, 0.0)
+) -> dict[str, np.ndarray]:
   """Mixture over normalised offsets -> over raw offsets, for `raw = normalised * scale + shift` per axis.
 
   μ' = μ ⊙ scale + shift, σ' = σ ⊙ |scale|, π unchanged, ρ unchanged (it flips sign if exactly one scale is
@@ -328,12 +376,22 @@ def denormalise_mixture(mixture: Mapping[str, np.ndarray], scale_2: Sequence[flo
   """
   m = check_mixture(mixture)
   scale, shift = np.asarray(scale_2, np.float64).reshape(2), np.asarray(shift_2, np.float64).reshape(2)
-  return {"pi": m["pi"], "mu": m["mu"] * scale + shift, "sigma": m["sigma"] * np.abs(scale),
-          "rho": m["rho"] * np.sign(scale[0] * scale[1])}
+  return {
+    "pi": m["pi"],
+    "mu": m["mu"] * scale + shift,
+    "sigma": m["sigma"] * np.abs(scale),
+    "rho": m["rho"] * np.sign(scale[0] * scale[1]),
+  }
 
 
-def mixture_density_grid(centres_Tx2: np.ndarray, mixture: Mapping[str, np.ndarray], xs_X: np.ndarray,
-                         ys_Y: np.ndarray, min_sigma: float = 0.0, reach: float = 4.0) -> np.ndarray:
+def mixture_density_grid(
+  centres_Tx2: np.ndarray,
+  mixture: Mapping[str, np.ndarray],
+  xs_X: np.ndarray,
+  ys_Y: np.ndarray,
+  min_sigma: float = 0.0,
+  reach: float = 4.0,
+) -> np.ndarray:
   """Σ_t Σ_j π_tj N(p | c_t + μ_tj, σ_tj, ρ_tj) on the grid (ys_Y × xs_X) -> [Y, X] (paper Fig. 10).
 
   Each step is evaluated only within `reach` standard deviations of its components; σ is floored at
@@ -355,15 +413,22 @@ def mixture_density_grid(centres_Tx2: np.ndarray, mixture: Mapping[str, np.ndarr
     zx = (xs[None, None, i0:i1] - mu[:, 0, None, None]) / sig[:, 0, None, None]  # [M, 1, X]
     zy = (ys[None, j0:j1, None] - mu[:, 1, None, None]) / sig[:, 1, None, None]  # [M, Y, 1]
     r = rho[:, None, None]
-    q = (zx ** 2 + zy ** 2 - 2 * r * zx * zy) / (1 - r ** 2)
-    norm = pi / (2 * np.pi * sig[:, 0] * sig[:, 1] * np.sqrt(1 - rho ** 2))
+    q = (zx**2 + zy**2 - 2 * r * zx * zy) / (1 - r**2)
+    norm = pi / (2 * np.pi * sig[:, 0] * sig[:, 1] * np.sqrt(1 - rho**2))
     grid[j0:j1, i0:i1] += np.einsum("m,myx->yx", norm, np.exp(-0.5 * q))
   return grid
 
 
-def plot_density(line_Tx3: np.ndarray, mixture: Mapping[str, np.ndarray], eos_prob_T: np.ndarray,
-                 path: PathLike, grid_width: int = 600, decades: float = 5.0, dpi: int = 120,
-                 title: str | None = None) -> None:
+def plot_density(
+  line_Tx3: np.ndarray,
+  mixture: Mapping[str, np.ndarray],
+  eos_prob_T: np.ndarray,
+  path: PathLike,
+  grid_width: int = 600,
+  decades: float = 5.0,
+  dpi: int = 120,
+  title: str | None = None,
+) -> None:
   """Paper Fig. 10: the written line over the summed predicted next-point densities (log colour scale),
   the mixture weights π over time, and the end-of-stroke probability over time.
 
@@ -390,7 +455,7 @@ def plot_density(line_Tx3: np.ndarray, mixture: Mapping[str, np.ndarray], eos_pr
   xmin, xmax, ymin, ymax = xmin - margin, xmax + margin, ymin - margin, ymax + margin
   cell = (xmax - xmin) / grid_width
   xs = xmin + cell * (np.arange(grid_width) + 0.5)
-  ys = ymin + cell * (np.arange(max(int(math.ceil((ymax - ymin) / cell)), 2)) + 0.5)
+  ys = ymin + cell * (np.arange(max(math.ceil((ymax - ymin) / cell), 2)) + 0.5)
   dens = mixture_density_grid(centres_Tx2, m, xs, ys, min_sigma=0.7 * cell)
 
   width_in = 10.0
@@ -402,9 +467,14 @@ def plot_density(line_Tx3: np.ndarray, mixture: Mapping[str, np.ndarray], eos_pr
   vmax = float(dens.max())
   if vmax > 0:
     norm = colors.LogNorm(vmin=vmax * 10.0 ** (-decades), vmax=vmax, clip=True)
-    im = ax_d.imshow(np.maximum(dens, vmax * 10.0 ** (-decades)), origin="lower", cmap="magma", norm=norm,
-                     extent=(xs[0] - cell / 2, xs[-1] + cell / 2, ys[0] - cell / 2, ys[-1] + cell / 2),
-                     interpolation="bilinear")
+    im = ax_d.imshow(
+      np.maximum(dens, vmax * 10.0 ** (-decades)),
+      origin="lower",
+      cmap="magma",
+      norm=norm,
+      extent=(xs[0] - cell / 2, xs[-1] + cell / 2, ys[0] - cell / 2, ys[-1] + cell / 2),
+      interpolation="bilinear",
+    )
     fig.colorbar(im, ax=ax_d, label="summed density", fraction=0.025, pad=0.01)
   _draw_strokes(ax_d, strokes, color="white", linewidth=0.7, alpha=0.9)
   ax_d.set_xlim(xmin, xmax)
@@ -414,8 +484,16 @@ def plot_density(line_Tx3: np.ndarray, mixture: Mapping[str, np.ndarray], eos_pr
   ax_d.set_yticks([])
   ax_d.set_title("predicted next-point densities (summed over time, log scale)", fontsize=9)
 
-  im_pi = ax_pi.imshow(m["pi"].T, aspect="auto", origin="lower", cmap="Greys", interpolation="nearest",
-                       extent=(-0.5, t_steps - 0.5, 0.5, nm + 0.5), vmin=0.0, vmax=1.0)
+  im_pi = ax_pi.imshow(
+    m["pi"].T,
+    aspect="auto",
+    origin="lower",
+    cmap="Greys",
+    interpolation="nearest",
+    extent=(-0.5, t_steps - 0.5, 0.5, nm + 0.5),
+    vmin=0.0,
+    vmax=1.0,
+  )
   ax_pi.set_ylabel("component")
   ax_pi.set_title("mixture weights π", fontsize=9)
   ax_pi.set_xticklabels([])
@@ -440,8 +518,9 @@ def plot_density(line_Tx3: np.ndarray, mixture: Mapping[str, np.ndarray], eos_pr
 # Animation.
 
 
-def save_animation(line_Tx3: np.ndarray, path: PathLike, fps: int = 25, max_frames: int = 150, dpi: int = 90,
-                   text: str | None = None) -> None:
+def save_animation(
+  line_Tx3: np.ndarray, path: PathLike, fps: int = 25, max_frames: int = 150, dpi: int = 90, text: str | None = None
+) -> None:
   """The pen writing the line, as a GIF (pillow) or a self-contained HTML page (by `path`'s extension)."""
   a = check_line(line_Tx3)
   ext = os.path.splitext(str(path))[1].lower()

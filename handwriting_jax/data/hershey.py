@@ -25,6 +25,7 @@ first offset tells where the line starts (a capital starts high). Units: the x-h
 
 import dataclasses
 import functools
+import itertools
 import math
 from typing import NamedTuple
 
@@ -103,7 +104,7 @@ def _smooth_stroke(raw_Nx2: np.ndarray) -> np.ndarray:
     return raw_Nx2
   corner = _turn_angles(raw_Nx2) > np.deg2rad(_CORNER_DEG)
   cuts = [0, *np.flatnonzero(corner), len(raw_Nx2) - 1]
-  pieces = [_chaikin(raw_Nx2[a:b + 1]) for a, b in zip(cuts[:-1], cuts[1:])]
+  pieces = [_chaikin(raw_Nx2[a : b + 1]) for a, b in itertools.pairwise(cuts)]
   return np.concatenate([pieces[0]] + [q[1:] for q in pieces[1:]])
 
 
@@ -116,10 +117,11 @@ def _make_stroke(pts_Nx2: np.ndarray, dot_length: float = 0.0) -> _Stroke:
   return _Stroke(pts_Nx2, corner, _direction(pts_Nx2, False), _direction(pts_Nx2, True), True)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _font(name: str) -> dict[str, _Glyph]:
   """Glyphs of one Hershey font for ALPHABET, smoothed, y up, baseline at y = 0 (cached per font)."""
-  from HersheyFonts import HersheyFonts  # pylint: disable=g-import-not-at-top
+  from HersheyFonts import HersheyFonts
+
   f = HersheyFonts()
   f.load_default_font(name)
   glyphs = f.all_glyphs
@@ -133,8 +135,9 @@ def _font(name: str) -> dict[str, _Glyph]:
     strokes = tuple(_make_stroke(d, dot_length=1.0) for d in dense)
     if not ch.isalpha():  # digits and punctuation are written apart, never joined
       strokes = tuple(st._replace(joinable=False) for st in strokes)
-    strokes = tuple(st._replace(mark=k > 0 and st.pts_Nx2[0, 0] < dense[k - 1][-1, 0] - 0.6 * _XH)
-                    for k, st in enumerate(strokes))
+    strokes = tuple(
+      st._replace(mark=k > 0 and st.pts_Nx2[0, 0] < dense[k - 1][-1, 0] - 0.6 * _XH) for k, st in enumerate(strokes)
+    )
     pts = np.concatenate([st.pts_Nx2 for st in strokes]) if strokes else np.zeros((0, 2))
     bounds = tuple(np.cumsum([0] + [len(st.pts_Nx2) for st in strokes]).tolist())
     out[ch] = _Glyph(pts, bounds, strokes, float(g.char_width))
@@ -144,6 +147,7 @@ def _font(name: str) -> dict[str, _Glyph]:
 @dataclasses.dataclass(frozen=True)
 class Writer:
   """Style of one synthetic writer (lengths in font units: x-height 9, cap height 21)."""
+
   font: str
   slant: float  # shear angle (radians), positive = leaning right
   scale: float  # overall size
@@ -171,26 +175,26 @@ def make_writer(rng: np.random.Generator, fonts: tuple[str, ...], points_per_cha
   """Draw one writer's style parameters and calibrate its sampling rate to points_per_char."""
   cursive = rng.random() < 0.8  # most writers join (almost) everything within a word
   w = Writer(
-      font=str(fonts[rng.integers(len(fonts))]),
-      slant=float(np.deg2rad(np.clip(rng.normal(10.0, 9.0), -12.0, 32.0))),
-      scale=float(rng.uniform(0.85, 1.2)),
-      aspect=float(rng.uniform(0.8, 1.2)),
-      ascender=float(rng.uniform(0.7, 1.15)),
-      descender=float(rng.uniform(0.7, 1.1)),
-      letter_spacing=float(rng.uniform(0.9, 1.2)),
-      word_spacing=float(rng.uniform(0.8, 1.6)),
-      tilt=float(np.deg2rad(rng.normal(0.0, 1.5))),
-      drift_amp=float(rng.uniform(0.0, 0.15) * _XH),
-      drift_wavelength=float(rng.uniform(8.0, 20.0) * _XH),
-      jitter_amp=float(rng.uniform(0.015, 0.045) * _XH),
-      jitter_wavelength=float(rng.uniform(2.0, 5.0) * _XH),
-      letter_noise=float(rng.uniform(0.02, 0.07)),
-      join_dist=float((rng.uniform(1.05, 1.35) if cursive else rng.uniform(0.2, 0.7)) * _XH),
-      lookahead=int(rng.integers(1, 5)),
-      speed_exponent=float(rng.uniform(0.15, 0.3)),
-      speed_noise=float(rng.uniform(0.05, 0.15)),
-      dot_length=float(rng.uniform(0.1, 0.25) * _XH),
-      points_per_char=float(points_per_char * np.exp(rng.normal(0.0, 0.15))),
+    font=str(fonts[rng.integers(len(fonts))]),
+    slant=float(np.deg2rad(np.clip(rng.normal(10.0, 9.0), -12.0, 32.0))),
+    scale=float(rng.uniform(0.85, 1.2)),
+    aspect=float(rng.uniform(0.8, 1.2)),
+    ascender=float(rng.uniform(0.7, 1.15)),
+    descender=float(rng.uniform(0.7, 1.1)),
+    letter_spacing=float(rng.uniform(0.9, 1.2)),
+    word_spacing=float(rng.uniform(0.8, 1.6)),
+    tilt=float(np.deg2rad(rng.normal(0.0, 1.5))),
+    drift_amp=float(rng.uniform(0.0, 0.15) * _XH),
+    drift_wavelength=float(rng.uniform(8.0, 20.0) * _XH),
+    jitter_amp=float(rng.uniform(0.015, 0.045) * _XH),
+    jitter_wavelength=float(rng.uniform(2.0, 5.0) * _XH),
+    letter_noise=float(rng.uniform(0.02, 0.07)),
+    join_dist=float((rng.uniform(1.05, 1.35) if cursive else rng.uniform(0.2, 0.7)) * _XH),
+    lookahead=int(rng.integers(1, 5)),
+    speed_exponent=float(rng.uniform(0.15, 0.3)),
+    speed_noise=float(rng.uniform(0.05, 0.15)),
+    dot_length=float(rng.uniform(0.1, 0.25) * _XH),
+    points_per_char=float(points_per_char * np.exp(rng.normal(0.0, 0.15))),
   )
   # Calibrate the sampling interval on a representative text, so that the density follows pen time (long
   # loops get more points) and the mean points per character is the writer's points_per_char.
@@ -204,8 +208,7 @@ def make_writer(rng: np.random.Generator, fonts: tuple[str, ...], points_per_cha
 _CALIBRATION_TEXT = "The quick brown fox jumps over the lazy dog, said Mary (twice) at 10:45."
 
 
-def _smooth_noise(rng: np.random.Generator, s_N: np.ndarray, amp: float, wavelength: float,
-                  n: int = 3) -> np.ndarray:
+def _smooth_noise(rng: np.random.Generator, s_N: np.ndarray, amp: float, wavelength: float, n: int = 3) -> np.ndarray:
   """Sum of n random sinusoids of s (wavelengths around `wavelength`), RMS about amp."""
   lam = wavelength * rng.uniform(0.5, 2.0, n)
   phase = rng.uniform(0.0, 2 * np.pi, n)
@@ -213,15 +216,16 @@ def _smooth_noise(rng: np.random.Generator, s_N: np.ndarray, amp: float, wavelen
   return (a[:, None] * np.sin(2 * np.pi * s_N[None, :] / lam[:, None] + phase[:, None])).sum(0)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _hermite_basis(n: int) -> np.ndarray:
   """Cubic Hermite basis [n - 1, 4] (h00, h10, h01, h11) at the n - 1 interior points of n equal steps."""
   u = np.linspace(0.0, 1.0, n + 1)[1:-1, None]
   return np.concatenate([2 * u**3 - 3 * u**2 + 1, u**3 - 2 * u**2 + u, -2 * u**3 + 3 * u**2, u**3 - u**2], 1)
 
 
-def _hermite(p0: np.ndarray, t0: tuple[float, float], p1: np.ndarray, t1: tuple[float, float],
-             dist: float) -> np.ndarray:
+def _hermite(
+  p0: np.ndarray, t0: tuple[float, float], p1: np.ndarray, t1: tuple[float, float], dist: float
+) -> np.ndarray:
   """Interior points of a cubic Hermite join from p0 (direction t0) to p1 (direction t1)."""
   ctrl = np.array([p0, (dist * t0[0], dist * t0[1]), p1, (dist * t1[0], dist * t1[1])])
   return _hermite_basis(max(2, int(dist / 0.4))) @ ctrl
@@ -244,8 +248,7 @@ def _join_word(strokes: list[_Stroke], writer: Writer) -> list[_Stroke]:
         gap = math.hypot(dx, cand.pts_Nx2[0, 1] - end[1])
         # Joins run forward (a crossbar starting back to the left is drawn after the word instead).
         # Marks (crossbars) join only each other ("tt" in one bar).
-        if (cand.joinable and cand.mark == cur.mark and gap < writer.join_dist
-            and dx > -0.5 * _XH):
+        if cand.joinable and cand.mark == cur.mark and gap < writer.join_dist and dx > -0.5 * _XH:
           found = j
           break
       if found is None:
@@ -292,7 +295,7 @@ def _layout(text: str, writer: Writer, rng: np.random.Generator) -> list[_Stroke
     p = g.pts_Mx2 * size[i]
     p = np.stack([x + p[:, 0] + shear[i] * p[:, 1], p[:, 1] + lift[i]], 1)
     for k, st in enumerate(g.strokes):
-      q = p[g.bounds[k]:g.bounds[k + 1]]
+      q = p[g.bounds[k] : g.bounds[k + 1]]
       if st.is_dot:  # a short tap in a random direction, a little higher for i and j
         ang = rng.uniform(0.0, 2 * np.pi)
         top = q[0] + ((0.0, rng.uniform(0.1, 0.4) * _XH) if ch in "ij" else (0.0, 0.0))
@@ -308,8 +311,9 @@ def _soft_relu(u: np.ndarray) -> np.ndarray:
   return 0.5 * (u + np.sqrt(u * u + 1.0))
 
 
-def _pen_path(strokes: list[_Stroke], writer: Writer, rng: np.random.Generator
-              ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _pen_path(
+  strokes: list[_Stroke], writer: Writer, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
   """Writer geometry and pen timing of a laid-out line.
 
   Returns the warped points [M, 2] of all strokes concatenated, the pen time of each segment [M - 1]
@@ -346,8 +350,9 @@ def _pen_path(strokes: list[_Stroke], writer: Writer, rng: np.random.Generator
   return warped, times, sid
 
 
-def write_line(text: str, writer: Writer, rng: np.random.Generator, x_height: float,
-               jitter_time: bool = True) -> np.ndarray:
+def write_line(
+  text: str, writer: Writer, rng: np.random.Generator, x_height: float, jitter_time: bool = True
+) -> np.ndarray:
   """Render `text` in `writer`'s hand: float32 [T, 3] offsets (y up, eos on each stroke's last point).
 
   `x_height` sets the output units; `jitter_time=False` samples at exactly `writer.time_step` (calibration).
@@ -403,8 +408,9 @@ class _Writers:
     return self._cache[k]
 
 
-def _line_text(cfg: ml_collections.ConfigDict, stream: int, index: int,
-               avoid: frozenset[str] | set[str] = frozenset()) -> tuple[str, np.random.Generator]:
+def _line_text(
+  cfg: ml_collections.ConfigDict, stream: int, index: int, avoid: frozenset[str] | set[str] = frozenset()
+) -> tuple[str, np.random.Generator]:
   """Text of one line and its generator (which then draws the writer and the line's own noise)."""
   rng = np.random.default_rng([int(cfg.seed), stream, index])
   for _ in range(50):  # a text not in `avoid` where possible (single common words may all be taken)
@@ -439,7 +445,7 @@ def corpus_writers(cfg: ml_collections.ConfigDict) -> tuple[list[int], list[int]
 
 
 def generate_corpus(
-    cfg: ml_collections.ConfigDict,
+  cfg: ml_collections.ConfigDict,
 ) -> tuple[list[np.ndarray], list[str], list[np.ndarray], list[str]]:
   """Generate (train_lines, train_texts, valid_lines, valid_texts) from the `data.embedded` config.
 

@@ -43,11 +43,12 @@ from handwriting_jax.errors import ConfigError, UserError
 STROKES_TAR, STROKES_DIR = "lineStrokes-all.tar.gz", "lineStrokes"
 ASCII_TAR, ASCII_DIR = "ascii-all.tar.gz", "ascii"
 # Split list -> Graves' split (paper section 4.1 / 5: train on trainset + testset_t + testset_f).
-SPLIT_LISTS = {"trainset.txt": "train", "testset_t.txt": "train", "testset_f.txt": "train",
-               "testset_v.txt": "valid"}
+SPLIT_LISTS = {"trainset.txt": "train", "testset_t.txt": "train", "testset_f.txt": "train", "testset_v.txt": "valid"}
 SPLITS = ("train", "valid")
-EXPECTED = (f"{STROKES_TAR} (or the extracted {STROKES_DIR}/), {ASCII_TAR} (or the extracted {ASCII_DIR}/) "
-            f"and the split lists {', '.join(SPLIT_LISTS)} (in the folder or its task1/ subfolder)")
+EXPECTED = (
+  f"{STROKES_TAR} (or the extracted {STROKES_DIR}/), {ASCII_TAR} (or the extracted {ASCII_DIR}/) "
+  f"and the split lists {', '.join(SPLIT_LISTS)} (in the folder or its task1/ subfolder)"
+)
 
 _LINE_FILE = re.compile(r"^(?P<form>.+)-(?P<num>\d+)\.xml$")
 _ASCII_FILE = re.compile(r"^(?P<form>.+)\.txt$")
@@ -101,37 +102,51 @@ def is_splits_file(iam_path: str) -> bool:
 
 def write_splits_file(corpus: IamCorpus, path: str) -> None:
   """Save both raw splits (IAM units, before any preprocessing) and the reader's counts as one compressed .npz."""
-  from handwriting_jax.data import cache as cache_lib  # pylint: disable=g-import-not-at-top  # avoids a cycle
-  splits = {name: cache_lib.CachedSplit(lines=getattr(corpus, name).lines, texts=getattr(corpus, name).texts,
-                                        ids=getattr(corpus, name).ids) for name in SPLITS}
-  cache_lib.save(path, cache_lib.CachedCorpus(splits=splits, counts={**corpus.counts, "splits_file": 1}),
-                 compressed=True)
+  from handwriting_jax.data import cache as cache_lib  # avoids a cycle
+
+  splits = {
+    name: cache_lib.CachedSplit(
+      lines=getattr(corpus, name).lines, texts=getattr(corpus, name).texts, ids=getattr(corpus, name).ids
+    )
+    for name in SPLITS
+  }
+  cache_lib.save(
+    path, cache_lib.CachedCorpus(splits=splits, counts={**corpus.counts, "splits_file": 1}), compressed=True
+  )
 
 
 def read_splits_file(path: str) -> IamCorpus:
   """The raw splits of a file written by `write_splits_file`; an IAMFormatError naming it if it is not one."""
-  from handwriting_jax.data import cache as cache_lib  # pylint: disable=g-import-not-at-top
+  from handwriting_jax.data import cache as cache_lib
+
   try:
     corpus = cache_lib.load(os.path.expanduser(path))
-  except Exception as e:  # pylint: disable=broad-except  # zip, npz and format errors alike
+  except Exception as e:  # noqa: BLE001  zip, npz and format errors alike
     raise IAMFormatError(f"{path}: not a readable IAM-OnDB splits file ({type(e).__name__}: {e})") from None
   if not corpus.counts.get("splits_file") or set(corpus.splits) != set(SPLITS):
-    raise IAMFormatError(f"{path}: not an IAM-OnDB splits file (write one with python -m "
-                         "handwriting_jax.export_iam)")
+    raise IAMFormatError(f"{path}: not an IAM-OnDB splits file (write one with python -m handwriting_jax.export_iam)")
   counts = {k: v for k, v in corpus.counts.items() if k != "splits_file"}
-  return IamCorpus(**{name: IamSplit(list(corpus.splits[name].lines), list(corpus.splits[name].texts),
-                                     list(corpus.splits[name].ids)) for name in SPLITS}, counts=counts)
+  return IamCorpus(
+    **{
+      name: IamSplit(list(corpus.splits[name].lines), list(corpus.splits[name].texts), list(corpus.splits[name].ids))
+      for name in SPLITS
+    },
+    counts=counts,
+  )
 
 
 def find_inputs(iam_path: str) -> IamInputs:
   """Locate the tarballs / folders and split lists under `iam_path`; a clear ValueError when missing."""
   if not iam_path:
-    raise ConfigError(f"config.data.iam_path is empty; with config.data.source='iam' set it to the folder "
-                     f"holding {EXPECTED}")
+    raise ConfigError(
+      f"config.data.iam_path is empty; with config.data.source='iam' set it to the folder holding {EXPECTED}"
+    )
   root = os.path.expanduser(iam_path)
   if not os.path.isdir(root):
-    raise ConfigError(f"config.data.iam_path={iam_path!r} is not a folder; it should hold {EXPECTED} (or name a "
-                      "splits .npz file written by python -m handwriting_jax.export_iam)")
+    raise ConfigError(
+      f"config.data.iam_path={iam_path!r} is not a folder; it should hold {EXPECTED} (or name a "
+      "splits .npz file written by python -m handwriting_jax.export_iam)"
+    )
   missing = []
 
   def pick(folder: str, tarball: str) -> str:
@@ -255,7 +270,7 @@ def parse_transcription(data: bytes) -> list[str]:
   starts = [i for i, line in enumerate(lines) if line.strip() == "CSR:"]
   if not starts:
     raise IAMFormatError("no 'CSR:' line")
-  return [line.strip() for line in lines[starts[0] + 1:] if line.strip()]
+  return [line.strip() for line in lines[starts[0] + 1 :] if line.strip()]
 
 
 class IAMArchiveError(UserError, ValueError):
@@ -288,8 +303,10 @@ def _iter_files(path: str, desc: str, progress: bool) -> Iterator[tuple[str, str
     return
 
   def broken(e: BaseException) -> IAMArchiveError:
-    return IAMArchiveError(f"{path}: the archive is truncated or corrupt ({type(e).__name__}: {e}); download it "
-                           "again (or extract it and point config.data.iam_path at the folder)")
+    return IAMArchiveError(
+      f"{path}: the archive is truncated or corrupt ({type(e).__name__}: {e}); download it "
+      "again (or extract it and point config.data.iam_path at the folder)"
+    )
 
   def reader(tar: tarfile.TarFile, member: tarfile.TarInfo) -> Callable[[], bytes]:
     def read() -> bytes:
@@ -298,10 +315,15 @@ def _iter_files(path: str, desc: str, progress: bool) -> Iterator[tuple[str, str
         return tar.extractfile(member).read()
       except _ARCHIVE_ERRORS as e:
         raise broken(e) from None
+
     return read
 
-  with open(path, "rb") as raw, tqdm.tqdm.wrapattr(raw, "read", total=os.path.getsize(path), desc=desc,
-                                                  disable=not progress, leave=False) as wrapped:
+  with (
+    open(path, "rb") as raw,
+    tqdm.tqdm.wrapattr(
+      raw, "read", total=os.path.getsize(path), desc=desc, disable=not progress, leave=False
+    ) as wrapped,
+  ):
     try:
       stream = _decompressed(wrapped)
       with tarfile.open(fileobj=stream, mode="r|") as tar:
@@ -359,8 +381,11 @@ def read_iam(iam_path: str, strict: bool = False, progress: bool = True) -> IamC
   duplicates = set(wanted["train"]) & set(wanted["valid"])
   if duplicates:
     counts["duplicate_forms"] = len(duplicates)
-    logging.warning("IAM: %d forms are listed for both training and validation (kept in validation only), "
-                    "e.g. %s", len(duplicates), sorted(duplicates)[:5])
+    logging.warning(
+      "IAM: %d forms are listed for both training and validation (kept in validation only), e.g. %s",
+      len(duplicates),
+      sorted(duplicates)[:5],
+    )
     for form in duplicates:
       del wanted["train"][form]
   all_forms = set(wanted["train"]) | set(wanted["valid"])
@@ -399,8 +424,10 @@ def read_iam(iam_path: str, strict: bool = False, progress: bool = True) -> IamC
         missing.append(form)
         continue
       if form not in transcriptions:
-        problem(f"{_expected_ascii(form)} (under {inputs.ascii})",
-                f"missing transcription for the {len(files)} line files of form {form}")
+        problem(
+          f"{_expected_ascii(form)} (under {inputs.ascii})",
+          f"missing transcription for the {len(files)} line files of form {form}",
+        )
         continue
       texts = transcriptions[form]
       if texts is None:
@@ -418,11 +445,16 @@ def read_iam(iam_path: str, strict: bool = False, progress: bool = True) -> IamC
         out.texts.append(text)
         out.ids.append(f"{form}-{number:02d}")
   if missing:
-    message = (f"{len(missing)} forms listed in the split lists have no line files under {inputs.strokes} (e.g. "
-               f"{', '.join(missing[:3])}): an incomplete download or extraction?")
+    message = (
+      f"{len(missing)} forms listed in the split lists have no line files under {inputs.strokes} (e.g. "
+      f"{', '.join(missing[:3])}): an incomplete download or extraction?"
+    )
     if strict:
       raise IAMFormatError(message)
-    warnings.warn(message + " Training goes on without them (config.data.strict=True makes this an error).",
-                  IAMFormatWarning, stacklevel=2)
+    warnings.warn(
+      message + " Training goes on without them (config.data.strict=True makes this an error).",
+      IAMFormatWarning,
+      stacklevel=2,
+    )
   corpus.counts = dict(counts)
   return corpus

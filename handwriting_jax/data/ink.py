@@ -41,8 +41,9 @@ CURVE_POINTS = 16  # points per flattened Bezier curve (the ink is resampled at 
 INKML_EXTENSIONS = (".inkml", ".xml")
 SVG_EXTENSIONS = (".svg",)
 # Containers whose SVG content is not drawn where it stands.
-_SVG_HIDDEN = frozenset({"defs", "clipPath", "mask", "symbol", "marker", "pattern", "metadata", "title", "desc",
-                         "style", "script"})
+_SVG_HIDDEN = frozenset(
+  {"defs", "clipPath", "mask", "symbol", "marker", "pattern", "metadata", "title", "desc", "style", "script"}
+)
 _SVG_SHAPES = frozenset({"path", "polyline", "polygon", "line"})
 _NUMBER = r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?"
 _INK_TOKEN = re.compile(rf"""[!'"]|#[0-9A-Fa-f]+|{_NUMBER}|[TF*?]|\S""")
@@ -54,13 +55,13 @@ class InkError(UserError, ValueError):
   """An ink file (InkML, SVG) that is not one readable line of writing; the one-line message names the file."""
 
 
-class _Declaration(Exception):
+class _DeclarationError(Exception):
   """Raised from the expat pre-scan at a DOCTYPE or ENTITY declaration."""
 
 
 def _refuse_declaration(*_) -> None:
   """Expat handler: stop the pre-scan at a declaration."""
-  raise _Declaration
+  raise _DeclarationError
 
 
 def _local(tag) -> str:
@@ -75,8 +76,9 @@ def _parse_xml(path: str, kind: str) -> ET.Element:
     raise InkError(f"{kind} file {path} does not exist")
   size = os.path.getsize(path)
   if size > MAX_BYTES:
-    raise InkError(f"{kind} file {path} is {size:,} bytes; at most {MAX_BYTES:,} are read (a line of writing takes "
-                   "far less)")
+    raise InkError(
+      f"{kind} file {path} is {size:,} bytes; at most {MAX_BYTES:,} are read (a line of writing takes far less)"
+    )
   with open(path, "rb") as f:
     data = f.read()
   scan = expat.ParserCreate()
@@ -84,9 +86,10 @@ def _parse_xml(path: str, kind: str) -> ET.Element:
   scan.EntityDeclHandler = _refuse_declaration
   try:
     scan.Parse(data, True)
-  except _Declaration:
-    raise InkError(f"{kind} file {path} declares a DOCTYPE or ENTITY, which is refused; remove the declaration") \
-        from None
+  except _DeclarationError:
+    raise InkError(
+      f"{kind} file {path} declares a DOCTYPE or ENTITY, which is refused; remove the declaration"
+    ) from None
   except expat.ExpatError as e:
     raise InkError(f"{kind} file {path} is not well-formed XML: {e}") from None
   return ET.fromstring(data)
@@ -104,8 +107,10 @@ def _check_strokes(strokes: list[np.ndarray], path: str, kind: str, nothing: str
     raise InkError(f"{kind} file {path} holds non-finite or absurd coordinates (beyond ±{MAX_COORD:g})")
   width, height = np.ptp(allpts_Nx2, axis=0)
   if len(allpts_Nx2) < MIN_POINTS or not min(width, height) > 1e-9 * max(1.0, np.abs(allpts_Nx2).max()):
-    raise InkError(f"{kind} file {path} holds too little ink for a line of writing: {len(allpts_Nx2)} points "
-                   f"spanning {width:.3g} x {height:.3g} (a dot or a straight dash?)")
+    raise InkError(
+      f"{kind} file {path} holds too little ink for a line of writing: {len(allpts_Nx2)} points "
+      f"spanning {width:.3g} x {height:.3g} (a dot or a straight dash?)"
+    )
   return strokes
 
 
@@ -127,8 +132,9 @@ def read_inkml(path: str) -> tuple[list[np.ndarray], str | None]:
     if total > MAX_POINTS:
       raise InkError(f"InkML file {path} holds more than {MAX_POINTS} points (one line of writing has far fewer)")
     strokes.append(_read_trace(text, ix, iy, f"InkML file {path}: trace {k + 1}") * sign_2)
-  truth = next((" ".join((e.text or "").split()) for e in root
-                if _local(e.tag) == "annotation" and e.get("type") == "truth"), "")
+  truth = next(
+    (" ".join((e.text or "").split()) for e in root if _local(e.tag) == "annotation" and e.get("type") == "truth"), ""
+  )
   return _check_strokes(strokes, path, "InkML", "no <trace> with points"), truth or None
 
 
@@ -201,8 +207,11 @@ def read_svg(path: str) -> list[np.ndarray]:
     if tag == "path":
       found = _path_strokes(el.get("d", ""), where, MAX_POINTS - total)
     elif tag == "line":
-      found = [np.array([[_length(el, "x1", where), _length(el, "y1", where)],
-                         [_length(el, "x2", where), _length(el, "y2", where)]])]
+      found = [
+        np.array(
+          [[_length(el, "x1", where), _length(el, "y1", where)], [_length(el, "x2", where), _length(el, "y2", where)]]
+        )
+      ]
     else:
       nums = _numbers(el.get("points", ""), where)
       if len(nums) % 2:
@@ -255,9 +264,8 @@ def _bezier(p_Kx2: np.ndarray) -> np.ndarray:
   (0, 1]: the start point is already in the stroke, the end point is the last."""
   t = (np.arange(1, CURVE_POINTS + 1) / CURVE_POINTS)[:, None]
   if len(p_Kx2) == 3:
-    return (1 - t) ** 2 * p_Kx2[0] + 2 * (1 - t) * t * p_Kx2[1] + t ** 2 * p_Kx2[2]
-  return ((1 - t) ** 3 * p_Kx2[0] + 3 * (1 - t) ** 2 * t * p_Kx2[1] + 3 * (1 - t) * t ** 2 * p_Kx2[2]
-          + t ** 3 * p_Kx2[3])
+    return (1 - t) ** 2 * p_Kx2[0] + 2 * (1 - t) * t * p_Kx2[1] + t**2 * p_Kx2[2]
+  return (1 - t) ** 3 * p_Kx2[0] + 3 * (1 - t) ** 2 * t * p_Kx2[1] + 3 * (1 - t) * t**2 * p_Kx2[2] + t**3 * p_Kx2[3]
 
 
 def _path_strokes(d: str, where: str, budget: int) -> list[np.ndarray]:
@@ -284,13 +292,16 @@ def _path_strokes(d: str, where: str, budget: int) -> list[np.ndarray]:
         pts, cur, ctrl = None, start, None
         continue
       if cmd in "Aa":
-        raise InkError(f"{where} draws an arc (A), which is not read; convert arcs to curves (in Inkscape: Path > "
-                       "Object to Path, then Extensions > Modify Path > Add Nodes)")
+        raise InkError(
+          f"{where} draws an arc (A), which is not read; convert arcs to curves (in Inkscape: Path > "
+          "Object to Path, then Extensions > Modify Path > Add Nodes)"
+        )
     elif cmd is None or cmd in "Zz":
-      raise InkError(f"{where}: its path data has a number where a command letter is expected (after "
-                     f"{cmd or 'the start'})")
+      raise InkError(
+        f"{where}: its path data has a number where a command letter is expected (after {cmd or 'the start'})"
+      )
     c, n = cmd.upper(), _PATH_ARGS[cmd.upper()]
-    args = tokens[i:i + n]
+    args = tokens[i : i + n]
     if len(args) < n or any(isinstance(a, str) for a in args):
       raise InkError(f"{where}: its path data has a {cmd!r} without its {n} numbers")
     i += n
@@ -307,8 +318,13 @@ def _path_strokes(d: str, where: str, budget: int) -> list[np.ndarray]:
       pts = [cur[None]]
       count += 1
     if c in "LHV":
-      end = (base + args if c == "L" else np.array([base[0] + args[0], cur[1]]) if c == "H"
-             else np.array([cur[0], base[1] + args[0]]))
+      end = (
+        base + args
+        if c == "L"
+        else np.array([base[0] + args[0], cur[1]])
+        if c == "H"
+        else np.array([cur[0], base[1] + args[0]])
+      )
       seg, ctrl = end[None], None
     elif c in "CS":
       p2, end = base + args[-4:-2], base + args[-2:]
@@ -322,8 +338,9 @@ def _path_strokes(d: str, where: str, budget: int) -> list[np.ndarray]:
     cur = end
     count += len(seg)
     if count > budget:
-      raise InkError(f"{where} holds more than {MAX_POINTS} points with its curves flattened (one line of writing "
-                     "has far fewer)")
+      raise InkError(
+        f"{where} holds more than {MAX_POINTS} points with its curves flattened (one line of writing has far fewer)"
+      )
   if pts is not None:
     strokes.append(np.concatenate(pts))
   return strokes

@@ -52,7 +52,7 @@ def word_cuts(raw_Tx3: np.ndarray, num_words: int) -> list[int] | None:
   hi = np.maximum.accumulate([xs[a:b].max() for a, b in zip(starts, ends)])
   gaps = lo[1:] - hi[:-1]  # gap before stroke k+1: its left edge minus the right edge of everything so far
   order = np.argsort(-gaps, kind="stable")
-  chosen, rest = np.sort(order[:num_words - 1]), order[num_words - 1:]
+  chosen, rest = np.sort(order[: num_words - 1]), order[num_words - 1 :]
   if gaps[chosen].min() <= 0 or (rest.size and gaps[chosen].min() < MIN_GAP_RATIO * max(gaps[rest].max(), 0.0)):
     return None
   cut_strokes = chosen + 1
@@ -64,8 +64,9 @@ def word_cuts(raw_Tx3: np.ndarray, num_words: int) -> list[int] | None:
   return [int(starts[k]) for k in cut_strokes]
 
 
-def split_into_pieces(lines: Sequence[np.ndarray], texts: Sequence[str], stats: strokes_lib.NormStats,
-                      max_words: int, seed: int) -> tuple[list[np.ndarray], list[str], int]:
+def split_into_pieces(
+  lines: Sequence[np.ndarray], texts: Sequence[str], stats: strokes_lib.NormStats, max_words: int, seed: int
+) -> tuple[list[np.ndarray], list[str], int]:
   """(piece strokes, piece texts, number of lines that were cut) from normalised lines and their texts.
 
   Lines that cannot be cut clearly (see `word_cuts`) are kept whole; piece lengths are drawn uniformly in
@@ -87,9 +88,9 @@ def split_into_pieces(lines: Sequence[np.ndarray], texts: Sequence[str], stats: 
     w = 0
     while w < len(words):
       n = int(rng.integers(1, max_words + 1))
-      piece = np.array(line[bounds[w]:bounds[min(w + n, len(words))]], copy=True)
+      piece = np.array(line[bounds[w] : bounds[min(w + n, len(words))]], copy=True)
       piece[0, :2] = line[0, :2]  # start at the origin, as every line does
       out_lines.append(piece)
-      out_texts.append(" ".join(words[w:w + n]))
+      out_texts.append(" ".join(words[w : w + n]))
       w += n
   return out_lines, out_texts, cut

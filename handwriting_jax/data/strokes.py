@@ -92,8 +92,7 @@ def offsets_to_strokes(offsets_Tx3: np.ndarray) -> list[np.ndarray]:
   return points_to_strokes(offsets_to_points(offsets_Tx3))
 
 
-def strokes_to_training_units(strokes_y_up: Sequence[np.ndarray], line_height: float, point_step: float
-                              ) -> np.ndarray:
+def strokes_to_training_units(strokes_y_up: Sequence[np.ndarray], line_height: float, point_step: float) -> np.ndarray:
   """Pen strokes `[n, 2]` in any units (y up; a hand-drawn canvas line, an InkML or SVG file) -> raw offsets
   `[T, 3]` in a writer's training units, so a network primed with them sees a line like its training data: scaled
   so the ink is `line_height` tall, then resampled along each stroke every `point_step` (a stroke of one point, or
@@ -106,8 +105,10 @@ def strokes_to_training_units(strokes_y_up: Sequence[np.ndarray], line_height: f
   allpts_Nx2 = np.concatenate(arrays)
   height = float(np.ptp(allpts_Nx2[:, 1]))
   if not height > 0 or not line_height > 0 or not point_step > 0:
-    raise ValueError(f"cannot scale ink of height {height} to a line height {line_height} at a point step "
-                     f"{point_step}: all three must be positive")
+    raise ValueError(
+      f"cannot scale ink of height {height} to a line height {line_height} at a point step "
+      f"{point_step}: all three must be positive"
+    )
   k = line_height / height
   out = []
   for a in arrays:
@@ -258,8 +259,10 @@ class Preprocessing:
   def __post_init__(self):
     """The modes this module knows (any other would silently act as the default one)."""
     if self.jump_mode not in JUMP_MODES or self.smoothing not in SMOOTHING_MODES:
-      raise ValueError(f"jump_mode must be one of {JUMP_MODES} and smoothing one of {SMOOTHING_MODES}, got "
-                       f"{self.jump_mode!r} and {self.smoothing!r}")
+      raise ValueError(
+        f"jump_mode must be one of {JUMP_MODES} and smoothing one of {SMOOTHING_MODES}, got "
+        f"{self.jump_mode!r} and {self.smoothing!r}"
+      )
 
   @classmethod
   def from_config(cls, data_cfg: Any) -> "Preprocessing":

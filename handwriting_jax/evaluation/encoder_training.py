@@ -1,6 +1,6 @@
 """Train the hand encoder that the style-fidelity measure uses (`handwriting_jax.evaluation.fidelity`) on IAM-OnDB.
 
-  python -m handwriting_jax.train_hand_encoder --iam_path=/data/iam-ondb [--out=handwriting_jax/pretrained/hand_encoder.npz]
+  python -m handwriting_jax.train_hand_encoder --iam_path=/data/iam-ondb [--out=encoder.npz]
 
 Classes are the forms of Graves' training split (trainset + testset_t + testset_f; one form is one writer's sitting);
 each step sees random crops of `--crop` feature rows (about a dozen characters) of random lines, at the raw point
@@ -44,8 +44,11 @@ def features_at_rates(lines: list[np.ndarray]) -> list[list[np.ndarray]]:
   for line in tqdm(lines, desc="features", file=sys.stderr, leave=False):
     per_rate = []
     for k in _DOWNSAMPLE:
-      x = line if k == 1 else strokes_lib.strokes_to_offsets(
-          strokes_lib.downsample_strokes(strokes_lib.offsets_to_strokes(line), k))
+      x = (
+        line
+        if k == 1
+        else strokes_lib.strokes_to_offsets(strokes_lib.downsample_strokes(strokes_lib.offsets_to_strokes(line), k))
+      )
       try:
         per_rate.append(fid.line_features(x))
       except fid.FidelityError:
@@ -72,11 +75,13 @@ class Classifier(nnx.Module):
 @nnx.jit(static_argnames=("margin", "scale"))
 def train_step(model: Classifier, optimizer: nnx.Optimizer, features, mask, labels, *, margin: float, scale: float):
   """One CosFace step: (loss, accuracy)."""
+
   def loss_fn(m):
     cos = m(features, mask)
     onehot = jax.nn.one_hot(labels, cos.shape[-1])
     logits = scale * (cos - margin * onehot)
     return optax.softmax_cross_entropy(logits, onehot).mean(), jnp.mean(jnp.argmax(cos, -1) == labels)
+
   (loss, acc), grads = nnx.value_and_grad(loss_fn, has_aux=True)(model)
   optimizer.update(model, grads)
   return loss, acc
@@ -88,12 +93,22 @@ def random_crops(features: list[list[np.ndarray]], picks: np.ndarray, crop: int,
   for i in picks:
     f = features[i][rng.integers(len(_DOWNSAMPLE))]
     start = rng.integers(max(len(f) - crop, 0) + 1)
-    chosen.append(f[start:start + crop])
+    chosen.append(f[start : start + crop])
   return fid.pad_features(chosen, crop)
 
 
-def train(iam_path: str, out: str, *, steps: int, batch: int, crop: int, learning_rate: float, margin: float,
-          scale: float, seed: int) -> dict:
+def train(
+  iam_path: str,
+  out: str,
+  *,
+  steps: int,
+  batch: int,
+  crop: int,
+  learning_rate: float,
+  margin: float,
+  scale: float,
+  seed: int,
+) -> dict:
   """Train, measure the validation ceiling, save; returns what is saved as the encoder's info."""
   started = time.time()
   corpus = iam_lib.read_iam(iam_path)
@@ -105,8 +120,10 @@ def train(iam_path: str, out: str, *, steps: int, batch: int, crop: int, learnin
       counts[f] = counts.get(f, 0) + 1
   classes = sorted(f for f, n in counts.items() if n >= 2)
   if len(classes) < 2:
-    raise fid.FidelityError(f"{iam_path}: the training split has {len(classes)} forms with two judgeable lines or "
-                            "more; the encoder learns to tell at least two apart")
+    raise fid.FidelityError(
+      f"{iam_path}: the training split has {len(classes)} forms with two judgeable lines or "
+      "more; the encoder learns to tell at least two apart"
+    )
   label_of = {f: k for k, f in enumerate(classes)}
   usable = np.array([i for i, f in enumerate(forms) if train_feats[i] is not None and f in label_of])
   labels = np.array([label_of[forms[i]] for i in usable])
@@ -120,14 +137,16 @@ def train(iam_path: str, out: str, *, steps: int, batch: int, crop: int, learnin
   for _ in bar:
     picks = rng.integers(len(usable), size=batch)
     feats, mask = random_crops([train_feats[i] for i in usable], picks, crop, rng)
-    loss, acc = train_step(model, optimizer, jnp.asarray(feats), jnp.asarray(mask), jnp.asarray(labels[picks]),
-                           margin=margin, scale=scale)
+    loss, acc = train_step(
+      model, optimizer, jnp.asarray(feats), jnp.asarray(mask), jnp.asarray(labels[picks]), margin=margin, scale=scale
+    )
     bar.set_postfix(loss=f"{float(loss):.3f}", acc=f"{float(acc):.2f}", refresh=False)
 
   valid = zip(prepared_lines(corpus.valid.lines), corpus.valid.ids, corpus.valid.texts)
   valid = [(x, i, t) for x, i, t in valid if fid.judgeable(x)]
   emb = fid.embed_lines(model.encoder, [x for x, _, _ in valid])
   ids, texts = [i for _, i, _ in valid], [t for _, _, t in valid]
+
   def report(num_forms: int, draws: int) -> float | str:
     try:
       return fid.ceiling(emb, ids, num_forms, draws, seed=1, texts=texts)
@@ -135,11 +154,19 @@ def train(iam_path: str, out: str, *, steps: int, batch: int, crop: int, learnin
       return str(e)
 
   info = {
-      "trained_on": "IAM-OnDB trainset + testset_t + testset_f",
-      "training_lines": len(usable), "training_forms": len(classes), "steps": steps, "batch": batch,
-      "crop": crop, "seed": seed, "minutes": round((time.time() - started) / 60, 1),
-      "ceiling": {"validation": f"IAM-OnDB testset_v, whole lines of {fid.MIN_LINE_CHARS}+ characters, never seen "
-                                "in training", "rank1_n20": report(20, draws=200), "rank1_n50": report(50, draws=100)},
+    "trained_on": "IAM-OnDB trainset + testset_t + testset_f",
+    "training_lines": len(usable),
+    "training_forms": len(classes),
+    "steps": steps,
+    "batch": batch,
+    "crop": crop,
+    "seed": seed,
+    "minutes": round((time.time() - started) / 60, 1),
+    "ceiling": {
+      "validation": f"IAM-OnDB testset_v, whole lines of {fid.MIN_LINE_CHARS}+ characters, never seen in training",
+      "rank1_n20": report(20, draws=200),
+      "rank1_n50": report(50, draws=100),
+    },
   }
   fid.save_encoder(model.encoder, out, info)
   return info

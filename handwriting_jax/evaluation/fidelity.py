@@ -34,7 +34,9 @@ ARC_STEP = 0.1  # resampling step along the ink, in line heights (IAM-OnDB's raw
 NUM_FEATURES = 6  # cos, sin, height in the line, jump dx, jump dy, pen lift
 MIN_LINE_CHARS = 20  # lines that take part in retrieval trials: a few words at least
 MAX_JUMP = 4.0  # jumps between strokes are clipped to this many line heights
-ENCODER_FILE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "pretrained", "hand_encoder.npz")
+ENCODER_FILE = os.path.join(
+  os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "pretrained", "hand_encoder.npz"
+)
 _PAD_MULTIPLE = 64  # padded feature lengths when embedding: few shapes, few compiles
 _EMBED_BATCH = 64
 
@@ -91,6 +93,7 @@ def _resample(stroke_Nx2: np.ndarray) -> np.ndarray:
 @dataclasses.dataclass(frozen=True)
 class EncoderConfig:
   """The hand encoder's sizes."""
+
   channels: tuple[int, ...] = (64, 96, 128, 128)
   kernel: int = 5
   dim: int = 64
@@ -102,9 +105,14 @@ class HandEncoder(nnx.Module):
   def __init__(self, config: EncoderConfig, *, rngs: nnx.Rngs):
     self.config = config
     sizes = (NUM_FEATURES,) + tuple(config.channels)
-    self.convs = nnx.List([
-        nnx.Conv(sizes[i], sizes[i + 1], kernel_size=(config.kernel,), strides=(1 if i == 0 else 2,),
-                 padding="SAME", rngs=rngs) for i in range(len(config.channels))])
+    self.convs = nnx.List(
+      [
+        nnx.Conv(
+          sizes[i], sizes[i + 1], kernel_size=(config.kernel,), strides=(1 if i == 0 else 2,), padding="SAME", rngs=rngs
+        )
+        for i in range(len(config.channels))
+      ]
+    )
     self.norm = nnx.LayerNorm(2 * sizes[-1], rngs=rngs)
     self.out = nnx.Linear(2 * sizes[-1], config.dim, rngs=rngs)
 
@@ -143,13 +151,13 @@ def embed_lines(encoder: HandEncoder, lines: Sequence[np.ndarray]) -> np.ndarray
   order = np.argsort([len(f) for f in features], kind="stable")
   out = np.zeros((len(lines), encoder.config.dim), np.float32)
   for lo in range(0, len(order), _EMBED_BATCH):
-    idx = order[lo:lo + _EMBED_BATCH]
+    idx = order[lo : lo + _EMBED_BATCH]
     length = -(-max(len(features[i]) for i in idx) // _PAD_MULTIPLE) * _PAD_MULTIPLE
     feats, mask = pad_features([features[i] for i in idx], length)
     pad = _EMBED_BATCH - len(idx)  # one batch size: one compile per length
     feats, mask = np.pad(feats, ((0, pad), (0, 0), (0, 0))), np.pad(mask, ((0, pad), (0, 0)))
-    mask[len(idx):, 0] = 1.0
-    out[idx] = np.asarray(_embed_batch(encoder, jnp.asarray(feats), jnp.asarray(mask)))[:len(idx)]
+    mask[len(idx) :, 0] = 1.0
+    out[idx] = np.asarray(_embed_batch(encoder, jnp.asarray(feats), jnp.asarray(mask)))[: len(idx)]
   return out
 
 
@@ -162,8 +170,9 @@ def judgeable(offsets_Tx3: np.ndarray) -> bool:
     return False
 
 
-def retrieval_ranks(encoder: HandEncoder, lines: Sequence[np.ndarray], gallery_NxD: np.ndarray, truth_L: np.ndarray
-                    ) -> np.ndarray:
+def retrieval_ranks(
+  encoder: HandEncoder, lines: Sequence[np.ndarray], gallery_NxD: np.ndarray, truth_L: np.ndarray
+) -> np.ndarray:
   """Per line, the rank (1 = nearest) of its own form's gallery line among all N by cosine similarity [L]; a line
   too small to judge ranks last (N)."""
   ranks = np.full(len(lines), len(gallery_NxD), np.int64)
@@ -197,8 +206,9 @@ def save_encoder(encoder: HandEncoder, path: str, info: dict) -> None:
 def load_encoder(path: str = ENCODER_FILE) -> tuple[HandEncoder, dict]:
   """(encoder, info) from a file written by `save_encoder`; FidelityError naming the file if it is not one."""
   if not os.path.isfile(path):
-    raise FidelityError(f"hand encoder {path} does not exist (train one with python -m "
-                        "handwriting_jax.train_hand_encoder)")
+    raise FidelityError(
+      f"hand encoder {path} does not exist (train one with python -m handwriting_jax.train_hand_encoder)"
+    )
   try:
     with np.load(path, allow_pickle=False) as f:
       meta = json.loads(str(f["__meta__"]))
@@ -236,13 +246,15 @@ def text_of(form: str) -> str:
 @dataclasses.dataclass(frozen=True)
 class Trial:
   """One retrieval trial: N forms, and per form the index of its query line and of its gallery line."""
+
   forms: tuple[str, ...]
   query: tuple[int, ...]
   gallery: tuple[int, ...]
 
 
-def choose_trial(ids: Sequence[str], num_forms: int, rng: np.random.Generator,
-                 texts: Sequence[str] | None = None) -> Trial:
+def choose_trial(
+  ids: Sequence[str], num_forms: int, rng: np.random.Generator, texts: Sequence[str] | None = None
+) -> Trial:
   """N forms with at least two lines and distinct texts (so that no two are matched by their words), and two
   different lines of each: the query (the prime, for a writer) and the gallery line. With `texts`, only lines of
   at least MIN_LINE_CHARS characters take part (a hand is judged, and primes, by a line of a few words, not by a
@@ -256,22 +268,31 @@ def choose_trial(ids: Sequence[str], num_forms: int, rng: np.random.Generator,
     if len(by_form[form]) >= 2:
       by_text.setdefault(text_of(form), []).append(form)
   if len(by_text) < num_forms:
-    raise FidelityError(f"fidelity needs {num_forms} forms with two lines or more and different texts; the "
-                        f"validation lines give {len(by_text)}")
+    raise FidelityError(
+      f"fidelity needs {num_forms} forms with two lines or more and different texts; the "
+      f"validation lines give {len(by_text)}"
+    )
   texts = rng.choice(sorted(by_text), size=num_forms, replace=False)
   forms = tuple(str(rng.choice(by_text[t])) for t in texts)
   pairs = [rng.choice(by_form[f], size=2, replace=False) for f in forms]
   return Trial(forms, tuple(int(p[0]) for p in pairs), tuple(int(p[1]) for p in pairs))
 
 
-def ceiling(embeddings_LxD: np.ndarray, ids: Sequence[str], num_forms: int, draws: int, seed: int = 0,
-            texts: Sequence[str] | None = None) -> float:
+def ceiling(
+  embeddings_LxD: np.ndarray,
+  ids: Sequence[str],
+  num_forms: int,
+  draws: int,
+  seed: int = 0,
+  texts: Sequence[str] | None = None,
+) -> float:
   """Mean rank-1 retrieval of a real line among `num_forms` forms' other lines, over `draws` random trials (lines
   chosen as `choose_trial` does)."""
   rng = np.random.default_rng(seed)
   hits = []
   for _ in range(draws):
     trial = choose_trial(ids, num_forms, rng, texts)
-    hits.append(rank1_hits(embeddings_LxD[list(trial.query)], embeddings_LxD[list(trial.gallery)],
-                           np.arange(num_forms)).mean())
+    hits.append(
+      rank1_hits(embeddings_LxD[list(trial.query)], embeddings_LxD[list(trial.gallery)], np.arange(num_forms)).mean()
+    )
   return float(np.mean(hits))

@@ -39,6 +39,7 @@ class TesseractMissingError(UserError, FileNotFoundError):
 @dataclasses.dataclass(frozen=True)
 class LineScore:
   """One line read back: what it should say, what tesseract read, and its edit distances."""
+
   text: str
   read: str
   char_errors: int
@@ -54,20 +55,24 @@ def check_tesseract(binary: str = "tesseract") -> str:
   """Path of the tesseract binary with English data; TesseractMissingError (one line, naming the package)."""
   path = shutil.which(binary)
   if path is None:
-    raise TesseractMissingError(f"legibility needs the OCR engine tesseract, and {binary!r} is not on PATH: install "
-                                "the Debian package tesseract-ocr (apt-get install tesseract-ocr)")
+    raise TesseractMissingError(
+      f"legibility needs the OCR engine tesseract, and {binary!r} is not on PATH: install "
+      "the Debian package tesseract-ocr (apt-get install tesseract-ocr)"
+    )
   try:
     langs = subprocess.run([path, "--list-langs"], capture_output=True, text=True, timeout=60, check=False).stdout
   except (OSError, subprocess.SubprocessError) as e:
     raise TesseractMissingError(f"{path} does not run ({e}): reinstall the Debian package tesseract-ocr") from e
   if "eng" not in langs.split():
-    raise TesseractMissingError(f"{path} has no English data ('eng' not in --list-langs): install the Debian "
-                                "package tesseract-ocr-eng")
+    raise TesseractMissingError(
+      f"{path} has no English data ('eng' not in --list-langs): install the Debian package tesseract-ocr-eng"
+    )
   return path
 
 
-def render_line(line_Tx3: np.ndarray, height_px: int = LINE_HEIGHT_PX, margin_px: int = MARGIN_PX,
-                stroke_px: int = STROKE_PX) -> Image.Image:
+def render_line(
+  line_Tx3: np.ndarray, height_px: int = LINE_HEIGHT_PX, margin_px: int = MARGIN_PX, stroke_px: int = STROKE_PX
+) -> Image.Image:
   """A de-normalised line of offsets (y up) as a grayscale image: black strokes on white, height `height_px`."""
   line = np.asarray(line_Tx3, np.float64)
   if line.ndim != 2 or line.shape[1] != 3 or not np.all(np.isfinite(line)):
@@ -98,8 +103,13 @@ def read_image(image: Image.Image, tesseract: str = "tesseract") -> str:
   image.save(buf, format="PNG")
   for psm in PAGE_SEGMENTATION_MODES:
     try:
-      out = subprocess.run([tesseract, "stdin", "stdout", "-l", "eng", "--psm", str(psm)], input=buf.getvalue(),
-                           capture_output=True, timeout=120, check=False)
+      out = subprocess.run(
+        [tesseract, "stdin", "stdout", "-l", "eng", "--psm", str(psm)],
+        input=buf.getvalue(),
+        capture_output=True,
+        timeout=120,
+        check=False,
+      )
     except FileNotFoundError as e:
       raise TesseractMissingError(f"tesseract vanished ({e}): install the Debian package tesseract-ocr") from e
     text = " ".join(out.stdout.decode("utf-8", "replace").split())
@@ -110,8 +120,12 @@ def read_image(image: Image.Image, tesseract: str = "tesseract") -> str:
 
 def score(text: str, read: str) -> LineScore:
   """Edit distances of what was read against the intended text: characters (case-sensitive) and words."""
-  return LineScore(text=text, read=read, char_errors=Levenshtein.distance(text, read),
-                   word_errors=Levenshtein.distance(text.split(), read.split()))
+  return LineScore(
+    text=text,
+    read=read,
+    char_errors=Levenshtein.distance(text, read),
+    word_errors=Levenshtein.distance(text.split(), read.split()),
+  )
 
 
 def error_rates(scores: Sequence[LineScore]) -> dict[str, float]:
@@ -119,18 +133,27 @@ def error_rates(scores: Sequence[LineScore]) -> dict[str, float]:
   chars = sum(len(s.text) for s in scores)
   words = sum(len(s.text.split()) for s in scores)
   line_cers = [s.cer for s in scores] or [float("nan")]
-  return {"cer": sum(s.char_errors for s in scores) / max(chars, 1),
-          "wer": sum(s.word_errors for s in scores) / max(words, 1),
-          "mean_line_cer": float(np.mean(line_cers)), "worst_line_cer": float(np.max(line_cers))}
+  return {
+    "cer": sum(s.char_errors for s in scores) / max(chars, 1),
+    "wer": sum(s.word_errors for s in scores) / max(words, 1),
+    "mean_line_cer": float(np.mean(line_cers)),
+    "worst_line_cer": float(np.max(line_cers)),
+  }
 
 
-def read_lines(lines: Sequence[np.ndarray], texts: Sequence[str], image_paths: Sequence[str] | None = None,
-               tesseract: str | None = None, workers: int | None = None) -> list[LineScore]:
+def read_lines(
+  lines: Sequence[np.ndarray],
+  texts: Sequence[str],
+  image_paths: Sequence[str] | None = None,
+  tesseract: str | None = None,
+  workers: int | None = None,
+) -> list[LineScore]:
   """Render every line, read it back (in parallel subprocesses) and score it against its text; the images are
   saved as PNG at `image_paths` when given."""
   if len(lines) != len(texts) or (image_paths is not None and len(image_paths) != len(lines)):
-    raise ValueError(f"got {len(lines)} lines, {len(texts)} texts and "
-                     f"{'no' if image_paths is None else len(image_paths)} image paths")
+    raise ValueError(
+      f"got {len(lines)} lines, {len(texts)} texts and {'no' if image_paths is None else len(image_paths)} image paths"
+    )
   binary = tesseract or check_tesseract()
 
   def one(i: int) -> LineScore:

@@ -11,7 +11,7 @@ reported, and the report says so.
 
 Legibility: `SENTENCES` (everyday sentences in no training text) are written unprimed, each line on its own, with
 `--seeds` draws each, at every `--biases`; every line is rendered and read back by tesseract
-(`handwriting_jax.evaluation.legibility`); CER and WER per bias. With `--style_file` (or `--style=N`, validation line N) the same
+(`evaluation.legibility`); CER and WER per bias. With `--style_file` (or `--style=N`, validation line N) the same
 is done primed with that line. Images, contact sheets and `report.json` go to `--out` (default WORKDIR/eval/step_N).
 """
 
@@ -39,22 +39,22 @@ from handwriting_jax.writing import writer as writer_lib
 # Everyday sentences of 27-35 characters, lower case but one capital, none in the IAM-OnDB or embedded-corpus
 # training texts (evaluate checks that against the loaded training split and reports any overlap).
 SENTENCES = (
-    "the quick brown fox jumps over",
-    "please call me back after lunch",
-    "we will meet at the station",
-    "my sister bought a new bicycle",
-    "the coffee here is always cold",
-    "do not forget to water plants",
-    "he left his keys on the table",
-    "rain is expected later tonight",
-    "she plays the piano every day",
-    "our train was late this morning",
-    "thank you for the lovely gift",
-    "the children are asleep upstairs",
-    "send me the photos from the trip",
-    "this soup needs a little more salt",
-    "the garden looks lovely in spring",
-    "I found an old map in the attic",
+  "the quick brown fox jumps over",
+  "please call me back after lunch",
+  "we will meet at the station",
+  "my sister bought a new bicycle",
+  "the coffee here is always cold",
+  "do not forget to water plants",
+  "he left his keys on the table",
+  "rain is expected later tonight",
+  "she plays the piano every day",
+  "our train was late this morning",
+  "thank you for the lovely gift",
+  "the children are asleep upstairs",
+  "send me the photos from the trip",
+  "this soup needs a little more salt",
+  "the garden looks lovely in spring",
+  "I found an old map in the attic",
 )
 PAPER_MAX_POINTS = 1200  # the paper's IAM-OnDB line cap; validation NLL covers every line up to it
 _EVAL_BATCH = 32
@@ -69,6 +69,7 @@ class EvaluateError(UserError, ValueError):
 class Fidelity:
   """What the style-fidelity section measures: `forms` held-out hands (0: none), `sentences` written per hand, at
   `bias`, judged by the hand encoder at `encoder_path` (default: the one shipped in the package)."""
+
   forms: int = 20
   sentences: int = 3
   bias: float = 0.75
@@ -78,17 +79,21 @@ class Fidelity:
   def encoder(self) -> fid.HandEncoder:
     """The hand encoder, after checking the settings (EvaluateError / FidelityError before any work)."""
     if self.forms < 2 or self.sentences < 1 or not math.isfinite(self.bias) or self.bias < 0:
-      raise EvaluateError(f"--fidelity_forms must be 0 (off) or >= 2 and --fidelity_sentences >= 1, with a finite "
-                          f"--fidelity_bias >= 0; got {self.forms}, {self.sentences}, {self.bias}")
+      raise EvaluateError(
+        f"--fidelity_forms must be 0 (off) or >= 2 and --fidelity_sentences >= 1, with a finite "
+        f"--fidelity_bias >= 0; got {self.forms}, {self.sentences}, {self.bias}"
+      )
     if not 0 <= self.adapt_lines <= adaptation.MAX_LINES:
-      raise EvaluateError(f"--fidelity_adapt_lines={self.adapt_lines}: adapt on 0 (off) to {adaptation.MAX_LINES} "
-                          "lines of each hand")
+      raise EvaluateError(
+        f"--fidelity_adapt_lines={self.adapt_lines}: adapt on 0 (off) to {adaptation.MAX_LINES} lines of each hand"
+      )
     return fid.load_encoder(self.encoder_path)[0]
 
 
 @dataclasses.dataclass(frozen=True)
 class ValidationData:
   """Validation lines renormalised with a checkpoint's statistics, and the training texts (for the overlap check)."""
+
   strokes: list[np.ndarray]
   texts: list[str]
   train_texts: list[str]
@@ -100,7 +105,8 @@ def load_validation(writer: writer_lib.Writer, iam_path: str | None = None) -> V
   """The writer's validation split up to PAPER_MAX_POINTS points, normalised with the checkpoint's statistics.
 
   Raises a UserError (from the data loader) when the data is not on this machine."""
-  from handwriting_jax.data import dataset as dataset_lib  # pylint: disable=g-import-not-at-top  (heavy, optional)
+  from handwriting_jax.data import dataset as dataset_lib
+
   data_cfg = ml_collections.ConfigDict(writer.config.data.to_dict())
   data_cfg.max_points = max(int(data_cfg.max_points), PAPER_MAX_POINTS)
   if iam_path:
@@ -108,11 +114,21 @@ def load_validation(writer: writer_lib.Writer, iam_path: str | None = None) -> V
   data = dataset_lib.load_dataset(data_cfg, progress=False)
   strokes = [writer.stats.normalise(data.stats.denormalise(x)) for x in data.valid.strokes]
   source = "IAM-OnDB testset_v" if data_cfg.source == "iam" else f"{data_cfg.source} validation split"
-  every = "" if int(data_cfg.downsample) == 1 else (
+  every = (
+    ""
+    if int(data_cfg.downsample) == 1
+    else (
       f", one point in {int(data_cfg.downsample)} of each stroke kept (data.downsample: nats per sequence are not "
-      "comparable with full-rate figures such as the paper's)")
-  return ValidationData(strokes, list(data.valid.texts), list(data.train.texts),
-                        f"{source}, every line up to {data_cfg.max_points} points{every}", list(data.valid.ids))
+      "comparable with full-rate figures such as the paper's)"
+    )
+  )
+  return ValidationData(
+    strokes,
+    list(data.valid.texts),
+    list(data.train.texts),
+    f"{source}, every line up to {data_cfg.max_points} points{every}",
+    list(data.valid.ids),
+  )
 
 
 def validation_nll(writer: writer_lib.Writer, strokes: Sequence[np.ndarray], texts: Sequence[str]) -> dict:
@@ -120,63 +136,98 @@ def validation_nll(writer: writer_lib.Writer, strokes: Sequence[np.ndarray], tex
 
   Raw units: the density of the de-normalised offsets, NLL + Σ_t log(σ_x σ_y), comparable across normalisations.
   """
-  from flax import nnx  # pylint: disable=g-import-not-at-top
+  from flax import nnx
+
   graphdef, params = nnx.split(writer.model, nnx.Param)
   ids, _ = writer.alphabet.encode_all(list(texts), on_unknown="map")  # as in training
   order = np.argsort([len(x) for x in strokes], kind="stable")
   sums = jax.jit(step_lib.eval_sums, static_argnums=0)
   total, steps = 0.0, 0.0
   for lo in range(0, len(order), _EVAL_BATCH):
-    idx = order[lo:lo + _EVAL_BATCH]
+    idx = order[lo : lo + _EVAL_BATCH]
     t = -(-max(len(strokes[i]) for i in idx) // _PAD_MULTIPLE) * _PAD_MULTIPLE
-    u = -(-max(max(len(ids[i]) for i in idx), 1) // batches_lib.U_MULTIPLE) * batches_lib.U_MULTIPLE
+    u = -(-max(*(len(ids[i]) for i in idx), 1) // batches_lib.U_MULTIPLE) * batches_lib.U_MULTIPLE
     batch = batches_lib.pad_batch([strokes[i] for i in idx], [ids[i] for i in idx], _EVAL_BATCH, t, u)
     out = jax.device_get(sums(graphdef, params, batch))
     total += float(out["nll"])
     steps += float(out["steps"])
   lines = len(order)
   log_scale = float(np.sum(np.log(writer.stats.std)))
-  return {"lines": lines, "steps": int(steps), "nats_per_sequence": total / lines, "nats_per_step": total / steps,
-          "raw_nats_per_sequence": (total + steps * log_scale) / lines,
-          "normalisation": {"std": writer.stats.std.tolist(), "mean": writer.stats.mean.tolist(),
-                            "mean_subtracted": bool(np.any(writer.stats.mean != 0))}}
+  return {
+    "lines": lines,
+    "steps": int(steps),
+    "nats_per_sequence": total / lines,
+    "nats_per_step": total / steps,
+    "raw_nats_per_sequence": (total + steps * log_scale) / lines,
+    "normalisation": {
+      "std": writer.stats.std.tolist(),
+      "mean": writer.stats.mean.tolist(),
+      "mean_subtracted": bool(np.any(writer.stats.mean != 0)),
+    },
+  }
 
 
-def legibility_at(writer: writer_lib.Writer, bias: float, seeds: int, out_dir: str,
-                  prime: sample_lib.Prime | None = None, sentences: Sequence[str] = SENTENCES,
-                  tesseract: str | None = None) -> dict:
+def legibility_at(
+  writer: writer_lib.Writer,
+  bias: float,
+  seeds: int,
+  out_dir: str,
+  prime: sample_lib.Prime | None = None,
+  sentences: Sequence[str] = SENTENCES,
+  tesseract: str | None = None,
+) -> dict:
   """Write every sentence `seeds` times (one batched call, each line its own draw), read them back, score them."""
   texts = [s for _ in range(seeds) for s in sentences]
   samples = writer_lib.write_lines(writer, texts, bias=bias, seed=0, prime=prime, same_style=False)
   tag = f"{'primed' if prime else 'unprimed'}_bias_{bias:g}"
-  paths = [os.path.join(out_dir, tag, f"s{i % len(sentences):02d}_seed{i // len(sentences)}.png")
-           for i in range(len(texts))]
+  paths = [
+    os.path.join(out_dir, tag, f"s{i % len(sentences):02d}_seed{i // len(sentences)}.png") for i in range(len(texts))
+  ]
   shown = sample_lib.display_lines(samples.lines, writer.config)  # read as `write` draws them
   scores = legibility.read_lines(shown, texts, paths, tesseract=tesseract)
   rates = legibility.error_rates(scores)
-  per_seed = [legibility.error_rates(scores[k * len(sentences):(k + 1) * len(sentences)])["cer"]
-              for k in range(seeds)]
+  per_seed = [
+    legibility.error_rates(scores[k * len(sentences) : (k + 1) * len(sentences)])["cer"] for k in range(seeds)
+  ]
   sheet = os.path.join(out_dir, f"{tag}.png")
   n = min(len(sentences), 8)
   draw.save_lines_png(shown[:n], [f"{s.text}  →  read: {s.read!r}" for s in scores[:n]], sheet)
-  return {"bias": bias, "primed": prime is not None, **rates, "cer_per_seed": per_seed,
-          "finished": int(np.sum(samples.finished_B)), "lines": len(texts), "sheet": sheet,
-          "per_line": [{"text": s.text, "read": s.read, "cer": s.cer, "image": p} for s, p in zip(scores, paths)],
-          "_strokes": samples.lines}  # the network's own rate: saved styles prime it
+  return {
+    "bias": bias,
+    "primed": prime is not None,
+    **rates,
+    "cer_per_seed": per_seed,
+    "finished": int(np.sum(samples.finished_B)),
+    "lines": len(texts),
+    "sheet": sheet,
+    "per_line": [{"text": s.text, "read": s.read, "cer": s.cer, "image": p} for s, p in zip(scores, paths)],
+    "_strokes": samples.lines,
+  }  # the network's own rate: saved styles prime it
 
 
-def fidelity_at(writer: writer_lib.Writer, valid: ValidationData, encoder: fid.HandEncoder, *, num_forms: int,
-                per_form: int, bias: float, out_dir: str, tesseract: str | None = None, seed: int = 0,
-                adapt_lines: int = 0) -> dict:
-  """Style fidelity (`handwriting_jax.evaluation.fidelity`): prime with one line of each of `num_forms` held-out forms, write
+def fidelity_at(
+  writer: writer_lib.Writer,
+  valid: ValidationData,
+  encoder: fid.HandEncoder,
+  *,
+  num_forms: int,
+  per_form: int,
+  bias: float,
+  out_dir: str,
+  tesseract: str | None = None,
+  seed: int = 0,
+  adapt_lines: int = 0,
+) -> dict:
+  """Style fidelity (`evaluation.fidelity`): prime with one line of each of `num_forms` held-out forms, write
   `per_form` unseen sentences in each hand, and find each written line's form by its nearest gallery line (another
   real line of each form); beside it the ceiling (the prime line itself retrieved the same way), chance and the
   primed lines' CER. With `adapt_lines` > 0 the writer first learns each hand (`adaptation.adapt`, its defaults)
   from that many lines of the form: the prime line and others, never the gallery line."""
   raw = [writer.stats.denormalise(x) for x in valid.strokes]
   usable = [i for i, x in enumerate(raw) if fid.judgeable(x)]
-  trial = fid.choose_trial([valid.ids[i] for i in usable], num_forms, np.random.default_rng(seed),
-                           [valid.texts[i] for i in usable])
+  trial = fid.choose_trial(
+    [valid.ids[i] for i in usable], num_forms, np.random.default_rng(seed), [valid.texts[i] for i in usable]
+  )
   query, gallery = [usable[i] for i in trial.query], [usable[i] for i in trial.gallery]
   gallery_NxD = fid.embed_lines(encoder, [raw[i] for i in gallery])
   real_hits = fid.rank1_hits(fid.embed_lines(encoder, [raw[i] for i in query]), gallery_NxD, np.arange(num_forms))
@@ -206,32 +257,67 @@ def fidelity_at(writer: writer_lib.Writer, valid: ValidationData, encoder: fid.H
   per_form_rows = []
   for f, form in enumerate(trial.forms):
     mine = [i for i in range(len(written)) if owner[i] == f]
-    per_form_rows.append({
-        "form": form, "prime_line": valid.ids[query[f]], "prime_text": valid.texts[query[f]],
-        "gallery_line": valid.ids[gallery[f]], "prime_retrieved": bool(real_hits[f]),
+    per_form_rows.append(
+      {
+        "form": form,
+        "prime_line": valid.ids[query[f]],
+        "prime_text": valid.texts[query[f]],
+        "gallery_line": valid.ids[gallery[f]],
+        "prime_retrieved": bool(real_hits[f]),
         "adapted_on": adapted_on[f] if adapt_lines else [],
-        "rank1": float(np.mean(ranks[mine] == 1)), "ranks": ranks[mine].tolist(),
+        "rank1": float(np.mean(ranks[mine] == 1)),
+        "ranks": ranks[mine].tolist(),
         "cer": legibility.error_rates([scores[i] for i in mine])["cer"],
-        "lines": [{"text": scores[i].text, "read": scores[i].read, "cer": scores[i].cer, "rank": int(ranks[i]),
-                   "image": paths[i]} for i in mine]})
+        "lines": [
+          {
+            "text": scores[i].text,
+            "read": scores[i].read,
+            "cer": scores[i].cer,
+            "rank": int(ranks[i]),
+            "image": paths[i],
+          }
+          for i in mine
+        ],
+      }
+    )
   # The hands' own legibility by the same reader: their real prime lines, drawn as written lines are.
-  real = legibility.read_lines(sample_lib.display_lines([raw[i] for i in query], writer.config),
-                               [valid.texts[i] for i in query], tesseract=tesseract)
+  real = legibility.read_lines(
+    sample_lib.display_lines([raw[i] for i in query], writer.config),
+    [valid.texts[i] for i in query],
+    tesseract=tesseract,
+  )
   for row, score in zip(per_form_rows, real):
     row["prime_cer"] = score.cer
   sheet = os.path.join(out_dir, f"{tag}.png")
   hardest_hands_sheet(per_form_rows, [raw[i] for i in query], dict(zip(paths, shown)), sheet)
-  return {"bias": bias, "forms": num_forms, "sentences_per_form": per_form, "chance": 1.0 / num_forms,
-          "rank1": float(np.mean(ranks == 1)), "mean_rank": float(np.mean(ranks)),
-          "ceiling_these_forms": float(np.mean(real_hits)),
-          "ceiling": fid.ceiling(all_emb, [valid.ids[i] for i in usable], num_forms, draws=200, seed=seed + 1,
-                                 texts=[valid.texts[i] for i in usable]),
-          **legibility.error_rates(scores), "real_lines_cer": legibility.error_rates(real)["cer"], "sheet": sheet,
-          "adapt_lines": adapt_lines, "adapt_seconds": adapt_seconds, "per_form": per_form_rows}
+  return {
+    "bias": bias,
+    "forms": num_forms,
+    "sentences_per_form": per_form,
+    "chance": 1.0 / num_forms,
+    "rank1": float(np.mean(ranks == 1)),
+    "mean_rank": float(np.mean(ranks)),
+    "ceiling_these_forms": float(np.mean(real_hits)),
+    "ceiling": fid.ceiling(
+      all_emb,
+      [valid.ids[i] for i in usable],
+      num_forms,
+      draws=200,
+      seed=seed + 1,
+      texts=[valid.texts[i] for i in usable],
+    ),
+    **legibility.error_rates(scores),
+    "real_lines_cer": legibility.error_rates(real)["cer"],
+    "sheet": sheet,
+    "adapt_lines": adapt_lines,
+    "adapt_seconds": adapt_seconds,
+    "per_form": per_form_rows,
+  }
 
 
-def hardest_hands_sheet(per_form: list[dict], primes: list[np.ndarray], drawn: dict[str, np.ndarray], path: str,
-                        count: int = 6) -> None:
+def hardest_hands_sheet(
+  per_form: list[dict], primes: list[np.ndarray], drawn: dict[str, np.ndarray], path: str, count: int = 6
+) -> None:
   """A sheet of the `count` hands written least legibly (then least recognisably): each prime line, then the lines
   written in it (`drawn`: image path -> the line as drawn) with their rank and what tesseract read."""
   hardest = sorted(range(len(per_form)), key=lambda f: (-per_form[f]["cer"], per_form[f]["rank1"]))[:count]
@@ -245,19 +331,42 @@ def hardest_hands_sheet(per_form: list[dict], primes: list[np.ndarray], drawn: d
   draw.save_lines_png(rows, captions, path)
 
 
-def fidelity_report(writer: writer_lib.Writer, valid: ValidationData | None, encoder: fid.HandEncoder,
-                    settings: Fidelity, out_dir: str, tesseract: str) -> dict:
+def fidelity_report(
+  writer: writer_lib.Writer,
+  valid: ValidationData | None,
+  encoder: fid.HandEncoder,
+  settings: Fidelity,
+  out_dir: str,
+  tesseract: str,
+) -> dict:
   """The fidelity section of a report, or why it could not be measured (no validation data, too few forms)."""
   if valid is None:
-    return {"unavailable": "it needs the writer's validation data (its held-out hands), which is not here; give "
-                           "--iam_path"}
+    return {
+      "unavailable": "it needs the writer's validation data (its held-out hands), which is not here; give --iam_path"
+    }
   try:
-    primed = fidelity_at(writer, valid, encoder, num_forms=settings.forms, per_form=settings.sentences,
-                         bias=settings.bias, out_dir=out_dir, tesseract=tesseract)
+    primed = fidelity_at(
+      writer,
+      valid,
+      encoder,
+      num_forms=settings.forms,
+      per_form=settings.sentences,
+      bias=settings.bias,
+      out_dir=out_dir,
+      tesseract=tesseract,
+    )
     if settings.adapt_lines:
-      primed["adapted"] = fidelity_at(writer, valid, encoder, num_forms=settings.forms, per_form=settings.sentences,
-                                      bias=settings.bias, out_dir=out_dir, tesseract=tesseract,
-                                      adapt_lines=settings.adapt_lines)
+      primed["adapted"] = fidelity_at(
+        writer,
+        valid,
+        encoder,
+        num_forms=settings.forms,
+        per_form=settings.sentences,
+        bias=settings.bias,
+        out_dir=out_dir,
+        tesseract=tesseract,
+        adapt_lines=settings.adapt_lines,
+      )
     return primed
   except fid.FidelityError as e:
     return {"unavailable": str(e)}
@@ -293,11 +402,24 @@ def overlap(sentences: Sequence[str], train_texts: Sequence[str]) -> list[str]:
   return [s for s in sentences if any(s.lower() in t for t in lowered)]
 
 
-def evaluate(workdir: str | None, step: int | None, *, biases: Sequence[float], seeds: int, out_dir: str | None,
-             prime_style: writer_lib.StyleInk | None = None, style_index: int | None = None,
-             iam_path: str | None = None, nll: bool = True, styles: int = 0, styles_bias: float = 0.75,
-             stop_rule: str | None = None, raw_weights: bool = False, resample: str | None = None,
-             fidelity: Fidelity | None = None) -> dict:
+def evaluate(
+  workdir: str | None,
+  step: int | None,
+  *,
+  biases: Sequence[float],
+  seeds: int,
+  out_dir: str | None,
+  prime_style: writer_lib.StyleInk | None = None,
+  style_index: int | None = None,
+  iam_path: str | None = None,
+  nll: bool = True,
+  styles: int = 0,
+  styles_bias: float = 0.75,
+  stop_rule: str | None = None,
+  raw_weights: bool = False,
+  resample: str | None = None,
+  fidelity: Fidelity | None = None,
+) -> dict:
   """Evaluate one checkpoint (default: the newest; no workdir: the shipped model); writes and returns the report.
   `stop_rule` and `resample` override the checkpoint's config.sample fields; `raw_weights` judges the trained
   parameters of a run that kept a moving average (by default the average is judged, as `write` uses it);
@@ -311,8 +433,9 @@ def evaluate(workdir: str | None, step: int | None, *, biases: Sequence[float], 
   if seeds < 1:
     raise EvaluateError(f"--seeds must be >= 1, got {seeds}")
   if styles < 0 or (styles and styles_bias not in biases):
-    raise EvaluateError(f"--save_styles={styles} needs a count >= 0 and --styles_bias ({styles_bias}) among "
-                        f"--biases {list(biases)}")
+    raise EvaluateError(
+      f"--save_styles={styles} needs a count >= 0 and --styles_bias ({styles_bias}) among --biases {list(biases)}"
+    )
   encoder = fidelity.encoder() if fidelity is not None and fidelity.forms else None
   tesseract = legibility.check_tesseract()  # once, before any work
   t0 = time.time()
@@ -322,8 +445,10 @@ def evaluate(workdir: str | None, step: int | None, *, biases: Sequence[float], 
   if resample is not None:
     writer.config.sample.resample = resample
   if not writer.conditional:
-    raise EvaluateError(f"the checkpoint in {writer.workdir} is a prediction network: legibility needs a synthesis "
-                        "network (it writes text)")
+    raise EvaluateError(
+      f"the checkpoint in {writer.workdir} is a prediction network: legibility needs a synthesis "
+      "network (it writes text)"
+    )
   if out_dir is None:
     shipped = os.path.dirname(writer.workdir) == os.path.abspath(writer_lib.PRETRAINED_DIR)
     base = os.path.abspath(f"evaluation_{os.path.basename(writer.workdir)}") if shipped else writer.workdir
@@ -331,10 +456,17 @@ def evaluate(workdir: str | None, step: int | None, *, biases: Sequence[float], 
   if os.path.exists(out_dir) and not os.path.isdir(out_dir):
     raise EvaluateError(f"--out={out_dir} is a file; give a folder")
   os.makedirs(out_dir, exist_ok=True)
-  report = {"workdir": writer.workdir, "step": writer.step, "data_source": writer.config.data.source,
-            "weights": "moving average" if writer.ema else "trained",
-            "sentences": list(SENTENCES), "seeds": seeds, "stop_rule": writer.config.sample.stop_rule,
-            "resample": writer.config.sample.resample, "downsample": int(writer.config.data.downsample)}
+  report = {
+    "workdir": writer.workdir,
+    "step": writer.step,
+    "data_source": writer.config.data.source,
+    "weights": "moving average" if writer.ema else "trained",
+    "sentences": list(SENTENCES),
+    "seeds": seeds,
+    "stop_rule": writer.config.sample.stop_rule,
+    "resample": writer.config.sample.resample,
+    "downsample": int(writer.config.data.downsample),
+  }
   valid = None
   if nll or style_index is not None or encoder is not None:
     try:
@@ -351,14 +483,16 @@ def evaluate(workdir: str | None, step: int | None, *, biases: Sequence[float], 
       raise EvaluateError(f"--style={style_index} needs the validation data: {report['nll_unavailable']}")
     if not 0 <= style_index < len(valid.strokes):
       raise EvaluateError(f"--style={style_index}: the validation split has {len(valid.strokes)} lines")
-    prime_style = writer_lib.StyleInk(f"validation line {style_index}", valid.texts[style_index],
-                                      offsets_Tx3=writer.stats.denormalise(valid.strokes[style_index]))
+    prime_style = writer_lib.StyleInk(
+      f"validation line {style_index}",
+      valid.texts[style_index],
+      offsets_Tx3=writer.stats.denormalise(valid.strokes[style_index]),
+    )
   report["legibility"] = [legibility_at(writer, b, seeds, out_dir, tesseract=tesseract) for b in biases]
   if prime_style is not None:
     prime = writer_lib.make_prime(writer, writer_lib.style_offsets(writer, prime_style), prime_style.text)
     report["primed_with"] = prime_style.text
-    report["legibility_primed"] = [legibility_at(writer, b, seeds, out_dir, prime, tesseract=tesseract)
-                                   for b in biases]
+    report["legibility_primed"] = [legibility_at(writer, b, seeds, out_dir, prime, tesseract=tesseract) for b in biases]
   if encoder is not None:
     report["fidelity"] = fidelity_report(writer, valid, encoder, fidelity, out_dir, tesseract)
   if styles:
@@ -376,18 +510,24 @@ def evaluate(workdir: str | None, step: int | None, *, biases: Sequence[float], 
 
 def summary(report: dict) -> str:
   """The report as a few human-readable lines."""
-  drawn = (f", lines drawn at {report['downsample']}x the written rate ({report['resample']})"
-           if report.get("downsample", 1) > 1 and report.get("resample") == "spline" else "")
-  out = [f"{report['workdir']} step {report['step']} ({report['data_source']} data, {report['weights']} weights"
-         f"{drawn})"]
+  drawn = (
+    f", lines drawn at {report['downsample']}x the written rate ({report['resample']})"
+    if report.get("downsample", 1) > 1 and report.get("resample") == "spline"
+    else ""
+  )
+  out = [
+    f"{report['workdir']} step {report['step']} ({report['data_source']} data, {report['weights']} weights{drawn})"
+  ]
   nll = report.get("nll")
   if nll:
     norm = nll["normalisation"]
-    out.append(f"  validation NLL: {nll['nats_per_sequence']:.1f} nats/sequence, {nll['nats_per_step']:.4f} "
-               f"nats/step over {nll['lines']} lines ({nll['data']}); offsets divided by std "
-               f"({norm['std'][0]:.3g}, {norm['std'][1]:.3g})"
-               f"{', mean subtracted' if norm['mean_subtracted'] else ''}; in raw units "
-               f"{nll['raw_nats_per_sequence']:.1f} nats/sequence")
+    out.append(
+      f"  validation NLL: {nll['nats_per_sequence']:.1f} nats/sequence, {nll['nats_per_step']:.4f} "
+      f"nats/step over {nll['lines']} lines ({nll['data']}); offsets divided by std "
+      f"({norm['std'][0]:.3g}, {norm['std'][1]:.3g})"
+      f"{', mean subtracted' if norm['mean_subtracted'] else ''}; in raw units "
+      f"{nll['raw_nats_per_sequence']:.1f} nats/sequence"
+    )
   else:
     out.append(f"  {report.get('nll_unavailable', 'NLL not computed')}")
   if report.get("overlap_with_training_texts"):
@@ -395,21 +535,27 @@ def summary(report: dict) -> str:
   for key, label in (("legibility", "unprimed"), ("legibility_primed", "primed")):
     for r in report.get(key, []):
       seeds = ", ".join(f"{c:.0%}" for c in r["cer_per_seed"])
-      out.append(f"  {label:8s} bias {r['bias']:<4g}  CER {r['cer']:6.1%}  WER {r['wer']:6.1%}  "
-                 f"(per seed {seeds}; {r['finished']}/{r['lines']} lines finished by the window)")
+      out.append(
+        f"  {label:8s} bias {r['bias']:<4g}  CER {r['cer']:6.1%}  WER {r['wer']:6.1%}  "
+        f"(per seed {seeds}; {r['finished']}/{r['lines']} lines finished by the window)"
+      )
   fidelity = report.get("fidelity")
   if fidelity and "unavailable" in fidelity:
     out.append(f"  fidelity not measured: {fidelity['unavailable']}")
   elif fidelity:
-    out.append(f"  fidelity bias {fidelity['bias']:<4g}  rank-1 {fidelity['rank1']:6.1%} of written lines among "
-               f"{fidelity['forms']} held-out hands (ceiling, a real line of the hand: {fidelity['ceiling']:.1%}, "
-               f"{fidelity['ceiling_these_forms']:.0%} on these forms; chance {fidelity['chance']:.1%}); "
-               f"primed CER {fidelity['cer']:.1%} (the hands' own prime lines read at {fidelity['real_lines_cer']:.1%})")
+    out.append(
+      f"  fidelity bias {fidelity['bias']:<4g}  rank-1 {fidelity['rank1']:6.1%} of written lines among "
+      f"{fidelity['forms']} held-out hands (ceiling, a real line of the hand: {fidelity['ceiling']:.1%}, "
+      f"{fidelity['ceiling_these_forms']:.0%} on these forms; chance {fidelity['chance']:.1%}); "
+      f"primed CER {fidelity['cer']:.1%} (the hands' own prime lines read at {fidelity['real_lines_cer']:.1%})"
+    )
     adapted = fidelity.get("adapted")
     if adapted:
-      out.append(f"  adapted  bias {adapted['bias']:<4g}  rank-1 {adapted['rank1']:6.1%} after learning each hand from "
-                 f"{adapted['adapt_lines']} of its lines (median {np.median(adapted['adapt_seconds']):.0f} s each); "
-                 f"CER {adapted['cer']:.1%}")
+      out.append(
+        f"  adapted  bias {adapted['bias']:<4g}  rank-1 {adapted['rank1']:6.1%} after learning each hand from "
+        f"{adapted['adapt_lines']} of its lines (median {np.median(adapted['adapt_seconds']):.0f} s each); "
+        f"CER {adapted['cer']:.1%}"
+      )
   if report.get("styles"):
     out.append(f"  styles saved: {', '.join(report['styles'])}")
   out.append(f"  report: {report['path']}")

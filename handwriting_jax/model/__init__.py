@@ -1,1 +1,2 @@
-"""Graves (2013) networks: pure recurrent cores (LSTM, window, MDN), the Flax NNX modules holding them, their sampler."""
+"""Graves (2013) networks: pure recurrent cores (LSTM, window, MDN), the Flax NNX modules holding them, the
+sampler."""

@@ -14,6 +14,7 @@ from handwriting_jax.model.clipping import maybe_clip
 
 class LSTMCarry(NamedTuple):
   """Recurrent state of one LSTM layer: hidden `h` and cell `c`, both [B, H]."""
+
   h: jax.Array
   c: jax.Array
 
@@ -25,8 +26,7 @@ def matmul(x: jax.Array, w: jax.Array, compute_dtype=None) -> jax.Array:
   return jnp.matmul(x.astype(compute_dtype), w.astype(compute_dtype), preferred_element_type=jnp.float32)
 
 
-def lstm_cell(peep_3xH: jax.Array | None, carry: LSTMCarry, z_Bx4H: jax.Array, clip: float | None = None
-              ) -> LSTMCarry:
+def lstm_cell(peep_3xH: jax.Array | None, carry: LSTMCarry, z_Bx4H: jax.Array, clip: float | None = None) -> LSTMCarry:
   """Eqs. 7-11 after the matmuls: the new (h, c) from the previous carry and all four pre-activations
   `z = W_x x + W_h h' + b` (peepholes added here).
 

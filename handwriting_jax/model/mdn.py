@@ -16,6 +16,7 @@ LOG_2PI = math.log(2.0 * math.pi)  # plain Python: no JAX computation at import 
 class MixtureParams(NamedTuple):
   """Transformed outputs over leading dims [...]: log π [..., M], μ [..., M, 2], log σ [..., M, 2], ρ̂ [..., M],
   end-of-stroke logit ê [...] (e = sigmoid(ê))."""
+
   log_pi: jax.Array
   mu: jax.Array
   log_sigma: jax.Array
@@ -58,8 +59,7 @@ def bivariate_log_density(params: MixtureParams, xy: jax.Array) -> jax.Array:
   rho = params.rho
   log_1mr2 = log_one_minus_tanh_sq(params.rho_hat)
   z = d[..., 0] ** 2 + d[..., 1] ** 2 - 2.0 * rho * d[..., 0] * d[..., 1]
-  return (-LOG_2PI - params.log_sigma[..., 0] - params.log_sigma[..., 1] - 0.5 * log_1mr2
-          - 0.5 * z * jnp.exp(-log_1mr2))
+  return -LOG_2PI - params.log_sigma[..., 0] - params.log_sigma[..., 1] - 0.5 * log_1mr2 - 0.5 * z * jnp.exp(-log_1mr2)
 
 
 def log_likelihood(params: MixtureParams, target: jax.Array) -> jax.Array:
@@ -70,8 +70,9 @@ def log_likelihood(params: MixtureParams, target: jax.Array) -> jax.Array:
   return log_mix + log_eos
 
 
-def sequence_loss(y_hat_BxTxY: jax.Array, targets_BxTx3: jax.Array, mask_BxT: jax.Array, time_major: bool = False
-                  ) -> tuple[jax.Array, jax.Array]:
+def sequence_loss(
+  y_hat_BxTxY: jax.Array, targets_BxTx3: jax.Array, mask_BxT: jax.Array, time_major: bool = False
+) -> tuple[jax.Array, jax.Array]:
   """Masked NLL: (nats per sequence = mean over lines of the summed NLL, nats per step over real steps); with
   `time_major` all three arguments have T and B swapped."""
   nll = -log_likelihood(mixture_params(y_hat_BxTxY), targets_BxTx3) * mask_BxT

@@ -26,6 +26,7 @@ MODES = ("prediction", "synthesis")
 class NetworkState(NamedTuple):
   """Recurrent state of a whole network: one LSTMCarry per layer; window offsets κ [B, K] and last window
   w [B, A] (zero-sized for the prediction network)."""
+
   lstm: tuple[lstm.LSTMCarry, ...]
   kappa: jax.Array
   w: jax.Array
@@ -79,12 +80,13 @@ def _synthesis_cell_step(clip, variant, compute_dtype, params, consts, carry, z_
 class LSTMLayer(nnx.Module):
   """Parameters of one peephole LSTM layer: W_x [in, 4H], W_h [H, 4H], b [4H], peepholes [3, H]."""
 
-  def __init__(self, in_size: int, hidden: int, *, peepholes: bool, init_scale: float, forget_bias: float,
-               rngs: nnx.Rngs):
+  def __init__(
+    self, in_size: int, hidden: int, *, peepholes: bool, init_scale: float, forget_bias: float, rngs: nnx.Rngs
+  ):
     init = jax.nn.initializers.normal(init_scale)
     self.w_x = nnx.Param(init(rngs.params(), (in_size, 4 * hidden), jnp.float32))
     self.w_h = nnx.Param(init(rngs.params(), (hidden, 4 * hidden), jnp.float32))
-    self.b = nnx.Param(jnp.zeros((4 * hidden,), jnp.float32).at[hidden:2 * hidden].set(forget_bias))
+    self.b = nnx.Param(jnp.zeros((4 * hidden,), jnp.float32).at[hidden : 2 * hidden].set(forget_bias))
     self.peep = nnx.Param(init(rngs.params(), (3, hidden), jnp.float32)) if peepholes else None
 
   def peepholes(self) -> jax.Array | None:
@@ -106,17 +108,28 @@ class Network(nnx.Module):
     # Fast-path settings (see recurrent.py): scan unroll factor, time steps per chunk of the layer scans.
     self.unroll = int(cfg.scan_unroll)
     self.remat_chunk = int(cfg.remat_chunk)
-    self.layers = nnx.List([
-        LSTMLayer(n_in, cfg.hidden_size, peepholes=cfg.peepholes, init_scale=cfg.init_scale,
-                  forget_bias=cfg.forget_bias, rngs=rngs) for n_in in layer_inputs])
+    self.layers = nnx.List(
+      [
+        LSTMLayer(
+          n_in,
+          cfg.hidden_size,
+          peepholes=cfg.peepholes,
+          init_scale=cfg.init_scale,
+          forget_bias=cfg.forget_bias,
+          rngs=rngs,
+        )
+        for n_in in layer_inputs
+      ]
+    )
     init = jax.nn.initializers.normal(cfg.init_scale)
-    self.w_y = nnx.Param(init(rngs.params(), (cfg.num_layers * cfg.hidden_size, mdn.output_size(cfg.num_mixtures)),
-                              jnp.float32))
+    self.w_y = nnx.Param(
+      init(rngs.params(), (cfg.num_layers * cfg.hidden_size, mdn.output_size(cfg.num_mixtures)), jnp.float32)
+    )
     self.b_y = nnx.Param(jnp.zeros((mdn.output_size(cfg.num_mixtures),), jnp.float32))
 
   def _w_out(self, n: int) -> jax.Array:
     """Layer n's share W_{hⁿy} [H, Y] of the output layer."""
-    return self.w_y[...][n * self.hidden:(n + 1) * self.hidden]
+    return self.w_y[...][n * self.hidden : (n + 1) * self.hidden]
 
   def _lstm_recurrence(self, n: int) -> tuple[recurrent.Cell, recurrent.LayerWeights]:
     """LSTM layer n as the one recurrence (eqs. 7-11) that both `_layer_scan` and `step` run."""
@@ -125,13 +138,22 @@ class Network(nnx.Module):
     cell = recurrent.Cell(_identity, functools.partial(_lstm_cell_step, self.lstm_clip), _identity, _lstm_keep)
     return cell, weights
 
-  def _layer_scan(self, n: int, carry: lstm.LSTMCarry, inputs_TxBxI: list[jax.Array]
-                  ) -> tuple[lstm.LSTMCarry, jax.Array, jax.Array]:
+  def _layer_scan(
+    self, n: int, carry: lstm.LSTMCarry, inputs_TxBxI: list[jax.Array]
+  ) -> tuple[lstm.LSTMCarry, jax.Array, jax.Array]:
     """Layer n over the whole sequence: hoisted input projection of the input pieces (their concatenation is
     the layer input), then the recurrent scan; returns the final carry, h [T, B, H] and hⁿ W_{hⁿy} [T, B, Y]."""
     cell, weights = self._lstm_recurrence(n)
-    h, _, y, final = recurrent.layer_scan(cell, weights, carry, inputs_TxBxI, compute_dtype=self.compute_dtype,
-                                          remat=self.remat, chunk=self.remat_chunk, unroll=self.unroll)
+    h, _, y, final = recurrent.layer_scan(
+      cell,
+      weights,
+      carry,
+      inputs_TxBxI,
+      compute_dtype=self.compute_dtype,
+      remat=self.remat,
+      chunk=self.remat_chunk,
+      unroll=self.unroll,
+    )
     return final, h, y
 
   def _output_sum(self, ys: list[jax.Array]) -> jax.Array:
@@ -147,16 +169,18 @@ class Network(nnx.Module):
     output-derivative clipping when enabled."""
     w_y, y = self.w_y[...], self.b_y[...]
     for n, h in enumerate(hs):
-      y = y + lstm.matmul(h, w_y[n * self.hidden:(n + 1) * self.hidden], self.compute_dtype)
+      y = y + lstm.matmul(h, w_y[n * self.hidden : (n + 1) * self.hidden], self.compute_dtype)
     return maybe_clip(y, self.output_clip)
 
-  def _step_layers(self, state: NetworkState, x_Bx3: jax.Array, first_h: jax.Array, extra: list[jax.Array]
-                   ) -> tuple[list[lstm.LSTMCarry], jax.Array]:
+  def _step_layers(
+    self, state: NetworkState, x_Bx3: jax.Array, first_h: jax.Array, extra: list[jax.Array]
+  ) -> tuple[list[lstm.LSTMCarry], jax.Array]:
     """Layers >= 2 for one time step: layer n sees [x, h^{n-1}, *extra]; returns the carries and ŷ."""
     carries, hs = [], [first_h]
     for n in range(1, self.num_layers):
-      carry, _ = recurrent.step(*self._lstm_recurrence(n), state.lstm[n], [x_Bx3, hs[-1], *extra],
-                                compute_dtype=self.compute_dtype)
+      carry, _ = recurrent.step(
+        *self._lstm_recurrence(n), state.lstm[n], [x_Bx3, hs[-1], *extra], compute_dtype=self.compute_dtype
+      )
       carries.append(carry)
       hs.append(carry.h)
     return carries, self._output(hs)
@@ -174,8 +198,14 @@ class PredictionNetwork(Network):
     carries = tuple(lstm.zero_carry(batch, self.hidden, dtype) for _ in range(self.num_layers))
     return NetworkState(carries, jnp.zeros((batch, 0), dtype), jnp.zeros((batch, 0), dtype))
 
-  def __call__(self, inputs_BxTx3: jax.Array, chars_BxU=None, char_mask_BxU=None,
-               state: NetworkState | None = None, time_major: bool = False) -> tuple[jax.Array, NetworkState, dict]:
+  def __call__(
+    self,
+    inputs_BxTx3: jax.Array,
+    chars_BxU=None,
+    char_mask_BxU=None,
+    state: NetworkState | None = None,
+    time_major: bool = False,
+  ) -> tuple[jax.Array, NetworkState, dict]:
     """Teacher-forced pass: returns ŷ [B, T, 6M+1] ([T, B, 6M+1] if `time_major`), the final state and an empty
     aux dict."""
     del chars_BxU, char_mask_BxU
@@ -190,8 +220,9 @@ class PredictionNetwork(Network):
     y = self._output_sum(ys) if time_major else jnp.swapaxes(self._output_sum(ys), 0, 1)
     return y, NetworkState(tuple(carries), state.kappa, state.w), {}
 
-  def step(self, state: NetworkState, x_Bx3: jax.Array, chars_onehot_BxUxA=None, char_mask_BxU=None
-           ) -> tuple[NetworkState, jax.Array, dict]:
+  def step(
+    self, state: NetworkState, x_Bx3: jax.Array, chars_onehot_BxUxA=None, char_mask_BxU=None
+  ) -> tuple[NetworkState, jax.Array, dict]:
     """One time step (sampling): returns the new state, ŷ [B, 6M+1] and an empty aux dict."""
     del chars_onehot_BxUxA, char_mask_BxU
     c1, _ = recurrent.step(*self._lstm_recurrence(0), state.lstm[0], [x_Bx3], compute_dtype=self.compute_dtype)
@@ -215,8 +246,9 @@ class SynthesisNetwork(Network):
   def initial_state(self, batch: int, dtype=jnp.float32) -> NetworkState:
     """Zero state for `batch` lines: κ_0 = 0, w_0 = 0."""
     carries = tuple(lstm.zero_carry(batch, self.hidden, dtype) for _ in range(self.num_layers))
-    return NetworkState(carries, jnp.zeros((batch, self.num_gaussians), dtype),
-                        jnp.zeros((batch, self.alphabet_size), dtype))
+    return NetworkState(
+      carries, jnp.zeros((batch, self.num_gaussians), dtype), jnp.zeros((batch, self.alphabet_size), dtype)
+    )
 
   def one_hot(self, chars_BxU: jax.Array, dtype=jnp.float32) -> jax.Array:
     """One-hot characters c_u [B, U, A] (padding id 0 is masked out by `char_mask`)."""
@@ -227,23 +259,44 @@ class SynthesisNetwork(Network):
     [x_t, w_{t-1}] (W_h and W_xw fused in one matmul on [h¹_{t-1}, w_{t-1}]), then (κ_t, w_t, φ_t)."""
     layer1, a = self.layers[0], self.alphabet_size
     w_x = layer1.w_x[...]
-    weights = recurrent.LayerWeights(w_x[:3], layer1.b[...], jnp.concatenate([layer1.w_h[...], w_x[3:3 + a]], 0),
-                                     (layer1.peepholes(), self.w_window[...], self.b_window[...]), self._w_out(0))
-    cell = recurrent.Cell(_synthesis_rec, functools.partial(_synthesis_cell_step, self.lstm_clip,
-                                                            self.window_variant, self.compute_dtype),
-                          _synthesis_out, _synthesis_keep)
+    weights = recurrent.LayerWeights(
+      w_x[:3],
+      layer1.b[...],
+      jnp.concatenate([layer1.w_h[...], w_x[3 : 3 + a]], 0),
+      (layer1.peepholes(), self.w_window[...], self.b_window[...]),
+      self._w_out(0),
+    )
+    cell = recurrent.Cell(
+      _synthesis_rec,
+      functools.partial(_synthesis_cell_step, self.lstm_clip, self.window_variant, self.compute_dtype),
+      _synthesis_out,
+      _synthesis_keep,
+    )
     return cell, weights
 
   def _layer1_window_scan(self, state: NetworkState, x_TxBx3, onehot, char_mask):
     """Layer 1 and the window over time (recurrent.layer_scan, hoisted weight gradients); returns (final
     (c1, κ, w), (h¹, w, φ, κ, h¹ W_{h¹y}) over time)."""
     (h1, kappa_seq, w_seq), (phi, _, _), y1, final = recurrent.layer_scan(
-        *self._layer1_window_recurrence(), (state.lstm[0], state.kappa, state.w), [x_TxBx3], (onehot, char_mask),
-        compute_dtype=self.compute_dtype, remat=self.remat, chunk=self.remat_chunk, unroll=self.unroll)
+      *self._layer1_window_recurrence(),
+      (state.lstm[0], state.kappa, state.w),
+      [x_TxBx3],
+      (onehot, char_mask),
+      compute_dtype=self.compute_dtype,
+      remat=self.remat,
+      chunk=self.remat_chunk,
+      unroll=self.unroll,
+    )
     return final, (h1, w_seq, phi, kappa_seq, y1)
 
-  def __call__(self, inputs_BxTx3: jax.Array, chars_BxU: jax.Array, char_mask_BxU: jax.Array,
-               state: NetworkState | None = None, time_major: bool = False) -> tuple[jax.Array, NetworkState, dict]:
+  def __call__(
+    self,
+    inputs_BxTx3: jax.Array,
+    chars_BxU: jax.Array,
+    char_mask_BxU: jax.Array,
+    state: NetworkState | None = None,
+    time_major: bool = False,
+  ) -> tuple[jax.Array, NetworkState, dict]:
     """Teacher-forced pass: returns ŷ [B, T, 6M+1] ([T, B, 6M+1] if `time_major`: no transposed copy), the final
     state, and aux {phi [B,T,U], kappa [B,T,K]}."""
     x = jnp.swapaxes(inputs_BxTx3, 0, 1)
@@ -260,20 +313,26 @@ class SynthesisNetwork(Network):
     aux = {"phi": jnp.swapaxes(phi, 0, 1), "kappa": jnp.swapaxes(kappa_seq, 0, 1)}
     return y, NetworkState(tuple(carries), kappa, w_last), aux
 
-  def step(self, state: NetworkState, x_Bx3: jax.Array, chars_onehot_BxUxA: jax.Array, char_mask_BxU: jax.Array
-           ) -> tuple[NetworkState, jax.Array, dict]:
+  def step(
+    self, state: NetworkState, x_Bx3: jax.Array, chars_onehot_BxUxA: jax.Array, char_mask_BxU: jax.Array
+  ) -> tuple[NetworkState, jax.Array, dict]:
     """One time step (sampling): new state, ŷ [B, 6M+1], aux {phi [B,U], kappa, alpha, beta [B,K]}."""
     consts = (chars_onehot_BxUxA, char_mask_BxU.astype(x_Bx3.dtype))
     (c1, kappa, w), (phi, alpha, beta) = recurrent.step(
-        *self._layer1_window_recurrence(), (state.lstm[0], state.kappa, state.w), [x_Bx3], consts,
-        compute_dtype=self.compute_dtype)
+      *self._layer1_window_recurrence(),
+      (state.lstm[0], state.kappa, state.w),
+      [x_Bx3],
+      consts,
+      compute_dtype=self.compute_dtype,
+    )
     carries, y = self._step_layers(state, x_Bx3, c1.h, [w])
     aux = {"phi": phi, "kappa": kappa, "alpha": alpha, "beta": beta}
     return NetworkState((c1, *carries), kappa, w), y, aux
 
 
-def build_network(model_cfg: ml_collections.ConfigDict, alphabet_size: int, seed: int,
-                  classes: tuple[type, type] | None = None) -> Network:
+def build_network(
+  model_cfg: ml_collections.ConfigDict, alphabet_size: int, seed: int, classes: tuple[type, type] | None = None
+) -> Network:
   """Build the network that `model_cfg.mode` names (one of `MODES`); `classes` = (prediction, synthesis) network
   classes to build instead of this module's (`reference.py` passes its autodiff ones)."""
   prediction, synthesis = classes or (PredictionNetwork, SynthesisNetwork)
@@ -285,8 +344,7 @@ def build_network(model_cfg: ml_collections.ConfigDict, alphabet_size: int, seed
   raise ValueError(f"unknown network mode {model_cfg.mode!r}; expected one of {MODES}")
 
 
-def model_config(cfg: ml_collections.ConfigDict, *, graves_clipping: bool | None = None
-                 ) -> ml_collections.ConfigDict:
+def model_config(cfg: ml_collections.ConfigDict, *, graves_clipping: bool | None = None) -> ml_collections.ConfigDict:
   """The network fields of a whole config, with Graves derivative clipping as the optimiser's clipping mode says.
 
   Graves clipping (`model.lstm_clip` / `model.output_clip`) is applied when `graves_clipping` is True, which
@@ -302,8 +360,7 @@ def model_config(cfg: ml_collections.ConfigDict, *, graves_clipping: bool | None
   return model_cfg
 
 
-def create_model(cfg: ml_collections.ConfigDict, alphabet_size: int, *, graves_clipping: bool | None = None
-                 ) -> Network:
+def create_model(cfg: ml_collections.ConfigDict, alphabet_size: int, *, graves_clipping: bool | None = None) -> Network:
   """The network of a whole config: `model_config(cfg)` at seed `cfg.seed`."""
   return build_network(model_config(cfg, graves_clipping=graves_clipping), alphabet_size, cfg.seed)
 

@@ -6,7 +6,8 @@ reverse scan only carries what truly recurs (the state cotangents); it emits the
 dZ [T, B, G], and the weight gradients become single large matmuls over all T·B rows afterwards (as the forward
 input projection already is):
 
-  forward   Z_x = Σ_k X_k W_x[k] + b (hoisted);  per step: z_t = Z_x[t] + r(s_{t-1}) W_rec, (s_t, e_t) = cell(s_{t-1}, z_t)
+  forward   Z_x = Σ_k X_k W_x[k] + b (hoisted);
+            per step: z_t = Z_x[t] + r(s_{t-1}) W_rec, (s_t, e_t) = cell(s_{t-1}, z_t)
   backward  per step (reverse): (ds_{t-1}, dz_t) = vjp(cell), ds_{t-1} += vjp(r)(dz_t W_recᵀ)
             hoisted: dW_rec = R_prevᵀ dZ, dW_x[k] = X_kᵀ dZ, db = Σ dZ, dX_k = dZ W_x[k]ᵀ
 
@@ -26,8 +27,8 @@ by JAX.
 """
 
 import functools
-from collections.abc import Sequence
-from typing import Any, Callable, NamedTuple
+from collections.abc import Callable, Sequence
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -49,6 +50,7 @@ class Cell(NamedTuple):
   outputs that are not part of the state (e.g. the attention φ); `out(kept) -> o [B, O]` is the part multiplied by
   the layer's output projection W_out (h), when the layer has one.
   """
+
   rec: Callable[[Any], jax.Array]
   step: Callable[[CellParams, Any, Carry, jax.Array], tuple[Carry, Any]]
   out: Callable[[Any], jax.Array] | None = None
@@ -63,6 +65,7 @@ class LayerWeights(NamedTuple):
   """Differentiable weights of a recurrent layer: input projection W_x [ΣI_k, G] and b [G], recurrent W_rec [R, G],
   and the cell's own parameters (a pytree); optional output projection W_out [O, Y] (the layer's share of the
   network's output layer, applied chunk by chunk so that its input cotangent is never full-length)."""
+
   w_x: jax.Array
   b: jax.Array
   w_rec: jax.Array
@@ -81,7 +84,7 @@ def _project(w_x: jax.Array, b: jax.Array, xs: tuple[jax.Array, ...], compute_dt
   """Hoisted input projection Σ_k X_k W_x[k] + b over all time steps; X_k [..., I_k] -> [..., G]."""
   out, start = b, 0
   for x in xs:
-    out = out + lstm.matmul(x, w_x[start:start + x.shape[-1]], compute_dtype)
+    out = out + lstm.matmul(x, w_x[start : start + x.shape[-1]], compute_dtype)
     start += x.shape[-1]
   return out
 
@@ -106,8 +109,11 @@ def _drop_zeros(tree):
 
 def _step_zeros(tree):
   """Per-step zeros [B, ...] in place of the symbolic zeros of a time-major cotangent pytree (None elsewhere)."""
-  return jax.tree.map(lambda x: jnp.zeros(x.aval.shape[1:], x.aval.dtype) if _is_symbolic_zero(x) else None, tree,
-                      is_leaf=_is_symbolic_zero)
+  return jax.tree.map(
+    lambda x: jnp.zeros(x.aval.shape[1:], x.aval.dtype) if _is_symbolic_zero(x) else None,
+    tree,
+    is_leaf=_is_symbolic_zero,
+  )
 
 
 def _chunking(num_steps: int, chunk: int) -> tuple[int, int, int]:
@@ -124,8 +130,7 @@ def _slice(tree, start, size: int):
 
 def _update(bufs, outs, start):
   """Write the time-major pytree `outs` into the full-length buffers `bufs` at time `start` (in place)."""
-  return jax.tree.map(lambda b, o: jax.lax.dynamic_update_slice_in_dim(b, o.astype(b.dtype), start, axis=0), bufs,
-                      outs)
+  return jax.tree.map(lambda b, o: jax.lax.dynamic_update_slice_in_dim(b, o.astype(b.dtype), start, axis=0), bufs, outs)
 
 
 def _over_chunks(run_chunk, acc, num_steps: int, chunk: int, reverse: bool, out_like, starts: bool = False):
@@ -158,16 +163,26 @@ def _over_chunks(run_chunk, acc, num_steps: int, chunk: int, reverse: bool, out_
   return acc, bufs, (stack(accs_in, tail_in) if rest and starts else accs_in)
 
 
-def _advance(cell: Cell, weights: LayerWeights, consts, carry: Carry, gates_x_BxG: jax.Array, compute_dtype
-             ) -> tuple[Carry, Any, jax.Array]:
+def _advance(
+  cell: Cell, weights: LayerWeights, consts, carry: Carry, gates_x_BxG: jax.Array, compute_dtype
+) -> tuple[Carry, Any, jax.Array]:
   """One step from its input projection Z_x[t]: z_t = Z_x[t] + r(k_{t-1}) W_rec, then the cell; (s_t, e_t, z_t)."""
   z = gates_x_BxG + lstm.matmul(cell.rec(cell.kept(carry)), weights.w_rec, compute_dtype)
   new, extra = cell.step(weights.cell, consts, carry, z)
   return new, extra, z
 
 
-def _forward(cell, compute_dtype, chunk: int, unroll: int, weights: LayerWeights, consts, carry0: Carry,
-             xs: tuple[jax.Array, ...], save_full: bool):
+def _forward(
+  cell,
+  compute_dtype,
+  chunk: int,
+  unroll: int,
+  weights: LayerWeights,
+  consts,
+  carry0: Carry,
+  xs: tuple[jax.Array, ...],
+  save_full: bool,
+):
   """Forward pass, chunk by chunk in time: the chunk's input projection as one large matmul, then the scan over
   its steps. Returns (final state, kept states k_T (the full states s_T with `save_full`), extras_T, z_T with
   `save_full` else None, out(k_T) W_out or None, the states entering each chunk [chunks, ...]). No full-length
@@ -187,30 +202,46 @@ def _forward(cell, compute_dtype, chunk: int, unroll: int, weights: LayerWeights
     return carry, (news, extras, zs, ys)
 
   out_like = lambda size: jax.eval_shape(lambda: run_chunk(carry0, 0, size))[1]
-  final, (news, extras, zs, ys), starts = _over_chunks(run_chunk, carry0, num_steps, chunk, False, out_like,
-                                                      starts=not save_full)
+  final, (news, extras, zs, ys), starts = _over_chunks(
+    run_chunk, carry0, num_steps, chunk, False, out_like, starts=not save_full
+  )
   return final, news, extras, zs, ys, starts
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(0, 1, 2, 3, 4))
 def _layer(cell, compute_dtype, remat, chunk, unroll, weights, consts, carry0, xs):
-  final, kept, extras, _, ys, _ = _forward(cell, compute_dtype, chunk, unroll, weights, consts, carry0, xs,
-                                           save_full=False)
+  final, kept, extras, _, ys, _ = _forward(
+    cell, compute_dtype, chunk, unroll, weights, consts, carry0, xs, save_full=False
+  )
   return kept, extras, ys, final
 
 
 def _layer_fwd(cell, compute_dtype, remat, chunk, unroll, weights, consts, carry0, xs):
   is_primal = lambda x: isinstance(x, jax.custom_derivatives.CustomVJPPrimal)
   weights, consts, carry0, xs = jax.tree.map(lambda x: x.value, (weights, consts, carry0, xs), is_leaf=is_primal)
-  final, states, extras, zs, ys, starts = _forward(cell, compute_dtype, chunk, unroll, weights, consts, carry0, xs,
-                                                   save_full=not remat)
+  final, states, extras, zs, ys, starts = _forward(
+    cell, compute_dtype, chunk, unroll, weights, consts, carry0, xs, save_full=not remat
+  )
   kept = states if remat else jax.vmap(cell.kept)(states)
   # remat: kept states and the states entering each chunk; else the full states and the pre-activations
   return (kept, extras, ys, final), (weights, consts, carry0, xs, states, zs, starts)
 
 
-def _chunk_bwd(cell, compute_dtype, unroll, weights, consts, dcarry, dcell, prev_c, z_c, dkept_c, dextras_c,
-               dkept_zeros, dextra_zeros):
+def _chunk_bwd(
+  cell,
+  compute_dtype,
+  unroll,
+  weights,
+  consts,
+  dcarry,
+  dcell,
+  prev_c,
+  z_c,
+  dkept_c,
+  dextras_c,
+  dkept_zeros,
+  dextra_zeros,
+):
   """Reverse pass over one chunk of time steps; returns the state/cell cotangents and the chunk's dZ [C, B, G].
   None leaves of the output cotangents `dkept_c`, `dextras_c` are zeros (`dkept_zeros`, `dextra_zeros` hold them
   per step)."""
@@ -230,8 +261,9 @@ def _chunk_bwd(cell, compute_dtype, unroll, weights, consts, dcarry, dcell, prev
     (dprev_rec,) = rec_vjp(lstm.matmul(dz, w_rec_t, compute_dtype).astype(dz.dtype))
     return (_tree_add(dprev, dprev_rec), _tree_add(dcell, dp)), dz
 
-  (dcarry, dcell), dz_c = jax.lax.scan(body, (dcarry, dcell), (prev_c, z_c, dkept_c, dextras_c), reverse=True,
-                                       unroll=unroll)
+  (dcarry, dcell), dz_c = jax.lax.scan(
+    body, (dcarry, dcell), (prev_c, z_c, dkept_c, dextras_c), reverse=True, unroll=unroll
+  )
   return dcarry, dcell, dz_c
 
 
@@ -242,8 +274,9 @@ def _layer_bwd(cell, compute_dtype, remat, chunk, unroll, res, cts):
   with_out = weights.w_out is not None and dys is not None
   dkept_zeros, dextra_zeros = _step_zeros(cts[0]), _step_zeros(cts[1])
   kept0 = cell.kept(carry0)
-  dkept_zeros = jax.tree.map(lambda z, k: jnp.zeros_like(k) if z is None else z, dkept_zeros, kept0,
-                             is_leaf=lambda x: x is None)
+  dkept_zeros = jax.tree.map(
+    lambda z, k: jnp.zeros_like(k) if z is None else z, dkept_zeros, kept0, is_leaf=lambda x: x is None
+  )
   num_steps = xs[0].shape[0]
   size_full = _chunking(num_steps, chunk)[0]
   w_x_t = weights.w_x.T
@@ -255,8 +288,7 @@ def _layer_bwd(cell, compute_dtype, remat, chunk, unroll, res, cts):
   def prev_states(start, size):
     """States s_{t-1} of the chunk's steps: s_{start-1} (or the initial state) and the chunk's own states but the
     last; a chunk-sized copy only."""
-    before = jax.tree.map(lambda c: jax.lax.dynamic_index_in_dim(c, jnp.maximum(start - 1, 0), keepdims=False),
-                          states)
+    before = jax.tree.map(lambda c: jax.lax.dynamic_index_in_dim(c, jnp.maximum(start - 1, 0), keepdims=False), states)
     first = jax.tree.map(lambda c0, b: jnp.where(start == 0, c0, b), carry0, before)
     return jax.tree.map(lambda f, cs: jnp.concatenate([f[None], cs], 0), first, _slice(states, start, size - 1))
 
@@ -264,7 +296,7 @@ def _layer_bwd(cell, compute_dtype, remat, chunk, unroll, res, cts):
     """remat: the chunk's states s_{t-1} and pre-activations z_t from the state entering the chunk and the kept
     states: Z as two large matmuls, then the full states by a matmul-free scan of `cell.step`."""
     first = jax.tree.map(lambda a: jax.lax.dynamic_index_in_dim(a, start // size_full, keepdims=False), starts)
-    kept_prev = jax.tree.map(lambda f, k: jnp.concatenate([f[None], k[:size - 1]], 0), cell.kept(first), kept_c)
+    kept_prev = jax.tree.map(lambda f, k: jnp.concatenate([f[None], k[: size - 1]], 0), cell.kept(first), kept_c)
     r_prev = _flat(jax.vmap(cell.rec)(kept_prev))
     z_rec = lstm.matmul(r_prev, weights.w_rec, compute_dtype).reshape((size, -1, weights.w_rec.shape[-1]))
     z_c = _project(weights.w_x, weights.b, xs_c, compute_dtype) + z_rec
@@ -292,36 +324,64 @@ def _layer_bwd(cell, compute_dtype, remat, chunk, unroll, res, cts):
       (d_out,) = out_vjp(lstm.matmul(dys_c, weights.w_out.T, compute_dtype).astype(o_c.dtype))
       dkept_c = jax.tree.map(lambda a, b: a if b is None else a + b, d_out, dkept_c)
       grads["w_out"] = grads["w_out"] + _mm_tn(_flat(o_c), _flat(dys_c), compute_dtype)
-    dcarry, dcell, dz_c = _chunk_bwd(cell, compute_dtype, unroll, weights, consts, dcarry, dcell, prev_c, z_c,
-                                     dkept_c, _slice(dextras, start, size), dkept_zeros, dextra_zeros)
+    dcarry, dcell, dz_c = _chunk_bwd(
+      cell,
+      compute_dtype,
+      unroll,
+      weights,
+      consts,
+      dcarry,
+      dcell,
+      prev_c,
+      z_c,
+      dkept_c,
+      _slice(dextras, start, size),
+      dkept_zeros,
+      dextra_zeros,
+    )
     dz_flat = _flat(dz_c)
     dw_x = jnp.concatenate([_mm_tn(_flat(x), dz_flat, compute_dtype) for x in xs_c], axis=0)
     dw_rec = _mm_tn(r_prev, dz_flat, compute_dtype)
     grads.update(w_x=grads["w_x"] + dw_x, w_rec=grads["w_rec"] + dw_rec, b=grads["b"] + jnp.sum(dz_flat, 0))
     dxs, begin = [], 0
     for n in in_sizes:
-      dxs.append(lstm.matmul(dz_c, w_x_t[:, begin:begin + n], compute_dtype).astype(dz_c.dtype))
+      dxs.append(lstm.matmul(dz_c, w_x_t[:, begin : begin + n], compute_dtype).astype(dz_c.dtype))
       begin += n
     return (dcarry, dcell, grads), tuple(dxs)
 
-  dcarry = jax.tree.map(lambda c, d: jnp.zeros_like(c) if d is None else d, carry0, dfinal,
-                        is_leaf=lambda x: x is None)
+  dcarry = jax.tree.map(lambda c, d: jnp.zeros_like(c) if d is None else d, carry0, dfinal, is_leaf=lambda x: x is None)
   acc = (dcarry, jax.tree.map(jnp.zeros_like, weights.cell), grads)
   out_like = lambda size: tuple(jax.ShapeDtypeStruct((size,) + x.shape[1:], x.dtype) for x in xs)
   (dcarry, dcell, grads), dxs, _ = _over_chunks(run_chunk, acc, num_steps, chunk, True, out_like)
-  dweights = LayerWeights(grads["w_x"].astype(weights.w_x.dtype), grads["b"].astype(weights.b.dtype),
-                          grads["w_rec"].astype(weights.w_rec.dtype), dcell,
-                          None if weights.w_out is None else
-                          grads["w_out"].astype(weights.w_out.dtype) if with_out else jnp.zeros_like(weights.w_out))
+  dweights = LayerWeights(
+    grads["w_x"].astype(weights.w_x.dtype),
+    grads["b"].astype(weights.b.dtype),
+    grads["w_rec"].astype(weights.w_rec.dtype),
+    dcell,
+    None
+    if weights.w_out is None
+    else grads["w_out"].astype(weights.w_out.dtype)
+    if with_out
+    else jnp.zeros_like(weights.w_out),
+  )
   return dweights, jax.tree.map(jnp.zeros_like, consts), dcarry, dxs
 
 
 _layer.defvjp(_layer_fwd, _layer_bwd, symbolic_zeros=True)
 
 
-def layer_scan(cell: Cell, weights: LayerWeights, carry0: Carry, xs_TxBxI: tuple[jax.Array, ...], consts=None, *,
-               compute_dtype=None, remat: bool = False, chunk: int = 50, unroll: int = 1
-               ) -> tuple[Any, Any, jax.Array | None, Carry]:
+def layer_scan(
+  cell: Cell,
+  weights: LayerWeights,
+  carry0: Carry,
+  xs_TxBxI: tuple[jax.Array, ...],
+  consts=None,
+  *,
+  compute_dtype=None,
+  remat: bool = False,
+  chunk: int = 50,
+  unroll: int = 1,
+) -> tuple[Any, Any, jax.Array | None, Carry]:
   """Run a recurrent layer over time-major inputs; returns (kept states keep(s_t) stacked over T, extras stacked
   over T, out(keep(s_t)) W_out [T, B, Y] or None without `weights.w_out`, the final state s_T).
 
@@ -332,8 +392,9 @@ def layer_scan(cell: Cell, weights: LayerWeights, carry0: Carry, xs_TxBxI: tuple
   return _layer(cell, compute_dtype, bool(remat), int(chunk), int(unroll), weights, consts, carry0, tuple(xs_TxBxI))
 
 
-def step(cell: Cell, weights: LayerWeights, carry: Carry, xs_BxI: Sequence[jax.Array], consts=None, *,
-         compute_dtype=None) -> tuple[Carry, Any]:
+def step(
+  cell: Cell, weights: LayerWeights, carry: Carry, xs_BxI: Sequence[jax.Array], consts=None, *, compute_dtype=None
+) -> tuple[Carry, Any]:
   """One time step of the same recurrence as `layer_scan`, differentiated by plain autodiff (what sampling runs);
   returns (s_t, extra_t) from s_{t-1} and the pieces of the input x_t."""
   gates_x = _project(weights.w_x, weights.b, tuple(xs_BxI), compute_dtype)

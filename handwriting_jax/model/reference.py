@@ -15,15 +15,28 @@ import ml_collections
 from handwriting_jax.model import lstm, networks, window
 
 
-def lstm_step(w_h_Hx4H: jax.Array, peep_3xH: jax.Array | None, carry: lstm.LSTMCarry, gates_x_Bx4H: jax.Array,
-              clip: float | None = None, compute_dtype=None) -> lstm.LSTMCarry:
+def lstm_step(
+  w_h_Hx4H: jax.Array,
+  peep_3xH: jax.Array | None,
+  carry: lstm.LSTMCarry,
+  gates_x_Bx4H: jax.Array,
+  clip: float | None = None,
+  compute_dtype=None,
+) -> lstm.LSTMCarry:
   """One peephole LSTM step, eqs. 7-11: returns the new (h, c) from the previous carry and `W_x x + b`."""
   return lstm.lstm_cell(peep_3xH, carry, gates_x_Bx4H + lstm.matmul(carry.h, w_h_Hx4H, compute_dtype), clip)
 
 
-def lstm_scan(w_h_Hx4H: jax.Array, peep_3xH: jax.Array | None, carry: lstm.LSTMCarry, gates_x_TxBx4H: jax.Array,
-              clip: float | None = None, compute_dtype=None, remat: bool = False, unroll: int = 1
-              ) -> tuple[lstm.LSTMCarry, jax.Array]:
+def lstm_scan(
+  w_h_Hx4H: jax.Array,
+  peep_3xH: jax.Array | None,
+  carry: lstm.LSTMCarry,
+  gates_x_TxBx4H: jax.Array,
+  clip: float | None = None,
+  compute_dtype=None,
+  remat: bool = False,
+  unroll: int = 1,
+) -> tuple[lstm.LSTMCarry, jax.Array]:
   """Run `lstm_step` over time (time-major input projections); returns the final carry and h [T, B, H]."""
 
   def body(carry, gates_x):
@@ -35,24 +48,26 @@ def lstm_scan(w_h_Hx4H: jax.Array, peep_3xH: jax.Array | None, carry: lstm.LSTMC
   return jax.lax.scan(body, carry, gates_x_TxBx4H, unroll=unroll)
 
 
-def _layer_scan(net: networks.Network, n: int, carry: lstm.LSTMCarry, inputs_TxBxI: list[jax.Array]
-                ) -> tuple[lstm.LSTMCarry, jax.Array, jax.Array]:
+def _layer_scan(
+  net: networks.Network, n: int, carry: lstm.LSTMCarry, inputs_TxBxI: list[jax.Array]
+) -> tuple[lstm.LSTMCarry, jax.Array, jax.Array]:
   """`Network._layer_scan` as one input projection of the concatenated input and a plain `lstm_scan`."""
   layer, dtype = net.layers[n], net.compute_dtype
   gates_x = lstm.matmul(jnp.concatenate(inputs_TxBxI, axis=-1), layer.w_x[...], dtype) + layer.b[...]
-  carry, h = lstm_scan(layer.w_h[...], layer.peepholes(), carry, gates_x, net.lstm_clip, dtype, net.remat,
-                       net.unroll)
-  return carry, h, lstm.matmul(h, net._w_out(n), dtype)  # pylint: disable=protected-access
+  carry, h = lstm_scan(layer.w_h[...], layer.peepholes(), carry, gates_x, net.lstm_clip, dtype, net.remat, net.unroll)
+  return carry, h, lstm.matmul(h, net._w_out(n), dtype)
 
 
 class PredictionNetwork(networks.PredictionNetwork):
   """The prediction network with plain-autodiff layer scans."""
+
   _layer_scan = _layer_scan
 
 
 class SynthesisNetwork(networks.SynthesisNetwork):
   """The synthesis network with plain-autodiff scans: layers >= 2 as `lstm_scan`, layer 1 and the window as one
   `lax.scan` of `lstm_step` then `window.window_step`."""
+
   _layer_scan = _layer_scan
 
   def _layer1_window_scan(self, state: networks.NetworkState, x_TxBx3, onehot, char_mask):
@@ -64,15 +79,16 @@ class SynthesisNetwork(networks.SynthesisNetwork):
 
     def body(carry, gx):
       c1, kappa, w_prev = carry
-      c1 = lstm_step(w_h, peep, c1, gx + lstm.matmul(w_prev, w_x[3:3 + a], dtype), self.lstm_clip, dtype)
+      c1 = lstm_step(w_h, peep, c1, gx + lstm.matmul(w_prev, w_x[3 : 3 + a], dtype), self.lstm_clip, dtype)
       abk = lstm.matmul(c1.h, w_window, dtype) + b_window
       win = window.window_step(abk, kappa, onehot, char_mask, self.window_variant)
       return (c1, win.kappa, win.w), (c1.h, win.w, win.phi, win.kappa)
 
     if self.remat:
       body = jax.checkpoint(body)
-    carry, (h1, w_seq, phi, kappa_seq) = jax.lax.scan(body, (state.lstm[0], state.kappa, state.w), gates_x1,
-                                                      unroll=self.unroll)
+    carry, (h1, w_seq, phi, kappa_seq) = jax.lax.scan(
+      body, (state.lstm[0], state.kappa, state.w), gates_x1, unroll=self.unroll
+    )
     return carry, (h1, w_seq, phi, kappa_seq, lstm.matmul(h1, self._w_out(0), dtype))
 
 

@@ -8,9 +8,9 @@ forcing over a real line, conditioned on `prime text + new text`, then samples o
 
 Conventions: the network's input at step t is the point sampled at step t-1 (`(0, 0, 1)` first, or the last prime
 point after priming); the point sampled at step t is row t of the output. Rows after a line's end are zero and masked
-out; the last real row of a finished line has `eos = 1` (the pen is lifted where the line stops; `line_end`). Each line draws its
-random numbers from its own key (`jax.random.split(key, B)[b]` folded with the step), so line b of a batch depends on
-the seed and b only, not on the other lines.
+out; the last real row of a finished line has `eos = 1` (the pen is lifted where the line stops; `line_end`). Each
+line draws its random numbers from its own key (`jax.random.split(key, B)[b]` folded with the step), so line b of a
+batch depends on the seed and b only, not on the other lines.
 """
 
 import dataclasses
@@ -38,6 +38,7 @@ class SamplingError(UserError, ValueError):
 @dataclasses.dataclass(frozen=True)
 class Prime:
   """A real line to imitate (section 5.4): its normalised offsets [T, 3] and its transcription."""
+
   strokes_Tx3: np.ndarray
   text: str
 
@@ -51,6 +52,7 @@ class Samples:
   covers `texts[b]`, which includes the prime text when primed) and `mixture` (MixtureParams with leading [B, T],
   after the bias) are per step, for attention and density plots.
   """
+
   strokes_BxTx3: np.ndarray
   mask_BxT: np.ndarray
   lengths_B: np.ndarray
@@ -65,15 +67,19 @@ class Samples:
     """φ of line b over its real steps and characters, [lengths[b], len(texts[b])] (synthesis only)."""
     if self.phi_BxTxU is None:
       raise SamplingError("unconditional samples have no attention window")
-    return self.phi_BxTxU[b, :self.lengths_B[b], :len(self.texts[b])]
+    return self.phi_BxTxU[b, : self.lengths_B[b], : len(self.texts[b])]
 
   def line_mixture(self, b: int, stats=None) -> tuple[dict[str, np.ndarray], np.ndarray]:
     """({pi, mu, sigma, rho} over line b's real steps, end-of-stroke probability [T]) for `draw.plot_density`;
     row t predicts row t of the line. De-normalised with `stats` (a NormStats) when given, like `lines`."""
     n = self.lengths_B[b]
     m = self.mixture
-    mixture = {"pi": np.exp(m.log_pi[b, :n]), "mu": m.mu[b, :n], "sigma": np.exp(m.log_sigma[b, :n]),
-               "rho": np.tanh(m.rho_hat[b, :n])}
+    mixture = {
+      "pi": np.exp(m.log_pi[b, :n]),
+      "mu": m.mu[b, :n],
+      "sigma": np.exp(m.log_sigma[b, :n]),
+      "rho": np.tanh(m.rho_hat[b, :n]),
+    }
     if stats is not None:
       mixture["mu"] = mixture["mu"] * stats.std + stats.mean
       mixture["sigma"] = mixture["sigma"] * stats.std
@@ -101,8 +107,9 @@ def _end_phi(aux: dict, num_positions: int) -> jax.Array:
 STOP_RULES = ("paper", "lift")
 
 
-def line_end(stop_rule: str, passed_B, point_eos_B, prev_eos_B, done_B, at_cap_B, first_step
-             ) -> tuple[jax.Array, jax.Array, jax.Array, jax.Array]:
+def line_end(
+  stop_rule: str, passed_B, point_eos_B, prev_eos_B, done_B, at_cap_B, first_step
+) -> tuple[jax.Array, jax.Array, jax.Array, jax.Array]:
   """Where each line ends, at one sampling step: (valid: the point is kept, ends_now, stopped by the rule, eos).
 
   "paper" stops as soon as the window has passed the text; "lift" then finishes the stroke under way (none is when
@@ -116,12 +123,27 @@ def line_end(stop_rule: str, passed_B, point_eos_B, prev_eos_B, done_B, at_cap_B
   ends_now = ~done_B & (stop | at_cap_B)
   stray = stopped & pen_up & ~first_step
   return ~done_B & ~stray, ends_now, stopped, jnp.where(ends_now, 1.0, point_eos_B)
+
+
 RESAMPLE_MODES = ("spline", "none")  # config.sample.resample (display_lines)
 
 
 @functools.partial(jax.jit, static_argnames=("graphdef", "num_steps", "conditional", "stop_rule"))
-def _sample_scan(graphdef: nnx.GraphDef, params: nnx.State, keys_B, bias_B, prime_Px3, chars_BxU, char_mask_BxU,
-                 text_lengths_B, caps_B, *, num_steps: int, conditional: bool, stop_rule: str = "paper"):
+def _sample_scan(
+  graphdef: nnx.GraphDef,
+  params: nnx.State,
+  keys_B,
+  bias_B,
+  prime_Px3,
+  chars_BxU,
+  char_mask_BxU,
+  text_lengths_B,
+  caps_B,
+  *,
+  num_steps: int,
+  conditional: bool,
+  stop_rule: str = "paper",
+):
   """The compiled sampler: priming (when `prime_Px3` is not None), then one scan of `num_steps` steps."""
   model = nnx.merge(graphdef, params)
   batch = keys_B.shape[0]
@@ -139,10 +161,12 @@ def _sample_scan(graphdef: nnx.GraphDef, params: nnx.State, keys_B, bias_B, prim
     params_t = mdn.mixture_params(y_hat, bias_B)
     step_keys = jax.vmap(lambda k: jax.random.fold_in(k, t))(keys_B)
     point = jax.vmap(mdn.sample)(step_keys, params_t)
-    passed = passed | (window_finished(_end_phi(aux, num_positions), text_lengths_B) if conditional
-                       else jnp.zeros_like(done))
-    valid, ends_now, stopped, eos = line_end(stop_rule, passed, point[:, 2], x_prev[:, 2], done, t + 1 >= caps_B,
-                                             t == 0)
+    passed = passed | (
+      window_finished(_end_phi(aux, num_positions), text_lengths_B) if conditional else jnp.zeros_like(done)
+    )
+    valid, ends_now, stopped, eos = line_end(
+      stop_rule, passed, point[:, 2], x_prev[:, 2], done, t + 1 >= caps_B, t == 0
+    )
     point = point.at[:, 2].set(eos)
     out_point = jnp.where(valid[:, None], point, 0.0)
     outputs = {"point": out_point, "valid": valid, "stop": stopped, "mixture": params_t}
@@ -168,8 +192,9 @@ def check_prime(prime: Prime) -> np.ndarray:
   return strokes
 
 
-def prime_state(model: networks.Network, prime_strokes_Tx3: jax.Array, chars_BxU=None, char_mask_BxU=None,
-                batch: int = 1) -> tuple[networks.NetworkState, jax.Array]:
+def prime_state(
+  model: networks.Network, prime_strokes_Tx3: jax.Array, chars_BxU=None, char_mask_BxU=None, batch: int = 1
+) -> tuple[networks.NetworkState, jax.Array]:
   """Teacher forcing over a prime line (pure, jittable): (state after it, next input = its last point) per line.
 
   The inputs are `(0, 0, 1), prime[0], ..., prime[T-2]`; the last prime point is the first input of sampling, so
@@ -189,15 +214,16 @@ def conditioning_texts(texts: Sequence[str], prime: Prime | None, alphabet: Alph
   return [prime.text + sep + t for t in texts]
 
 
-def encode_texts(texts: Sequence[str], alphabet: Alphabet, on_unknown: str = "error"
-                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def encode_texts(
+  texts: Sequence[str], alphabet: Alphabet, on_unknown: str = "error"
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
   """(chars [B, U] int32 padded with 0, char_mask [B, U] f32, lengths [B]); see Alphabet.encode for on_unknown."""
   ids, _ = alphabet.encode_all(list(texts), on_unknown=on_unknown)
   lengths = np.array([len(x) for x in ids], np.int32)
   u = int(lengths.max())
   chars = np.zeros((len(ids), u), np.int32)
   for b, x in enumerate(ids):
-    chars[b, :len(x)] = x
+    chars[b, : len(x)] = x
   return chars, (chars != 0).astype(np.float32), lengths
 
 
@@ -218,10 +244,22 @@ def _per_line_bias(bias, batch: int) -> np.ndarray:
   return bias_B
 
 
-def sample(model: networks.Network, key: jax.Array, *, texts: Sequence[str] | None = None,
-           alphabet: Alphabet | None = None, num_lines: int | None = None, bias=0.0, prime: Prime | None = None,
-           max_steps_per_char: float = 40.0, max_steps: int = 1000, num_steps: int | None = None,
-           stats=None, stop_rule: str = "paper", num_chars: int | None = None) -> Samples:
+def sample(
+  model: networks.Network,
+  key: jax.Array,
+  *,
+  texts: Sequence[str] | None = None,
+  alphabet: Alphabet | None = None,
+  num_lines: int | None = None,
+  bias=0.0,
+  prime: Prime | None = None,
+  max_steps_per_char: float = 40.0,
+  max_steps: int = 1000,
+  num_steps: int | None = None,
+  stats=None,
+  stop_rule: str = "paper",
+  num_chars: int | None = None,
+) -> Samples:
   """Sample lines from `model` in one compiled call.
 
   Synthesis: give `texts` and `alphabet`; line b stops by the window rule or after `max_steps_per_char *
@@ -256,8 +294,11 @@ def sample(model: networks.Network, key: jax.Array, *, texts: Sequence[str] | No
     if not num_lines or num_lines < 1:
       raise SamplingError(f"num_lines must be >= 1, got {num_lines}")
     batch, full_texts = num_lines, [""] * num_lines
-    chars, char_mask, lengths = (np.zeros((batch, 1), np.int32), np.zeros((batch, 1), np.float32),
-                                 np.zeros((batch,), np.int32))
+    chars, char_mask, lengths = (
+      np.zeros((batch, 1), np.int32),
+      np.zeros((batch, 1), np.float32),
+      np.zeros((batch,), np.int32),
+    )
     caps = np.full((batch,), int(max_steps), np.int32)
   steps = int(caps.max()) if num_steps is None else int(num_steps)
   if steps < 1:
@@ -267,21 +308,38 @@ def sample(model: networks.Network, key: jax.Array, *, texts: Sequence[str] | No
   if not jax.dtypes.issubdtype(key.dtype, jax.dtypes.prng_key) or key.shape not in ((), (batch,)):
     raise SamplingError(f"key must be one typed key (jax.random.key) or {batch} of them, got {key.dtype} {key.shape}")
   keys = key if key.shape == (batch,) else jax.random.split(key, batch)
-  out = _sample_scan(graphdef, params, keys, jnp.asarray(_per_line_bias(bias, batch)), prime_Px3,
-                     jnp.asarray(chars), jnp.asarray(char_mask), jnp.asarray(lengths), jnp.asarray(caps),
-                     num_steps=steps, conditional=conditional, stop_rule=stop_rule)
+  out = _sample_scan(
+    graphdef,
+    params,
+    keys,
+    jnp.asarray(_per_line_bias(bias, batch)),
+    prime_Px3,
+    jnp.asarray(chars),
+    jnp.asarray(char_mask),
+    jnp.asarray(lengths),
+    jnp.asarray(caps),
+    num_steps=steps,
+    conditional=conditional,
+    stop_rule=stop_rule,
+  )
   out = jax.device_get(out)
   mask = np.asarray(out["valid"])
   lens = mask.sum(axis=1).astype(np.int32)
   strokes = np.asarray(out["point"], np.float32)
-  lines = [strokes[b, :lens[b]] for b in range(batch)]
+  lines = [strokes[b, : lens[b]] for b in range(batch)]
   if stats is not None:
     lines = [np.asarray(stats.denormalise(x), np.float32) for x in lines]
-  return Samples(strokes_BxTx3=strokes, mask_BxT=mask.astype(np.float32), lengths_B=lens,
-                 finished_B=np.asarray(out["stop"]).any(axis=1), lines=lines, texts=full_texts,
-                 mixture=mdn.MixtureParams(*[np.asarray(a) for a in out["mixture"]]),
-                 phi_BxTxU=np.asarray(out["phi"]) if conditional else None,
-                 kappa_BxTxK=np.asarray(out["kappa"]) if conditional else None)
+  return Samples(
+    strokes_BxTx3=strokes,
+    mask_BxT=mask.astype(np.float32),
+    lengths_B=lens,
+    finished_B=np.asarray(out["stop"]).any(axis=1),
+    lines=lines,
+    texts=full_texts,
+    mixture=mdn.MixtureParams(*[np.asarray(a) for a in out["mixture"]]),
+    phi_BxTxU=np.asarray(out["phi"]) if conditional else None,
+    kappa_BxTxK=np.asarray(out["kappa"]) if conditional else None,
+  )
 
 
 def prime_lead_steps(phi_BxTxU: np.ndarray, lengths_B: np.ndarray, prefix_len: int) -> np.ndarray:
@@ -308,17 +366,24 @@ def drop_leading_steps(samples: Samples, lead_B: np.ndarray, stats=None) -> Samp
       return None
     out = np.zeros_like(a)
     for b, k in enumerate(lead_B):
-      out[b, :a.shape[1] - k] = a[b, k:]
+      out[b, : a.shape[1] - k] = a[b, k:]
     return out
 
   strokes = shift(samples.strokes_BxTx3)
   lengths = (samples.lengths_B - lead_B).astype(np.int32)
-  lines = [strokes[b, :lengths[b]] for b in range(len(lengths))]
+  lines = [strokes[b, : lengths[b]] for b in range(len(lengths))]
   if stats is not None:
     lines = [np.asarray(stats.denormalise(x), np.float32) for x in lines]
-  return dataclasses.replace(samples, strokes_BxTx3=strokes, mask_BxT=shift(samples.mask_BxT), lengths_B=lengths,
-                             lines=lines, mixture=mdn.MixtureParams(*[shift(a) for a in samples.mixture]),
-                             phi_BxTxU=shift(samples.phi_BxTxU), kappa_BxTxK=shift(samples.kappa_BxTxK))
+  return dataclasses.replace(
+    samples,
+    strokes_BxTx3=strokes,
+    mask_BxT=shift(samples.mask_BxT),
+    lengths_B=lengths,
+    lines=lines,
+    mixture=mdn.MixtureParams(*[shift(a) for a in samples.mixture]),
+    phi_BxTxU=shift(samples.phi_BxTxU),
+    kappa_BxTxK=shift(samples.kappa_BxTxK),
+  )
 
 
 def display_lines(lines: Sequence[np.ndarray], config) -> list[np.ndarray]:

@@ -10,6 +10,7 @@ WINDOW_VARIANTS = ("exp", "softplus")
 
 class WindowOutput(NamedTuple):
   """Window at step t: w [B, A] (eq. 47), kappa [B, K] (eq. 51), phi [B, U] (eq. 46), alpha and beta [B, K]."""
+
   w: jax.Array
   kappa: jax.Array
   phi: jax.Array
@@ -17,8 +18,9 @@ class WindowOutput(NamedTuple):
   beta: jax.Array
 
 
-def window_params(abk_hat_Bx3K: jax.Array, kappa_prev_BxK: jax.Array, variant: str = "exp"
-                  ) -> tuple[jax.Array, jax.Array, jax.Array]:
+def window_params(
+  abk_hat_Bx3K: jax.Array, kappa_prev_BxK: jax.Array, variant: str = "exp"
+) -> tuple[jax.Array, jax.Array, jax.Array]:
   """(α, β, κ) from the layer-1 projection (α̂, β̂, κ̂), eqs. 48-51.
 
   `exp` is the paper: α = exp(α̂), β = exp(β̂), κ = κ' + exp(κ̂). `softplus` is the variant of strong open ports
@@ -40,8 +42,13 @@ def window_phi(alpha_BxK: jax.Array, beta_BxK: jax.Array, kappa_BxK: jax.Array, 
   return jnp.sum(alpha_BxK[:, :, None] * jnp.exp(-beta_BxK[:, :, None] * d * d), axis=1)
 
 
-def window_step(abk_hat_Bx3K: jax.Array, kappa_prev_BxK: jax.Array, chars_onehot_BxUxA: jax.Array,
-                char_mask_BxU: jax.Array, variant: str = "exp") -> WindowOutput:
+def window_step(
+  abk_hat_Bx3K: jax.Array,
+  kappa_prev_BxK: jax.Array,
+  chars_onehot_BxUxA: jax.Array,
+  char_mask_BxU: jax.Array,
+  variant: str = "exp",
+) -> WindowOutput:
   """One window step: w_t = Σ_u φ(t, u) c_u over the real (unpadded) characters, eq. 47 (not normalised)."""
   alpha, beta, kappa = window_params(abk_hat_Bx3K, kappa_prev_BxK, variant)
   phi = window_phi(alpha, beta, kappa, chars_onehot_BxUxA.shape[1]) * char_mask_BxU

@@ -82,8 +82,12 @@ HandScale = writer_lib.HandScale
 hand_scale = writer_lib.hand_scale
 
 
-def canvas_to_offsets(strokes_px: Sequence[Sequence[Sequence[float]]], scale: HandScale, where: str = "prime.strokes",
-                      what: str = "the hand-written prime") -> np.ndarray:
+def canvas_to_offsets(
+  strokes_px: Sequence[Sequence[Sequence[float]]],
+  scale: HandScale,
+  where: str = "prime.strokes",
+  what: str = "the hand-written prime",
+) -> np.ndarray:
   """Canvas strokes (pixels, y down, at the browser's event rate) -> raw offsets `[T, 3]` in training units: y
   flipped, scaled to the training line height, resampled along each stroke at the training point spacing
   (`strokes_lib.strokes_to_training_units`, as ink files are in `write`); errors name the strokes as `where`."""
@@ -132,8 +136,9 @@ def char_bucket(lines: Sequence[str], prime: sample_lib.Prime | None) -> int:
   for b in CHAR_BUCKETS:
     if need <= b:
       return b
-  raise RequestError(f"a line of {need} characters (with the prime's text) is longer than the "
-                     f"{CHAR_BUCKETS[-1]} this server writes")
+  raise RequestError(
+    f"a line of {need} characters (with the prime's text) is longer than the {CHAR_BUCKETS[-1]} this server writes"
+  )
 
 
 class BatchedWriter:
@@ -148,16 +153,33 @@ class BatchedWriter:
     self._thread = threading.Thread(target=self._run, name="batched-writer", daemon=True)
     self._thread.start()
 
-  def submit(self, lines: list[str], bias: float, seed: int, prime: sample_lib.Prime | None, prime_key: str,
-             writer: writer_lib.Writer | None = None, writer_key: str = "") -> concurrent.futures.Future:
+  def submit(
+    self,
+    lines: list[str],
+    bias: float,
+    seed: int,
+    prime: sample_lib.Prime | None,
+    prime_key: str,
+    writer: writer_lib.Writer | None = None,
+    writer_key: str = "",
+  ) -> concurrent.futures.Future:
     """Queue `lines` (each at most LINE_WIDTH-ish characters) for `writer` (default the base one; another one, a
     learnt hand, needs its own `writer_key`); the future gives their raw offset lines."""
     if len(lines) > self.batch_lines:
       raise RequestError(f"the text wraps into {len(lines)} lines; at most {self.batch_lines} per request")
     if (writer is None) != (writer_key == ""):
       raise ValueError("give a writer together with its writer_key, or neither (the base writer)")
-    job = _Job(lines, bias, seed, prime, prime_key, char_bucket(lines, prime), concurrent.futures.Future(),
-               self.writer if writer is None else writer, writer_key)
+    job = _Job(
+      lines,
+      bias,
+      seed,
+      prime,
+      prime_key,
+      char_bucket(lines, prime),
+      concurrent.futures.Future(),
+      self.writer if writer is None else writer,
+      writer_key,
+    )
     self._queue.put(job)
     return job.future
 
@@ -188,7 +210,8 @@ class BatchedWriter:
         head = pending[0]
         for j in pending:
           if (j.writer_key, j.prime_key, j.bucket) == (head.writer_key, head.prime_key, head.bucket) and (
-              used + len(j.lines) <= self.batch_lines):
+            used + len(j.lines) <= self.batch_lines
+          ):
             group.append(j)
             used += len(j.lines)
           else:
@@ -202,12 +225,17 @@ class BatchedWriter:
       pad = self.batch_lines - sum(len(j.lines) for j in group)  # padding lines, written and dropped
       texts = [t for j in group for t in j.lines] + [group[0].lines[0]] * pad
       bias = [j.bias for j in group for _ in j.lines] + [group[0].bias] * pad
-      keys_B = jax.numpy.concatenate([jax.random.split(jax.random.key(j.seed), len(j.lines)) for j in group]
-                                     + [jax.random.split(jax.random.key(0), pad)])
+      keys_B = jax.numpy.concatenate(
+        [jax.random.split(jax.random.key(j.seed), len(j.lines)) for j in group]
+        + [jax.random.split(jax.random.key(0), pad)]
+      )
       head = group[0]
       w = head.writer
-      kw = {**writer_lib.sample_kwargs(w, np.asarray(bias)), "num_chars": head.bucket,
-            "num_steps": math.ceil(w.config.sample.max_steps_per_char * head.bucket)}
+      kw = {
+        **writer_lib.sample_kwargs(w, np.asarray(bias)),
+        "num_chars": head.bucket,
+        "num_steps": math.ceil(w.config.sample.max_steps_per_char * head.bucket),
+      }
       if head.prime is None:
         samples = sample_lib.sample(w.model, keys_B, texts=texts, **kw)
       else:
@@ -215,9 +243,9 @@ class BatchedWriter:
       self.calls += 1
       at, shown = 0, sample_lib.display_lines(samples.lines, w.config)
       for j in group:
-        j.future.set_result(shown[at:at + len(j.lines)])
+        j.future.set_result(shown[at : at + len(j.lines)])
         at += len(j.lines)
-    except Exception as e:  # pylint: disable=broad-except  # handed to the requests, which report it
+    except Exception as e:  # noqa: BLE001  handed to the requests, which report it
       for j in group:
         if not j.future.done():
           j.future.set_exception(e)
@@ -230,8 +258,11 @@ class BatchedWriter:
 def _number(body: dict, name: str, default: float, lo: float, hi: float, integer: bool = False) -> float:
   value = body.get(name, default)
   shown = repr(value) if len(repr(value)) <= 40 else f"{repr(value)[:20]}... ({len(repr(value))} characters)"
-  if isinstance(value, bool) or not isinstance(value, (int, float)) or (
-      isinstance(value, float) and not math.isfinite(value)):
+  if (
+    isinstance(value, bool)
+    or not isinstance(value, (int, float))
+    or (isinstance(value, float) and not math.isfinite(value))
+  ):
     raise RequestError(f"{name} must be a number, got {shown}")
   if not lo <= value <= hi:  # exact for ints of any size (JSON allows 400 digits), before any float conversion
     raise RequestError(f"{name} must be in [{lo:g}, {hi:g}], got {shown}")
@@ -243,6 +274,7 @@ def _number(body: dict, name: str, default: float, lo: float, hi: float, integer
 @dataclasses.dataclass
 class _Hand:
   """A hand being learnt or learnt: its lines, its progress and, once done, its adapted writer and default prime."""
+
   id: str
   lines: list[adaptation.Line]
   steps: int
@@ -265,9 +297,16 @@ class _Hand:
     elif self.state == "running" and self.step >= 2:
       per_step = (self.last_step_at - self.first_step_at) / (self.step - 1)
       eta = max(per_step * (self.steps - self.step) - (time.monotonic() - self.last_step_at), 0.0)
-    out = {"hand": self.id, "state": self.state, "step": self.step, "steps": self.steps, "lines": len(self.lines),
-           "nll": None if self.nll is None else round(self.nll, 2), "eta_s": None if eta is None else round(eta, 1),
-           "elapsed_s": round((self.seconds if self.seconds is not None else time.monotonic() - self.started), 1)}
+    out = {
+      "hand": self.id,
+      "state": self.state,
+      "step": self.step,
+      "steps": self.steps,
+      "lines": len(self.lines),
+      "nll": None if self.nll is None else round(self.nll, 2),
+      "eta_s": None if eta is None else round(eta, 1),
+      "elapsed_s": round((self.seconds if self.seconds is not None else time.monotonic() - self.started), 1),
+    }
     if self.error is not None:
       out["error"] = self.error
     return out
@@ -276,8 +315,11 @@ class _Hand:
 def _place_like(adapted: writer_lib.Writer, base: writer_lib.Writer) -> None:
   """Put `adapted`'s parameters on the devices and sharding of `base`'s (`adapt` returns host arrays), so that
   writing with it reuses the sampler compiled for the base writer instead of compiling another."""
-  placed = jax.tree.map(lambda x, b: jax.device_put(x, b.sharding) if isinstance(b, jax.Array) else x,
-                        nnx.state(adapted.model, nnx.Param), nnx.state(base.model, nnx.Param))
+  placed = jax.tree.map(
+    lambda x, b: jax.device_put(x, b.sharding) if isinstance(b, jax.Array) else x,
+    nnx.state(adapted.model, nnx.Param),
+    nnx.state(base.model, nnx.Param),
+  )
   nnx.update(adapted.model, placed)
 
 
@@ -298,9 +340,17 @@ class Service:
 
   def info(self) -> dict:
     """What /healthz and /api/styles report."""
-    return {"styles": self.styles, "alphabet": self.writer.alphabet.chars, "step": self.writer.step,
-            "workdir": self.writer.workdir, "line_width": LINE_WIDTH, "max_text": MAX_TEXT,
-            "max_adapt_lines": MAX_ADAPT_LINES, "adapt_steps": self.adapt_steps, "max_hands": MAX_HANDS}
+    return {
+      "styles": self.styles,
+      "alphabet": self.writer.alphabet.chars,
+      "step": self.writer.step,
+      "workdir": self.writer.workdir,
+      "line_width": LINE_WIDTH,
+      "max_text": MAX_TEXT,
+      "max_adapt_lines": MAX_ADAPT_LINES,
+      "adapt_steps": self.adapt_steps,
+      "max_hands": MAX_HANDS,
+    }
 
   def parse(self, body) -> tuple[list[str], float, int, sample_lib.Prime | None, str, _Hand | None]:
     """Check a /api/write body; (lines, bias, seed, prime, prime key, learnt hand or None) or a RequestError."""
@@ -342,8 +392,13 @@ class Service:
     lines, bias, seed, prime, key, hand = self.parse(body)
     mine = {} if hand is None else {"writer": hand.writer, "writer_key": hand.id}
     written = self.batched.submit(lines, bias, seed, prime, key, **mine).result(timeout=300)
-    return {"lines": [np.round(x, 3).tolist() for x in written], "texts": lines,
-            "svg": draw.lines_to_svg(written), "step": self.writer.step, "hand": None if hand is None else hand.id}
+    return {
+      "lines": [np.round(x, 3).tolist() for x in written],
+      "texts": lines,
+      "svg": draw.lines_to_svg(written),
+      "step": self.writer.step,
+      "hand": None if hand is None else hand.id,
+    }
 
   # -------------------------------------------------------------------------------------------------------------
   # Learning a hand.
@@ -355,8 +410,9 @@ class Service:
       raise RequestError("the body must be a JSON object")
     lines = body.get("lines")
     if not isinstance(lines, list) or not lines:
-      raise RequestError(f"lines must be a non-empty list of hand-written lines {{strokes, text}} (1 to "
-                         f"{MAX_ADAPT_LINES})")
+      raise RequestError(
+        f"lines must be a non-empty list of hand-written lines {{strokes, text}} (1 to {MAX_ADAPT_LINES})"
+      )
     if len(lines) > MAX_ADAPT_LINES:
       raise RequestError(f"{len(lines)} lines given; learning a hand takes 1 to {MAX_ADAPT_LINES}")
     out = []
@@ -366,14 +422,18 @@ class Service:
         raise RequestError(f"{name} must be an object {{strokes, text}}")
       text = line.get("text")
       if not isinstance(text, str) or not text.strip() or len(text) > MAX_PRIME_TEXT:
-        raise RequestError(f"{name}: its text must say what the hand-written line says (1 to {MAX_PRIME_TEXT} "
-                           "characters)")
+        raise RequestError(
+          f"{name}: its text must say what the hand-written line says (1 to {MAX_PRIME_TEXT} characters)"
+        )
       text = " ".join(text.split())
-      offsets = canvas_to_offsets(line.get("strokes"), self.scale, where=f"{name}: strokes",
-                                  what=f"{name}: the hand-written line")
+      offsets = canvas_to_offsets(
+        line.get("strokes"), self.scale, where=f"{name}: strokes", what=f"{name}: the hand-written line"
+      )
       if len(offsets) > writer_lib.MAX_STYLE_STEPS:
-        raise RequestError(f"{name} makes {len(offsets)} points at the writer's scale; at most "
-                           f"{writer_lib.MAX_STYLE_STEPS}: write one line of a few words")
+        raise RequestError(
+          f"{name} makes {len(offsets)} points at the writer's scale; at most "
+          f"{writer_lib.MAX_STYLE_STEPS}: write one line of a few words"
+        )
       try:
         self.writer.alphabet.check_known([text])
       except UserError as e:
@@ -389,8 +449,9 @@ class Service:
     with self._hands_lock:
       for other in self._hands.values():
         if other.state == "running":
-          raise BusyError(f"a hand is being learnt already (step {other.step} of {other.steps}); try again when it "
-                          "is done")
+          raise BusyError(
+            f"a hand is being learnt already (step {other.step} of {other.steps}); try again when it is done"
+          )
       hand = _Hand(secrets.token_hex(6), lines, self.adapt_steps)
       self._hands[hand.id] = hand
       while len(self._hands) > MAX_HANDS:  # the oldest go; the new one (the only one running) is the newest
@@ -403,8 +464,9 @@ class Service:
     with self._hands_lock:
       hand = self._hands.get(hand_id) if isinstance(hand_id, str) else None
       if hand is None:
-        raise NoHandError(f"no hand {hand_id!r} here: it was never learnt, or it is older than the last {MAX_HANDS} "
-                          "this server keeps")
+        raise NoHandError(
+          f"no hand {hand_id!r} here: it was never learnt, or it is older than the last {MAX_HANDS} this server keeps"
+        )
       return hand.progress()
 
   def hand_writer(self, hand_id: str) -> writer_lib.Writer:
@@ -420,11 +482,13 @@ class Service:
     with self._hands_lock:
       hand = self._hands.get(hand_id)
       if hand is None:
-        raise RequestError(f"no hand {hand_id!r} here: learn it first (this server keeps the last {MAX_HANDS} learnt "
-                           "hands)")
+        raise RequestError(
+          f"no hand {hand_id!r} here: learn it first (this server keeps the last {MAX_HANDS} learnt hands)"
+        )
       if hand.state == "running":
-        raise RequestError(f"hand {hand_id!r} is still being learnt (step {hand.step} of {hand.steps}); write with it "
-                           "when it is done")
+        raise RequestError(
+          f"hand {hand_id!r} is still being learnt (step {hand.step} of {hand.steps}); write with it when it is done"
+        )
       if hand.state == "failed":
         raise RequestError(f"hand {hand_id!r} was not learnt ({hand.error}); learn it again")
       return hand
@@ -447,7 +511,7 @@ class Service:
       with self._hands_lock:
         hand.writer, hand.prime, hand.state = adapted, prime, "done"
         hand.seconds = time.monotonic() - hand.started
-    except Exception as e:  # noqa: BLE001  # pylint: disable=broad-except  # reported by GET /api/adapt/ID
+    except Exception as e:  # noqa: BLE001  # reported by GET /api/adapt/ID
       if isinstance(e, UserError):
         error = " ".join(str(e).split())
       else:
@@ -460,7 +524,7 @@ class Service:
 
 def make_app(service: Service):
   """The Starlette app: the page, the API and the health check."""
-  from starlette.applications import Starlette  # pylint: disable=g-import-not-at-top  # the optional `serve` extra
+  from starlette.applications import Starlette  # the optional `serve` extra
   from starlette.responses import HTMLResponse, JSONResponse
   from starlette.routing import Route
 
@@ -489,7 +553,7 @@ def make_app(service: Service):
       return JSONResponse({"error": " ".join(str(e).split())}, status_code=404)
     except UserError as e:
       return JSONResponse({"error": " ".join(str(e).split())}, status_code=400)
-    except Exception as e:  # pylint: disable=broad-except  # a bug: one line to the client, the trace to the log
+    except Exception as e:  # noqa: BLE001  a bug: one line to the client, the trace to the log
       logging.exception("%s failed", what)
       return JSONResponse({"error": " ".join(f"internal error: {type(e).__name__}: {e}".split())}, status_code=500)
 
@@ -522,6 +586,13 @@ def make_app(service: Service):
   async def adapt_progress(request):
     return await answer("adapt progress", service.adapt_progress, request.path_params["hand"])
 
-  return Starlette(routes=[Route("/", index), Route("/healthz", healthz), Route("/api/styles", styles),
-                           Route("/api/write", write, methods=["POST"]), Route("/api/adapt", adapt, methods=["POST"]),
-                           Route("/api/adapt/{hand}", adapt_progress)])
+  return Starlette(
+    routes=[
+      Route("/", index),
+      Route("/healthz", healthz),
+      Route("/api/styles", styles),
+      Route("/api/write", write, methods=["POST"]),
+      Route("/api/adapt", adapt, methods=["POST"]),
+      Route("/api/adapt/{hand}", adapt_progress),
+    ]
+  )

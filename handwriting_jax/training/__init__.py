@@ -1,1 +1,2 @@
-"""Training: the loop, the jitted step, optimisers, weight noise, data parallelism, checkpoints, samples as it trains."""
+"""Training: the loop, the jitted step, optimisers, weight noise, data parallelism, checkpoints, samples while it
+trains."""

@@ -5,6 +5,7 @@ statistics and the data-iterator state. A workdir written by an incompatible con
 that differ.
 """
 
+import contextlib
 import json
 import logging
 import os
@@ -22,10 +23,22 @@ from handwriting_jax.config import defaults
 from handwriting_jax.errors import UserError
 
 # Config groups whose change makes a checkpoint unusable (shapes or meaning of the parameters).
-_COMPATIBILITY_FIELDS = ("model.mode", "model.num_layers", "model.hidden_size", "model.num_mixtures",
-                         "model.num_window_gaussians", "model.peepholes", "model.window_variant", "data.source",
-                         "data.alphabet", "data.downsample", "data.normalise_mean", "optim.name",
-                         "optim.weight_noise", "train.ema_decay")
+_COMPATIBILITY_FIELDS = (
+  "model.mode",
+  "model.num_layers",
+  "model.hidden_size",
+  "model.num_mixtures",
+  "model.num_window_gaussians",
+  "model.peepholes",
+  "model.window_variant",
+  "data.source",
+  "data.alphabet",
+  "data.downsample",
+  "data.normalise_mean",
+  "optim.name",
+  "optim.weight_noise",
+  "train.ema_decay",
+)
 # What a network started from another checkpoint (`train.init_from`) must share with it.
 NETWORK_FIELDS = tuple(f for f in _COMPATIBILITY_FIELDS if not f.startswith(("optim.", "train.")))
 
@@ -92,18 +105,25 @@ def _lookup(cfg: dict, field: str):
   return value
 
 
-def check_compatible(saved_config: dict, config: ml_collections.ConfigDict, path: str,
-                     fields: Sequence[str] = _COMPATIBILITY_FIELDS,
-                     advice: str = "Use a new --workdir, or the config that wrote this one.") -> None:
+def check_compatible(
+  saved_config: dict,
+  config: ml_collections.ConfigDict,
+  path: str,
+  fields: Sequence[str] = _COMPATIBILITY_FIELDS,
+  advice: str = "Use a new --workdir, or the config that wrote this one.",
+) -> None:
   """Raise IncompatibleWorkdirError listing every compatibility field (of `fields`) that differs, then `advice`."""
   saved_config = defaults.with_defaults(saved_config).to_dict()
   current = json.loads(config.to_json_best_effort())
-  diffs = [f"config.{f}: checkpoint has {_lookup(saved_config, f)!r}, this run has {_lookup(current, f)!r}"
-           for f in fields if _lookup(saved_config, f) != _lookup(current, f)]
+  diffs = [
+    f"config.{f}: checkpoint has {_lookup(saved_config, f)!r}, this run has {_lookup(current, f)!r}"
+    for f in fields
+    if _lookup(saved_config, f) != _lookup(current, f)
+  ]
   if diffs:
     raise IncompatibleWorkdirError(
-        f"the checkpoints in {path} were written by an incompatible config:\n  " + "\n  ".join(diffs)
-        + "\n" + advice)
+      f"the checkpoints in {path} were written by an incompatible config:\n  " + "\n  ".join(diffs) + "\n" + advice
+    )
 
 
 def _on_disk(state):
@@ -120,7 +140,8 @@ class Checkpointer:
   def __init__(self, workdir: str, keep: int = 3, read_only: bool = False):
     self.path = os.path.abspath(os.path.join(workdir, "checkpoints"))
     options = ocp.CheckpointManagerOptions(
-        preservation_policy=checkpoint_managers.LatestN(keep), create=not read_only, read_only=read_only)
+      preservation_policy=checkpoint_managers.LatestN(keep), create=not read_only, read_only=read_only
+    )
     self.manager = ocp.CheckpointManager(self.path, options=options)
 
   def latest_step(self) -> int | None:
@@ -133,12 +154,17 @@ class Checkpointer:
     fit in the free space is refused before it starts (no half-written step, no background errors)."""
     need, free = self._expected_bytes(state), shutil.disk_usage(self.path).free
     if free < need:
-      raise self._save_failed(f"no space left on device ({free / 1e6:.2f} MB free, a checkpoint takes about "
-                              f"{need / 1e6:.2f} MB)", wait=False)
+      raise self._save_failed(
+        f"no space left on device ({free / 1e6:.2f} MB free, a checkpoint takes about {need / 1e6:.2f} MB)", wait=False
+      )
     try:
-      self.manager.save(step, args=ocp.args.Composite(
-          state=ocp.args.StandardSave(_on_disk(state)), metadata=ocp.args.JsonSave(to_jsonable(metadata))))
-    except Exception as e:  # pylint: disable=broad-except  # TensorStore and Orbax raise many kinds
+      self.manager.save(
+        step,
+        args=ocp.args.Composite(
+          state=ocp.args.StandardSave(_on_disk(state)), metadata=ocp.args.JsonSave(to_jsonable(metadata))
+        ),
+      )
+    except Exception as e:  # noqa: BLE001  TensorStore and Orbax raise many kinds
       raise self._save_failed(self._reason(e)) from None
 
   def _expected_bytes(self, state) -> int:
@@ -159,15 +185,15 @@ class Checkpointer:
   def _save_failed(self, reason: str, wait: bool = True) -> CheckpointSaveError:
     """The one-line error of a failed save; a partial step stays in its temporary folder, out of Orbax's view."""
     if wait:
-      try:
+      with contextlib.suppress(Exception):  # the same failure again
         self.manager.wait_until_finished()
-      except Exception:  # pylint: disable=broad-except  # the same failure again
-        pass
       self.manager.reload()
     newest = self.manager.latest_step()
     return CheckpointSaveError(
-        f"could not save a checkpoint in {self.path}: {reason}; the newest complete checkpoint is "
-        + (f"step {newest}" if newest is not None else "none") + "; make room and run the same command to resume")
+      f"could not save a checkpoint in {self.path}: {reason}; the newest complete checkpoint is "
+      + (f"step {newest}" if newest is not None else "none")
+      + "; make room and run the same command to resume"
+    )
 
   def restore_metadata(self, step: int | None = None) -> dict:
     """Metadata of `step` (default: newest); NoCheckpointError when there is none."""
@@ -178,15 +204,17 @@ class Checkpointer:
     """(state, metadata) of `step` (default: newest), restored into the structure of `abstract_state`."""
     step = self._resolve(step)
     target = jax.tree.map(ocp.utils.to_shape_dtype_struct, _on_disk(abstract_state))
-    out = self.manager.restore(step, args=ocp.args.Composite(
-        state=ocp.args.StandardRestore(target), metadata=ocp.args.JsonRestore()))
+    out = self.manager.restore(
+      step, args=ocp.args.Composite(state=ocp.args.StandardRestore(target), metadata=ocp.args.JsonRestore())
+    )
     state = out["state"]
     if hasattr(abstract_state, "_fields"):  # a NamedTuple: its None fields were not saved
       state = type(abstract_state)(**{k: state.get(k) for k in abstract_state._fields})
     return state, out["metadata"]
 
-  def first_intact(self, load: Callable[[int], Any], steps: Sequence[int] | None = None
-                   ) -> tuple[Any, int, list[tuple[int, BaseException]]]:
+  def first_intact(
+    self, load: Callable[[int], Any], steps: Sequence[int] | None = None
+  ) -> tuple[Any, int, list[tuple[int, BaseException]]]:
     """(load(step), step, failures) for the newest of `steps` (default: every saved step) that `load` reads back;
     `failures` lists the newer (step, error) that it could not read. CheckpointReadError when none can be read:
     then nothing is judged corrupt (the same failure everywhere points at the caller, not at the files)."""
@@ -197,11 +225,13 @@ class Checkpointer:
     for step in steps:
       try:
         return load(step), step, failures
-      except Exception as e:  # pylint: disable=broad-except  # any unreadable file: TensorStore, JSON, missing
+      except Exception as e:  # noqa: BLE001  any unreadable file: TensorStore, JSON, missing
         failures.append((step, e))
     step, e = failures[0]
-    raise CheckpointReadError(f"cannot read checkpoint step {step} in {self.path} ({short_reason(e)})"
-                              + (f", nor any of the {len(failures) - 1} older ones" if len(failures) > 1 else ""))
+    raise CheckpointReadError(
+      f"cannot read checkpoint step {step} in {self.path} ({short_reason(e)})"
+      + (f", nor any of the {len(failures) - 1} older ones" if len(failures) > 1 else "")
+    )
 
   def set_aside(self, step: int) -> str:
     """Rename a broken step's folder to `<step>.corrupt` (out of Orbax's view, nothing deleted); its new path."""
@@ -223,7 +253,7 @@ class Checkpointer:
     """Finish pending saves and release the manager (CheckpointSaveError if the last save failed)."""
     try:
       self.manager.wait_until_finished()
-    except Exception as e:  # pylint: disable=broad-except
+    except Exception as e:  # noqa: BLE001
       raise self._save_failed(self._reason(e)) from None
     finally:
       self.manager.close()

@@ -40,8 +40,11 @@ class CurriculumBatches:
   def __init__(self, split, alphabet, data_cfg: ml_collections.ConfigDict, stats=None):
     self.split, self.alphabet, self.data_cfg, self.stats = split, alphabet, data_cfg, stats
     pieces_until = int(data_cfg.get("pieces_until", 0))
-    self.stages = ([(pieces_until, int(data_cfg.max_points), True)] if pieces_until > 0 else []) + [
-        (int(u), int(m), False) for u, m in data_cfg.curriculum] + [(None, int(data_cfg.max_points), False)]
+    self.stages = (
+      ([(pieces_until, int(data_cfg.max_points), True)] if pieces_until > 0 else [])
+      + [(int(u), int(m), False) for u, m in data_cfg.curriculum]
+      + [(None, int(data_cfg.max_points), False)]
+    )
     self.stage, self.iterator = -1, None
     self.pieces_summary = None
     self._mean_lengths: dict[int, float] = {}
@@ -51,19 +54,27 @@ class CurriculumBatches:
 
   def _start(self, stage: int) -> None:
     self.stage = stage
-    _, max_points, use_pieces = self.stages[stage]
+    _, _max_points, use_pieces = self.stages[stage]
     strokes, texts = self.split.strokes, self.split.texts
     if use_pieces:
       strokes, texts, cut = pieces_lib.split_into_pieces(
-          strokes, texts, self.stats, int(self.data_cfg.piece_max_words), int(self.data_cfg.shuffle_seed))
+        strokes, texts, self.stats, int(self.data_cfg.piece_max_words), int(self.data_cfg.shuffle_seed)
+      )
       self.pieces_summary = f"word pieces: {len(strokes)} pieces from {cut} of {len(self.split.strokes)} lines"
     self.iterator = self._iterator(stage, strokes, texts)
 
   def _iterator(self, stage: int, strokes, texts) -> batches_lib.BatchIterator:
     return batches_lib.BatchIterator(
-        strokes, texts, self.alphabet, batch_size=self.data_cfg.batch_size,
-        num_buckets=self.data_cfg.num_buckets, seed=self.data_cfg.shuffle_seed + 1009 * stage,
-        max_points=self.stages[stage][1], process_index=jax.process_index(), process_count=jax.process_count())
+      strokes,
+      texts,
+      self.alphabet,
+      batch_size=self.data_cfg.batch_size,
+      num_buckets=self.data_cfg.num_buckets,
+      seed=self.data_cfg.shuffle_seed + 1009 * stage,
+      max_points=self.stages[stage][1],
+      process_index=jax.process_index(),
+      process_count=jax.process_count(),
+    )
 
   def _mean_length(self, stage: int) -> float:
     """Mean padded length T of a stage's batches over an epoch (what a step of that stage costs, roughly)."""
@@ -88,8 +99,10 @@ class CurriculumBatches:
     until, max_points, use_pieces = self.stages[self.stage]
     what = self.pieces_summary if use_pieces else f"lines up to {max_points} points"
     lines = self.iterator.num_lines
-    return (f"curriculum stage {self.stage} ({'until step ' + str(until) if until else 'to the end'}): {what}, "
-            f"{lines} used, {self.iterator.steps_per_epoch} steps per epoch")
+    return (
+      f"curriculum stage {self.stage} ({'until step ' + str(until) if until else 'to the end'}): {what}, "
+      f"{lines} used, {self.iterator.steps_per_epoch} steps per epoch"
+    )
 
   def next(self, step: int) -> dict[str, np.ndarray]:
     """This process's slice of the global batch for training step `step`."""
@@ -112,9 +125,16 @@ class CurriculumBatches:
 def validation_batches(dataset, data_cfg: ml_collections.ConfigDict, num_batches: int) -> list[dict]:
   """A fixed list of validation batches (one full pass when `num_batches == 0`)."""
   it = batches_lib.BatchIterator(
-      dataset.valid.strokes, dataset.valid.texts, dataset.alphabet, batch_size=data_cfg.batch_size,
-      num_buckets=data_cfg.num_buckets, seed=12345, max_points=None, process_index=jax.process_index(),
-      process_count=jax.process_count())
+    dataset.valid.strokes,
+    dataset.valid.texts,
+    dataset.alphabet,
+    batch_size=data_cfg.batch_size,
+    num_buckets=data_cfg.num_buckets,
+    seed=12345,
+    max_points=None,
+    process_index=jax.process_index(),
+    process_count=jax.process_count(),
+  )
   return [next(it) for _ in range(num_batches or it.steps_per_epoch)]
 
 
@@ -134,7 +154,8 @@ class Reporter:
     self.log_path = os.path.join(workdir, "train.log")
     self.writer = None
     if self.active:
-      from tensorboardX import SummaryWriter  # pylint: disable=g-import-not-at-top
+      from tensorboardX import SummaryWriter
+
       self.writer = SummaryWriter(os.path.join(workdir, "tensorboard"))
     self._clock = clock
     self._t0, self._s0 = clock(), None
@@ -225,9 +246,10 @@ class Preemption:
 def _check_finite(metrics: dict, step: int) -> None:
   if not bool(metrics["finite"]):
     raise NonFiniteLossError(
-        f"non-finite loss or gradient at step {step} (loss={float(metrics['loss'])}, "
-        f"grad_norm={float(metrics['grad_norm'])}); stopping without saving this state. Try a lower "
-        "config.optim.learning_rate or config.optim.clip_mode='graves'/'global_norm'.")
+      f"non-finite loss or gradient at step {step} (loss={float(metrics['loss'])}, "
+      f"grad_norm={float(metrics['grad_norm'])}); stopping without saving this state. Try a lower "
+      "config.optim.learning_rate or config.optim.clip_mode='graves'/'global_norm'."
+    )
 
 
 class InitFromError(UserError, ValueError):
@@ -244,18 +266,26 @@ def initial_params(config: ml_collections.ConfigDict, dataset: dataset_lib.Datas
     raise InitFromError(f"config.train.init_from={path}: {e}") from None
   saved = json.loads(writer.config.to_json_best_effort())
   try:
-    ckpt_lib.check_compatible(saved, config, writer.workdir, ckpt_lib.NETWORK_FIELDS,
-                              advice="Fine-tuning keeps the network: give this run the config.model of the run it "
-                                     "starts from.")
+    ckpt_lib.check_compatible(
+      saved,
+      config,
+      writer.workdir,
+      ckpt_lib.NETWORK_FIELDS,
+      advice="Fine-tuning keeps the network: give this run the config.model of the run it starts from.",
+    )
   except ckpt_lib.IncompatibleWorkdirError as e:
     raise InitFromError(f"config.train.init_from={path}: {e}") from None
   if writer.alphabet.chars != dataset.alphabet.chars:
-    raise InitFromError(f"config.train.init_from={path}: its alphabet {writer.alphabet.chars!r} is not this run's "
-                        f"{dataset.alphabet.chars!r}")
+    raise InitFromError(
+      f"config.train.init_from={path}: its alphabet {writer.alphabet.chars!r} is not this run's "
+      f"{dataset.alphabet.chars!r}"
+    )
   if not (np.allclose(writer.stats.mean, dataset.stats.mean) and np.allclose(writer.stats.std, dataset.stats.std)):
-    raise InitFromError(f"config.train.init_from={path}: it was trained with other normalisation statistics "
-                        f"(mean {writer.stats.mean}, std {writer.stats.std}; this run's data: mean "
-                        f"{dataset.stats.mean}, std {dataset.stats.std})")
+    raise InitFromError(
+      f"config.train.init_from={path}: it was trained with other normalisation statistics "
+      f"(mean {writer.stats.mean}, std {writer.stats.std}; this run's data: mean "
+      f"{dataset.stats.mean}, std {dataset.stats.std})"
+    )
   return nnx.state(writer.model, nnx.Param)
 
 
@@ -274,8 +304,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     dataset = dataset_lib.load_dataset(config.data)
     if saved is not None and saved["alphabet"] != dataset.alphabet.chars:
       raise ckpt_lib.IncompatibleWorkdirError(
-          f"the checkpoints in {ckpt.path} use the alphabet {saved['alphabet']!r}, but this run's data gives "
-          f"{dataset.alphabet.chars!r}; fix config.data.alphabet or use a new --workdir")
+        f"the checkpoints in {ckpt.path} use the alphabet {saved['alphabet']!r}, but this run's data gives "
+        f"{dataset.alphabet.chars!r}; fix config.data.alphabet or use a new --workdir"
+      )
     model = networks.create_model(config, dataset.alphabet.size)
     if saved is None and config.train.init_from:
       nnx.update(model, initial_params(config, dataset, config.train.init_from))
@@ -285,21 +316,28 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     train_batches = CurriculumBatches(dataset.train, dataset.alphabet, config.data, dataset.stats)
     reporter = Reporter(workdir, config.train.num_steps)
     reporter.line(dataset.summary["line"])
-    reporter.line(f"{config.model.mode} network: {networks.count_params(model):,} parameters; "
-                  f"{jax.device_count()} device(s) ({jax.devices()[0].platform}), {jax.process_count()} process(es)")
+    reporter.line(
+      f"{config.model.mode} network: {networks.count_params(model):,} parameters; "
+      f"{jax.device_count()} device(s) ({jax.devices()[0].platform}), {jax.process_count()} process(es)"
+    )
     if saved is not None:
       (state, saved), step_ok, failures = ckpt.first_intact(lambda s: ckpt.restore(state, s))
       for bad, e in failures:  # newer than an intact step: broken files, not a mismatch
-        reporter.line(f"warning: checkpoint step {bad} cannot be read ({ckpt_lib.short_reason(e)}); moved it to "
-                      f"{ckpt.set_aside(bad)} and resuming from step {step_ok}")
+        reporter.line(
+          f"warning: checkpoint step {bad} cannot be read ({ckpt_lib.short_reason(e)}); moved it to "
+          f"{ckpt.set_aside(bad)} and resuming from step {step_ok}"
+        )
       train_batches.restore(saved["data_iter"])
       reporter.line(f"resumed from {ckpt.path} at step {int(state.step)}")
     else:
       with open(os.path.join(workdir, "config.json"), "w", encoding="utf-8") as f:
         f.write(config.to_json_best_effort(indent=2))
 
-    metadata = {"config": json.loads(config.to_json_best_effort()), "alphabet": dataset.alphabet.chars,
-                "norm": dataset.stats.to_arrays()}
+    metadata = {
+      "config": json.loads(config.to_json_best_effort()),
+      "alphabet": dataset.alphabet.chars,
+      "norm": dataset.stats.to_arrays(),
+    }
     par = parallel.DataParallel(config, graphdef, tx, noise)
     reporter.line(par.describe())
     if noise.mode != "none":
@@ -337,22 +375,27 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
         points = 0.0
       if step_now % cfg_t.eval_every == 0 or step_now == cfg_t.num_steps:
         final = evaluate(par, state, valid)
-        reporter.line(f"step {step_now} validation{' (moving average)' if cfg_t.ema_decay else ''}: "
-                      f"{final['valid_loss']:.2f} nats/sequence, {final['valid_loss_per_step']:.4f} nats/step")
+        reporter.line(
+          f"step {step_now} validation{' (moving average)' if cfg_t.ema_decay else ''}: "
+          f"{final['valid_loss']:.2f} nats/sequence, {final['valid_loss_per_step']:.4f} nats/step"
+        )
         reporter.scalars(step_now, final)
       if step_now % cfg_t.checkpoint_every == 0 or step_now == cfg_t.num_steps:
         save(step_now, metrics)
       if cfg_t.sample_every and (step_now % cfg_t.sample_every == 0 or step_now == cfg_t.num_steps):
         _check_finite(jax.device_get(metrics), step_now)
         written = training_samples.write_training_samples(
-            graphdef, step_lib.judged_params(par.global_state(state)), metadata, config, workdir, step_now)
+          graphdef, step_lib.judged_params(par.global_state(state)), metadata, config, workdir, step_now
+        )
         if written:
           reporter.line(f"step {step_now} samples: {', '.join(written)}")
       if preemption.reached(ckpt, step_now):
         if step_now % cfg_t.checkpoint_every and step_now != cfg_t.num_steps:  # not saved above
           save(step_now, metrics)
-        reporter.line(f"stopped by {preemption.requested or 'SIGTERM'} at step {step_now}: checkpoint saved; the same "
-                      "command resumes")
+        reporter.line(
+          f"stopped by {preemption.requested or 'SIGTERM'} at step {step_now}: checkpoint saved; the same "
+          "command resumes"
+        )
         break
     if pending is not None:
       _check_finite(jax.device_get(pending[1]), pending[0])

@@ -29,8 +29,9 @@ def make_optimizer(optim_cfg: ml_collections.ConfigDict, num_steps: int) -> opta
   """
   lr = learning_rate_schedule(optim_cfg, num_steps)
   if optim_cfg.name == "rmsprop":
-    opt = optax.rmsprop(lr, decay=optim_cfg.decay, eps=optim_cfg.eps, eps_in_sqrt=True, centered=True,
-                        momentum=optim_cfg.momentum)
+    opt = optax.rmsprop(
+      lr, decay=optim_cfg.decay, eps=optim_cfg.eps, eps_in_sqrt=True, centered=True, momentum=optim_cfg.momentum
+    )
   elif optim_cfg.name == "adam":
     opt = optax.adam(lr, b1=optim_cfg.b1, b2=optim_cfg.b2)
   else:

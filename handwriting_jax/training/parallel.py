@@ -13,7 +13,8 @@ is in its own device form: hand it back to `train_step` / `eval_sums`, and call 
 or for sampling, which gives the same replicated global arrays on both paths, so a checkpoint written by one path
 (or device count) restores under the other.
 
-`initialize_distributed` starts multi-host JAX when a cluster is detected (see docs/training.md, "Multi-GPU and multi-node training").
+`initialize_distributed` starts multi-host JAX when a cluster is detected (docs/training.md, "Multi-GPU and
+multi-node training").
 """
 
 import functools
@@ -41,8 +42,13 @@ AXIS = "data"
 class DataParallel:
   """Places state and batches on the devices and runs the compiled train / eval steps (`config.parallel`)."""
 
-  def __init__(self, cfg: ml_collections.ConfigDict, graphdef: nnx.GraphDef, tx: optax.GradientTransformation,
-               noise: step_lib.Noise = step_lib.NO_NOISE):
+  def __init__(
+    self,
+    cfg: ml_collections.ConfigDict,
+    graphdef: nnx.GraphDef,
+    tx: optax.GradientTransformation,
+    noise: step_lib.Noise = step_lib.NO_NOISE,
+  ):
     """Compile the steps of `cfg.parallel` for a validated config (validation: the mode, the batch over devices)."""
     if cfg.parallel not in MODES:
       raise ValueError(f"unknown parallel mode {cfg.parallel!r}; expected one of {MODES}")
@@ -59,23 +65,33 @@ class DataParallel:
     self.replicated = NamedSharding(self.mesh, P())
     self.batch_sharding = NamedSharding(self.mesh, P(AXIS))
     if self.mode == "jit":
-      self._train_step = jax.jit(functools.partial(step_lib.train_step, graphdef, tx, noise=noise,
-                                                   ema_decay=ema_decay),
-                                 in_shardings=(self.replicated, self.batch_sharding),
-                                 out_shardings=(self.replicated, self.replicated), donate_argnums=0)
-      self._eval_sums = jax.jit(functools.partial(step_lib.eval_sums, graphdef),
-                                in_shardings=(self.replicated, self.batch_sharding), out_shardings=self.replicated)
+      self._train_step = jax.jit(
+        functools.partial(step_lib.train_step, graphdef, tx, noise=noise, ema_decay=ema_decay),
+        in_shardings=(self.replicated, self.batch_sharding),
+        out_shardings=(self.replicated, self.replicated),
+        donate_argnums=0,
+      )
+      self._eval_sums = jax.jit(
+        functools.partial(step_lib.eval_sums, graphdef),
+        in_shardings=(self.replicated, self.batch_sharding),
+        out_shardings=self.replicated,
+      )
     else:
       self._local_mesh = Mesh(np.asarray(jax.local_devices()), (AXIS,))
       self._stacked = NamedSharding(self._local_mesh, P(AXIS))
-      self._train_step = jax.pmap(functools.partial(_pmap_train_step, graphdef, tx, noise, num_devices, ema_decay),
-                                  axis_name=AXIS, donate_argnums=0)
+      self._train_step = jax.pmap(
+        functools.partial(_pmap_train_step, graphdef, tx, noise, num_devices, ema_decay),
+        axis_name=AXIS,
+        donate_argnums=0,
+      )
       self._eval_sums = jax.pmap(functools.partial(_pmap_eval_sums, graphdef), axis_name=AXIS)
 
   def describe(self) -> str:
     """One line for the log: path, devices and the per-device / global batch sizes."""
-    return (f"data parallel ({self.mode}): {jax.device_count()} device(s) x {self.per_device_batch} lines = "
-            f"global batch {self.global_batch} ({self.local_batch} per process)")
+    return (
+      f"data parallel ({self.mode}): {jax.device_count()} device(s) x {self.per_device_batch} lines = "
+      f"global batch {self.global_batch} ({self.local_batch} per process)"
+    )
 
   def put_state(self, state: step_lib.TrainState) -> step_lib.TrainState:
     """This path's device form of a state that every process holds in full (fresh or restored)."""
@@ -91,16 +107,21 @@ class DataParallel:
     """Device form of this process's slice of the global batch (multi-host safe)."""
     for k, v in local_batch.items():
       if v.shape[0] != self.local_batch:
-        raise ValueError(f"batch[{k!r}] has {v.shape[0]} lines, expected this process's slice of "
-                         f"config.data.batch_size={self.global_batch}: {self.local_batch}")
+        raise ValueError(
+          f"batch[{k!r}] has {v.shape[0]} lines, expected this process's slice of "
+          f"config.data.batch_size={self.global_batch}: {self.local_batch}"
+        )
     if self.mode == "jit":
       return {k: jax.make_array_from_process_local_data(self.batch_sharding, v) for k, v in local_batch.items()}
     n = jax.local_device_count()
-    return {k: jax.device_put(np.reshape(v, (n, v.shape[0] // n) + v.shape[1:]), self._stacked)
-            for k, v in local_batch.items()}
+    return {
+      k: jax.device_put(np.reshape(v, (n, v.shape[0] // n) + v.shape[1:]), self._stacked)
+      for k, v in local_batch.items()
+    }
 
-  def train_step(self, state: step_lib.TrainState, local_batch: Mapping[str, np.ndarray]
-                 ) -> tuple[step_lib.TrainState, dict]:
+  def train_step(
+    self, state: step_lib.TrainState, local_batch: Mapping[str, np.ndarray]
+  ) -> tuple[step_lib.TrainState, dict]:
     """Dispatch one step (asynchronous): the new state (device form) and scalar metrics (global arrays)."""
     state, metrics = self._train_step(state, self.put_batch(local_batch))
     return state, (metrics if self.mode == "jit" else jax.tree.map(self._unstack, metrics))
@@ -126,21 +147,28 @@ class DataParallel:
     return jax.make_array_from_single_device_arrays(shape, self.replicated, arrays)
 
 
-def _pmap_train_step(graphdef: nnx.GraphDef, tx: optax.GradientTransformation, noise: step_lib.Noise,
-                     num_devices: int, ema_decay: float, state: step_lib.TrainState, batch: dict
-                     ) -> tuple[step_lib.TrainState, dict]:
+def _pmap_train_step(
+  graphdef: nnx.GraphDef,
+  tx: optax.GradientTransformation,
+  noise: step_lib.Noise,
+  num_devices: int,
+  ema_decay: float,
+  state: step_lib.TrainState,
+  batch: dict,
+) -> tuple[step_lib.TrainState, dict]:
   """Per-device step. Each device differentiates 1/D of the global objective (its mean NLL, and L_C / N under
   adaptive weight noise, over the number of devices), so the summed gradient and every derivative clipped inside
   backprop (Graves clipping) are exactly those of the global mean that the jit path differentiates. Every device
   draws the same noisy weights (the key is the step's)."""
-  objective = lambda t: step_lib.objective(graphdef, noise, t, batch, state.step, 1.0 / num_devices)  # noqa: E731
+  objective = lambda t: step_lib.objective(graphdef, noise, t, batch, state.step, 1.0 / num_devices)
   (_, (local_loss, _, complexity)), grads = jax.value_and_grad(objective, has_aux=True)(step_lib.trained(state))
   grads = lax.psum(grads, AXIS)
   lines = batch["inputs"].shape[0]
   loss = lax.pmean(local_loss, AXIS)
   per_step = lax.psum(local_loss * lines, AXIS) / jnp.maximum(lax.psum(jnp.sum(batch["mask"]), AXIS), 1.0)
-  return step_lib.apply_gradients(tx, state, grads, loss, per_step, complexity if noise.mode == "adaptive" else None,
-                                  ema_decay)
+  return step_lib.apply_gradients(
+    tx, state, grads, loss, per_step, complexity if noise.mode == "adaptive" else None, ema_decay
+  )
 
 
 def _pmap_eval_sums(graphdef: nnx.GraphDef, params: nnx.State, batch: dict) -> dict:
@@ -178,8 +206,12 @@ def _slurm_args(env: Mapping[str, str]) -> dict:
   return args
 
 
-def distributed_args(env: Mapping[str, str] = os.environ, coordinator_address: str | None = None,
-                     num_processes: int | None = None, process_id: int | None = None) -> dict | None:
+def distributed_args(
+  env: Mapping[str, str] = os.environ,
+  coordinator_address: str | None = None,
+  num_processes: int | None = None,
+  process_id: int | None = None,
+) -> dict | None:
   """Keyword arguments for `jax.distributed.initialize`, or None for a single-process run.
 
   Explicit values (flags, else JAX_COORDINATOR_ADDRESS / JAX_NUM_PROCESSES / JAX_PROCESS_ID) win; otherwise a SLURM
@@ -198,12 +230,14 @@ def distributed_args(env: Mapping[str, str] = os.environ, coordinator_address: s
     if not in_slurm_step:
       missing = [v for v in _SLURM_VARS if v not in env]
       raise ClusterConfigError(
-          f"SLURM_NTASKS={slurm_tasks} but {', '.join(missing)} not set: start each task with `srun` (see "
-          "launch/README.md), or set JAX_COORDINATOR_ADDRESS, JAX_NUM_PROCESSES and JAX_PROCESS_ID")
+        f"SLURM_NTASKS={slurm_tasks} but {', '.join(missing)} not set: start each task with `srun` (see "
+        "launch/README.md), or set JAX_COORDINATOR_ADDRESS, JAX_NUM_PROCESSES and JAX_PROCESS_ID"
+      )
     return _slurm_args(env)
   if count is not None and count < 1:
-    raise ClusterConfigError(f"the number of processes (JAX_NUM_PROCESSES or --num_processes) must be >= 1, "
-                             f"got {count}")
+    raise ClusterConfigError(
+      f"the number of processes (JAX_NUM_PROCESSES or --num_processes) must be >= 1, got {count}"
+    )
   if count is not None and index is not None and not 0 <= index < count:
     raise ClusterConfigError(f"the process id (JAX_PROCESS_ID or --process_id) must be in [0, {count}), got {index}")
   if count == 1:
@@ -211,18 +245,26 @@ def distributed_args(env: Mapping[str, str] = os.environ, coordinator_address: s
   if in_slurm_step:
     # An explicit coordinator (or count / id) under srun: SLURM fills in what was not given.
     return {"coordinator_address": address, "num_processes": count, "process_id": index, **_slurm_args(env)}
-  missing = [name for name, v in (("the coordinator address (JAX_COORDINATOR_ADDRESS or --coordinator_address)",
-                                   address),
-                                  ("the number of processes (JAX_NUM_PROCESSES or --num_processes)", count),
-                                  ("this process's id (JAX_PROCESS_ID or --process_id)", index)) if v is None]
+  missing = [
+    name
+    for name, v in (
+      ("the coordinator address (JAX_COORDINATOR_ADDRESS or --coordinator_address)", address),
+      ("the number of processes (JAX_NUM_PROCESSES or --num_processes)", count),
+      ("this process's id (JAX_PROCESS_ID or --process_id)", index),
+    )
+    if v is None
+  ]
   if missing:
-    raise ClusterConfigError("a multi-process run outside SLURM needs the coordinator address, the number of "
-                             f"processes and this process's id; missing {', '.join(missing)}")
+    raise ClusterConfigError(
+      "a multi-process run outside SLURM needs the coordinator address, the number of "
+      f"processes and this process's id; missing {', '.join(missing)}"
+    )
   return {"coordinator_address": address, "num_processes": count, "process_id": index}
 
 
-def initialize_distributed(coordinator_address: str | None = None, num_processes: int | None = None,
-                           process_id: int | None = None) -> bool:
+def initialize_distributed(
+  coordinator_address: str | None = None, num_processes: int | None = None, process_id: int | None = None
+) -> bool:
   """`jax.distributed.initialize` when a cluster is detected (see `distributed_args`); True if it was called."""
   args = distributed_args(os.environ, coordinator_address, num_processes, process_id)
   if args is None:

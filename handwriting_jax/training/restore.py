@@ -25,6 +25,7 @@ from handwriting_jax.training import step as step_lib
 @dataclasses.dataclass
 class Restored:
   """A restored network with what is needed to use it, and the checkpoint's metadata."""
+
   model: networks.Network
   config: ml_collections.ConfigDict
   alphabet: Alphabet
@@ -35,14 +36,15 @@ class Restored:
   metadata: dict
 
 
-def model_from_metadata(metadata: dict, abstract: bool = False
-                        ) -> tuple[networks.Network, ml_collections.ConfigDict, Alphabet, NormStats]:
+def model_from_metadata(
+  metadata: dict, abstract: bool = False
+) -> tuple[networks.Network, ml_collections.ConfigDict, Alphabet, NormStats]:
   """The network of a checkpoint's config (abstract: shapes only, via `nnx.eval_shape`), its alphabet and
   normalisation statistics."""
   config = defaults.with_defaults(metadata["config"])
   alphabet = Alphabet(metadata["alphabet"])
   stats = NormStats.from_arrays(metadata["norm"])
-  build = lambda: networks.create_model(config, alphabet.size)  # pylint: disable=unnecessary-lambda-assignment
+  build = lambda: networks.create_model(config, alphabet.size)
   return (nnx.eval_shape(build) if abstract else build()), config, alphabet, stats
 
 
@@ -58,6 +60,7 @@ def restore_network(workdir: str, step: int | None = None, raw_weights: bool = F
     ckpt = ckpt_lib.Checkpointer(workdir, read_only=True)
   finally:
     logging.set_verbosity(verbosity)
+
   def read(s: int):
     metadata = ckpt.restore_metadata(s)
     model, config, alphabet, stats = model_from_metadata(metadata, abstract=True)
@@ -66,19 +69,27 @@ def restore_network(workdir: str, step: int | None = None, raw_weights: bool = F
       state, _ = ckpt.restore({"params": abstract_params}, s)
     else:  # a training checkpoint: the TrainState tree, shapes only, as the loop builds it
       state, _ = ckpt.restore(abstract_train_state(config, alphabet.size), s)
-      state = {"params": state.params if raw_weights else step_lib.judged_params(state), "ema": state.ema is not None
-               and not raw_weights}
+      state = {
+        "params": state.params if raw_weights else step_lib.judged_params(state),
+        "ema": state.ema is not None and not raw_weights,
+      }
     return metadata, config, alphabet, stats, graphdef, state
 
   try:
     if step is not None and step not in ckpt.manager.all_steps():
-      raise ckpt_lib.NoCheckpointError(f"no checkpoint of step {step} in {ckpt.path} (it has steps "
-                                       f"{sorted(ckpt.manager.all_steps())})")
+      raise ckpt_lib.NoCheckpointError(
+        f"no checkpoint of step {step} in {ckpt.path} (it has steps {sorted(ckpt.manager.all_steps())})"
+      )
     loaded, restored_step, failures = ckpt.first_intact(read, None if step is None else [step])
     metadata, config, alphabet, stats, graphdef, state = loaded
     for bad, e in failures:
-      logging.warning("checkpoint step %d in %s cannot be read (%s); using step %d", bad, ckpt.path,
-                      ckpt_lib.short_reason(e), restored_step)
+      logging.warning(
+        "checkpoint step %d in %s cannot be read (%s); using step %d",
+        bad,
+        ckpt.path,
+        ckpt_lib.short_reason(e),
+        restored_step,
+      )
   finally:
     ckpt.close()
   model = nnx.merge(graphdef, state["params"])
@@ -93,7 +104,8 @@ def abstract_train_state(config: ml_collections.ConfigDict, alphabet_size: int) 
   noise = step_lib.noise_settings(config, 1)  # N only scales the loss: the state's shapes do not depend on it
   ema = config.train.ema_decay > 0
   return nnx.eval_shape(
-      lambda: step_lib.create_train_state(networks.create_model(config, alphabet_size), tx, noise, ema))[1]
+    lambda: step_lib.create_train_state(networks.create_model(config, alphabet_size), tx, noise, ema)
+  )[1]
 
 
 def saved_steps(workdir: str, up_to: int | None = None) -> list[int]:

@@ -20,8 +20,9 @@ from handwriting_jax.model import networks
 from handwriting_jax.model import sampling as sample_lib
 
 
-def write_training_samples(graphdef: nnx.GraphDef, params: nnx.State, metadata: dict,
-                           config: ml_collections.ConfigDict, workdir: str, step: int) -> list[str]:
+def write_training_samples(
+  graphdef: nnx.GraphDef, params: nnx.State, metadata: dict, config: ml_collections.ConfigDict, workdir: str, step: int
+) -> list[str]:
   """Write WORKDIR/samples/step_{step}.png (config.sample.texts at config.sample.bias, or unconditional lines for a
   prediction network) and, for synthesis, attention_{step}.png of the first text; process 0 only.
 
@@ -50,17 +51,24 @@ def write_training_samples(graphdef: nnx.GraphDef, params: nnx.State, metadata: 
     if not usable:
       logging.warning("config.sample.texts: nothing to write with this alphabet; no samples at step %d", step)
       return []
-    samples = sample_lib.sample(model, key, texts=usable, alphabet=alphabet, bias=config.sample.bias,
-                                max_steps_per_char=config.sample.max_steps_per_char, stats=stats,
-                                stop_rule=config.sample.stop_rule)
+    samples = sample_lib.sample(
+      model,
+      key,
+      texts=usable,
+      alphabet=alphabet,
+      bias=config.sample.bias,
+      max_steps_per_char=config.sample.max_steps_per_char,
+      stats=stats,
+      stop_rule=config.sample.stop_rule,
+    )
     captions = [f"{t} (bias {config.sample.bias}, step {step})" for t in usable]
     path = os.path.join(out_dir, f"attention_{step:07d}.png")
-    draw.plot_attention(samples.line_phi(0), samples.texts[0], path, line_Tx3=samples.lines[0],
-                        title=f"step {step}")
+    draw.plot_attention(samples.line_phi(0), samples.texts[0], path, line_Tx3=samples.lines[0], title=f"step {step}")
     paths.append(path)
   else:
-    samples = sample_lib.sample(model, key, num_lines=max(len(texts), 1), bias=config.sample.bias,
-                                max_steps=config.sample.max_steps, stats=stats)
+    samples = sample_lib.sample(
+      model, key, num_lines=max(len(texts), 1), bias=config.sample.bias, max_steps=config.sample.max_steps, stats=stats
+    )
     captions = [f"unconditional (bias {config.sample.bias}, step {step})"] * len(samples.lines)
   path = os.path.join(out_dir, f"step_{step:07d}.png")
   draw.save_lines_png(sample_lib.display_lines(samples.lines, config), captions, path)

@@ -15,6 +15,7 @@ class TrainState(NamedTuple):
   """Everything a train step updates: step counter, network parameters (nnx.State; the means μ under weight
   noise), optimiser state, log σ of every weight under adaptive weight noise (else None), and the exponential
   moving average of the parameters under `train.ema_decay` > 0 (else None)."""
+
   step: jax.Array
   params: nnx.State
   opt_state: Any
@@ -25,6 +26,7 @@ class TrainState(NamedTuple):
 class Noise(NamedTuple):
   """The static weight-noise settings of a train step (`weight_noise.py`): mode, fixed or initial std, the seed
   its draws come from, and 1/N, the complexity cost's share per training sequence."""
+
   mode: str = "none"
   std: float = 0.0
   seed: int = 0
@@ -36,12 +38,17 @@ NO_NOISE = Noise()
 
 def noise_settings(config, num_train_sequences: int) -> Noise:
   """The `Noise` of a config (`optim.weight_noise`, `optim.weight_noise_std`, `seed`) for N training sequences."""
-  return Noise(config.optim.weight_noise, float(config.optim.weight_noise_std), int(config.seed),
-               1.0 / max(int(num_train_sequences), 1))
+  return Noise(
+    config.optim.weight_noise,
+    float(config.optim.weight_noise_std),
+    int(config.seed),
+    1.0 / max(int(num_train_sequences), 1),
+  )
 
 
-def create_train_state(model: nnx.Module, tx: optax.GradientTransformation, noise: Noise = NO_NOISE,
-                       ema: bool = False) -> tuple[nnx.GraphDef, TrainState]:
+def create_train_state(
+  model: nnx.Module, tx: optax.GradientTransformation, noise: Noise = NO_NOISE, ema: bool = False
+) -> tuple[nnx.GraphDef, TrainState]:
   """Split the model into its static graph and parameter state, add log σ under adaptive weight noise and the
   moving average (starting at the initial parameters) when `ema`, and initialise the optimiser over everything
   trained."""
@@ -101,8 +108,9 @@ def objective(graphdef: nnx.GraphDef, noise: Noise, trained_tree, batch: dict, s
   return scale * (per_sequence + complexity * noise.inv_num_sequences), (per_sequence, per_step, complexity)
 
 
-def apply_gradients(tx: optax.GradientTransformation, state: TrainState, grads, loss, per_step,
-                    complexity=None, ema_decay: float = 0.0) -> tuple[TrainState, dict]:
+def apply_gradients(
+  tx: optax.GradientTransformation, state: TrainState, grads, loss, per_step, complexity=None, ema_decay: float = 0.0
+) -> tuple[TrainState, dict]:
   """Optimiser update of `trained(state)`, then of the moving average when the state keeps one (`ema_decay`, as
   `ema_decay_at`); metrics hold the losses (the data term, and L_C under adaptive weight noise), the gradient norm
   and whether all of them are finite."""
@@ -111,21 +119,30 @@ def apply_gradients(tx: optax.GradientTransformation, state: TrainState, grads, 
   tree = optax.apply_updates(tree, updates)
   params, log_sigma = (tree, None) if state.noise is None else tree
   grad_norm = optax.tree.norm(grads)
-  metrics = {"loss": loss, "loss_per_step": per_step, "grad_norm": grad_norm,
-             "finite": jnp.isfinite(loss) & jnp.isfinite(grad_norm)}
+  metrics = {
+    "loss": loss,
+    "loss_per_step": per_step,
+    "grad_norm": grad_norm,
+    "finite": jnp.isfinite(loss) & jnp.isfinite(grad_norm),
+  }
   if complexity is not None:
     metrics["complexity"] = complexity
   ema = None if state.ema is None else update_ema(state.ema, params, ema_decay_at(ema_decay, state.step))
   return TrainState(state.step + 1, params, opt_state, log_sigma, ema), metrics
 
 
-def train_step(graphdef: nnx.GraphDef, tx: optax.GradientTransformation, state: TrainState, batch: dict,
-               noise: Noise = NO_NOISE, ema_decay: float = 0.0) -> tuple[TrainState, dict]:
+def train_step(
+  graphdef: nnx.GraphDef,
+  tx: optax.GradientTransformation,
+  state: TrainState,
+  batch: dict,
+  noise: Noise = NO_NOISE,
+  ema_decay: float = 0.0,
+) -> tuple[TrainState, dict]:
   """One optimisation step on a (global) batch; pure, so it can be jitted with shardings or pmapped."""
   grad_fn = jax.value_and_grad(lambda t: objective(graphdef, noise, t, batch, state.step), has_aux=True)
   (_, (loss, per_step, complexity)), grads = grad_fn(trained(state))
-  return apply_gradients(tx, state, grads, loss, per_step, complexity if noise.mode == "adaptive" else None,
-                         ema_decay)
+  return apply_gradients(tx, state, grads, loss, per_step, complexity if noise.mode == "adaptive" else None, ema_decay)
 
 
 def eval_sums(graphdef: nnx.GraphDef, params: nnx.State, batch: dict) -> dict:

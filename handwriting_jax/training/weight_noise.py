@@ -70,6 +70,8 @@ def describe(optim_cfg: Any, num_train_sequences: int) -> str:
   if mode == "fixed":
     return f"weight noise: fixed, std {optim_cfg.weight_noise_std:g}, one draw per batch"
   if mode == "adaptive":
-    return (f"weight noise: adaptive (Graves 2011), σ initialised to {optim_cfg.weight_noise_std:g}, one draw per "
-            f"batch; loss = NLL + L_C / N with N = {num_train_sequences:,} training lines")
+    return (
+      f"weight noise: adaptive (Graves 2011), σ initialised to {optim_cfg.weight_noise_std:g}, one draw per "
+      f"batch; loss = NLL + L_C / N with N = {num_train_sequences:,} training lines"
+    )
   return "weight noise: none"

@@ -59,6 +59,7 @@ class AdaptError(UserError, ValueError):
 @dataclasses.dataclass(frozen=True)
 class Result:
   """What `adapt` did: the per-step NLL (nats per line, before each step's update) and its settings."""
+
   losses: list[float]
   what: str
   steps: int
@@ -71,8 +72,10 @@ def check_lines(writer: writer_lib.Writer, lines: Sequence[Line], max_lines: int
   """AdaptError (or the alphabet's UnknownCharactersError) before any work: the writer must write text, and there
   must be 1..`max_lines` finite lines [T >= 2, 3] with non-empty texts it can write."""
   if not writer.conditional:
-    raise AdaptError(f"the checkpoint in {writer.workdir} is a prediction network: it writes no text, so it cannot "
-                     "learn a hand; give a synthesis writer")
+    raise AdaptError(
+      f"the checkpoint in {writer.workdir} is a prediction network: it writes no text, so it cannot "
+      "learn a hand; give a synthesis writer"
+    )
   if not lines:
     raise AdaptError("no lines to learn from: give at least one style file")
   if max_lines is not None and len(lines) > max_lines:
@@ -93,8 +96,8 @@ def make_batch(writer: writer_lib.Writer, lines: Sequence[Line]) -> dict[str, np
   up as the training batches are."""
   strokes = [writer.stats.normalise(np.asarray(s, np.float32)) for s, _ in lines]
   ids = [writer.alphabet.encode(text) for _, text in lines]
-  t = int(batches._round_up(max(len(s) for s in strokes), batches.T_MULTIPLE))  # pylint: disable=protected-access
-  u = int(batches._round_up(max(len(c) for c in ids), batches.U_MULTIPLE))  # pylint: disable=protected-access
+  t = int(batches._round_up(max(len(s) for s in strokes), batches.T_MULTIPLE))
+  u = int(batches._round_up(max(len(c) for c in ids), batches.U_MULTIPLE))
   return batches.pad_batch(strokes, ids, len(lines), t, u)
 
 
@@ -129,8 +132,13 @@ def _split(what: str, leaves: list[jax.Array], names: list[str], seed: int):
   if what == "lora":
     idx = [i for i, x in enumerate(leaves) if x.ndim == 2 and min(x.shape) > LORA_RANK]
     keys = jax.random.split(jax.random.key(seed), max(len(idx), 1))
-    trained = [(jax.random.normal(k, (leaves[i].shape[0], LORA_RANK), jnp.float32) / np.sqrt(leaves[i].shape[0]),
-                jnp.zeros((LORA_RANK, leaves[i].shape[1]), jnp.float32)) for k, i in zip(keys, idx)]
+    trained = [
+      (
+        jax.random.normal(k, (leaves[i].shape[0], LORA_RANK), jnp.float32) / np.sqrt(leaves[i].shape[0]),
+        jnp.zeros((LORA_RANK, leaves[i].shape[1]), jnp.float32),
+      )
+      for k, i in zip(keys, idx)
+    ]
 
     def compose_lora(trained, leaves0):
       out = list(leaves0)
@@ -142,9 +150,17 @@ def _split(what: str, leaves: list[jax.Array], names: list[str], seed: int):
   raise AdaptError(f"--adapt={what}: choose one of {', '.join(WHAT)}")
 
 
-def adapt(writer: writer_lib.Writer, lines: Sequence[Line], *, steps: int = DEFAULT_STEPS,
-          learning_rate: float | None = None, what: str = DEFAULT_WHAT, pull: float = DEFAULT_PULL, seed: int = 0,
-          progress: Progress | None = None) -> tuple[writer_lib.Writer, Result]:
+def adapt(
+  writer: writer_lib.Writer,
+  lines: Sequence[Line],
+  *,
+  steps: int = DEFAULT_STEPS,
+  learning_rate: float | None = None,
+  what: str = DEFAULT_WHAT,
+  pull: float = DEFAULT_PULL,
+  seed: int = 0,
+  progress: Progress | None = None,
+) -> tuple[writer_lib.Writer, Result]:
   """Fine-tune `writer` on `lines` of one hand (the network's training NLL, one batch, `steps` Adam steps of what
   `what` names); returns a new Writer (the source's is left untouched) and the per-step losses."""
   check_lines(writer, lines)
@@ -227,8 +243,14 @@ def source_metadata(writer: writer_lib.Writer) -> dict:
     ckpt.close()
 
 
-def save_adapted(source: writer_lib.Writer, adapted: writer_lib.Writer, lines: Sequence[Line], result: Result,
-                 out_dir: str, seconds: float | None = None) -> str:
+def save_adapted(
+  source: writer_lib.Writer,
+  adapted: writer_lib.Writer,
+  lines: Sequence[Line],
+  result: Result,
+  out_dir: str,
+  seconds: float | None = None,
+) -> str:
   """Write `adapted` into `out_dir` as a params-only checkpoint with `source`'s metadata and an `adapted_from`
   entry, and the lines as its styles (styles/hand_0.npz, ...); returns the checkpoint folder."""
   check_out_dir(out_dir)
@@ -236,11 +258,20 @@ def save_adapted(source: writer_lib.Writer, adapted: writer_lib.Writer, lines: S
   metadata["params_only"] = True
   metadata.setdefault("exported_from", {"workdir": source.workdir, "step": source.step, "ema": source.ema})
   metadata["adapted_from"] = {
-      "workdir": source.workdir, "step": source.step, "texts": [text for _, text in lines],
-      "points": [len(s) for s, _ in lines], "adapted": result.what, "steps": result.steps,
-      "learning_rate": result.learning_rate, "pull": result.pull, "lora_rank": LORA_RANK if result.what == "lora"
-      else 0, "seed": result.seed, "nll_first": result.losses[0], "nll_last": result.losses[-1],
-      "seconds": None if seconds is None else round(float(seconds), 1)}
+    "workdir": source.workdir,
+    "step": source.step,
+    "texts": [text for _, text in lines],
+    "points": [len(s) for s, _ in lines],
+    "adapted": result.what,
+    "steps": result.steps,
+    "learning_rate": result.learning_rate,
+    "pull": result.pull,
+    "lora_rank": LORA_RANK if result.what == "lora" else 0,
+    "seed": result.seed,
+    "nll_first": result.losses[0],
+    "nll_last": result.losses[-1],
+    "seconds": None if seconds is None else round(float(seconds), 1),
+  }
   json.dumps(metadata)  # JSON-able before anything is written
   dst = ckpt_lib.Checkpointer(out_dir, keep=1)
   dst.save(source.step, {"params": nnx.state(adapted.model, nnx.Param)}, metadata)

@@ -47,6 +47,7 @@ class WriteError(UserError, ValueError):
 @dataclasses.dataclass
 class Writer:
   """A restored network with what is needed to use it: config, alphabet, normalisation, checkpoint step."""
+
   model: networks.Network
   config: ml_collections.ConfigDict
   alphabet: Alphabet
@@ -70,8 +71,10 @@ def pretrained_workdir(name: str | None = None) -> str:
   workdir = os.path.join(PRETRAINED_DIR, name)
   ckpt_dir = os.path.join(workdir, "checkpoints")
   if not os.path.isdir(ckpt_dir) or not os.listdir(ckpt_dir):
-    raise WriteError(f"the shipped writer {name!r} is not installed at {workdir} (expected a checkpoints/ folder "
-                     "there); pass --workdir=DIR of a trained model")
+    raise WriteError(
+      f"the shipped writer {name!r} is not installed at {workdir} (expected a checkpoints/ folder "
+      "there); pass --workdir=DIR of a trained model"
+    )
   return workdir
 
 
@@ -113,8 +116,9 @@ def _load(workdir: str | None, step: int | None, raw_weights: bool = False) -> t
   return Writer(r.model, r.config, r.alphabet, r.stats, r.step, r.workdir, r.ema), r.metadata
 
 
-def export_model(workdir: str, out_dir: str, step: int | None = None, average: int = 1,
-                 raw_weights: bool = False) -> str:
+def export_model(
+  workdir: str, out_dir: str, step: int | None = None, average: int = 1, raw_weights: bool = False
+) -> str:
   """Copy a training checkpoint's parameters (no optimiser or data-iterator state: a third of the size) with its
   config, alphabet and normalisation into `out_dir` as a params-only checkpoint that `load_writer` reads; this is
   how `handwriting_jax/pretrained/` is made. `average` > 1 writes the mean parameters of that many checkpoints, the
@@ -132,10 +136,13 @@ def export_model(workdir: str, out_dir: str, step: int | None = None, average: i
   if average > 1:
     steps = restore.saved_steps(workdir, writer.step)[-average:]
     if len(steps) < average:
-      raise WriteError(f"--export_average={average}: {os.path.abspath(workdir)} holds only {len(steps)} checkpoints "
-                       f"up to step {writer.step} ({steps})")
-    trees = [nnx.state((writer if s == writer.step else load_writer(workdir, s, raw_weights)).model, nnx.Param)
-             for s in steps]
+      raise WriteError(
+        f"--export_average={average}: {os.path.abspath(workdir)} holds only {len(steps)} checkpoints "
+        f"up to step {writer.step} ({steps})"
+      )
+    trees = [
+      nnx.state((writer if s == writer.step else load_writer(workdir, s, raw_weights)).model, nnx.Param) for s in steps
+    ]
     nnx.update(writer.model, jax.tree.map(lambda *xs: sum(xs[1:], xs[0]) / len(xs), *trees))
     metadata["exported_from"]["averaged_steps"] = steps
   dst = ckpt_lib.Checkpointer(out_dir, keep=1)
@@ -143,8 +150,9 @@ def export_model(workdir: str, out_dir: str, step: int | None = None, average: i
   dst.close()
   for name in style_names(writer.workdir):  # the writer's own styles travel with it
     os.makedirs(os.path.join(out_dir, STYLES_DIR), exist_ok=True)
-    shutil.copyfile(os.path.join(writer.workdir, STYLES_DIR, f"{name}.npz"),
-                    os.path.join(out_dir, STYLES_DIR, f"{name}.npz"))
+    shutil.copyfile(
+      os.path.join(writer.workdir, STYLES_DIR, f"{name}.npz"), os.path.join(out_dir, STYLES_DIR, f"{name}.npz")
+    )
   return dst.path
 
 
@@ -177,8 +185,10 @@ def load_style(path: str) -> tuple[np.ndarray, str]:
   except (KeyError, ValueError, OSError, EOFError, zipfile.BadZipFile) as e:  # empty, cut or not an .npz
     raise WriteError(f"style file {path} is not a style (.npz with 'strokes' [T, 3] and 'text'): {e}") from e
   if strokes.ndim != 2 or strokes.shape[1] != 3 or not len(strokes) or not text:
-    raise WriteError(f"style file {path}: expected strokes [T >= 1, 3] and a non-empty text, got strokes "
-                     f"{strokes.shape} and text {text!r}")
+    raise WriteError(
+      f"style file {path}: expected strokes [T >= 1, 3] and a non-empty text, got strokes "
+      f"{strokes.shape} and text {text!r}"
+    )
   return strokes, text
 
 
@@ -238,7 +248,7 @@ def read_style_file(path: str, text: str | None = None) -> StyleInk:
   else:
     raise WriteError(f"style file {path}: a style is read from a file ending in {', '.join(STYLE_EXTENSIONS)}")
   if not (text or own):
-    where = "holds no <annotation type=\"truth\"> saying" if ext in ink_lib.INKML_EXTENSIONS else "cannot say"
+    where = 'holds no <annotation type="truth"> saying' if ext in ink_lib.INKML_EXTENSIONS else "cannot say"
     raise ink_lib.InkError(f"style file {path} {where} what its line says; give its text (write --style_text)")
   return StyleInk(path, text or own, strokes=strokes)
 
@@ -252,8 +262,10 @@ def style_offsets(writer: Writer, style: StyleInk) -> np.ndarray:
   scale = hand_scale(writer)
   offsets_Tx3 = strokes_lib.strokes_to_training_units(style.strokes, scale.line_height, scale.point_step)
   if len(offsets_Tx3) > MAX_STYLE_STEPS:
-    raise WriteError(f"style file {style.path} makes {len(offsets_Tx3)} points at the writer's scale; at most "
-                     f"{MAX_STYLE_STEPS}: give one line of a few words")
+    raise WriteError(
+      f"style file {style.path} makes {len(offsets_Tx3)} points at the writer's scale; at most "
+      f"{MAX_STYLE_STEPS}: give one line of a few words"
+    )
   return offsets_Tx3
 
 
@@ -266,12 +278,15 @@ def load_style_any(writer: Writer, path: str, text: str | None = None) -> tuple[
 
 def dataset_style(config: ml_collections.ConfigDict, index: int) -> tuple[np.ndarray, str]:
   """(raw offsets, text) of validation line `index` of the data set named in `config.data`."""
-  from handwriting_jax.data import dataset as dataset_lib  # pylint: disable=g-import-not-at-top
+  from handwriting_jax.data import dataset as dataset_lib
+
   data = dataset_lib.load_dataset(config.data)
   n = len(data.valid.strokes)
   if not 0 <= index < n:
-    raise WriteError(f"--style={index}: the validation split of config.data (source {config.data.source!r}) "
-                     f"has {n} lines; choose 0..{n - 1}")
+    raise WriteError(
+      f"--style={index}: the validation split of config.data (source {config.data.source!r}) "
+      f"has {n} lines; choose 0..{n - 1}"
+    )
   return data.stats.denormalise(data.valid.strokes[index]), data.valid.texts[index]
 
 
@@ -284,13 +299,22 @@ def make_prime(writer: Writer, strokes_Tx3: np.ndarray, text: str) -> sample_lib
 # Pages.
 
 
-def write_lines(writer: Writer, lines: list[str], *, bias: float, seed: int, prime: sample_lib.Prime | None = None,
-                same_style: bool = True) -> sample_lib.Samples:
+def write_lines(
+  writer: Writer,
+  lines: list[str],
+  *,
+  bias: float,
+  seed: int,
+  prime: sample_lib.Prime | None = None,
+  same_style: bool = True,
+) -> sample_lib.Samples:
   """Sample `lines` of text in one style: primed with `prime`, or (same_style) the first line written freely then
   priming all the others; the samples of all lines, in order."""
   if not writer.conditional:
-    raise WriteError(f"the checkpoint in {writer.workdir} is a prediction network: it cannot write text; use "
-                     "--num_lines for unconditional samples")
+    raise WriteError(
+      f"the checkpoint in {writer.workdir} is a prediction network: it cannot write text; use "
+      "--num_lines for unconditional samples"
+    )
   sample_lib.check_texts(lines, writer.alphabet)
   key = jax.random.key(seed)
   kw = sample_kwargs(writer, bias)
@@ -299,18 +323,24 @@ def write_lines(writer: Writer, lines: list[str], *, bias: float, seed: int, pri
   if prime is not None:
     return primed_samples(writer, key, lines, prime, kw)
   first = sample_lib.sample(writer.model, jax.random.fold_in(key, 0), texts=lines[:1], **kw)
-  own = sample_lib.Prime(first.strokes_BxTx3[0, :first.lengths_B[0]], lines[0])
+  own = sample_lib.Prime(first.strokes_BxTx3[0, : first.lengths_B[0]], lines[0])
   return _concat(first, primed_samples(writer, jax.random.fold_in(key, 1), lines[1:], own, kw))
 
 
 def sample_kwargs(writer: Writer, bias) -> dict:
   """The `sample_lib.sample` arguments a writer always passes: alphabet, bias, length cap, statistics, stop rule."""
-  return dict(alphabet=writer.alphabet, bias=bias, max_steps_per_char=writer.config.sample.max_steps_per_char,
-              stats=writer.stats, stop_rule=writer.config.sample.stop_rule)
+  return {
+    "alphabet": writer.alphabet,
+    "bias": bias,
+    "max_steps_per_char": writer.config.sample.max_steps_per_char,
+    "stats": writer.stats,
+    "stop_rule": writer.config.sample.stop_rule,
+  }
 
 
-def primed_samples(writer: Writer, key: jax.Array, lines: list[str], prime: sample_lib.Prime, kw: dict
-                   ) -> sample_lib.Samples:
+def primed_samples(
+  writer: Writer, key: jax.Array, lines: list[str], prime: sample_lib.Prime, kw: dict
+) -> sample_lib.Samples:
   """Primed samples (`kw`: arguments of `sample_lib.sample`) without the strokes that finish the prime (delayed i
   dots and t bars of its last word)."""
   samples = sample_lib.sample(writer.model, key, texts=lines, prime=prime, **kw)
@@ -327,14 +357,20 @@ def _concat(a: sample_lib.Samples, b: sample_lib.Samples) -> sample_lib.Samples:
   def cat(x: np.ndarray, y: np.ndarray, sizes: dict[int, int]) -> np.ndarray:
     def pad(z):
       return np.pad(z, [(0, sizes[i] - n if i in sizes else 0) for i, n in enumerate(z.shape)])
+
     return np.concatenate([pad(x), pad(y)], axis=0)
 
   return sample_lib.Samples(
-      strokes_BxTx3=cat(a.strokes_BxTx3, b.strokes_BxTx3, {1: t}), mask_BxT=cat(a.mask_BxT, b.mask_BxT, {1: t}),
-      lengths_B=np.concatenate([a.lengths_B, b.lengths_B]), finished_B=np.concatenate([a.finished_B, b.finished_B]),
-      lines=a.lines + b.lines, texts=a.texts + b.texts,
-      mixture=type(a.mixture)(*[cat(x, y, {1: t}) for x, y in zip(a.mixture, b.mixture)]),
-      phi_BxTxU=cat(a.phi_BxTxU, b.phi_BxTxU, {1: t, 2: u}), kappa_BxTxK=cat(a.kappa_BxTxK, b.kappa_BxTxK, {1: t}))
+    strokes_BxTx3=cat(a.strokes_BxTx3, b.strokes_BxTx3, {1: t}),
+    mask_BxT=cat(a.mask_BxT, b.mask_BxT, {1: t}),
+    lengths_B=np.concatenate([a.lengths_B, b.lengths_B]),
+    finished_B=np.concatenate([a.finished_B, b.finished_B]),
+    lines=a.lines + b.lines,
+    texts=a.texts + b.texts,
+    mixture=type(a.mixture)(*[cat(x, y, {1: t}) for x, y in zip(a.mixture, b.mixture)]),
+    phi_BxTxU=cat(a.phi_BxTxU, b.phi_BxTxU, {1: t, 2: u}),
+    kappa_BxTxK=cat(a.kappa_BxTxK, b.kappa_BxTxK, {1: t}),
+  )
 
 
 def check_output_path(path: str, flag: str = "--out") -> None:
@@ -368,21 +404,19 @@ def save_page(lines: list[np.ndarray], path: str, texts: list[str] | None = None
     draw.save_lines_png(lines, texts, path)
 
 
-def save_plots(samples: sample_lib.Samples, stats: NormStats | None, stem: str, texts: list[str] | None = None
-               ) -> list[str]:
+def save_plots(
+  samples: sample_lib.Samples, stats: NormStats | None, stem: str, texts: list[str] | None = None
+) -> list[str]:
   """Attention φ heat maps (synthesis) and density plots per line, as `{stem}_attention_{i}.png` /
   `{stem}_density_{i}.png`; returns the paths written."""
   paths = []
   for b, line in enumerate(samples.lines):
     if samples.phi_BxTxU is not None:
       path = f"{stem}_attention_{b}.png"
-      draw.plot_attention(samples.line_phi(b), samples.texts[b], path, line_Tx3=line,
-                          title=texts[b] if texts else None)
+      draw.plot_attention(samples.line_phi(b), samples.texts[b], path, line_Tx3=line, title=texts[b] if texts else None)
       paths.append(path)
     mixture, eos = samples.line_mixture(b, stats)
     path = f"{stem}_density_{b}.png"
     draw.plot_density(line, mixture, eos, path, title=texts[b] if texts else None)
     paths.append(path)
   return paths
-
-
