@@ -134,8 +134,7 @@ def define_flags() -> None:
 
 def _check_request(r: Request) -> None:
   """WriteError before any work for flags that do not go together or outputs that cannot be written."""
-  if os.path.splitext(r.out)[1].lower() not in writer_lib.OUTPUT_EXTENSIONS:
-    raise writer_lib.WriteError(f"--out={r.out}: the output must end in one of {writer_lib.OUTPUT_EXTENSIONS}")
+  writer_lib.check_page_extension(r.out)
   if r.animation is not None and os.path.splitext(r.animation)[1].lower() not in (".gif", ".html"):
     raise writer_lib.WriteError(f"--animation={r.animation}: the animation must end in .gif or .html")
   if sum(x is not None for x in (r.style, r.style_file, r.style_name)) > 1:
@@ -160,9 +159,9 @@ def run(r: Request) -> list[str]:
   writer = writer_lib.load_writer(writer_lib.resolve_workdir(r.workdir, r.shipped), r.checkpoint_step, r.raw_weights)
   bias = writer.config.sample.bias if r.bias is None else r.bias
   if r.resample is not None:
-    if r.resample not in sample_lib.RESAMPLE_MODES:
-      raise writer_lib.WriteError(f"resample must be one of {sample_lib.RESAMPLE_MODES}, got {r.resample!r}")
-    writer.config.sample.resample = r.resample
+    writer.config.sample.resample = sample_lib.check_choice(
+      r.resample, sample_lib.RESAMPLE_MODES, "--resample", writer_lib.WriteError
+    )
   stem = os.path.splitext(r.out)[0]
   styled = r.style is not None or r.style_file is not None or r.style_name is not None
   if not writer.conditional:

@@ -75,22 +75,18 @@ def test_unknown_field_message_without_a_matching_flag():
   assert cli.unknown_field_message("'zz'", ["prog"]) == "config has no field 'zz'"
 
 
-def _console_script() -> str:
-  """The installed `handwriting-jax` script (pip install -e puts it beside the interpreter)."""
+def _console_script(*args: str) -> subprocess.CompletedProcess:
+  """Run the installed `handwriting-jax` script (pip install -e puts it beside the interpreter) with `args`."""
   path = os.path.join(os.path.dirname(sys.executable), "handwriting-jax")
   assert os.path.isfile(path), f"{path} is missing: reinstall the package (pip install -e '.[dev]')"
-  return path
+  env = {**os.environ, "JAX_PLATFORMS": "cpu"}
+  return subprocess.run([path, *args], cwd=_REPO, env=env, capture_output=True, text=True, timeout=120, check=False)
 
 
 def test_console_script_lists_its_commands_and_refuses_an_unknown_one():
-  env = {**os.environ, "JAX_PLATFORMS": "cpu"}
-  listed = subprocess.run(
-    [_console_script(), "--help"], env=env, capture_output=True, text=True, timeout=60, check=False
-  )
+  listed = _console_script("--help")
   assert listed.returncode == 0 and all(name in listed.stdout for name in cli.COMMANDS), listed.stdout
-  unknown = subprocess.run(
-    [_console_script(), "wrte"], env=env, capture_output=True, text=True, timeout=60, check=False
-  )
+  unknown = _console_script("wrte")
   assert _one_error_line(unknown) == f"error: unknown command 'wrte'; the commands are {', '.join(cli.COMMANDS)}"
 
 
@@ -98,24 +94,9 @@ def test_console_script_runs_the_command_with_its_flags(tmp_path):
   """`handwriting-jax export-iam` is `python -m handwriting_jax.export_iam`: same flags, same file, same errors."""
   fixture = os.path.join(_REPO, "tests", "fixtures", "iam")
   out = tmp_path / "splits.npz"
-  env = {**os.environ, "JAX_PLATFORMS": "cpu"}
-  proc = subprocess.run(
-    [_console_script(), "export-iam", f"--iam_path={fixture}", f"--out={out}"],
-    env=env,
-    capture_output=True,
-    text=True,
-    timeout=120,
-    check=False,
-  )
+  proc = _console_script("export-iam", f"--iam_path={fixture}", f"--out={out}")
   assert proc.returncode == 0 and out.is_file(), proc.stderr
-  bad = subprocess.run(
-    [_console_script(), "export-iam", f"--iam_path={fixture}", f"--out={tmp_path}"],
-    env=env,
-    capture_output=True,
-    text=True,
-    timeout=120,
-    check=False,
-  )
+  bad = _console_script("export-iam", f"--iam_path={fixture}", f"--out={tmp_path}")
   assert _one_error_line(bad) == f"error: --out={str(tmp_path)!r}: the splits file must end in .npz"
 
 

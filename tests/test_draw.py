@@ -8,28 +8,12 @@ import xml.etree.ElementTree as ET
 import numpy as np
 import pytest
 from matplotlib import image as mpimg
+from test_strokes import hand_line as _hand_line  # the same three-stroke line the strokes tests use
 
 from handwriting_jax import preview
 from handwriting_jax.data import draw
 
 SVG_NS = "{http://www.w3.org/2000/svg}"
-
-
-def _hand_line():
-  """Three strokes: an L (3 points), a dot (1 point), a diagonal (2 points). Returns (line, strokes)."""
-  line = np.array(
-    [
-      [1.0, 2.0, 0.0],  # (1, 2)
-      [0.0, -2.0, 0.0],  # (1, 0)
-      [3.0, 0.0, 1.0],  # (4, 0)  end of stroke 1
-      [1.0, 5.0, 1.0],  # (5, 5)  a dot
-      [2.0, -5.0, 0.0],  # (7, 0)
-      [1.5, 4.0, 1.0],  # (8.5, 4)
-    ],
-    np.float32,
-  )
-  strokes = [np.array([[1, 2], [1, 0], [4, 0]]), np.array([[5, 5]]), np.array([[7, 0], [8.5, 4]])]
-  return line, strokes
 
 
 def _wavy_line(seed=0, n=60, strokes=3):
@@ -63,34 +47,6 @@ def _read_png(path):
 def _ink_fraction(img):
   """Share of pixels noticeably darker than white."""
   return float(np.mean(img[..., :3].mean(-1) < 0.9))
-
-
-# ----------------------------------------------------------------------------------------------------------
-# offsets_to_strokes
-
-
-def test_offsets_to_strokes_hand_built():
-  line, want = _hand_line()
-  got = draw.offsets_to_strokes(line)
-  assert len(got) == len(want)
-  for g, w in zip(got, want):
-    np.testing.assert_allclose(g, w, atol=1e-6)
-
-
-def test_offsets_to_strokes_unfinished_last_stroke():
-  line, _ = _hand_line()
-  line[-1, 2] = 0.0  # the last stroke has no eos (a sample cut at its length cap)
-  got = draw.offsets_to_strokes(line)
-  assert [len(s) for s in got] == [3, 1, 2]
-  np.testing.assert_allclose(got[-1][-1], [8.5, 4.0])
-
-
-@pytest.mark.parametrize(
-  "bad", [np.zeros((5, 2)), np.zeros((5,)), np.zeros((2, 5, 3)), np.zeros((0, 3)), np.array([[0.0, np.nan, 1.0]])]
-)
-def test_offsets_to_strokes_bad_input(bad):
-  with pytest.raises(ValueError, match="line"):
-    draw.offsets_to_strokes(bad)
 
 
 # ----------------------------------------------------------------------------------------------------------

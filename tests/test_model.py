@@ -1,5 +1,7 @@
 """Equations of the pure cores against NumPy/SciPy references, shapes (chex), gradients, Graves clipping."""
 
+import dataclasses
+
 import chex
 import jax
 import jax.flatten_util
@@ -307,6 +309,24 @@ def test_paper_parameter_counts():
   synth = networks.count_params(networks.build_network(defaults.base_config("synthesis").model, 59, 0))
   assert 3.3e6 < pred < 3.5e6, pred
   assert 3.6e6 < synth < 3.8e6, synth
+
+
+def test_model_config_is_typed_frozen_and_covers_every_model_field():
+  """The NNX modules read a frozen ModelConfig holding exactly the fields of `config.model` (a new field cannot be
+  silently dropped on the way to the network); a group lacking one is a ValueError naming it."""
+  group = defaults.model_config("synthesis")
+  typed = networks.ModelConfig.of(group)
+  assert {f.name for f in dataclasses.fields(networks.ModelConfig)} == set(group.keys())
+  assert typed.hidden_size == group.hidden_size and networks.ModelConfig.of(typed) is typed
+  with pytest.raises(dataclasses.FrozenInstanceError):
+    typed.hidden_size = 3
+  del group["remat"]
+  with pytest.raises(ValueError, match="lacks remat"):
+    networks.ModelConfig.of(group)
+  cfg = defaults.base_config("synthesis")
+  cfg.optim.clip_mode = "global_norm"
+  off = networks.model_config(cfg)
+  assert (off.lstm_clip, off.output_clip) == (0.0, 0.0) and cfg.model.lstm_clip > 0  # the config is not changed
 
 
 if __name__ == "__main__":

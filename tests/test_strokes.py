@@ -17,6 +17,23 @@ def random_points(rng, t=50, scale=3000):
   return p
 
 
+def hand_line():
+  """Three strokes: an L (3 points), a dot (1 point), a diagonal (2 points). Returns (line, strokes)."""
+  line = np.array(
+    [
+      [1.0, 2.0, 0.0],  # (1, 2)
+      [0.0, -2.0, 0.0],  # (1, 0)
+      [3.0, 0.0, 1.0],  # (4, 0)  end of stroke 1
+      [1.0, 5.0, 1.0],  # (5, 5)  a dot
+      [2.0, -5.0, 0.0],  # (7, 0)
+      [1.5, 4.0, 1.0],  # (8.5, 4)
+    ],
+    np.float32,
+  )
+  want = [np.array([[1, 2], [1, 0], [4, 0]]), np.array([[5, 5]]), np.array([[7, 0], [8.5, 4]])]
+  return line, want
+
+
 def test_offsets_round_trip_exact():
   rng = np.random.default_rng(0)
   for _ in range(20):
@@ -56,6 +73,30 @@ def test_strokes_round_trip_and_single_point_stroke():
   # Offsets -> strokes starts the line at the origin.
   off = strokes.strokes_to_offsets(s)
   np.testing.assert_array_equal(np.concatenate(strokes.offsets_to_strokes(off)), np.concatenate(s))
+
+
+def test_offsets_to_strokes_hand_built():
+  line, want = hand_line()
+  got = strokes.offsets_to_strokes(line)
+  assert len(got) == len(want)
+  for g, w in zip(got, want):
+    np.testing.assert_allclose(g, w, atol=1e-6)
+
+
+def test_offsets_to_strokes_unfinished_last_stroke():
+  line, _ = hand_line()
+  line[-1, 2] = 0.0  # the last stroke has no eos (a sample cut at its length cap)
+  got = strokes.offsets_to_strokes(line)
+  assert [len(s) for s in got] == [3, 1, 2]
+  np.testing.assert_allclose(got[-1][-1], [8.5, 4.0])
+
+
+@pytest.mark.parametrize(
+  "bad", [np.zeros((5, 2)), np.zeros((5,)), np.zeros((2, 5, 3)), np.zeros((0, 3)), np.array([[0.0, np.nan, 1.0]])]
+)
+def test_offsets_to_strokes_bad_input(bad):
+  with pytest.raises(ValueError, match="line"):
+    strokes.offsets_to_strokes(bad)
 
 
 def test_drop_repeated_points_moves_eos():

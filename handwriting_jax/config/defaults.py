@@ -182,73 +182,96 @@ def with_defaults(saved: dict) -> ml_collections.ConfigDict:
   return ml_collections.ConfigDict(_fill(saved, base_config(mode)))
 
 
+# Each variant's field overrides (dotted path -> value), applied in order on top of the paper configuration.
+_SMALL = {  # "small": the CPU demo on the embedded corpus
+  "model.num_layers": 3,
+  "model.hidden_size": 128,
+  "model.num_mixtures": 10,
+  "model.num_window_gaussians": 6,
+  "model.window_variant": "softplus",
+  "optim.name": "adam",
+  "optim.learning_rate": 3e-3,
+  "optim.schedule": "cosine",
+  "optim.warmup_steps": 100,
+  "optim.clip_mode": "global_norm",
+  "optim.max_grad_norm": 100.0,
+  "data.batch_size": 32,
+  "data.num_buckets": 4,
+  "data.max_points": 600,  # the embedded corpus's 99th percentile: drops ~1% of lines, saves a third of the time
+  "data.curriculum": ((600, 120), (1500, 220)),
+  "train.num_steps": 3000,
+  "train.log_every": 25,
+  "train.eval_every": 250,
+  "train.eval_batches": 8,
+  "train.checkpoint_every": 250,
+  "train.sample_every": 500,
+}
+# "iam_small", on top of "small": the CPU recipe for IAM-OnDB (docs/training.md, "Real handwriting on a CPU"): the
+# small network, 1500 steps of word pieces (data/pieces.py), then whole lines up to 800 raw points (83% of the training
+# lines), one point in three kept (data.downsample: a third of the steps per line, so steps cost a third and the window
+# has a third as far to go; real IAM lines read back by OCR as well at 1/3 as at full rate), the mean offset removed
+# (IAM baselines drift), and a moving average of the parameters (train.ema_decay: what validation, samples, `write` and
+# `evaluate` use: the run's last checkpoint reads like the mean of its last checkpoints, docs/training.md).
+# Give the data: --config.data.iam_path=/data/iam-ondb.
+_IAM_SMALL = {
+  "data.source": "iam",
+  "data.max_points": 800,
+  "data.normalise_mean": True,
+  "data.downsample": 3,
+  "data.curriculum": (),
+  "data.pieces_until": 1500,
+  "train.num_steps": 7000,
+  "train.ema_decay": 0.999,
+  "train.eval_every": 500,
+  "train.checkpoint_every": 500,
+  "train.keep_checkpoints": 10,
+  "train.sample_every": 1000,
+}
+_TINY = {  # "tiny": a network and corpus small enough for the tests
+  "model.num_layers": 2,
+  "model.hidden_size": 16,
+  "model.num_mixtures": 3,
+  "model.num_window_gaussians": 2,
+  "data.embedded.num_lines": 64,
+  "data.embedded.valid_lines": 16,
+  "data.embedded.max_words": 2,
+  "data.batch_size": 8,
+  "data.num_buckets": 2,
+  "optim.name": "adam",
+  "optim.learning_rate": 1e-2,
+  "train.num_steps": 20,
+  "train.log_every": 5,
+  "train.eval_every": 10,
+  "train.eval_batches": 2,
+  "train.checkpoint_every": 10,
+  "train.sample_every": 0,
+}
+# Variant name -> its override tables, applied in order ("" and "paper" are the paper configuration itself).
+_VARIANTS: dict[str, tuple[dict, ...]] = {
+  "": (),
+  "paper": (),
+  "small": (_SMALL,),
+  "iam_small": (_SMALL, _IAM_SMALL),
+  "tiny": (_TINY,),
+}
+
+
+def _set_fields(c: ml_collections.ConfigDict, overrides: dict) -> None:
+  """Assign each dotted path of `overrides` in `c`, in order: a variant is a table of plain field assignments."""
+  for path, value in overrides.items():
+    *parents, name = path.split(".")
+    node = c
+    for parent in parents:
+      node = getattr(node, parent)
+    setattr(node, name, value)
+
+
 def apply_variant(c: ml_collections.ConfigDict, variant: str) -> ml_collections.ConfigDict:
-  """Apply a variant: "" / "paper" (the paper), "small" (CPU demo), "iam_small" (the CPU recipe for IAM-OnDB),
-  "tiny" (tests)."""
-  if variant in ("", "paper"):
-    return c
-  if variant == "small":
-    c.model.num_layers = 3
-    c.model.hidden_size = 128
-    c.model.num_mixtures = 10
-    c.model.num_window_gaussians = 6
-    c.model.window_variant = "softplus"
-    c.optim.name = "adam"
-    c.optim.learning_rate = 3e-3
-    c.optim.schedule = "cosine"
-    c.optim.warmup_steps = 100
-    c.optim.clip_mode = "global_norm"
-    c.optim.max_grad_norm = 100.0
-    c.data.batch_size = 32
-    c.data.num_buckets = 4
-    c.data.max_points = 600  # the embedded corpus's 99th percentile: drops ~1% of lines, saves a third of the time
-    c.data.curriculum = ((600, 120), (1500, 220))
-    c.train.num_steps = 3000
-    c.train.log_every = 25
-    c.train.eval_every = 250
-    c.train.eval_batches = 8
-    c.train.checkpoint_every = 250
-    c.train.sample_every = 500
-    return c
-  if variant == "iam_small":
-    # The CPU recipe for IAM-OnDB (docs/training.md, "Real handwriting on a CPU"): the small network, 1500 steps of word
-    # pieces (data/pieces.py), then whole lines up to 800 raw points (83% of the training lines), one point in three
-    # kept (data.downsample: a third of the steps per line, so steps cost a third and the window has a third as far
-    # to go; real IAM lines read back by OCR as well at 1/3 as at full rate), the mean offset removed (IAM baselines
-    # drift), and a moving average of the parameters (train.ema_decay: what validation, samples, `write` and
-    # `evaluate` use: the run's last checkpoint reads like the mean of its last checkpoints, docs/training.md).
-    # Give the data: --config.data.iam_path=/data/iam-ondb.
-    apply_variant(c, "small")
-    c.data.source = "iam"
-    c.data.max_points = 800
-    c.data.normalise_mean = True
-    c.data.downsample = 3
-    c.data.curriculum = ()
-    c.data.pieces_until = 1500
-    c.train.num_steps = 7000
-    c.train.ema_decay = 0.999
-    c.train.eval_every = 500
-    c.train.checkpoint_every = 500
-    c.train.keep_checkpoints = 10
-    c.train.sample_every = 1000
-    return c
-  if variant == "tiny":
-    c.model.num_layers = 2
-    c.model.hidden_size = 16
-    c.model.num_mixtures = 3
-    c.model.num_window_gaussians = 2
-    c.data.embedded.num_lines = 64
-    c.data.embedded.valid_lines = 16
-    c.data.embedded.max_words = 2
-    c.data.batch_size = 8
-    c.data.num_buckets = 2
-    c.optim.name = "adam"
-    c.optim.learning_rate = 1e-2
-    c.train.num_steps = 20
-    c.train.log_every = 5
-    c.train.eval_every = 10
-    c.train.eval_batches = 2
-    c.train.checkpoint_every = 10
-    c.train.sample_every = 0
-    return c
-  raise ConfigError(f"unknown config variant {variant!r}; expected one of 'paper', 'small', 'iam_small', 'tiny'")
+  """Apply variant "" / "paper" (the paper), "small" (CPU demo), "iam_small" (IAM on a CPU) or "tiny" (tests) to `c`."""
+  tables = _VARIANTS.get(variant) if isinstance(variant, str) else None  # non-strings (even unhashable) are unknown
+  if tables is None:
+    known = ", ".join(repr(name) for name in _VARIANTS if name)
+    raise ConfigError(f"unknown config variant {variant!r}; expected one of {known}")
+  for overrides in tables:
+    _set_fields(c, overrides)
+  return c

@@ -32,6 +32,16 @@ def _round_up(x: np.ndarray | int, multiple: int) -> np.ndarray:
   return np.maximum(-(-np.asarray(x) // multiple) * multiple, multiple)
 
 
+def fitted_batch(
+  lines: Sequence[np.ndarray], char_ids: Sequence[np.ndarray], batch: int, t_multiple: int = T_MULTIPLE
+) -> dict[str, np.ndarray]:
+  """`pad_batch` at the smallest padded sizes that hold these lines: T rounded up to `t_multiple`, U to U_MULTIPLE
+  (few shapes, few compiles), for batches made outside the training iterator (validation NLL, adaptation)."""
+  t = int(_round_up(max(len(s) for s in lines), t_multiple))
+  u = int(_round_up(max((len(c) for c in char_ids), default=0), U_MULTIPLE))
+  return pad_batch(lines, char_ids, batch, t, u)
+
+
 def _bucket_edges(lengths_N: np.ndarray, num_buckets: int, min_lines: int) -> np.ndarray:
   """Ascending padded lengths: quantile edges rounded up to T_MULTIPLE, small buckets merged."""
   quantiles = np.arange(1, num_buckets + 1) / num_buckets

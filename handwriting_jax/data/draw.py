@@ -2,7 +2,8 @@
 
 Every function takes de-normalised lines in the fixed stroke format: float32 `[T, 3]` rows `(dx, dy, eos)`,
 offsets from the previous point, y pointing up, `eos = 1` on the last point of each stroke. Row 0 is the
-offset of the first point from the line's origin, so absolute points are the running sum of the offsets.
+offset of the first point from the line's origin, so absolute points are the running sum of the offsets
+(`strokes.offsets_to_strokes`, which also validates the lines: `strokes.check_line`).
 
 Plots use matplotlib's object API (`matplotlib.figure.Figure` with an Agg canvas), never `pyplot`: no global
 backend is selected and no figure is registered anywhere, so importing this module changes nothing for other
@@ -14,6 +15,7 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Mapping, Sequence
+from typing import NamedTuple
 from xml.sax.saxutils import escape
 
 import numpy as np
@@ -21,6 +23,8 @@ from matplotlib import animation, colors
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.collections import LineCollection
 from matplotlib.figure import Figure
+
+from handwriting_jax.data import strokes as strokes_lib
 
 PathLike = str | os.PathLike
 
@@ -30,30 +34,6 @@ _CAPTION_IN = 0.28  # caption height per row of a PNG sheet, inches
 
 # ----------------------------------------------------------------------------------------------------------
 # Geometry.
-
-
-def check_line(line_Tx3: np.ndarray, name: str = "line") -> np.ndarray:
-  """Return `line_Tx3` as float64 [T, 3] or raise ValueError naming `name` (wrong shape, empty, non-finite)."""
-  a = np.asarray(line_Tx3)
-  if a.ndim != 2 or a.shape[1] != 3:
-    raise ValueError(f"{name}: expected a [T, 3] array of (dx, dy, eos) offsets, got shape {a.shape}")
-  if a.shape[0] == 0:
-    raise ValueError(f"{name}: empty line (T = 0)")
-  a = a.astype(np.float64)
-  if not np.all(np.isfinite(a)):
-    raise ValueError(f"{name}: contains NaN or infinite values")
-  return a
-
-
-def offsets_to_strokes(line_Tx3: np.ndarray) -> list[np.ndarray]:
-  """Absolute points (running sum of the offsets) split after each eos row: a list of float64 [n, 2] strokes.
-
-  Points after the last eos (an unfinished stroke, e.g. a sample cut at its length cap) form a final stroke.
-  """
-  a = check_line(line_Tx3)
-  points_Tx2 = np.cumsum(a[:, :2], axis=0)
-  ends = np.flatnonzero(a[:, 2] > 0.5) + 1
-  return [s for s in np.split(points_Tx2, ends) if len(s)]
 
 
 def _bounds(strokes: Sequence[np.ndarray]) -> tuple[float, float, float, float]:
@@ -70,8 +50,8 @@ def _check_lines(lines: Sequence[np.ndarray]) -> list[list[np.ndarray]]:
     raise ValueError("lines: empty list, nothing to draw")
   out = []
   for i, line in enumerate(lines):
-    check_line(line, f"lines[{i}]")
-    out.append(offsets_to_strokes(line))
+    strokes_lib.check_line(line, f"lines[{i}]")
+    out.append(strokes_lib.offsets_to_strokes(line))
   return out
 
 
@@ -289,7 +269,7 @@ def plot_attention(
     raise ValueError(f"phi_TxU: empty array of shape {phi.shape}")
   if not np.all(np.isfinite(phi)):
     raise ValueError("phi_TxU: contains NaN or infinite values")
-  strokes = offsets_to_strokes(line_Tx3) if line_Tx3 is not None else None
+  strokes = strokes_lib.offsets_to_strokes(line_Tx3) if line_Tx3 is not None else None
   t, u = phi.shape
   map_h = min(max(0.16 * u + 0.9, 2.2), 12.0)
   width_in = min(max(6.0, 0.012 * t + 4.0), 16.0)
@@ -419,6 +399,89 @@ def mixture_density_grid(
   return grid
 
 
+class _LineDensity(NamedTuple):
+  """The summed next-point density of a line on a grid of square cells, with what drawing it needs."""
+
+  strokes: list[np.ndarray]  # the line's pen-down strokes, float64 [n, 2]
+  density_YxX: np.ndarray  # summed density at the cell centres
+  xs_X: np.ndarray  # cell centres along x
+  ys_Y: np.ndarray  # cell centres along y
+  cell: float  # cell side, stroke units
+  box: tuple[float, float, float, float]  # (xmin, xmax, ymin, ymax): the line and its origin plus a margin
+
+
+def _line_density(line_Tx3: np.ndarray, m: Mapping[str, np.ndarray], grid_width: int) -> _LineDensity:
+  """The density of every step's prediction summed on a grid `grid_width` cells wide over the line (and its origin)."""
+  strokes = strokes_lib.offsets_to_strokes(line_Tx3)
+  points_Tx2 = np.cumsum(line_Tx3[:, :2], axis=0)
+  centres_Tx2 = np.concatenate([np.zeros((1, 2)), points_Tx2[:-1]], axis=0)  # step t predicts from point t - 1
+  xmin, xmax, ymin, ymax = _bounds(strokes + [np.zeros((1, 2))])
+  margin = 0.1 * max(ymax - ymin, 0.05 * (xmax - xmin), 1e-6)
+  xmin, xmax, ymin, ymax = xmin - margin, xmax + margin, ymin - margin, ymax + margin
+  cell = (xmax - xmin) / grid_width
+  xs_X = xmin + cell * (np.arange(grid_width) + 0.5)
+  ys_Y = ymin + cell * (np.arange(max(math.ceil((ymax - ymin) / cell), 2)) + 0.5)
+  density_YxX = mixture_density_grid(centres_Tx2, m, xs_X, ys_Y, min_sigma=0.7 * cell)
+  return _LineDensity(strokes, density_YxX, xs_X, ys_Y, cell, (xmin, xmax, ymin, ymax))
+
+
+def _draw_density_panel(fig: Figure, ax, d: _LineDensity, decades: float) -> None:
+  """The density on a log colour scale (`decades` powers of ten below its maximum) with the line drawn over it."""
+  vmax = float(d.density_YxX.max())
+  if vmax > 0:
+    norm = colors.LogNorm(vmin=vmax * 10.0 ** (-decades), vmax=vmax, clip=True)
+    half = d.cell / 2
+    im = ax.imshow(
+      np.maximum(d.density_YxX, vmax * 10.0 ** (-decades)),
+      origin="lower",
+      cmap="magma",
+      norm=norm,
+      extent=(d.xs_X[0] - half, d.xs_X[-1] + half, d.ys_Y[0] - half, d.ys_Y[-1] + half),
+      interpolation="bilinear",
+    )
+    fig.colorbar(im, ax=ax, label="summed density", fraction=0.025, pad=0.01)
+  _draw_strokes(ax, d.strokes, color="white", linewidth=0.7, alpha=0.9)
+  xmin, xmax, ymin, ymax = d.box
+  ax.set_xlim(xmin, xmax)
+  ax.set_ylim(ymin, ymax)
+  ax.set_aspect("equal")
+  ax.set_xticks([])
+  ax.set_yticks([])
+  ax.set_title("predicted next-point densities (summed over time, log scale)", fontsize=9)
+
+
+def _draw_weights_panel(fig: Figure, ax, pi_TxM: np.ndarray) -> None:
+  """The mixture weights π as a grey map: time on x, component on y."""
+  t_steps, nm = pi_TxM.shape
+  im = ax.imshow(
+    pi_TxM.T,
+    aspect="auto",
+    origin="lower",
+    cmap="Greys",
+    interpolation="nearest",
+    extent=(-0.5, t_steps - 0.5, 0.5, nm + 0.5),
+    vmin=0.0,
+    vmax=1.0,
+  )
+  ax.set_ylabel("component")
+  ax.set_title("mixture weights π", fontsize=9)
+  ax.set_xticklabels([])
+  fig.colorbar(im, ax=ax, fraction=0.025, pad=0.01)
+
+
+def _draw_eos_panel(ax, line_Tx3: np.ndarray, eos_prob_T: np.ndarray) -> None:
+  """The predicted end-of-stroke probability over time, against the line's actual pen lifts."""
+  t_steps = len(line_Tx3)
+  ends = np.flatnonzero(line_Tx3[:, 2] > 0.5)
+  ax.vlines(ends, 0.0, 1.0, color="C3", alpha=0.35, linewidth=1.0)
+  ax.plot(np.arange(t_steps), eos_prob_T, color="C0", linewidth=1.0)
+  ax.set_xlim(-0.5, t_steps - 0.5)
+  ax.set_ylim(-0.03, 1.05)
+  ax.set_xlabel("time step t")
+  ax.set_ylabel("probability")
+  ax.set_title("end-of-stroke probability (blue) and the line's actual pen lifts (red)", fontsize=9)
+
+
 def plot_density(
   line_Tx3: np.ndarray,
   mixture: Mapping[str, np.ndarray],
@@ -441,73 +504,23 @@ def plot_density(
   a mixture over normalised offsets to raw units. The density is shown over `decades` powers of ten below
   its maximum, on a grid `grid_width` cells wide.
   """
-  a = check_line(line_Tx3)
-  t_steps = a.shape[0]
+  line_Tx3 = strokes_lib.check_line(line_Tx3)
+  t_steps = line_Tx3.shape[0]
   m = check_mixture(mixture, t_steps)
-  eos = np.asarray(eos_prob_T, np.float64)
-  if eos.shape != (t_steps,):
-    raise ValueError(f"eos_prob_T: expected shape ({t_steps},), got {eos.shape}")
-  strokes = offsets_to_strokes(a)
-  points_Tx2 = np.cumsum(a[:, :2], axis=0)
-  centres_Tx2 = np.concatenate([np.zeros((1, 2)), points_Tx2[:-1]], axis=0)
-  xmin, xmax, ymin, ymax = _bounds(strokes + [np.zeros((1, 2))])
-  margin = 0.1 * max(ymax - ymin, 0.05 * (xmax - xmin), 1e-6)
-  xmin, xmax, ymin, ymax = xmin - margin, xmax + margin, ymin - margin, ymax + margin
-  cell = (xmax - xmin) / grid_width
-  xs = xmin + cell * (np.arange(grid_width) + 0.5)
-  ys = ymin + cell * (np.arange(max(math.ceil((ymax - ymin) / cell), 2)) + 0.5)
-  dens = mixture_density_grid(centres_Tx2, m, xs, ys, min_sigma=0.7 * cell)
+  eos_T = np.asarray(eos_prob_T, np.float64)
+  if eos_T.shape != (t_steps,):
+    raise ValueError(f"eos_prob_T: expected shape ({t_steps},), got {eos_T.shape}")
+  d = _line_density(line_Tx3, m, grid_width)
 
   width_in = 10.0
+  xmin, xmax, ymin, ymax = d.box
   top_h = min(max((ymax - ymin) / (xmax - xmin) * (width_in - 1.5), 1.2), 6.0)
-  nm = m["pi"].shape[1]
-  pi_h, eos_h = min(max(0.05 * nm + 0.6, 1.1), 1.8), 1.3
+  pi_h, eos_h = min(max(0.05 * m["pi"].shape[1] + 0.6, 1.1), 1.8), 1.3
   fig = _new_figure(width_in, top_h + pi_h + eos_h + 0.8 + (0.3 if title else 0.0), layout="constrained")
   ax_d, ax_pi, ax_e = fig.subplots(3, 1, height_ratios=[top_h, pi_h, eos_h])
-  vmax = float(dens.max())
-  if vmax > 0:
-    norm = colors.LogNorm(vmin=vmax * 10.0 ** (-decades), vmax=vmax, clip=True)
-    im = ax_d.imshow(
-      np.maximum(dens, vmax * 10.0 ** (-decades)),
-      origin="lower",
-      cmap="magma",
-      norm=norm,
-      extent=(xs[0] - cell / 2, xs[-1] + cell / 2, ys[0] - cell / 2, ys[-1] + cell / 2),
-      interpolation="bilinear",
-    )
-    fig.colorbar(im, ax=ax_d, label="summed density", fraction=0.025, pad=0.01)
-  _draw_strokes(ax_d, strokes, color="white", linewidth=0.7, alpha=0.9)
-  ax_d.set_xlim(xmin, xmax)
-  ax_d.set_ylim(ymin, ymax)
-  ax_d.set_aspect("equal")
-  ax_d.set_xticks([])
-  ax_d.set_yticks([])
-  ax_d.set_title("predicted next-point densities (summed over time, log scale)", fontsize=9)
-
-  im_pi = ax_pi.imshow(
-    m["pi"].T,
-    aspect="auto",
-    origin="lower",
-    cmap="Greys",
-    interpolation="nearest",
-    extent=(-0.5, t_steps - 0.5, 0.5, nm + 0.5),
-    vmin=0.0,
-    vmax=1.0,
-  )
-  ax_pi.set_ylabel("component")
-  ax_pi.set_title("mixture weights π", fontsize=9)
-  ax_pi.set_xticklabels([])
-  fig.colorbar(im_pi, ax=ax_pi, fraction=0.025, pad=0.01)
-
-  steps = np.arange(t_steps)
-  ends = np.flatnonzero(a[:, 2] > 0.5)
-  ax_e.vlines(ends, 0.0, 1.0, color="C3", alpha=0.35, linewidth=1.0)
-  ax_e.plot(steps, eos, color="C0", linewidth=1.0)
-  ax_e.set_xlim(-0.5, t_steps - 0.5)
-  ax_e.set_ylim(-0.03, 1.05)
-  ax_e.set_xlabel("time step t")
-  ax_e.set_ylabel("probability")
-  ax_e.set_title("end-of-stroke probability (blue) and the line's actual pen lifts (red)", fontsize=9)
+  _draw_density_panel(fig, ax_d, d, decades)
+  _draw_weights_panel(fig, ax_pi, m["pi"])
+  _draw_eos_panel(ax_e, line_Tx3, eos_T)
   ax_pi.set_xlim(ax_e.get_xlim())
   if title:
     fig.suptitle(title, fontsize=10)
@@ -522,11 +535,11 @@ def save_animation(
   line_Tx3: np.ndarray, path: PathLike, fps: int = 25, max_frames: int = 150, dpi: int = 90, text: str | None = None
 ) -> None:
   """The pen writing the line, as a GIF (pillow) or a self-contained HTML page (by `path`'s extension)."""
-  a = check_line(line_Tx3)
+  a = strokes_lib.check_line(line_Tx3)
   ext = os.path.splitext(str(path))[1].lower()
   if ext not in (".gif", ".html"):
     raise ValueError(f"path: {path!s} must end with .gif or .html")
-  strokes = offsets_to_strokes(a)
+  strokes = strokes_lib.offsets_to_strokes(a)
   points_Tx2 = np.cumsum(a[:, :2], axis=0)
   stroke_id = np.repeat(np.arange(len(strokes)), [len(s) for s in strokes])
   xmin, xmax, ymin, ymax = _bounds(strokes)

@@ -356,21 +356,24 @@ def _expected_ascii(form: str) -> str:
   return f"{ASCII_DIR}/{writer}/{base.group(0) if base else form}/{form}.txt"
 
 
-def read_iam(iam_path: str, strict: bool = False, progress: bool = True) -> IamCorpus:
-  """Read IAM-OnDB from `iam_path` into Graves' train / validation splits (raw offsets, y up)."""
-  inputs = find_inputs(iam_path)
-  counts = collections.Counter()
+def _problem_reporter(counts: collections.Counter, strict: bool) -> Callable[[str, str], None]:
+  """A `problem(name, message)` that counts a malformed file and raises (strict) or warns naming it and skipping it."""
 
   def problem(name: str, message: str) -> None:
     counts["malformed_files"] += 1
     if strict:
       raise IAMFormatError(f"{name}: {message}")
-    warnings.warn(f"{name}: {message}; skipped", IAMFormatWarning, stacklevel=3)
+    # Called from a read_iam step, so level 4 (problem <- step <- read_iam <- its caller) points at read_iam's caller.
+    warnings.warn(f"{name}: {message}; skipped", IAMFormatWarning, stacklevel=4)
 
-  # Which forms (and, for line ids, which lines) each split wants, in list order.
+  return problem
+
+
+def _read_wanted(split_lists: dict[str, str]) -> dict[str, dict[str, set[int] | None]]:
+  """Split -> form -> the line numbers listed (None: the whole form), from the split lists in list order."""
   wanted: dict[str, dict[str, set[int] | None]] = {split: {} for split in SPLITS}
   for name in SPLIT_LISTS:  # trainset, testset_t, testset_f, then testset_v
-    for entry in read_split_list(inputs.split_lists[name]):
+    for entry in read_split_list(split_lists[name]):
       m = _LINE_ID.match(entry)
       form, line = (m["form"], int(m["num"])) if m else (entry, None)
       selection = wanted[SPLIT_LISTS[name]]
@@ -378,6 +381,11 @@ def read_iam(iam_path: str, strict: bool = False, progress: bool = True) -> IamC
         selection[form] = None
       else:
         selection.setdefault(form, set()).add(line)
+  return wanted
+
+
+def _drop_duplicate_forms(wanted: dict[str, dict[str, set[int] | None]], counts: collections.Counter) -> None:
+  """Keep a form listed for both training and validation in validation only, so that the splits never share one."""
   duplicates = set(wanted["train"]) & set(wanted["valid"])
   if duplicates:
     counts["duplicate_forms"] = len(duplicates)
@@ -388,23 +396,32 @@ def read_iam(iam_path: str, strict: bool = False, progress: bool = True) -> IamC
     )
     for form in duplicates:
       del wanted["train"][form]
-  all_forms = set(wanted["train"]) | set(wanted["valid"])
-  counts["forms"] = len(all_forms)
 
+
+def _read_transcriptions(
+  ascii_path: str, forms: set[str], problem: Callable[[str, str], None], progress: bool
+) -> dict[str, list[str] | None]:
+  """Form -> its text lines (None: malformed, reported) for the listed `forms`, in one pass over the ascii files."""
   transcriptions: dict[str, list[str] | None] = {}
-  for name, base, read in _iter_files(inputs.ascii, "IAM ascii", progress):
+  for name, base, read in _iter_files(ascii_path, "IAM ascii", progress):
     m = _ASCII_FILE.match(base)
-    if m and m["form"] in all_forms:
+    if m and m["form"] in forms:
       try:
         transcriptions[m["form"]] = parse_transcription(read())
       except IAMFormatError as e:
         problem(name, str(e))
         transcriptions[m["form"]] = None
+  return transcriptions
 
+
+def _read_line_files(
+  strokes_path: str, forms: set[str], problem: Callable[[str, str], None], strict: bool, progress: bool
+) -> dict[str, dict[int, np.ndarray | None]]:
+  """Form -> line number -> raw offsets [T, 3] (None: malformed, reported) for the listed `forms`, in one pass."""
   line_files: dict[str, dict[int, np.ndarray | None]] = collections.defaultdict(dict)
-  for name, base, read in _iter_files(inputs.strokes, "IAM lineStrokes", progress):
+  for name, base, read in _iter_files(strokes_path, "IAM lineStrokes", progress):
     m = _LINE_FILE.match(base)
-    if not m or m["form"] not in all_forms:
+    if not m or m["form"] not in forms:
       continue
     try:
       line = parse_line_strokes(read(), strict=strict)
@@ -412,49 +429,92 @@ def read_iam(iam_path: str, strict: bool = False, progress: bool = True) -> IamC
       problem(name, str(e))
       line = None
     line_files[m["form"]][int(m["num"])] = line
+  return line_files
 
+
+def _pair_form_lines(
+  form: str,
+  files: dict[int, np.ndarray | None],
+  texts: list[str],
+  selection: set[int] | None,
+  counts: collections.Counter,
+) -> list[tuple[str, np.ndarray, str]]:
+  """(id, offsets [T, 3], text) per good selected line: line files by number paired with texts ([] if counts differ)."""
+  numbers = sorted(files)
+  if len(texts) != len(numbers):
+    counts["skipped_forms"] += 1
+    logging.info("IAM: skipped form %s: %d text lines but %d line files", form, len(texts), len(numbers))
+    return []
+  return [
+    (f"{form}-{number:02d}", files[number], text)
+    for number, text in zip(numbers, texts)
+    if files[number] is not None and (selection is None or number in selection)
+  ]
+
+
+def _build_split(
+  out: IamSplit,
+  wanted: dict[str, set[int] | None],
+  transcriptions: dict[str, list[str] | None],
+  line_files: dict[str, dict[int, np.ndarray | None]],
+  ascii_path: str,
+  counts: collections.Counter,
+  problem: Callable[[str, str], None],
+) -> list[str]:
+  """Append the lines of a split's `wanted` forms to `out`, in list order; the forms without line files (returned)."""
+  missing = []
+  for form, selection in wanted.items():
+    files = line_files.get(form)
+    if not files:
+      counts["missing_forms"] += 1
+      missing.append(form)
+    elif form not in transcriptions:
+      problem(
+        f"{_expected_ascii(form)} (under {ascii_path})",
+        f"missing transcription for the {len(files)} line files of form {form}",
+      )
+    elif transcriptions[form] is not None:  # None: malformed, already reported
+      for line_id, line, text in _pair_form_lines(form, files, transcriptions[form], selection, counts):
+        out.lines.append(line)
+        out.texts.append(text)
+        out.ids.append(line_id)
+  return missing
+
+
+def _report_missing_forms(missing: list[str], strokes_path: str, strict: bool) -> None:
+  """Raise (strict) or warn once about listed forms without line files: likely an incomplete download."""
+  if not missing:
+    return
+  message = (
+    f"{len(missing)} forms listed in the split lists have no line files under {strokes_path} (e.g. "
+    f"{', '.join(missing[:3])}): an incomplete download or extraction?"
+  )
+  if strict:
+    raise IAMFormatError(message)
+  warnings.warn(
+    message + " Training goes on without them (config.data.strict=True makes this an error).",
+    IAMFormatWarning,
+    stacklevel=3,  # _report_missing_forms <- read_iam <- its caller
+  )
+
+
+def read_iam(iam_path: str, strict: bool = False, progress: bool = True) -> IamCorpus:
+  """Read IAM-OnDB from `iam_path` into Graves' train / validation splits (raw offsets, y up)."""
+  inputs = find_inputs(iam_path)
+  counts = collections.Counter()
+  problem = _problem_reporter(counts, strict)
+  wanted = _read_wanted(inputs.split_lists)
+  _drop_duplicate_forms(wanted, counts)
+  all_forms = set(wanted["train"]) | set(wanted["valid"])
+  counts["forms"] = len(all_forms)
+  transcriptions = _read_transcriptions(inputs.ascii, all_forms, problem, progress)
+  line_files = _read_line_files(inputs.strokes, all_forms, problem, strict, progress)
   corpus = IamCorpus(train=IamSplit(), valid=IamSplit(), counts={})
   missing = []
   for split in SPLITS:
-    out = getattr(corpus, split)
-    for form, selection in wanted[split].items():
-      files = line_files.get(form)
-      if not files:
-        counts["missing_forms"] += 1
-        missing.append(form)
-        continue
-      if form not in transcriptions:
-        problem(
-          f"{_expected_ascii(form)} (under {inputs.ascii})",
-          f"missing transcription for the {len(files)} line files of form {form}",
-        )
-        continue
-      texts = transcriptions[form]
-      if texts is None:
-        continue  # malformed, already reported
-      numbers = sorted(files)
-      if len(texts) != len(numbers):
-        counts["skipped_forms"] += 1
-        logging.info("IAM: skipped form %s: %d text lines but %d line files", form, len(texts), len(numbers))
-        continue
-      for number, text in zip(numbers, texts):
-        line = files[number]
-        if line is None or (selection is not None and number not in selection):
-          continue
-        out.lines.append(line)
-        out.texts.append(text)
-        out.ids.append(f"{form}-{number:02d}")
-  if missing:
-    message = (
-      f"{len(missing)} forms listed in the split lists have no line files under {inputs.strokes} (e.g. "
-      f"{', '.join(missing[:3])}): an incomplete download or extraction?"
+    missing += _build_split(
+      getattr(corpus, split), wanted[split], transcriptions, line_files, inputs.ascii, counts, problem
     )
-    if strict:
-      raise IAMFormatError(message)
-    warnings.warn(
-      message + " Training goes on without them (config.data.strict=True makes this an error).",
-      IAMFormatWarning,
-      stacklevel=2,
-    )
+  _report_missing_forms(missing, inputs.strokes, strict)
   corpus.counts = dict(counts)
   return corpus

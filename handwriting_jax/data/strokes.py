@@ -2,7 +2,9 @@
 
 Format. A line is a float32 array `offsets_Tx3` of `(dx, dy, eos)`: row t is the offset of point t from
 point t-1, y points UP, and `eos = 1` on the last point of every stroke (so the last row always has eos 1).
-Absolute pen positions are `points_Tx3` of `(x, y, eos)` with the same eos column.
+Absolute pen positions are `points_Tx3` of `(x, y, eos)` with the same eos column. `offsets_to_strokes` is the
+one way from offsets to pen-down strokes (drawing and preprocessing both use it): the float64 running sum of the
+offsets, never rounded to float32 on the way, after `check_line` has refused a malformed line.
 
 Origin rule. Row 0 is the offset of the first point from the line's origin, and the origin is the first
 pen position unless given: `points_to_offsets(p)` therefore starts with `(0, 0, eos_0)`, and
@@ -40,10 +42,23 @@ SMOOTHING_MODES = ("none", "savgol")
 _SLANT_MAX_ANGLE = np.pi / 4
 
 
+def check_line(line_Tx3: np.ndarray, name: str = "line") -> np.ndarray:
+  """`line_Tx3` as float64 [T, 3], or ValueError naming `name` (bad shape, empty, non-finite): bad input fails early."""
+  a = np.asarray(line_Tx3)
+  if a.ndim != 2 or a.shape[1] != 3:
+    raise ValueError(f"{name}: expected a [T, 3] array of (dx, dy, eos) offsets, got shape {a.shape}")
+  if a.shape[0] == 0:
+    raise ValueError(f"{name}: empty line (T = 0)")
+  a = a.astype(np.float64)
+  if not np.all(np.isfinite(a)):
+    raise ValueError(f"{name}: contains NaN or infinite values")
+  return a
+
+
 def points_to_offsets(points_Tx3: np.ndarray, origin: Sequence[float] | None = None) -> np.ndarray:
   """Absolute `(x, y, eos)` -> offsets `(dx, dy, eos)`; row 0 is measured from `origin` (default: point 0)."""
   points_Tx3 = np.asarray(points_Tx3)
-  _check_line(points_Tx3, "points_Tx3")
+  _check_shape(points_Tx3, "points_Tx3")
   xy_Tx2 = points_Tx3[:, :2].astype(np.float64)
   start = xy_Tx2[0] if origin is None else np.asarray(origin, np.float64)
   offsets_Tx3 = np.empty(points_Tx3.shape, np.float32)
@@ -55,7 +70,7 @@ def points_to_offsets(points_Tx3: np.ndarray, origin: Sequence[float] | None = N
 def offsets_to_points(offsets_Tx3: np.ndarray, origin: Sequence[float] = (0.0, 0.0)) -> np.ndarray:
   """Offsets `(dx, dy, eos)` -> absolute `(x, y, eos)` starting from `origin` (inverse of points_to_offsets)."""
   offsets_Tx3 = np.asarray(offsets_Tx3)
-  _check_line(offsets_Tx3, "offsets_Tx3")
+  _check_shape(offsets_Tx3, "offsets_Tx3")
   points_Tx3 = np.empty(offsets_Tx3.shape, np.float32)
   points_Tx3[:, :2] = np.cumsum(offsets_Tx3[:, :2].astype(np.float64), axis=0) + np.asarray(origin, np.float64)
   points_Tx3[:, 2] = offsets_Tx3[:, 2]
@@ -88,8 +103,16 @@ def strokes_to_offsets(strokes: Sequence[np.ndarray]) -> np.ndarray:
 
 
 def offsets_to_strokes(offsets_Tx3: np.ndarray) -> list[np.ndarray]:
-  """The fixed offset format -> pen-down strokes of absolute points (the first point at the origin)."""
-  return points_to_strokes(offsets_to_points(offsets_Tx3))
+  """Offsets -> pen-down strokes of float64 absolute points `[n, 2]` (split after each eos), to draw or preprocess.
+
+  Row 0 is measured from the origin (0, 0). Points after the last eos (an unfinished stroke, e.g. a sample cut at its
+  length cap) form a final stroke. The sum is float64 throughout (no float32 round trip); a bad line raises
+  `check_line`'s ValueError.
+  """
+  line_Tx3 = check_line(offsets_Tx3)
+  points_Tx2 = np.cumsum(line_Tx3[:, :2], axis=0)
+  ends = np.flatnonzero(line_Tx3[:, 2] > 0.5) + 1
+  return [s for s in np.split(points_Tx2, ends) if len(s)]
 
 
 def strokes_to_training_units(strokes_y_up: Sequence[np.ndarray], line_height: float, point_step: float) -> np.ndarray:
@@ -282,7 +305,7 @@ def preprocess_line(offsets_Tx3: np.ndarray, settings: Preprocessing) -> tuple[n
   """
   counts = collections.Counter()
   line_Tx3 = np.asarray(offsets_Tx3, np.float32)
-  _check_line(line_Tx3, "offsets_Tx3")
+  _check_shape(line_Tx3, "offsets_Tx3")
   if line_Tx3[-1, 2] < 0.5:  # the last point always ends a stroke
     line_Tx3 = line_Tx3.copy()
     line_Tx3[-1, 2] = 1.0
@@ -353,7 +376,7 @@ class NormStats:
     return cls(mean=mean, std=std)
 
 
-def _check_line(line_Tx3: np.ndarray, name: str) -> None:
-  """A line is a non-empty [T, 3] array."""
+def _check_shape(line_Tx3: np.ndarray, name: str) -> None:
+  """A line is a non-empty [T, 3] array (shape only, unlike `check_line`: the point conversions pass NaN through)."""
   if line_Tx3.ndim != 2 or line_Tx3.shape[1] != 3 or line_Tx3.shape[0] == 0:
     raise ValueError(f"{name} must have shape [T, 3] with T >= 1, got {line_Tx3.shape}")

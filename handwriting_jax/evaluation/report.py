@@ -145,9 +145,7 @@ def validation_nll(writer: writer_lib.Writer, strokes: Sequence[np.ndarray], tex
   total, steps = 0.0, 0.0
   for lo in range(0, len(order), _EVAL_BATCH):
     idx = order[lo : lo + _EVAL_BATCH]
-    t = -(-max(len(strokes[i]) for i in idx) // _PAD_MULTIPLE) * _PAD_MULTIPLE
-    u = -(-max(*(len(ids[i]) for i in idx), 1) // batches_lib.U_MULTIPLE) * batches_lib.U_MULTIPLE
-    batch = batches_lib.pad_batch([strokes[i] for i in idx], [ids[i] for i in idx], _EVAL_BATCH, t, u)
+    batch = batches_lib.fitted_batch([strokes[i] for i in idx], [ids[i] for i in idx], _EVAL_BATCH, _PAD_MULTIPLE)
     out = jax.device_get(sums(graphdef, params, batch))
     total += float(out["nll"])
     steps += float(out["steps"])
@@ -344,28 +342,12 @@ def fidelity_report(
     return {
       "unavailable": "it needs the writer's validation data (its held-out hands), which is not here; give --iam_path"
     }
+  kw = {"num_forms": settings.forms, "per_form": settings.sentences, "bias": settings.bias, "out_dir": out_dir}
   try:
-    primed = fidelity_at(
-      writer,
-      valid,
-      encoder,
-      num_forms=settings.forms,
-      per_form=settings.sentences,
-      bias=settings.bias,
-      out_dir=out_dir,
-      tesseract=tesseract,
-    )
+    primed = fidelity_at(writer, valid, encoder, tesseract=tesseract, **kw)
     if settings.adapt_lines:
       primed["adapted"] = fidelity_at(
-        writer,
-        valid,
-        encoder,
-        num_forms=settings.forms,
-        per_form=settings.sentences,
-        bias=settings.bias,
-        out_dir=out_dir,
-        tesseract=tesseract,
-        adapt_lines=settings.adapt_lines,
+        writer, valid, encoder, tesseract=tesseract, adapt_lines=settings.adapt_lines, **kw
       )
     return primed
   except fid.FidelityError as e:
@@ -402,6 +384,83 @@ def overlap(sentences: Sequence[str], train_texts: Sequence[str]) -> list[str]:
   return [s for s in sentences if any(s.lower() in t for t in lowered)]
 
 
+def _check_arguments(
+  biases: Sequence[float], seeds: int, styles: int, styles_bias: float, stop_rule: str | None, resample: str | None
+) -> None:
+  """EvaluateError (or SamplingError) for arguments that make no sense, before any work."""
+  if stop_rule is not None:
+    sample_lib.check_choice(stop_rule, sample_lib.STOP_RULES, "--stop_rule", EvaluateError)
+  if resample is not None:
+    sample_lib.check_choice(resample, sample_lib.RESAMPLE_MODES, "--resample", EvaluateError)
+  if not biases or any(not math.isfinite(b) or b < 0 for b in biases):
+    raise EvaluateError(f"--biases must be finite numbers >= 0, got {list(biases)}")
+  if seeds < 1:
+    raise EvaluateError(f"--seeds must be >= 1, got {seeds}")
+  if styles < 0 or (styles and styles_bias not in biases):
+    raise EvaluateError(
+      f"--save_styles={styles} needs a count >= 0 and --styles_bias ({styles_bias}) among --biases {list(biases)}"
+    )
+
+
+def _synthesis_writer(
+  workdir: str | None, step: int | None, raw_weights: bool, stop_rule: str | None, resample: str | None
+) -> writer_lib.Writer:
+  """The writer to judge, with the sampling overrides applied; EvaluateError for a prediction network."""
+  writer = writer_lib.load_writer(workdir, step, raw_weights)
+  if stop_rule is not None:
+    writer.config.sample.stop_rule = stop_rule
+  if resample is not None:
+    writer.config.sample.resample = resample
+  if not writer.conditional:
+    raise EvaluateError(
+      f"the checkpoint in {writer.workdir} is a prediction network: legibility needs a synthesis "
+      "network (it writes text)"
+    )
+  return writer
+
+
+def _output_folder(writer: writer_lib.Writer, out_dir: str | None, raw_weights: bool) -> str:
+  """`out_dir`, or WORKDIR/eval/step_N (./evaluation_NAME/eval/step_N for a shipped writer); made, or refused."""
+  if out_dir is None:
+    shipped = os.path.dirname(writer.workdir) == os.path.abspath(writer_lib.PRETRAINED_DIR)
+    base = os.path.abspath(f"evaluation_{os.path.basename(writer.workdir)}") if shipped else writer.workdir
+    out_dir = os.path.join(base, "eval", f"step_{writer.step}" + ("_raw" if raw_weights else ""))
+  if os.path.exists(out_dir) and not os.path.isdir(out_dir):
+    raise EvaluateError(f"--out={out_dir} is a file; give a folder")
+  os.makedirs(out_dir, exist_ok=True)
+  return out_dir
+
+
+def _validation_section(
+  report: dict, writer: writer_lib.Writer, iam_path: str | None, nll: bool
+) -> ValidationData | None:
+  """The validation data (None, and the reason in `report`, when it is not on this machine), with the NLL and
+  the overlap of the sentences with the training texts added to `report`."""
+  try:
+    valid = load_validation(writer, iam_path)
+  except UserError as e:
+    report["nll"] = None
+    report["nll_unavailable"] = f"the training data is not available here, so no NLL: {' '.join(str(e).split())}"
+    return None
+  report["overlap_with_training_texts"] = overlap(SENTENCES, valid.train_texts)
+  if nll:
+    report["nll"] = {"data": valid.description, **validation_nll(writer, valid.strokes, valid.texts)}
+  return valid
+
+
+def _validation_style(
+  writer: writer_lib.Writer, valid: ValidationData | None, index: int, report: dict
+) -> writer_lib.StyleInk:
+  """Validation line `index` as a style to prime with; EvaluateError when there is no such line."""
+  if valid is None:
+    raise EvaluateError(f"--style={index} needs the validation data: {report['nll_unavailable']}")
+  if not 0 <= index < len(valid.strokes):
+    raise EvaluateError(f"--style={index}: the validation split has {len(valid.strokes)} lines")
+  return writer_lib.StyleInk(
+    f"validation line {index}", valid.texts[index], offsets_Tx3=writer.stats.denormalise(valid.strokes[index])
+  )
+
+
 def evaluate(
   workdir: str | None,
   step: int | None,
@@ -424,38 +483,12 @@ def evaluate(
   `stop_rule` and `resample` override the checkpoint's config.sample fields; `raw_weights` judges the trained
   parameters of a run that kept a moving average (by default the average is judged, as `write` uses it);
   `fidelity` (with forms > 0) adds the style-fidelity section (`fidelity_at`)."""
-  if stop_rule is not None and stop_rule not in sample_lib.STOP_RULES:
-    raise EvaluateError(f"--stop_rule must be one of {sample_lib.STOP_RULES}, got {stop_rule!r}")
-  if resample is not None and resample not in sample_lib.RESAMPLE_MODES:
-    raise EvaluateError(f"--resample must be one of {sample_lib.RESAMPLE_MODES}, got {resample!r}")
-  if not biases or any(not math.isfinite(b) or b < 0 for b in biases):
-    raise EvaluateError(f"--biases must be finite numbers >= 0, got {list(biases)}")
-  if seeds < 1:
-    raise EvaluateError(f"--seeds must be >= 1, got {seeds}")
-  if styles < 0 or (styles and styles_bias not in biases):
-    raise EvaluateError(
-      f"--save_styles={styles} needs a count >= 0 and --styles_bias ({styles_bias}) among --biases {list(biases)}"
-    )
+  _check_arguments(biases, seeds, styles, styles_bias, stop_rule, resample)
   encoder = fidelity.encoder() if fidelity is not None and fidelity.forms else None
   tesseract = legibility.check_tesseract()  # once, before any work
   t0 = time.time()
-  writer = writer_lib.load_writer(workdir, step, raw_weights)
-  if stop_rule is not None:
-    writer.config.sample.stop_rule = stop_rule
-  if resample is not None:
-    writer.config.sample.resample = resample
-  if not writer.conditional:
-    raise EvaluateError(
-      f"the checkpoint in {writer.workdir} is a prediction network: legibility needs a synthesis "
-      "network (it writes text)"
-    )
-  if out_dir is None:
-    shipped = os.path.dirname(writer.workdir) == os.path.abspath(writer_lib.PRETRAINED_DIR)
-    base = os.path.abspath(f"evaluation_{os.path.basename(writer.workdir)}") if shipped else writer.workdir
-    out_dir = os.path.join(base, "eval", f"step_{writer.step}" + ("_raw" if raw_weights else ""))
-  if os.path.exists(out_dir) and not os.path.isdir(out_dir):
-    raise EvaluateError(f"--out={out_dir} is a file; give a folder")
-  os.makedirs(out_dir, exist_ok=True)
+  writer = _synthesis_writer(workdir, step, raw_weights, stop_rule, resample)
+  out_dir = _output_folder(writer, out_dir, raw_weights)
   report = {
     "workdir": writer.workdir,
     "step": writer.step,
@@ -467,27 +500,10 @@ def evaluate(
     "resample": writer.config.sample.resample,
     "downsample": int(writer.config.data.downsample),
   }
-  valid = None
-  if nll or style_index is not None or encoder is not None:
-    try:
-      valid = load_validation(writer, iam_path)
-    except UserError as e:
-      report["nll"] = None
-      report["nll_unavailable"] = f"the training data is not available here, so no NLL: {' '.join(str(e).split())}"
-  if valid is not None:
-    report["overlap_with_training_texts"] = overlap(SENTENCES, valid.train_texts)
-    if nll:
-      report["nll"] = {"data": valid.description, **validation_nll(writer, valid.strokes, valid.texts)}
+  need_data = nll or style_index is not None or encoder is not None
+  valid = _validation_section(report, writer, iam_path, nll) if need_data else None
   if style_index is not None:
-    if valid is None:
-      raise EvaluateError(f"--style={style_index} needs the validation data: {report['nll_unavailable']}")
-    if not 0 <= style_index < len(valid.strokes):
-      raise EvaluateError(f"--style={style_index}: the validation split has {len(valid.strokes)} lines")
-    prime_style = writer_lib.StyleInk(
-      f"validation line {style_index}",
-      valid.texts[style_index],
-      offsets_Tx3=writer.stats.denormalise(valid.strokes[style_index]),
-    )
+    prime_style = _validation_style(writer, valid, style_index, report)
   report["legibility"] = [legibility_at(writer, b, seeds, out_dir, tesseract=tesseract) for b in biases]
   if prime_style is not None:
     prime = writer_lib.make_prime(writer, writer_lib.style_offsets(writer, prime_style), prime_style.text)

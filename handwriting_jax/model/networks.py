@@ -9,6 +9,7 @@ step at a time (`recurrent.step`). The plain-autodiff scans that the tests and t
 with live in `reference.py`.
 """
 
+import dataclasses
 import functools
 from typing import NamedTuple
 
@@ -21,6 +22,40 @@ from handwriting_jax.model import lstm, mdn, recurrent, window
 from handwriting_jax.model.clipping import maybe_clip
 
 MODES = ("prediction", "synthesis")
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelConfig:
+  """The network's settings, typed and frozen: what the NNX modules read (`config.model`, documented field by field
+  in `config/defaults.py`), built from the ConfigDict once by `ModelConfig.of`."""
+
+  mode: str
+  num_layers: int
+  hidden_size: int
+  num_mixtures: int
+  num_window_gaussians: int
+  window_variant: str
+  peepholes: bool
+  init_scale: float
+  forget_bias: float
+  remat: bool
+  remat_chunk: int
+  scan_unroll: int
+  compute_dtype: str
+  lstm_clip: float
+  output_clip: float
+
+  @classmethod
+  def of(cls, model_cfg: "ModelConfig | ml_collections.ConfigDict") -> "ModelConfig":
+    """`model_cfg` (a `config.model` group, or already a ModelConfig) as a ModelConfig; ValueError naming the
+    fields it lacks."""
+    if isinstance(model_cfg, cls):
+      return model_cfg
+    names = [f.name for f in dataclasses.fields(cls)]
+    missing = [n for n in names if n not in model_cfg]
+    if missing:
+      raise ValueError(f"config.model lacks {', '.join(missing)}")
+    return cls(**{n: model_cfg[n] for n in names})
 
 
 class NetworkState(NamedTuple):
@@ -97,7 +132,7 @@ class LSTMLayer(nnx.Module):
 class Network(nnx.Module):
   """Shared parts: layers, output layer ŷ = b_y + Σ_n W_{hⁿy} hⁿ (eq. 17), static settings."""
 
-  def __init__(self, cfg: ml_collections.ConfigDict, layer_inputs: list[int], *, rngs: nnx.Rngs):
+  def __init__(self, cfg: ModelConfig, layer_inputs: list[int], *, rngs: nnx.Rngs):
     self.hidden = cfg.hidden_size
     self.num_layers = cfg.num_layers
     self.num_mixtures = cfg.num_mixtures
@@ -189,7 +224,7 @@ class Network(nnx.Module):
 class PredictionNetwork(Network):
   """Handwriting prediction network (section 4): skip connections input->every layer, every layer->output."""
 
-  def __init__(self, cfg: ml_collections.ConfigDict, *, rngs: nnx.Rngs):
+  def __init__(self, cfg: ModelConfig, *, rngs: nnx.Rngs):
     h = cfg.hidden_size
     super().__init__(cfg, [3] + [3 + h] * (cfg.num_layers - 1), rngs=rngs)
 
@@ -233,7 +268,7 @@ class PredictionNetwork(Network):
 class SynthesisNetwork(Network):
   """Handwriting synthesis network (section 5): window between layer 1 and the rest, fed back into layer 1."""
 
-  def __init__(self, cfg: ml_collections.ConfigDict, alphabet_size: int, *, rngs: nnx.Rngs):
+  def __init__(self, cfg: ModelConfig, alphabet_size: int, *, rngs: nnx.Rngs):
     h, a = cfg.hidden_size, alphabet_size
     super().__init__(cfg, [3 + a] + [3 + h + a] * (cfg.num_layers - 1), rngs=rngs)
     self.alphabet_size = alphabet_size
@@ -331,11 +366,15 @@ class SynthesisNetwork(Network):
 
 
 def build_network(
-  model_cfg: ml_collections.ConfigDict, alphabet_size: int, seed: int, classes: tuple[type, type] | None = None
+  model_cfg: "ModelConfig | ml_collections.ConfigDict",
+  alphabet_size: int,
+  seed: int,
+  classes: tuple[type, type] | None = None,
 ) -> Network:
   """Build the network that `model_cfg.mode` names (one of `MODES`); `classes` = (prediction, synthesis) network
   classes to build instead of this module's (`reference.py` passes its autodiff ones)."""
   prediction, synthesis = classes or (PredictionNetwork, SynthesisNetwork)
+  model_cfg = ModelConfig.of(model_cfg)
   rngs = nnx.Rngs(params=seed)
   if model_cfg.mode == "prediction":
     return prediction(model_cfg, rngs=rngs)
@@ -344,7 +383,7 @@ def build_network(
   raise ValueError(f"unknown network mode {model_cfg.mode!r}; expected one of {MODES}")
 
 
-def model_config(cfg: ml_collections.ConfigDict, *, graves_clipping: bool | None = None) -> ml_collections.ConfigDict:
+def model_config(cfg: ml_collections.ConfigDict, *, graves_clipping: bool | None = None) -> ModelConfig:
   """The network fields of a whole config, with Graves derivative clipping as the optimiser's clipping mode says.
 
   Graves clipping (`model.lstm_clip` / `model.output_clip`) is applied when `graves_clipping` is True, which
@@ -353,11 +392,8 @@ def model_config(cfg: ml_collections.ConfigDict, *, graves_clipping: bool | None
   """
   if graves_clipping is None:
     graves_clipping = cfg.optim.clip_mode == "graves"
-  model_cfg = ml_collections.ConfigDict(cfg.model.to_dict())
-  if not graves_clipping:
-    model_cfg.lstm_clip = 0.0
-    model_cfg.output_clip = 0.0
-  return model_cfg
+  model_cfg = ModelConfig.of(cfg.model)
+  return model_cfg if graves_clipping else dataclasses.replace(model_cfg, lstm_clip=0.0, output_clip=0.0)
 
 
 def create_model(cfg: ml_collections.ConfigDict, alphabet_size: int, *, graves_clipping: bool | None = None) -> Network:

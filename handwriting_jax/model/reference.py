@@ -92,7 +92,9 @@ class SynthesisNetwork(networks.SynthesisNetwork):
     return carry, (h1, w_seq, phi, kappa_seq, lstm.matmul(h1, self._w_out(0), dtype))
 
 
-def build_network(model_cfg: ml_collections.ConfigDict, alphabet_size: int, seed: int) -> networks.Network:
+def build_network(
+  model_cfg: "networks.ModelConfig | ml_collections.ConfigDict", alphabet_size: int, seed: int
+) -> networks.Network:
   """`networks.build_network` with the reference scans (the same parameters for the same seed)."""
   return networks.build_network(model_cfg, alphabet_size, seed, (PredictionNetwork, SynthesisNetwork))
 

@@ -272,8 +272,7 @@ def sample(
   key. `num_chars` pads the text axis to at least that many characters, so that batches of other texts reuse one
   compiled sampler.
   """
-  if stop_rule not in STOP_RULES:
-    raise SamplingError(f"the stop rule must be one of {STOP_RULES}, got {stop_rule!r}")
+  check_choice(stop_rule, STOP_RULES, "the stop rule")
   conditional = isinstance(model, networks.SynthesisNetwork)
   if conditional:
     if texts is None or alphabet is None:
@@ -386,14 +385,21 @@ def drop_leading_steps(samples: Samples, lead_B: np.ndarray, stats=None) -> Samp
   )
 
 
+def check_choice(value: str, choices: Sequence[str], name: str, error: type[UserError] = SamplingError) -> str:
+  """`value` when it is one of `choices`, else `error` naming `name` (a flag or config field): the one check of the
+  stop rule and the resampling mode, wherever they come from (each caller's own error class)."""
+  if value not in choices:
+    raise error(f"{name} must be one of {tuple(choices)}, got {value!r}")
+  return value
+
+
 def display_lines(lines: Sequence[np.ndarray], config) -> list[np.ndarray]:
   """De-normalised lines as a writer draws and returns them: with `config.sample.resample == "spline"` and
   `config.data.downsample` = k > 1, every stroke is spline-upsampled k times (`strokes.upsample_line`), back to the
   point rate of the raw data; otherwise the lines as written. The network's own rate stays in `Samples.lines`
   (plots aligned with φ and the mixture, styles that prime it)."""
   factor = int(config.data.downsample)
-  if config.sample.resample not in RESAMPLE_MODES:
-    raise SamplingError(f"config.sample.resample must be one of {RESAMPLE_MODES}, got {config.sample.resample!r}")
+  check_choice(config.sample.resample, RESAMPLE_MODES, "config.sample.resample")
   if config.sample.resample == "none" or factor <= 1:
     return list(lines)
   return [strokes_lib.upsample_line(line, factor) for line in lines]

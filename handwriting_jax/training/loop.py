@@ -349,7 +349,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     valid = validation_batches(dataset, config.data, config.train.eval_batches)
     cfg_t = config.train
     start = int(par.global_state(state).step)
-    pending, window, final = None, [], {}
+    pending, since_log, final = None, [], {}  # since_log: host metrics of the steps since the last progress line
     points = 0.0  # padded time steps run since the last progress line (for the ETA)
 
     def save(step_now: int, metrics) -> None:
@@ -366,11 +366,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
       if pending is not None:  # read step t-1 while step t runs
         host = jax.device_get(pending[1])
         _check_finite(host, pending[0])
-        window.append(host)
+        since_log.append(host)
       pending = (step_now, metrics)
-      if step_now % cfg_t.log_every == 0 and window:
-        values = {k: float(np.mean([w[k] for w in window])) for k in logged}
-        window = []
+      if step_now % cfg_t.log_every == 0 and since_log:
+        values = {k: float(np.mean([w[k] for w in since_log])) for k in logged}
+        since_log = []
         reporter.progress(step_now, values, points, train_batches.remaining_length(step_now, cfg_t.num_steps))
         points = 0.0
       if step_now % cfg_t.eval_every == 0 or step_now == cfg_t.num_steps:

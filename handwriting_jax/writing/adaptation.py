@@ -96,9 +96,7 @@ def make_batch(writer: writer_lib.Writer, lines: Sequence[Line]) -> dict[str, np
   up as the training batches are."""
   strokes = [writer.stats.normalise(np.asarray(s, np.float32)) for s, _ in lines]
   ids = [writer.alphabet.encode(text) for _, text in lines]
-  t = int(batches._round_up(max(len(s) for s in strokes), batches.T_MULTIPLE))
-  u = int(batches._round_up(max(len(c) for c in ids), batches.U_MULTIPLE))
-  return batches.pad_batch(strokes, ids, len(lines), t, u)
+  return batches.fitted_batch(strokes, ids, len(lines))
 
 
 def _leaf_names(params: nnx.State) -> list[str]:

@@ -392,11 +392,17 @@ def file_in_the_way(path: str) -> str | None:
   return None if os.path.isdir(parent) else parent
 
 
-def save_page(lines: list[np.ndarray], path: str, texts: list[str] | None = None) -> None:
-  """Write de-normalised lines as one page: SVG (one path per stroke) or PNG, by the extension of `path`."""
+def check_page_extension(path: str) -> str:
+  """The page format `path` names (".svg" or ".png"), or a WriteError naming --out: checked before any sampling."""
   ext = os.path.splitext(path)[1].lower()
   if ext not in OUTPUT_EXTENSIONS:
     raise WriteError(f"--out={path}: the output must end in one of {OUTPUT_EXTENSIONS}")
+  return ext
+
+
+def save_page(lines: list[np.ndarray], path: str, texts: list[str] | None = None) -> None:
+  """Write de-normalised lines as one page: SVG (one path per stroke) or PNG, by the extension of `path`."""
+  ext = check_page_extension(path)
   os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
   if ext == ".svg":
     draw.lines_to_svg(lines, path)
