@@ -5,6 +5,7 @@ import contextlib
 import re
 import runpy
 import sys
+import traceback
 from collections.abc import Callable, Iterator
 
 from absl import app, flags
@@ -32,6 +33,16 @@ def parse_flags(argv: list[str]) -> list[str]:
     raise SystemExit(f"error: {one_line(str(e))}") from None
   except (AttributeError, KeyError) as e:  # ml-collections, while it looks up an overridden config field
     raise SystemExit(f"error: {unknown_field_message(str(e.args[0]) if e.args else str(e), argv)}") from None
+  except Exception as e:  # noqa: BLE001  code run while parsing: a config file that fails to import or raises
+    raise SystemExit(f"error: {raised_at(e)}{type(e).__name__}: {one_line(str(e))}") from None
+
+
+def raised_at(e: BaseException) -> str:
+  """'FILE:LINE: ' where `e` was raised (for a SyntaxError, the line it points at), or '' when unknown."""
+  if isinstance(e, SyntaxError) and e.filename:
+    return f"{e.filename}:{e.lineno}: "
+  frames = traceback.extract_tb(e.__traceback__)
+  return f"{frames[-1].filename}:{frames[-1].lineno}: " if frames else ""
 
 
 def one_line(message: str) -> str:

@@ -13,7 +13,7 @@ def define_flags() -> None:
   """The command-line flags (defined only when run as a program)."""
   cli.define_writer_flags(writer_lib.SHIPPED, writer_lib.DEFAULT_SHIPPED)
   flags.DEFINE_string("host", "127.0.0.1", "Address to listen on (127.0.0.1: this machine only).")
-  flags.DEFINE_integer("port", 8000, "Port to listen on.")
+  flags.DEFINE_integer("port", 8000, "Port to listen on.", lower_bound=1, upper_bound=65535)
   flags.DEFINE_float("batch_wait", 0.02, "Seconds to gather concurrent requests into one sampler call.")
   flags.DEFINE_integer(
     "adapt_steps",

@@ -157,6 +157,7 @@ def run(r: Request) -> list[str]:
   lines = None if r.text is None else writer_lib.wrap_text(r.text, r.width)
   style_file = None if r.style_file is None else writer_lib.read_style_file(r.style_file, r.style_text)
   writer = writer_lib.load_writer(writer_lib.resolve_workdir(r.workdir, r.shipped), r.checkpoint_step, r.raw_weights)
+  writer_lib.check_line_lengths(writer, lines or [], "--width")
   bias = writer.config.sample.bias if r.bias is None else r.bias
   if r.resample is not None:
     writer.config.sample.resample = sample_lib.check_choice(

@@ -59,6 +59,21 @@ def test_bad_config_file_is_one_line(tmp_path, config, expected):
   assert expected in line, line
 
 
+@pytest.mark.parametrize(
+  "code, expected",
+  [
+    ("import no_such_module_here\n", ":1: ModuleNotFoundError: No module named 'no_such_module_here'"),
+    ("def get_config(:\n  pass\n", ":1: SyntaxError: "),
+    ("def get_config():\n  raise RuntimeError('boom')\n", ":2: RuntimeError: boom"),
+  ],
+)
+def test_a_config_file_that_fails_to_load_is_one_line_naming_its_line(tmp_path, code, expected):
+  path = tmp_path / "my_config.py"
+  path.write_text(code)
+  line = _one_error_line(_run("-m", "handwriting_jax.main", f"--config={path}", f"--workdir={tmp_path / 'w'}"))
+  assert line.startswith(f"error: {path}") and expected in line, line
+
+
 def test_bad_flag_value_of_write_is_one_line():
   assert "error: flag --bias=x: could not convert string to float" in _one_error_line(
     _run("-m", "handwriting_jax.write", "--bias=x")
@@ -114,3 +129,9 @@ def test_one_line_errors_turns_user_mistakes_into_one_line():
   assert str(info.value) == "error: no such file"
   with pytest.raises(KeyError), cli.one_line_errors():  # not a user mistake: a bug keeps its traceback
     raise KeyError("x")
+
+
+def test_a_port_that_cannot_exist_is_one_line():
+  """`serve --port=99999` used to print that URL and listen elsewhere."""
+  line = _one_error_line(_run("-m", "handwriting_jax.serve", "--port=99999"))
+  assert "--port" in line and "65535" in line, line

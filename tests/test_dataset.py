@@ -14,6 +14,7 @@ import pytest
 from handwriting_jax.config import defaults, validation
 from handwriting_jax.data import cache as cache_lib
 from handwriting_jax.data import dataset, iam, strokes
+from handwriting_jax.errors import ConfigError
 
 FIXTURE = os.path.join(os.path.dirname(__file__), "fixtures", "iam")
 
@@ -292,3 +293,15 @@ def test_a_file_that_is_not_a_splits_file_is_named(tmp_path):
   np.savez(bogus, x=np.zeros(3))
   with pytest.raises(iam.IAMFormatError, match=rf"{re.escape(str(bogus))}: not a"):
     load(iam_config(tmp_path, bogus))
+
+
+def test_no_validation_line_is_one_error_naming_the_split(tmp_path):
+  """Every validation form absent from the data: refused while loading, in words, not deep in the batch iterator."""
+  root = tmp_path / "iam"
+  shutil.copytree(FIXTURE, root)
+  (root / "testset_v.txt").write_text(" z98-000\n")  # a form the data does not hold
+  with (
+    pytest.warns(iam.IAMFormatWarning, match="have no line files"),
+    pytest.raises(ConfigError, match=r"no validation lines left.*testset_v\.txt"),
+  ):
+    load(iam_config(tmp_path, root=str(root)))

@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import string
 
 import numpy as np
@@ -131,6 +132,15 @@ def test_overlap_finds_a_training_sentence():
 def test_bad_arguments(workdir, tmp_path, kwargs, message):
   with pytest.raises(report_lib.EvaluateError, match=message):
     report_lib.evaluate(workdir, None, out_dir=str(tmp_path), **kwargs)
+
+
+@pytest.mark.parametrize("where", ["under_a_file", "read_only"])
+def test_an_output_folder_that_cannot_be_written_is_refused_before_any_sampling(workdir, tmp_path, where):
+  """--out under a file, or on a read-only file system: one error naming --out, before a line is written."""
+  (tmp_path / "f").write_text("a file where a folder would go")
+  out = str(tmp_path / "f" / "eval") if where == "under_a_file" else "/sys/eval"
+  with pytest.raises(writer_lib.WriteError, match=f"--out={re.escape(out)}/report.json: "):
+    report_lib.evaluate(workdir, None, out_dir=out, biases=[0.5], seeds=1, nll=False)
 
 
 def test_sentences_are_not_in_the_embedded_training_texts():

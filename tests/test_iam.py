@@ -287,3 +287,55 @@ def test_fuzzed_files_parse_or_raise_iam_format_error(experiment):
   fuzz = experiment("fuzz_iam")
   assert fuzz.fuzz_target("line", seconds=0, chunk=300) >= 200  # hypothesis may skip repeated inputs
   assert fuzz.fuzz_target("transcription", seconds=0, chunk=300) >= 200
+
+
+def _with_point(data: bytes, x: str) -> bytes:
+  """The line file `data` with the x of its first point replaced by `x` (as the file would spell it)."""
+  return re.sub(rb'<Point x="[^"]*"', f'<Point x="{x}"'.encode(), data, count=1)
+
+
+@pytest.mark.parametrize(
+  ("x", "reason"), [("nan", "non-finite"), ("inf", "non-finite"), ("-inf", "non-finite"), ("1e30", "beyond any")]
+)
+def test_a_point_no_whiteboard_can_record_makes_the_line_malformed(x, reason):
+  with open(os.path.join(FIXTURE, LINE_01), "rb") as f:
+    data = f.read()
+  assert iam.parse_line_strokes(_with_point(data, "1234")).shape == (9, 3)  # a plausible x is fine
+  with pytest.raises(iam.IAMFormatError, match=reason):
+    iam.parse_line_strokes(_with_point(data, x))
+
+
+def test_a_line_of_single_point_strokes_is_malformed():
+  taps = b"".join(
+    f'<Stroke colour="black" start_time="{i}" end_time="{i}"><Point x="{100 * i}" y="50" time="{i}"/></Stroke>'.encode()
+    for i in range(4)
+  )
+  data = b'<?xml version="1.0" encoding="ISO-8859-1"?>\n<WhiteboardCaptureSession><StrokeSet>' + taps
+  data += b"</StrokeSet></WhiteboardCaptureSession>"
+  with pytest.raises(iam.IAMFormatError, match="single point"):
+    iam.parse_line_strokes(data)
+
+
+def test_one_absurd_line_is_counted_and_leaves_the_statistics_of_the_rest_alone(tmp_path):
+  root = copy_fixture(tmp_path)
+  clean = read(FIXTURE)
+  path = root / LINE_01
+  path.write_bytes(_with_point(path.read_bytes(), "1e30"))
+  with pytest.warns(iam.IAMFormatWarning, match=r"a01-000u-01\.xml.*beyond any whiteboard"):
+    corpus = read(root)
+  assert corpus.counts.get("malformed_files", 0) == clean.counts.get("malformed_files", 0) + 1
+  lines = [*corpus.train.lines, *corpus.valid.lines]
+  assert max(float(np.max(np.abs(x[:, :2]))) for x in lines) < iam.MAX_ABS_COORDINATE
+  with pytest.raises(iam.IAMFormatError, match="beyond any whiteboard"):
+    read(root, strict=True)
+
+
+def test_transcriptions_not_utf8_or_with_control_characters():
+  latin1 = "CSR:\n\nZ\xfcrich\n".encode("latin-1")
+  assert iam.parse_transcription(latin1) == ["Z\xfcrich"]  # read as Latin-1 by default
+  with pytest.raises(iam.IAMFormatError, match="not UTF-8"):
+    iam.parse_transcription(latin1, strict=True)
+  with pytest.raises(iam.IAMFormatError, match="line 2 holds the control character U\\+0090"):
+    iam.parse_transcription(b"CSR:\n\nfine\nbad \x90 text\n")  # Latin-1 0x90 is a C1 control character
+  assert iam.parse_transcription("CSR:\n\nZürich\n".encode()) == ["Zürich"]  # UTF-8 passes under strict too
+  assert iam.parse_transcription("CSR:\n\nZürich\n".encode(), strict=True) == ["Zürich"]

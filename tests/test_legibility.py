@@ -97,3 +97,26 @@ def test_missing_tesseract_is_one_line_naming_the_package(tmp_path):
   )
   assert out.returncode == 1
   assert out.stderr.strip().count("\n") == 0 and "tesseract-ocr" in out.stderr, out.stderr
+
+
+def _fake_tesseract(folder, body: str) -> str:
+  """An executable standing in for a broken tesseract: `body` is its shell script."""
+  path = os.path.join(folder, "tesseract")
+  with open(path, "w", encoding="utf-8") as f:
+    f.write("#!/bin/sh\n" + body)
+  os.chmod(path, 0o755)
+  return path
+
+
+@pytest.mark.parametrize(
+  "body, message",
+  [
+    ("echo 'Error opening data file eng' >&2\nexit 1\n", r"failed on a line \(exit status 1: Error opening"),
+    ("sleep 30\n", "read nothing within 0.5 s"),
+  ],
+)
+def test_a_tesseract_that_fails_or_hangs_is_an_error_not_a_cer(tmp_path, body, message):
+  """A failing read used to count as an unreadable line (CER 100%, exit 0) and a hanging one blocked for minutes."""
+  fake = _fake_tesseract(str(tmp_path), body)
+  with pytest.raises(legibility.TesseractFailedError, match=message):
+    legibility.read_image(legibility.render_line(_printed_line("fox")), fake, timeout_s=0.5)

@@ -229,6 +229,10 @@ def test_write_over_http_with_a_hand_written_prime(server):
     (json.dumps({"text": "ab", "style": "style_0", "prime": {}}).encode(), "not both"),
     (b'{"text": "ab", "prime": {"strokes": [[[0, 0], [NaN, 1]]], "text": "ab"}}', "non-finite"),
     (json.dumps({"text": "ab", "prime": {"strokes": [[[0, 0], [50, 50]]], "text": ""}}).encode(), "prime.text"),
+    (
+      json.dumps({"text": "ab", "prime": {"strokes": [[[0, 0], [50, 50]]], "text": "h\u00e9"}}).encode(),
+      "the style's text (what its line says) holds characters this model cannot write: 'é'",
+    ),
   ],
 )
 def test_bad_requests_are_one_line_400s_and_the_server_stays_up(server, body, message):

@@ -34,7 +34,7 @@ from handwriting_jax.data.alphabet import Alphabet
 from handwriting_jax.model import mdn, networks, reference
 from handwriting_jax.training import checkpoint as ckpt_lib
 from handwriting_jax.training import loop as train
-from handwriting_jax.training import optim, parallel
+from handwriting_jax.training import optim, parallel, workdir_lock
 from handwriting_jax.training import step as step_lib
 from handwriting_jax.writing import writer as writer_lib
 
@@ -198,6 +198,83 @@ def test_a_moving_average_cannot_be_added_to_a_run_that_kept_none(reference_run,
     train.train_and_evaluate(tiny_config(data_cache, num_steps=2 * _REFERENCE_STEPS, ema_decay=0.9), workdir)
 
 
+_HOLD_LOCK = """
+import sys, time
+from handwriting_jax.training import workdir_lock
+workdir_lock.WorkdirLock(sys.argv[1]).acquire()
+print("locked", flush=True)
+time.sleep(600)
+"""
+
+
+def test_a_second_run_on_a_locked_workdir_is_refused_and_a_dead_runs_lock_is_not(reference_run, data_cache, tmp_path):
+  """Two runs on one workdir: the second is refused at once, naming the first, and changes nothing; after the first
+  is killed with SIGKILL its lock file stays but blocks nothing; a run that ends removes it."""
+  cfg, workdir_a, _ = reference_run
+  workdir = str(tmp_path / "copy")
+  shutil.copytree(workdir_a, workdir)
+  before = snapshot(workdir)
+  holder = subprocess.Popen(
+    [sys.executable, "-c", _HOLD_LOCK, workdir],
+    stdout=subprocess.PIPE,
+    text=True,
+    env={**os.environ, "JAX_PLATFORMS": "cpu"},
+  )
+  try:
+    assert holder.stdout.readline().strip() == "locked"
+    with pytest.raises(workdir_lock.WorkdirInUseError, match=rf"in use by another training run \(pid {holder.pid} on "):
+      train.train_and_evaluate(tiny_config(data_cache, num_steps=2 * _REFERENCE_STEPS), workdir)
+    assert {k: v for k, v in snapshot(workdir).items() if k != workdir_lock.LOCK_FILE} == before
+  finally:
+    holder.kill()
+    holder.wait()
+  assert os.path.exists(os.path.join(workdir, workdir_lock.LOCK_FILE))  # left by the killed process
+  train.train_and_evaluate(cfg, workdir)  # not blocked by it
+  assert not os.path.exists(os.path.join(workdir, workdir_lock.LOCK_FILE))
+
+
+def test_a_workdir_that_is_a_file_or_cannot_be_written_is_one_error(data_cache, tmp_path):
+  cfg = tiny_config(data_cache, num_steps=1)
+  path = tmp_path / "file"
+  path.write_text("not a folder")
+  with pytest.raises(train.WorkdirError, match="is a file, not a folder"):
+    train.train_and_evaluate(cfg, str(path))
+  blocked = tmp_path / "blocked"
+  (blocked / workdir_lock.LOCK_FILE).mkdir(parents=True)  # stands in for a folder this run cannot write to
+  with pytest.raises(train.WorkdirError, match="cannot write to the workdir"):
+    train.train_and_evaluate(cfg, str(blocked))
+
+
+def test_resuming_with_another_batch_size_is_refused_and_left_intact(reference_run, data_cache, tmp_path):
+  _, workdir_a, _ = reference_run
+  workdir = str(tmp_path / "copy")
+  shutil.copytree(workdir_a, workdir)
+  before = snapshot(workdir)
+  other = tiny_config(data_cache, num_steps=2 * _REFERENCE_STEPS)
+  other.data.batch_size //= 2
+  with pytest.raises(ckpt_lib.IncompatibleWorkdirError, match="cannot continue with this run's batches"):
+    train.train_and_evaluate(other, workdir)
+  after = snapshot(workdir)  # the log has the refused run's first lines; the checkpoints are untouched
+  assert {k: v for k, v in after.items() if k.startswith("checkpoints")} == {
+    k: v for k, v in before.items() if k.startswith("checkpoints")
+  }
+
+
+def test_checkpoint_verify_catches_changed_bytes_and_non_finite_values():
+  tree = {"w": np.arange(6, dtype=np.float32).reshape(2, 3), "step": np.int32(3)}
+  metadata = {"checksum": ckpt_lib.tree_checksum(tree)}
+  ckpt_lib.verify(tree, metadata, "step 3")  # intact
+  changed = {**tree, "w": tree["w"].copy()}
+  changed["w"][1, 2] = np.nextafter(np.float32(5), np.float32(6))  # one bit of one number
+  with pytest.raises(ckpt_lib.CheckpointCorruptError, match="step 3: its arrays read back with checksum"):
+    ckpt_lib.verify(changed, metadata, "step 3")
+  reshaped = {**tree, "w": tree["w"].reshape(3, 2)}  # the same bytes in another shape
+  assert ckpt_lib.tree_checksum(reshaped) != metadata["checksum"]
+  with pytest.raises(ckpt_lib.CheckpointCorruptError, match="non-finite"):
+    ckpt_lib.verify({**tree, "w": np.full((2, 3), np.nan, np.float32)}, {}, "step 3")
+  ckpt_lib.verify(tree, {}, "step 3")  # written before checksums were kept: only finiteness is checked
+
+
 def _leaves(tree) -> list[np.ndarray]:
   return [np.asarray(x) for x in jax.tree.leaves(jax.device_get(tree))]
 
@@ -256,6 +333,13 @@ def _break_checkpoint(step_dir: str, damage: str) -> None:
         data[len(data) // 2 : len(data) // 2 + 8] = bytes(255 - b for b in data[len(data) // 2 : len(data) // 2 + 8])
         f.seek(0)
         f.write(data)
+  elif damage == "flipped_values":  # the array payload changed in place: it still decodes, only the checksum knows
+    payload = max(glob.glob(os.path.join(step_dir, "state", "**", "d", "*"), recursive=True), key=os.path.getsize)
+    with open(payload, "r+b") as f:
+      f.seek(os.path.getsize(payload) // 3)
+      chunk = f.read(16)
+      f.seek(-len(chunk), os.SEEK_CUR)
+      f.write(bytes(255 - b for b in chunk))
   elif damage == "metadata_missing":
     os.remove(os.path.join(step_dir, "metadata", "metadata"))
   elif damage == "metadata_cut":
@@ -269,7 +353,8 @@ def _break_checkpoint(step_dir: str, damage: str) -> None:
 
 
 @pytest.mark.parametrize(
-  "damage", ["truncated_data", "flipped_bytes", "metadata_missing", "metadata_cut", "tree_metadata_gone"]
+  "damage",
+  ["truncated_data", "flipped_bytes", "flipped_values", "metadata_missing", "metadata_cut", "tree_metadata_gone"],
 )
 def test_corrupt_newest_checkpoint_is_set_aside_and_the_run_resumes_from_an_intact_one(
   reference_run, data_cache, tmp_path, damage

@@ -12,6 +12,7 @@ import string
 import subprocess
 import sys
 import xml.etree.ElementTree as ET
+import zipfile
 
 import chex
 import jax
@@ -245,6 +246,42 @@ def test_style_file_round_trip_and_priming(writer, tmp_path):
       writer_lib.load_style(str(tmp_path / name))
 
 
+def test_style_files_no_pen_could_make_are_refused_unread(tmp_path):
+  """Offsets beyond any page, non-finite ones, and a zip bomb (a small file that unpacks to gigabytes: refused
+  from its declared sizes, never unpacked)."""
+  line = np.array([[1.0, 2.0, 0.0], [3.0, -1.0, 1.0]], np.float32)
+  for name, value in (("far.npz", 1e30), ("nan.npz", np.nan)):
+    bad = line.copy()
+    bad[1, 0] = value
+    writer_lib.save_style(str(tmp_path / name), bad, "hi")
+    with pytest.raises(writer_lib.WriteError, match=f"{name} holds non-finite or absurd offsets"):
+      writer_lib.load_style(str(tmp_path / name))
+  bomb = tmp_path / "bomb.npz"
+  with zipfile.ZipFile(bomb, "w", zipfile.ZIP_DEFLATED) as z, z.open("strokes.npy", "w", force_zip64=True) as member:
+    zeros = bytes(1 << 20)
+    for _ in range(writer_lib.MAX_STYLE_BYTES // len(zeros) + 1):
+      member.write(zeros)
+  assert bomb.stat().st_size < writer_lib.MAX_STYLE_BYTES // 100
+  with pytest.raises(writer_lib.WriteError, match=r"bomb.npz unpacks to [\d,]+ bytes"):
+    writer_lib.load_style(str(bomb))
+
+
+def test_a_style_whose_text_the_writer_cannot_read_is_refused(writer):
+  """Priming reads the style's text with the window: a character outside the alphabet is named, as in --text."""
+  line = np.array([[1.0, 2.0, 0.0], [3.0, -1.0, 1.0]], np.float32)
+  with pytest.raises(UnknownCharactersError, match=r"the style's text .* cannot write: '~'"):
+    writer_lib.make_prime(writer, line, "ab~")
+  assert writer_lib.make_prime(writer, line, "ab~", check_text=False).text == "ab~"  # data-set lines: mapped
+
+
+def test_a_line_longer_than_the_writer_learnt_is_refused_before_sampling(synth_workdir, tmp_path):
+  limit = int(writer_lib.load_writer(synth_workdir[0]).config.data.max_chars)
+  request = write.Request(synth_workdir[0], str(tmp_path / "p.svg"), text="ab " * limit, width=10 * limit)
+  with pytest.raises(writer_lib.WriteError, match=rf"--width: a line of \d+ characters; .* at most {limit}\b"):
+    write.run(request)
+  assert not os.path.exists(tmp_path / "p.svg")
+
+
 def test_writer_styles_by_name_and_export_keeps_them(synth_workdir, tmp_path):
   workdir = str(tmp_path / "w")
   shutil.copytree(synth_workdir[0], workdir)
@@ -417,6 +454,23 @@ def test_cli_writes_in_the_hand_of_an_inkml_file_and_a_bad_style_file_is_one_lin
   err = [line for line in proc.stderr.strip().splitlines() if line]
   assert proc.returncode == 1 and len(err) == 1 and err[0].startswith(f"error: SVG file {bad}"), proc.stderr
   assert "arc" in err[0] and not os.path.exists(out2)
+
+
+@pytest.mark.parametrize(
+  "fields, message",
+  [
+    ({"out": "/sys/page.svg"}, "--out=/sys/page.svg: nothing can be written in /sys"),  # a read-only file system
+    ({"out": "{tmp}/page.svg", "animation": "{tmp}/f/pen.gif"}, "--animation={tmp}/f/pen.gif: {tmp}/f is a file"),
+    ({"out": "{tmp}/page.svg", "style": 0, "save_style": "/sys/s.npz"}, "--save_style=/sys/s.npz: nothing can be"),
+  ],
+)
+def test_every_output_path_is_checked_before_any_work(fields, message, tmp_path):
+  """Outputs that cannot be written are refused before the writer is even loaded (a workdir that does not exist
+  would be the next error), so no sampling is ever lost to them."""
+  (tmp_path / "f").write_text("a file where a folder would go")
+  fill = {k: v.format(tmp=tmp_path) if isinstance(v, str) else v for k, v in fields.items()}
+  with pytest.raises(writer_lib.WriteError, match=re.escape(message.format(tmp=tmp_path))):
+    write.run(write.Request(str(tmp_path / "no-such-workdir"), text="ab", **fill))
 
 
 @pytest.mark.parametrize("name", writer_lib.SHIPPED)

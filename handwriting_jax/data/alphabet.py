@@ -76,13 +76,13 @@ class Alphabet:
     """How many characters of `text` (with repeats) are outside the alphabet: those "map" turns into 1."""
     return sum(c not in self._index for c in text)
 
-  def check_known(self, texts: Sequence[str]) -> None:
-    """The one unknown-character policy: UnknownCharactersError naming every character of `texts` outside the
-    alphabet (each once, sorted) and the characters there are."""
+  def check_known(self, texts: Sequence[str], what: str = "the text") -> None:
+    """The one unknown-character policy: UnknownCharactersError naming every character of `texts` (`what` they
+    are) outside the alphabet (each once, sorted) and the characters there are."""
     unknown = sorted({c for text in texts for c in self.unknown_chars(text)})
     if unknown:
       raise UnknownCharactersError(
-        f"the text holds characters this model cannot write: {_format_chars(unknown)}; its alphabet is {self._chars!r}"
+        f"{what} holds characters this model cannot write: {_format_chars(unknown)}; its alphabet is {self._chars!r}"
       )
 
   def encode(self, text: str, on_unknown: str = "error") -> np.ndarray:

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-CACHE_VERSION = 1  # bump when the parser or the preprocessing changes what a cache file holds
+CACHE_VERSION = 2  # bump when the parser or the preprocessing changes what a cache file holds
 DEFAULT_DIR = "~/.cache/handwriting_jax"
 
 

@@ -141,6 +141,11 @@ def load_dataset(data_cfg: Any, progress: bool = True) -> Dataset:
       f"no training lines left after preprocessing (config.data.source={data_cfg.source!r}); "
       f"counts: {dict(counts)}; check config.data.max_points / max_chars / jump_mode"
     )
+  if not valid.lines:
+    raise ConfigError(
+      f"no validation lines left after preprocessing (config.data.source={data_cfg.source!r}); counts: "
+      f"{dict(counts)}; check the validation split list (testset_v.txt) and that its forms are in the data"
+    )
   stats = strokes_lib.NormStats.fit(train.lines, normalise_mean=data_cfg.normalise_mean)
   alphabet = Alphabet.from_config(data_cfg, train.texts)
   summary = {

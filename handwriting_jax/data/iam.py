@@ -27,6 +27,7 @@ import lzma
 import os
 import re
 import tarfile
+import unicodedata
 import warnings
 import xml.etree.ElementTree as ET
 import zlib
@@ -188,6 +189,8 @@ def read_split_list(path: str) -> list[str]:
 
 
 MAX_FILE_BYTES = 16 << 20  # one line or transcription file; IAM-OnDB's largest are well under 1 MB
+# Whiteboard units: IAM-OnDB's points lie within about -100..9,000; a point further out than this is no pen stroke.
+MAX_ABS_COORDINATE = 1e6
 _DECLARED_ENCODING = re.compile(rb'^<\?xml[^>]*encoding="([A-Za-z0-9._-]+)"')
 _POINT_RE = re.compile(rb'<Point x="(-?[0-9]+(?:\.[0-9]*)?)" y="(-?[0-9]+(?:\.[0-9]*)?)"')
 _DOCUMENT_END = b"</WhiteboardCaptureSession>"
@@ -230,14 +233,30 @@ def check_declared_encoding(data: bytes) -> None:
     raise IAMFormatError(f"declares encoding {encoding!r} but byte {e.start} is not valid in it") from None
 
 
+def check_strokes(strokes: list[np.ndarray]) -> list[np.ndarray]:
+  """The strokes of a line file, or IAMFormatError for ink no pen wrote: a non-finite coordinate, one beyond any
+  whiteboard (`MAX_ABS_COORDINATE`: one such point would swamp the normalisation statistics of every line), or only
+  single-point strokes (no pen movement at all)."""
+  points_Nx2 = np.concatenate(strokes)
+  if not np.all(np.isfinite(points_Nx2)):
+    raise IAMFormatError("a <Point> has a non-finite x or y")
+  far = float(np.max(np.abs(points_Nx2)))
+  if far > MAX_ABS_COORDINATE:
+    raise IAMFormatError(f"a <Point> lies {far:.3g} units out, beyond any whiteboard (at most {MAX_ABS_COORDINATE:g})")
+  if all(len(s) == 1 for s in strokes):
+    raise IAMFormatError(f"every one of its {len(strokes)} strokes is a single point: no pen movement")
+  return strokes
+
+
 def parse_line_strokes(data: bytes, strict: bool = False) -> np.ndarray:
-  """One `lineStrokes` XML file -> raw offsets `[T, 3]` float32 (IAM units, y up, eos on stroke ends). `strict`
-  also checks that the bytes are valid in the encoding the file declares."""
+  """One `lineStrokes` XML file -> raw offsets `[T, 3]` float32 (IAM units, y up, eos on stroke ends); IAMFormatError
+  for malformed XML or ink no pen wrote (`check_strokes`). `strict` also checks that the bytes are valid in the
+  encoding the file declares."""
   if strict:
     check_declared_encoding(data)
   strokes = _fast_strokes(data)
   if strokes is not None:
-    return strokes_lib.strokes_to_offsets(strokes)
+    return strokes_lib.strokes_to_offsets(check_strokes(strokes))
   try:
     root = ET.fromstring(data)
   except ET.ParseError as e:
@@ -257,20 +276,29 @@ def parse_line_strokes(data: bytes, strict: bool = False) -> np.ndarray:
       strokes.append(np.asarray(xy, np.float64))
   if not strokes:
     raise IAMFormatError("empty <StrokeSet> (no points)")
-  return strokes_lib.strokes_to_offsets(strokes)
+  return strokes_lib.strokes_to_offsets(check_strokes(strokes))
 
 
-def parse_transcription(data: bytes) -> list[str]:
-  """One `ascii` file -> its text lines: the non-blank lines after `CSR:`, stripped."""
+def parse_transcription(data: bytes, strict: bool = False) -> list[str]:
+  """One `ascii` file -> its text lines: the non-blank lines after `CSR:`, stripped. Bytes that are not UTF-8 are
+  read as Latin-1 (malformed under `strict`); a text with a control character is malformed either way (it
+  would enter the alphabet as a character to write)."""
   try:
     text = data.decode("utf-8")
-  except UnicodeDecodeError:
+  except UnicodeDecodeError as e:
+    if strict:
+      raise IAMFormatError(f"byte {e.start} is not UTF-8") from None
     text = data.decode("latin-1")
   lines = text.splitlines()
   starts = [i for i, line in enumerate(lines) if line.strip() == "CSR:"]
   if not starts:
     raise IAMFormatError("no 'CSR:' line")
-  return [line.strip() for line in lines[starts[0] + 1 :] if line.strip()]
+  out = [line.strip() for line in lines[starts[0] + 1 :] if line.strip()]
+  for number, line in enumerate(out, 1):
+    bad = next((c for c in line if unicodedata.category(c) == "Cc"), None)
+    if bad is not None:
+      raise IAMFormatError(f"text line {number} holds the control character U+{ord(bad):04X}")
+  return out
 
 
 class IAMArchiveError(UserError, ValueError):
@@ -399,7 +427,7 @@ def _drop_duplicate_forms(wanted: dict[str, dict[str, set[int] | None]], counts:
 
 
 def _read_transcriptions(
-  ascii_path: str, forms: set[str], problem: Callable[[str, str], None], progress: bool
+  ascii_path: str, forms: set[str], problem: Callable[[str, str], None], strict: bool, progress: bool
 ) -> dict[str, list[str] | None]:
   """Form -> its text lines (None: malformed, reported) for the listed `forms`, in one pass over the ascii files."""
   transcriptions: dict[str, list[str] | None] = {}
@@ -407,7 +435,7 @@ def _read_transcriptions(
     m = _ASCII_FILE.match(base)
     if m and m["form"] in forms:
       try:
-        transcriptions[m["form"]] = parse_transcription(read())
+        transcriptions[m["form"]] = parse_transcription(read(), strict=strict)
       except IAMFormatError as e:
         problem(name, str(e))
         transcriptions[m["form"]] = None
@@ -507,7 +535,7 @@ def read_iam(iam_path: str, strict: bool = False, progress: bool = True) -> IamC
   _drop_duplicate_forms(wanted, counts)
   all_forms = set(wanted["train"]) | set(wanted["valid"])
   counts["forms"] = len(all_forms)
-  transcriptions = _read_transcriptions(inputs.ascii, all_forms, problem, progress)
+  transcriptions = _read_transcriptions(inputs.ascii, all_forms, problem, strict, progress)
   line_files = _read_line_files(inputs.strokes, all_forms, problem, strict, progress)
   corpus = IamCorpus(train=IamSplit(), valid=IamSplit(), counts={})
   missing = []

@@ -29,11 +29,16 @@ LINE_HEIGHT_PX = 105
 MARGIN_PX = 20
 STROKE_PX = 3
 PAGE_SEGMENTATION_MODES = (13, 7, 6)  # raw line first; a single text line; a block
+READ_TIMEOUT_S = 60.0  # one read of one line (it takes well under a second): longer means tesseract hangs
 _MAX_WIDTH_PX = 8000  # a scribble that runs off sideways is clipped to this, not rendered at any size
 
 
 class TesseractMissingError(UserError, FileNotFoundError):
   """No `tesseract` binary (or its English data) on this machine."""
+
+
+class TesseractFailedError(UserError, RuntimeError):
+  """tesseract ran but failed (a non-zero exit) or hung on a line: no legibility figure can be trusted."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -97,8 +102,10 @@ def render_line(
   return image
 
 
-def read_image(image: Image.Image, tesseract: str = "tesseract") -> str:
-  """The text tesseract reads in `image`: --psm 13, then 7, then 6 while it reads nothing; one line, stripped."""
+def read_image(image: Image.Image, tesseract: str = "tesseract", timeout_s: float = READ_TIMEOUT_S) -> str:
+  """The text tesseract reads in `image`: --psm 13, then 7, then 6 while it reads nothing; one line, stripped.
+  TesseractFailedError when it exits with an error or takes longer than `timeout_s` (a read of nothing is "", a
+  failed read is never counted as an unreadable line)."""
   buf = io.BytesIO()
   image.save(buf, format="PNG")
   for psm in PAGE_SEGMENTATION_MODES:
@@ -107,11 +114,18 @@ def read_image(image: Image.Image, tesseract: str = "tesseract") -> str:
         [tesseract, "stdin", "stdout", "-l", "eng", "--psm", str(psm)],
         input=buf.getvalue(),
         capture_output=True,
-        timeout=120,
+        timeout=timeout_s,
         check=False,
       )
     except FileNotFoundError as e:
       raise TesseractMissingError(f"tesseract vanished ({e}): install the Debian package tesseract-ocr") from e
+    except subprocess.TimeoutExpired:
+      raise TesseractFailedError(
+        f"{tesseract} read nothing within {timeout_s:g} s (it hangs); check it with: {tesseract} --version"
+      ) from None
+    if out.returncode != 0:
+      reason = (out.stderr.decode("utf-8", "replace").strip().splitlines() or ["no message"])[-1]
+      raise TesseractFailedError(f"{tesseract} failed on a line (exit status {out.returncode}: {reason[:200]})")
     text = " ".join(out.stdout.decode("utf-8", "replace").split())
     if text:
       return text

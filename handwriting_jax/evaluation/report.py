@@ -243,7 +243,7 @@ def fidelity_at(
         hand = adaptation.adapt(writer, [(raw[i], valid.texts[i]) for i in chosen])[0]
       adapt_seconds.append(time.time() - started)
       adapted_on.append([valid.ids[i] for i in chosen])
-    prime = writer_lib.make_prime(hand, raw[q], valid.texts[q])
+    prime = writer_lib.make_prime(hand, raw[q], valid.texts[q], check_text=False)
     written += writer_lib.write_lines(hand, sentences, bias=bias, seed=seed, prime=prime, same_style=False).lines
     texts += sentences
     owner += [f] * per_form
@@ -427,7 +427,11 @@ def _output_folder(writer: writer_lib.Writer, out_dir: str | None, raw_weights: 
     out_dir = os.path.join(base, "eval", f"step_{writer.step}" + ("_raw" if raw_weights else ""))
   if os.path.exists(out_dir) and not os.path.isdir(out_dir):
     raise EvaluateError(f"--out={out_dir} is a file; give a folder")
-  os.makedirs(out_dir, exist_ok=True)
+  writer_lib.check_output_path(os.path.join(out_dir, "report.json"), "--out")  # before any sampling
+  try:
+    os.makedirs(out_dir, exist_ok=True)
+  except OSError as e:
+    raise EvaluateError(f"--out={out_dir}: cannot make the folder ({e.strerror or e})") from None
   return out_dir
 
 
@@ -489,6 +493,8 @@ def evaluate(
   t0 = time.time()
   writer = _synthesis_writer(workdir, step, raw_weights, stop_rule, resample)
   out_dir = _output_folder(writer, out_dir, raw_weights)
+  if styles:  # written into the writer's folder (a shipped writer's may be read-only): checked before any sampling
+    writer_lib.check_output_path(os.path.join(writer.workdir, writer_lib.STYLES_DIR, "style_0.npz"), "--save_styles")
   report = {
     "workdir": writer.workdir,
     "step": writer.step,
@@ -506,7 +512,8 @@ def evaluate(
     prime_style = _validation_style(writer, valid, style_index, report)
   report["legibility"] = [legibility_at(writer, b, seeds, out_dir, tesseract=tesseract) for b in biases]
   if prime_style is not None:
-    prime = writer_lib.make_prime(writer, writer_lib.style_offsets(writer, prime_style), prime_style.text)
+    offsets = writer_lib.style_offsets(writer, prime_style)
+    prime = writer_lib.make_prime(writer, offsets, prime_style.text, check_text=style_index is None)
     report["primed_with"] = prime_style.text
     report["legibility_primed"] = [legibility_at(writer, b, seeds, out_dir, prime, tesseract=tesseract) for b in biases]
   if encoder is not None:

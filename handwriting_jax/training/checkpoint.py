@@ -1,8 +1,9 @@
 """Orbax checkpoints in WORKDIR/checkpoints: one tree (train state) plus JSON metadata.
 
 The metadata holds what a checkpoint needs to be used on its own: the config, the alphabet, the normalisation
-statistics and the data-iterator state. A workdir written by an incompatible config is refused with the fields
-that differ.
+statistics and the data-iterator state, and a checksum of the saved arrays: a step whose arrays read back with other
+bytes (a flipped bit on disk, a copy gone wrong) or non-finite values is refused like a cut one. A workdir written by
+an incompatible config is refused with the fields that differ.
 """
 
 import contextlib
@@ -10,6 +11,7 @@ import json
 import logging
 import os
 import shutil
+import zlib
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -77,6 +79,42 @@ class CheckpointSaveError(UserError, OSError):
 
 class CheckpointReadError(UserError, ValueError):
   """No checkpoint of a workdir (or not the one asked for) can be read back."""
+
+
+class CheckpointCorruptError(UserError, ValueError):
+  """A checkpoint's arrays read back, but not as they were saved (checksum) or with non-finite values."""
+
+
+def _host_array(leaf) -> np.ndarray:
+  """A leaf as a host array; of a replicated multi-process array, this process's copy."""
+  if isinstance(leaf, jax.Array) and not leaf.is_fully_addressable:
+    leaf = leaf.addressable_data(0)
+  return np.asarray(leaf)
+
+
+def tree_checksum(tree) -> str:
+  """CRC-32 of every array of `tree` (its shape, dtype and bytes, in leaf order), as 8 hex digits: saved with each
+  checkpoint and checked when it is read back."""
+  crc = 0
+  for leaf in jax.tree.leaves(tree):
+    a = np.ascontiguousarray(_host_array(leaf))
+    crc = zlib.crc32(f"{a.shape}{a.dtype.str}".encode(), crc)
+    crc = zlib.crc32(a.view(np.uint8).reshape(-1), crc)
+  return f"{crc:08x}"
+
+
+def verify(tree, metadata: dict, where: str) -> None:
+  """CheckpointCorruptError when `tree` (as read back) has non-finite values or differs from the checksum in its
+  `metadata` (checkpoints written before checksums were kept are only checked for finite values)."""
+  for leaf in jax.tree.leaves(tree):
+    a = _host_array(leaf)
+    if np.issubdtype(a.dtype, np.floating) and not np.all(np.isfinite(a)):
+      raise CheckpointCorruptError(f"{where} holds non-finite values")
+  saved = metadata.get("checksum")
+  if saved is not None and saved != (got := tree_checksum(tree)):
+    raise CheckpointCorruptError(
+      f"{where}: its arrays read back with checksum {got}, not the {saved} saved with them (damaged on disk)"
+    )
 
 
 def short_reason(e: BaseException, limit: int = 160) -> str:
@@ -157,12 +195,12 @@ class Checkpointer:
       raise self._save_failed(
         f"no space left on device ({free / 1e6:.2f} MB free, a checkpoint takes about {need / 1e6:.2f} MB)", wait=False
       )
+    tree = _on_disk(state)
+    metadata = {**metadata, "checksum": tree_checksum(tree)}
     try:
       self.manager.save(
         step,
-        args=ocp.args.Composite(
-          state=ocp.args.StandardSave(_on_disk(state)), metadata=ocp.args.JsonSave(to_jsonable(metadata))
-        ),
+        args=ocp.args.Composite(state=ocp.args.StandardSave(tree), metadata=ocp.args.JsonSave(to_jsonable(metadata))),
       )
     except Exception as e:  # noqa: BLE001  TensorStore and Orbax raise many kinds
       raise self._save_failed(self._reason(e)) from None
@@ -208,6 +246,7 @@ class Checkpointer:
       step, args=ocp.args.Composite(state=ocp.args.StandardRestore(target), metadata=ocp.args.JsonRestore())
     )
     state = out["state"]
+    verify(state, out["metadata"], f"checkpoint step {step} in {self.path}")
     if hasattr(abstract_state, "_fields"):  # a NamedTuple: its None fields were not saved
       state = type(abstract_state)(**{k: state.get(k) for k in abstract_state._fields})
     return state, out["metadata"]

@@ -20,7 +20,7 @@ from handwriting_jax.data import pieces as pieces_lib
 from handwriting_jax.errors import UserError
 from handwriting_jax.model import networks
 from handwriting_jax.training import checkpoint as ckpt_lib
-from handwriting_jax.training import optim, parallel, restore, weight_noise
+from handwriting_jax.training import optim, parallel, restore, weight_noise, workdir_lock
 from handwriting_jax.training import samples as training_samples
 from handwriting_jax.training import step as step_lib
 
@@ -289,10 +289,51 @@ def initial_params(config: ml_collections.ConfigDict, dataset: dataset_lib.Datas
   return nnx.state(writer.model, nnx.Param)
 
 
+class WorkdirError(UserError, OSError):
+  """The workdir cannot be used: a file where a folder should be, or a folder this run cannot write to."""
+
+
+def _open_workdir(workdir: str) -> workdir_lock.WorkdirLock | None:
+  """Create the workdir and take its lock (process 0 only; a second run on it is refused, naming the first);
+  one-line errors for a path that is a file or a folder that cannot be written."""
+  if os.path.exists(workdir) and not os.path.isdir(workdir):
+    raise WorkdirError(f"--workdir={workdir} is a file, not a folder")
+  lock = workdir_lock.WorkdirLock(workdir) if jax.process_index() == 0 else None
+  try:
+    os.makedirs(workdir, exist_ok=True)
+    if lock is not None:
+      lock.acquire()
+  except OSError as e:
+    raise WorkdirError(f"cannot write to the workdir {os.path.abspath(workdir)}: {e.strerror or e}") from None
+  return lock
+
+
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float]:
-  """Train `config` in `workdir` (resuming from its newest checkpoint) and return the final metrics."""
+  """Train `config` in `workdir` (resuming from its newest checkpoint) and return the final metrics; the workdir is
+  locked for the run (`workdir_lock`)."""
   validation.validate(config, jax.device_count(), jax.process_count())
-  os.makedirs(workdir, exist_ok=True)
+  lock = _open_workdir(workdir)
+  try:
+    return _train(config, workdir)
+  finally:
+    if lock is not None:
+      lock.release()
+
+
+def _resume_batches(train_batches: "CurriculumBatches", data_iter: dict, path: str) -> None:
+  """Continue the data iterator where the checkpoint left it; IncompatibleWorkdirError when this run's batches
+  cannot (another `data.batch_size` or bucketing)."""
+  try:
+    train_batches.restore(data_iter)
+  except (ValueError, KeyError) as e:
+    raise ckpt_lib.IncompatibleWorkdirError(
+      f"the checkpoints in {path} cannot continue with this run's batches ({e}); give this run the "
+      "config.data of the run that wrote them, or use a new --workdir"
+    ) from None
+
+
+def _train(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float]:
+  """`train_and_evaluate` inside the locked workdir."""
   ckpt = ckpt_lib.Checkpointer(workdir, config.train.keep_checkpoints)
   reporter, preemption = None, Preemption()
   try:
@@ -327,7 +368,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
           f"warning: checkpoint step {bad} cannot be read ({ckpt_lib.short_reason(e)}); moved it to "
           f"{ckpt.set_aside(bad)} and resuming from step {step_ok}"
         )
-      train_batches.restore(saved["data_iter"])
+      _resume_batches(train_batches, saved["data_iter"], ckpt.path)
       reporter.line(f"resumed from {ckpt.path} at step {int(state.step)}")
     else:
       with open(os.path.join(workdir, "config.json"), "w", encoding="utf-8") as f:

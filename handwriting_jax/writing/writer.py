@@ -10,6 +10,7 @@ raise `WriteError` or another `UserError` with a one-line message.
 import dataclasses
 import os
 import shutil
+import tempfile
 import textwrap
 import zipfile
 
@@ -38,6 +39,7 @@ STYLES_DIR = "styles"  # a writer's own styles: WORKDIR/styles/NAME.npz (see sav
 OUTPUT_EXTENSIONS = (".svg", ".png")
 STYLE_EXTENSIONS = (".npz",) + ink_lib.INKML_EXTENSIONS + ink_lib.SVG_EXTENSIONS  # what `load_style_any` reads
 MAX_STYLE_STEPS = 2000  # points of an ink style at the writer's scale (the shipped styles have about 250)
+MAX_STYLE_BYTES = 16 << 20  # unpacked size of a style .npz (a line takes a few kB): larger is refused unread
 
 
 class WriteError(UserError, ValueError):
@@ -160,6 +162,18 @@ def export_model(
 # Text and styles.
 
 
+def check_line_lengths(writer: Writer, lines: list[str], flag: str) -> None:
+  """WriteError when a line is longer than the writer's training lines (`config.data.max_chars`): such a line takes
+  minutes and gigabytes to write and comes out unreadable, so it is refused before any sampling, naming the flag."""
+  limit = int(writer.config.data.max_chars)
+  longest = max((len(line) for line in lines), default=0)
+  if longest > limit:
+    raise WriteError(
+      f"{flag}: a line of {longest} characters; this writer learnt lines of at most {limit} and writes longer ones "
+      f"unreadably: wrap the text into lines of {limit} characters or fewer"
+    )
+
+
 def wrap_text(text: str, width: int) -> list[str]:
   """Lines of at most `width` characters (textwrap; words longer than that are split); paragraphs kept."""
   if width < 1:
@@ -180,6 +194,15 @@ def load_style(path: str) -> tuple[np.ndarray, str]:
   if not os.path.isfile(path):
     raise WriteError(f"style file {path} does not exist")
   try:
+    with zipfile.ZipFile(path) as z:  # sizes as declared; reading never goes past them (a zip bomb stays packed)
+      unpacked = sum(info.file_size for info in z.infolist())
+  except (OSError, zipfile.BadZipFile) as e:
+    raise WriteError(f"style file {path} is not a style (.npz with 'strokes' [T, 3] and 'text'): {e}") from e
+  if unpacked > MAX_STYLE_BYTES:
+    raise WriteError(
+      f"style file {path} unpacks to {unpacked:,} bytes; a style takes a few kB (at most {MAX_STYLE_BYTES:,})"
+    )
+  try:
     with np.load(path, allow_pickle=False) as f:
       strokes, text = np.asarray(f["strokes"], np.float32), str(f["text"])
   except (KeyError, ValueError, OSError, EOFError, zipfile.BadZipFile) as e:  # empty, cut or not an .npz
@@ -189,6 +212,8 @@ def load_style(path: str) -> tuple[np.ndarray, str]:
       f"style file {path}: expected strokes [T >= 1, 3] and a non-empty text, got strokes "
       f"{strokes.shape} and text {text!r}"
     )
+  if not np.all(np.isfinite(strokes)) or np.abs(strokes[:, :2]).max() > ink_lib.MAX_COORD:
+    raise WriteError(f"style file {path} holds non-finite or absurd offsets (beyond ±{ink_lib.MAX_COORD:g})")
   return strokes, text
 
 
@@ -290,8 +315,12 @@ def dataset_style(config: ml_collections.ConfigDict, index: int) -> tuple[np.nda
   return data.stats.denormalise(data.valid.strokes[index]), data.valid.texts[index]
 
 
-def make_prime(writer: Writer, strokes_Tx3: np.ndarray, text: str) -> sample_lib.Prime:
-  """A Prime from raw offsets, normalised with the checkpoint's statistics."""
+def make_prime(writer: Writer, strokes_Tx3: np.ndarray, text: str, check_text: bool = True) -> sample_lib.Prime:
+  """A Prime from raw offsets, normalised with the checkpoint's statistics; UnknownCharactersError when what the
+  line says holds characters the writer cannot read (its window would read something else). `check_text=False`
+  for lines of the data set itself, whose unknown characters are read as in training (mapped)."""
+  if check_text:
+    writer.alphabet.check_known([text], what="the style's text (what its line says)")
   return sample_lib.Prime(writer.stats.normalise(strokes_Tx3), text)
 
 
@@ -374,14 +403,23 @@ def _concat(a: sample_lib.Samples, b: sample_lib.Samples) -> sample_lib.Samples:
 
 
 def check_output_path(path: str, flag: str = "--out") -> None:
-  """WriteError before any work when `path` cannot be written: it is a folder, or a file sits where a folder of it
-  would go."""
+  """WriteError before any work when `path` cannot be written: it is a folder, a file sits where a folder of it
+  would go, or the folder it would go in does not take new files (read-only, no permission): probed by creating
+  and removing a temporary file there."""
   full = os.path.abspath(path)
   if os.path.isdir(full):
     raise WriteError(f"{flag}={path} is a folder; give a file name")
   blocking = file_in_the_way(full)
   if blocking:
     raise WriteError(f"{flag}={path}: {blocking} is a file, so nothing can be written under it")
+  folder = os.path.dirname(full)
+  while not os.path.isdir(folder):
+    folder = os.path.dirname(folder)
+  try:
+    with tempfile.TemporaryFile(dir=folder):
+      pass
+  except OSError as e:
+    raise WriteError(f"{flag}={path}: nothing can be written in {folder} ({e.strerror or e})") from None
 
 
 def file_in_the_way(path: str) -> str | None:
