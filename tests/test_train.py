@@ -394,6 +394,42 @@ def test_when_no_checkpoint_can_be_read_nothing_is_moved(reference_run, data_cac
   }
 
 
+def test_when_no_checkpoint_can_be_read_the_command_says_so_in_one_line(
+  reference_run, data_cache, compile_cache, tmp_path
+):
+  """The command line, with every step broken: one error line, no tracebacks of the reads abandoned after it."""
+  _, workdir_a, _ = reference_run
+  workdir = str(tmp_path / "copy")
+  shutil.copytree(workdir_a, workdir)
+  for step in checkpoint_steps(workdir):
+    _break_checkpoint(os.path.join(workdir, "checkpoints", str(step)), "truncated_data")
+  proc = subprocess.run(
+    _main_args(workdir, data_cache, f"--config.train.num_steps={2 * _REFERENCE_STEPS}"),
+    cwd=_REPO,
+    env=_env(compile_cache),
+    capture_output=True,
+    text=True,
+    timeout=300,
+    check=False,
+  )
+  assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr[-3000:]
+  lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
+  assert len(lines) == 1 and lines[0].startswith("error: cannot read checkpoint step"), proc.stderr[-3000:]
+
+
+def test_the_temporary_folder_of_a_save_cut_short_is_removed_when_the_run_resumes(reference_run, data_cache, tmp_path):
+  """A save interrupted before it finished (a second Ctrl-C, a kill) leaves a temporary folder; the next run on
+  the workdir removes it and resumes from the newest complete step."""
+  _, workdir_a, _ = reference_run
+  workdir = str(tmp_path / "copy")
+  shutil.copytree(workdir_a, workdir)
+  partial = os.path.join(workdir, "checkpoints", f"{2 * _REFERENCE_STEPS}.orbax-checkpoint-tmp-1796000000")
+  shutil.copytree(os.path.join(workdir, "checkpoints", str(_REFERENCE_STEPS)), partial)
+  train.train_and_evaluate(tiny_config(data_cache, num_steps=_REFERENCE_STEPS + 2, checkpoint_every=2), workdir)
+  assert not os.path.exists(partial)
+  assert checkpoint_steps(workdir)[-1] == _REFERENCE_STEPS + 2
+
+
 def test_non_finite_loss_stops_without_saving_it(data_cache, tmp_path, monkeypatch):
   poisoned_step = 5
   original_next = train.CurriculumBatches.next

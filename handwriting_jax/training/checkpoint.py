@@ -11,6 +11,7 @@ import json
 import logging
 import os
 import shutil
+import sys
 import zlib
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -63,6 +64,22 @@ class _DropOrbaxSaveErrors(logging.Filter):
 
 logging.getLogger("asyncio").addFilter(_DropUnretrievedReadErrors())
 logging.getLogger("absl").addFilter(_DropOrbaxSaveErrors())
+
+
+def _drop_late_read_callbacks(previous: Callable) -> Callable:
+  """An unraisable-exception hook that drops TensorStore's late callbacks into the event loop of a restore that
+  already failed ("Event loop is closed", one traceback per abandoned read: hundreds when every step is broken);
+  everything else goes to `previous`."""
+
+  def hook(unraisable) -> None:
+    if unraisable.exc_type is RuntimeError and str(unraisable.exc_value) == "Event loop is closed":
+      return
+    previous(unraisable)
+
+  return hook
+
+
+sys.unraisablehook = _drop_late_read_callbacks(sys.unraisablehook)
 
 
 class IncompatibleWorkdirError(UserError, ValueError):
@@ -177,8 +194,11 @@ class Checkpointer:
 
   def __init__(self, workdir: str, keep: int = 3, read_only: bool = False):
     self.path = os.path.abspath(os.path.join(workdir, "checkpoints"))
-    options = ocp.CheckpointManagerOptions(
-      preservation_policy=checkpoint_managers.LatestN(keep), create=not read_only, read_only=read_only
+    options = ocp.CheckpointManagerOptions(  # a run's start removes the temporary folder of a save it never finished
+      preservation_policy=checkpoint_managers.LatestN(keep),
+      create=not read_only,
+      read_only=read_only,
+      cleanup_tmp_directories=not read_only,
     )
     self.manager = ocp.CheckpointManager(self.path, options=options)
 
