@@ -1,8 +1,12 @@
 """The measuring parts of `experiments/` scripts that the README's performance figures rest on."""
 
+import io
+import zipfile
+
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
 
 def test_step_profile_reads_every_matmul_kernel_of_a_compiled_program(experiment):
@@ -36,3 +40,18 @@ def test_step_profile_reads_every_matmul_kernel_of_a_compiled_program(experiment
     for calls, chained in ((3, True), (3, False)):
       seconds = step_profile.dot_runner(lhs, rhs, dims, calls, chained)()
       assert 0 < seconds < 60
+
+
+def test_fuzzed_style_files_and_api_bodies_give_a_result_or_a_user_error(experiment, tmp_path):
+  """A short run of experiments/fuzz_inputs.py (the long one is run by hand), and the inputs it found."""
+  fuzz = experiment("fuzz_inputs")
+  assert fuzz.fuzz_target("style", seconds=0, chunk=150) >= 100  # hypothesis may skip repeated inputs
+  assert fuzz.fuzz_target("api", seconds=0, chunk=150) >= 100
+  folder = str(tmp_path)
+  fuzz.check_style_file(folder, ".inkml", b'<?xml version="" encoding="A"?>', None)  # was a LookupError
+  npz = bytearray(fuzz.style_seeds()[".npz"])
+  at = npz.index(b"PK\x01\x02") + 6  # the central directory's "version needed to extract"
+  npz[at : at + 2] = b"\x40\x00"  # 6.4, which zipfile does not implement
+  with pytest.raises(NotImplementedError):
+    zipfile.ZipFile(io.BytesIO(bytes(npz)))
+  fuzz.check_style_file(folder, ".npz", bytes(npz), None)  # was a NotImplementedError

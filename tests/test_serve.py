@@ -228,6 +228,7 @@ def test_write_over_http_with_a_hand_written_prime(server):
     (json.dumps({"text": "ab", "style": "nope"}).encode(), "no style 'nope'"),
     (json.dumps({"text": "ab", "style": "style_0", "prime": {}}).encode(), "not both"),
     (b'{"text": "ab", "prime": {"strokes": [[[0, 0], [NaN, 1]]], "text": "ab"}}', "non-finite"),
+    (b'{"text": "ab", "prime": {"strokes": [[[0, 1' + b"0" * 400 + b'], [5, 1]]], "text": "ab"}}', "not a list of"),
     (json.dumps({"text": "ab", "prime": {"strokes": [[[0, 0], [50, 50]]], "text": ""}}).encode(), "prime.text"),
     (
       json.dumps({"text": "ab", "prime": {"strokes": [[[0, 0], [50, 50]]], "text": "h\u00e9"}}).encode(),

@@ -92,7 +92,12 @@ def _parse_xml(path: str, kind: str) -> ET.Element:
     ) from None
   except expat.ExpatError as e:
     raise InkError(f"{kind} file {path} is not well-formed XML: {e}") from None
-  return ET.fromstring(data)
+  except (LookupError, ValueError) as e:  # a declared encoding Python does not know (found by fuzz_inputs.py)
+    raise InkError(f"{kind} file {path} is unreadable XML: {e}") from None
+  try:
+    return ET.fromstring(data)
+  except (ET.ParseError, LookupError, ValueError) as e:
+    raise InkError(f"{kind} file {path} is unreadable XML: {e}") from None
 
 
 def _check_strokes(strokes: list[np.ndarray], path: str, kind: str, nothing: str) -> list[np.ndarray]:

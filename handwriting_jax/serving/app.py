@@ -97,7 +97,7 @@ def canvas_to_offsets(
   for i, s in enumerate(strokes_px):
     try:
       a = np.asarray(s, np.float64)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):  # OverflowError: an int of hundreds of digits (fuzz_inputs.py)
       raise RequestError(f"{where}[{i}] is not a list of [x, y] numbers") from None
     if a.ndim != 2 or a.shape[1] != 2 or len(a) == 0:
       raise RequestError(f"{where}[{i}] is not a list of [x, y] points")
