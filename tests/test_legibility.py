@@ -120,3 +120,14 @@ def test_a_tesseract_that_fails_or_hangs_is_an_error_not_a_cer(tmp_path, body, m
   fake = _fake_tesseract(str(tmp_path), body)
   with pytest.raises(legibility.TesseractFailedError, match=message):
     legibility.read_image(legibility.render_line(_printed_line("fox")), fake, timeout_s=0.5)
+
+
+def test_class_errors_attribute_each_edit_to_the_intended_character():
+  scores = [legibility.score("Call 555-0123", "Cal 555-a23"), legibility.score("Zoe 1987", "Zoe 1987.")]
+  table = legibility.class_errors(scores)
+  classes = table["classes"]
+  assert classes["digit"] == {"chars": 11, "errors": 2, "rate": 2 / 11}  # 0 read as a, 1 dropped
+  assert classes["lower"]["errors"] == 1 and classes["upper"]["errors"] == 0 and classes["punct"]["errors"] == 0
+  assert table["inserted"] == 1  # the "." read after 1987
+  assert sorted(map(tuple, table["confusions"])) == [("0", "a", 1), ("1", "", 1), ("l", "", 1)]
+  assert sum(v["errors"] for v in classes.values()) + table["inserted"] == sum(s.char_errors for s in scores)

@@ -10,6 +10,7 @@ summed over lines (so long lines weigh more); the word error rate likewise over 
 tesseract is Debian's `tesseract-ocr` package, called as a subprocess (stdin PNG, stdout text).
 """
 
+import collections
 import concurrent.futures
 import dataclasses
 import io
@@ -152,6 +153,47 @@ def error_rates(scores: Sequence[LineScore]) -> dict[str, float]:
     "wer": sum(s.word_errors for s in scores) / max(words, 1),
     "mean_line_cer": float(np.mean(line_cers)),
     "worst_line_cer": float(np.max(line_cers)),
+  }
+
+
+CHAR_CLASSES = ("lower", "upper", "digit", "punct", "space")
+
+
+def char_class(c: str) -> str:
+  """The class of one character (`CHAR_CLASSES`): what the per-class error table groups by."""
+  if c.isspace():
+    return "space"
+  if c.isdigit():
+    return "digit"
+  if c.isalpha():
+    return "upper" if c.isupper() else "lower"
+  return "punct"
+
+
+def class_errors(scores: Sequence[LineScore], top: int = 15) -> dict:
+  """Which characters are misread as what: per class of the intended character (`char_class`), its count and how
+  many were substituted or dropped (from the edit operations of each line's alignment), the insertions (attributed
+  to no intended character), and the `top` most frequent confusions as (intended, read, count); "" is a drop."""
+  counts = collections.Counter()
+  errors = collections.Counter()
+  confusions = collections.Counter()
+  inserted = 0
+  for s in scores:
+    counts.update(char_class(c) for c in s.text)
+    for op in Levenshtein.editops(s.text, s.read):
+      if op.tag == "insert":
+        inserted += 1
+        continue
+      want = s.text[op.src_pos]
+      errors[char_class(want)] += 1
+      confusions[(want, s.read[op.dest_pos] if op.tag == "replace" else "")] += 1
+  return {
+    "classes": {
+      k: {"chars": counts[k], "errors": errors[k], "rate": errors[k] / counts[k] if counts[k] else None}
+      for k in CHAR_CLASSES
+    },
+    "inserted": inserted,
+    "confusions": [[a, b, n] for (a, b), n in confusions.most_common(top)],
   }
 
 

@@ -30,7 +30,7 @@ from handwriting_jax.data import batches as batches_lib
 from handwriting_jax.data import draw
 from handwriting_jax.errors import UserError
 from handwriting_jax.evaluation import fidelity as fid
-from handwriting_jax.evaluation import legibility
+from handwriting_jax.evaluation import legibility, line_shape
 from handwriting_jax.model import sampling as sample_lib
 from handwriting_jax.training import step as step_lib
 from handwriting_jax.writing import adaptation
@@ -56,6 +56,27 @@ SENTENCES = (
   "the garden looks lovely in spring",
   "I found an old map in the attic",
 )
+# Lines rich in digits, capitals and punctuation (times, dates, prices, phone numbers, addresses, Q / X / Z), 25-35
+# characters, every character in both shipped writers' alphabets: what users of every port find written worst.
+DIGIT_SENTENCES = (
+  "Call me at 555-0123 after 9:30.",
+  "The bus leaves at 7:45 on May 12.",
+  "Room 208, Queen Street, Oxford.",
+  "It costs 14.99, not 41.99 (VAT).",
+  "Zoe was born on 3 June 1987.",
+  "Flight QX 4071 lands at 18:20.",
+  "Order 36 boxes by 25 March!",
+  "Is it 0.5 or 0.05 litres of milk?",
+  "Xavier ran 10 km in 52 minutes.",
+  "Dial 020 7946 0018 before noon.",
+  "Page 96: see the note on Zeta.",
+  "The 2nd and 3rd floors, 17-19.",
+  "Quiz night: 8 teams, 64 points.",
+  "Meet me at 11:15, Gate 7, Zurich.",
+  "Temperature: -4 to 6 degrees.",
+  "ISBN 0-19-852663-6, page 204.",
+)
+DIGITS_BIAS = 0.75  # the bias the digit lines are written at (or the first of --biases without it)
 PAPER_MAX_POINTS = 1200  # the paper's IAM-OnDB line cap; validation NLL covers every line up to it
 _EVAL_BATCH = 32
 _PAD_MULTIPLE = 200  # padded validation lengths: few shapes, few compiles
@@ -173,11 +194,14 @@ def legibility_at(
   prime: sample_lib.Prime | None = None,
   sentences: Sequence[str] = SENTENCES,
   tesseract: str | None = None,
+  name: str = "",
 ) -> dict:
-  """Write every sentence `seeds` times (one batched call, each line its own draw), read them back, score them."""
+  """Write every sentence `seeds` times (one batched call, each line its own draw), read them back, score them:
+  CER / WER, the per-character-class error table and, unprimed, the line-shape shares (`line_shape`). `name`
+  prefixes the image folder (another sentence set)."""
   texts = [s for _ in range(seeds) for s in sentences]
   samples = writer_lib.write_lines(writer, texts, bias=bias, seed=0, prime=prime, same_style=False)
-  tag = f"{'primed' if prime else 'unprimed'}_bias_{bias:g}"
+  tag = f"{name}{'primed' if prime else 'unprimed'}_bias_{bias:g}"
   paths = [
     os.path.join(out_dir, tag, f"s{i % len(sentences):02d}_seed{i // len(sentences)}.png") for i in range(len(texts))
   ]
@@ -195,12 +219,27 @@ def legibility_at(
     "primed": prime is not None,
     **rates,
     "cer_per_seed": per_seed,
+    "classes": legibility.class_errors(scores),
+    **({} if prime else {"line_shape": line_shape.line_shape_rates(samples.lines, _phis(samples))}),
     "finished": int(np.sum(samples.finished_B)),
     "lines": len(texts),
     "sheet": sheet,
     "per_line": [{"text": s.text, "read": s.read, "cer": s.cer, "image": p} for s, p in zip(scores, paths)],
     "_strokes": samples.lines,
   }  # the network's own rate: saved styles prime it
+
+
+def digits_at(writer: writer_lib.Writer, bias: float, seeds: int, out_dir: str, tesseract: str | None) -> dict:
+  """Legibility of `DIGIT_SENTENCES` (digits, capitals, punctuation), or why not: characters the writer lacks."""
+  missing = sorted({c for s in DIGIT_SENTENCES for c in writer.alphabet.unknown_chars(s)})
+  if missing:
+    return {"unavailable": f"the writer's alphabet lacks {''.join(missing)!r}"}
+  return legibility_at(writer, bias, seeds, out_dir, sentences=DIGIT_SENTENCES, tesseract=tesseract, name="digits_")
+
+
+def _phis(samples: sample_lib.Samples) -> list[np.ndarray]:
+  """The window φ of every line, over its real steps and characters."""
+  return [samples.line_phi(b) for b in range(len(samples.lines))]
 
 
 def fidelity_at(
@@ -501,6 +540,7 @@ def evaluate(
     "data_source": writer.config.data.source,
     "weights": "moving average" if writer.ema else "trained",
     "sentences": list(SENTENCES),
+    "digit_sentences": list(DIGIT_SENTENCES),
     "seeds": seeds,
     "stop_rule": writer.config.sample.stop_rule,
     "resample": writer.config.sample.resample,
@@ -511,6 +551,7 @@ def evaluate(
   if style_index is not None:
     prime_style = _validation_style(writer, valid, style_index, report)
   report["legibility"] = [legibility_at(writer, b, seeds, out_dir, tesseract=tesseract) for b in biases]
+  report["digits"] = digits_at(writer, DIGITS_BIAS if DIGITS_BIAS in biases else biases[0], seeds, out_dir, tesseract)
   if prime_style is not None:
     offsets = writer_lib.style_offsets(writer, prime_style)
     prime = writer_lib.make_prime(writer, offsets, prime_style.text, check_text=style_index is None)
@@ -521,8 +562,8 @@ def evaluate(
   if styles:
     chosen = next(r for r in report["legibility"] if r["bias"] == styles_bias)
     report["styles"] = save_styles(writer.workdir, chosen, styles)
-  for r in report["legibility"] + report.get("legibility_primed", []):
-    r.pop("_strokes")
+  for r in [*report["legibility"], *report.get("legibility_primed", []), report["digits"]]:
+    r.pop("_strokes", None)
   report["seconds"] = time.time() - t0
   path = os.path.join(out_dir, "report.json")
   with open(path, "w", encoding="utf-8") as f:
@@ -561,6 +602,24 @@ def summary(report: dict) -> str:
       out.append(
         f"  {label:8s} bias {r['bias']:<4g}  CER {r['cer']:6.1%}  WER {r['wer']:6.1%}  "
         f"(per seed {seeds}; {r['finished']}/{r['lines']} lines finished by the window)"
+      )
+  digits = report.get("digits")
+  if digits and "unavailable" in digits:
+    out.append(f"  digits not measured: {digits['unavailable']}")
+  elif digits:
+    classes = digits["classes"]["classes"]
+    rates = ", ".join(f"{k} {v['rate']:.0%}" for k, v in classes.items() if v["rate"] is not None)
+    worst = ", ".join(f"{a!r}->{b!r} x{n}" for a, b, n in digits["classes"]["confusions"][:5])
+    out.append(
+      f"  digits   bias {digits['bias']:<4g}  CER {digits['cer']:6.1%}  WER {digits['wer']:6.1%}  (errors by class: "
+      f"{rates}; most confused: {worst})"
+    )
+  for r in report.get("legibility", []):
+    shape = r.get("line_shape")
+    if shape:
+      out.append(
+        f"  line ends bias {r['bias']:<4g}  ink after the text {shape['ink_after_text']:.1%}, baseline jumps "
+        f"{shape['baseline_jumps']:.1%} of {shape['lines']} lines"
       )
   fidelity = report.get("fidelity")
   if fidelity and "unavailable" in fidelity:
