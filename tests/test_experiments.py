@@ -1,6 +1,7 @@
 """The measuring parts of `experiments/` scripts that the README's performance figures rest on."""
 
 import io
+import json
 import zipfile
 
 import jax
@@ -55,3 +56,38 @@ def test_fuzzed_style_files_and_api_bodies_give_a_result_or_a_user_error(experim
   with pytest.raises(NotImplementedError):
     zipfile.ZipFile(io.BytesIO(bytes(npz)))
   fuzz.check_style_file(folder, ".npz", bytes(npz), None)  # was a NotImplementedError
+
+
+def test_first_legible_is_the_minute_from_which_cer_stays_under_the_target(experiment):
+  t2l = experiment("time_to_legible")
+  minutes = [5.0, 10.0, 15.0, 20.0, 25.0]
+  assert t2l.first_legible(minutes, [0.9, 0.14, 0.2, 0.15, 0.1], 0.15) == 20.0  # dipped at 10, back over at 15
+  assert t2l.first_legible(minutes, [0.1] * 5, 0.15) == 5.0
+  assert t2l.first_legible(minutes, [0.1, 0.1, 0.1, 0.1, 0.3], 0.15) is None  # the last checkpoint is not legible
+  assert t2l.first_legible([], [], 0.15) is None
+
+
+def test_time_to_legible_judges_every_checkpoint_of_a_run_by_its_minute(experiment, tmp_path, capsys):
+  """End to end on the tiny config: a run with two checkpoints, each judged (CER and NLL), never legible."""
+  t2l = experiment("time_to_legible")
+  workdir, out = str(tmp_path / "run"), str(tmp_path / "t2l.json")
+  t2l.main(
+    [
+      f"--workdir={workdir}",
+      "--seeds=1",
+      f"--out={out}",
+      "--",
+      "--config=configs/synthesis.py:tiny",
+      "--config.train.num_steps=4",
+      "--config.train.checkpoint_every=2",
+      "--config.train.sample_every=0",
+      "--config.sample.max_steps_per_char=3",
+      "--config.data.alphabet= abcdefghijklmnopqrstuvwxyzI",  # what the everyday sentences need
+    ]
+  )
+  with open(out, encoding="utf-8") as f:
+    result = json.load(f)
+  rows = result["rows"]
+  assert [r["step"] for r in rows] == [2, 4] and 0 < rows[0]["minutes"] <= rows[1]["minutes"]
+  assert all(r["cer"] >= 0 and r["nll"] is not None for r in rows)
+  assert result["legible_from_minute"] is None and "never" in capsys.readouterr().out
