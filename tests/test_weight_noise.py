@@ -164,11 +164,13 @@ def test_adaptive_noise_trains_resumes_bitwise_and_evaluates_on_the_means(tmp_pa
   )
   state_a, _ = _restore(str(tmp_path / "a"), full)
   state_b, _ = _restore(str(tmp_path / "b"), full)
-  assert state_a.noise is not None
+  assert state_a.log_sigma is not None
+  with open(os.path.join(str(tmp_path / "a"), "checkpoints", "8", "state", "_METADATA"), encoding="utf-8") as f:
+    assert '"noise"' in f.read()  # log σ is stored under the name checkpoints have always used
   for x, y in zip(jax.tree.leaves(state_a), jax.tree.leaves(state_b), strict=True):
     np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
   assert metrics_a == metrics_b
-  sigma = np.concatenate([np.ravel(np.exp(np.asarray(s))) for s in jax.tree.leaves(state_a.noise)])
+  sigma = np.concatenate([np.ravel(np.exp(np.asarray(s))) for s in jax.tree.leaves(state_a.log_sigma)])
   assert not np.allclose(sigma, 0.01)  # σ is trained
   with open(tmp_path / "a" / "train.log", encoding="utf-8") as f:
     log = f.read()
@@ -220,5 +222,5 @@ def test_optimizer_covers_log_sigma():
   cfg = _tiny(weight_noise="adaptive", weight_noise_std=0.02)
   tx = optim.make_optimizer(cfg.optim, 10)
   _, state = step_lib.create_train_state(networks.create_model(cfg, 10), tx, step_lib.noise_settings(cfg, 48))
-  assert len(jax.tree.leaves(state.noise)) == len(jax.tree.leaves(state.params))
-  np.testing.assert_allclose(np.exp(np.asarray(jax.tree.leaves(state.noise)[0])), 0.02, rtol=1e-6)
+  assert len(jax.tree.leaves(state.log_sigma)) == len(jax.tree.leaves(state.params))
+  np.testing.assert_allclose(np.exp(np.asarray(jax.tree.leaves(state.log_sigma)[0])), 0.02, rtol=1e-6)

@@ -181,11 +181,15 @@ def check_compatible(
     )
 
 
+# TrainState fields saved under another name: the name checkpoints have always stored them under.
+_DISK_NAMES = {"log_sigma": "noise"}
+
+
 def _on_disk(state):
-  """The tree a state is saved as: a NamedTuple (TrainState) as a dict of its fields that are not None, so that
-  states without weight noise keep the layout of the checkpoints written before it existed."""
+  """The tree a state is saved as: a NamedTuple (TrainState) as a dict of its fields that are not None (by their
+  `_DISK_NAMES`), so that states without weight noise keep the layout of the checkpoints written before it existed."""
   if hasattr(state, "_fields"):
-    return {k: v for k, v in state._asdict().items() if v is not None}
+    return {_DISK_NAMES.get(k, k): v for k, v in state._asdict().items() if v is not None}
   return state
 
 
@@ -268,7 +272,7 @@ class Checkpointer:
     state = out["state"]
     verify(state, out["metadata"], f"checkpoint step {step} in {self.path}")
     if hasattr(abstract_state, "_fields"):  # a NamedTuple: its None fields were not saved
-      state = type(abstract_state)(**{k: state.get(k) for k in abstract_state._fields})
+      state = type(abstract_state)(**{k: state.get(_DISK_NAMES.get(k, k)) for k in abstract_state._fields})
     return state, out["metadata"]
 
   def first_intact(

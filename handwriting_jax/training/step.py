@@ -19,7 +19,7 @@ class TrainState(NamedTuple):
   step: jax.Array
   params: nnx.State
   opt_state: Any
-  noise: Any = None
+  log_sigma: Any = None
   ema: Any = None
 
 
@@ -80,7 +80,7 @@ def update_ema(ema: nnx.State, params: nnx.State, decay: jax.Array) -> nnx.State
 
 def trained(state: TrainState):
   """What the optimiser updates: the parameters, with log σ beside them under adaptive weight noise."""
-  return state.params if state.noise is None else (state.params, state.noise)
+  return state.params if state.log_sigma is None else (state.params, state.log_sigma)
 
 
 def batch_loss(graphdef: nnx.GraphDef, params: nnx.State, batch: dict) -> tuple[jax.Array, jax.Array]:
@@ -117,7 +117,7 @@ def apply_gradients(
   tree = trained(state)
   updates, opt_state = tx.update(grads, state.opt_state, tree)
   tree = optax.apply_updates(tree, updates)
-  params, log_sigma = (tree, None) if state.noise is None else tree
+  params, log_sigma = (tree, None) if state.log_sigma is None else tree
   grad_norm = optax.tree.norm(grads)
   metrics = {
     "loss": loss,
