@@ -91,6 +91,14 @@ def check_transcription(data: bytes) -> None:
   assert all(isinstance(x, str) and x and x == x.strip() for x in lines)
 
 
+def repeat_for(target, seconds: float) -> None:
+  """Run the hypothesis test `target` once, then again until `seconds` have passed."""
+  stop_at = time.time() + seconds
+  target()
+  while time.time() < stop_at:
+    target()
+
+
 def fuzz_target(name: str, seconds: float, chunk: int = 500) -> int:
   """Fuzz target `name` ("line" or "transcription") in runs of `chunk` fresh random inputs until `seconds` have
   passed (at least one run); the count of inputs tried. A failing input raises, shrunk by hypothesis."""
@@ -104,10 +112,7 @@ def fuzz_target(name: str, seconds: float, chunk: int = 500) -> int:
     tried[0] += 1
     check(data)
 
-  stop_at = time.time() + seconds
-  target()
-  while time.time() < stop_at:
-    target()
+  repeat_for(target, seconds)
   return tried[0]
 
 

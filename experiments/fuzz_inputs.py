@@ -26,7 +26,7 @@ from handwriting_jax.serving import app as app_lib
 from handwriting_jax.writing import writer as writer_lib
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from fuzz_iam import mutated  # the byte mutations of the IAM parser fuzzing
+from fuzz_iam import mutated, repeat_for  # the byte mutations and the run loop of the IAM parser fuzzing
 
 _INKML = b"""<?xml version="1.0" encoding="UTF-8"?>
 <ink xmlns="http://www.w3.org/2003/InkML"><annotation type="truth">hi</annotation>
@@ -114,10 +114,7 @@ def fuzz_target(name: str, seconds: float, chunk: int = 300) -> int:
       tried[0] += 1
       check_body(service, body)
 
-  stop_at = time.time() + seconds
-  target()
-  while time.time() < stop_at:
-    target()
+  repeat_for(target, seconds)
   return tried[0]
 
 
