@@ -18,6 +18,7 @@ COMMANDS = {
   "write": ("write", "write text in handwriting (--text=... --out=page.svg)"),
   "evaluate": ("evaluate", "validation NLL, legibility by OCR, style fidelity of a writer"),
   "serve": ("serve", "the local web page and JSON API"),
+  "export-web": ("export_web", "a static site that writes in the browser, no server (--out=site/)"),
   "adapt": ("adapt", "learn a hand from a few of its lines (--style_file=...)"),
   "preview": ("preview", "draw lines of the training data (--out=lines.png)"),
   "export-iam": ("export_iam", "IAM-OnDB as one compressed splits file"),

@@ -233,3 +233,21 @@ def test_state_moves_between_host_counts():
   host = make_iterator(process_index=1, process_count=2)
   host.restore(whole.state())
   np.testing.assert_array_equal(next(host)["targets"], next(whole)["targets"][4:])
+
+
+def test_oversampled_repeats_exactly_the_lines_holding_rare_characters():
+  """Lines holding a listed character appear `factor` times, the others once, each with its own strokes; factor 1 or
+  no characters leave the split as it was; a factor below 1 is refused."""
+  from handwriting_jax.data.batches import oversampled
+
+  texts = ["call 555", "hello", "Quiz", "plain text", "x 9"]
+  strokes = [np.full((i + 2, 3), i, np.float32) for i in range(len(texts))]
+  out_strokes, out_texts, count = oversampled(strokes, texts, "0123456789Q", 3)
+  assert count == 3
+  assert collections.Counter(out_texts) == {"call 555": 3, "hello": 1, "Quiz": 3, "plain text": 1, "x 9": 3}
+  for s, t in zip(out_strokes, out_texts):
+    assert s[0, 0] == texts.index(t)
+  assert oversampled(strokes, texts, "0123456789", 1)[1:] == (texts, 0)
+  assert oversampled(strokes, texts, "", 4)[1:] == (texts, 0)
+  with pytest.raises(ValueError, match="at least 1"):
+    oversampled(strokes, texts, "5", 0)

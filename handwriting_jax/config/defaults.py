@@ -65,6 +65,11 @@ def data_config() -> ml_collections.ConfigDict:
   # into pieces of 1..piece_max_words words (short, aligned sequences); 0 = off. Curriculum stages come after.
   c.pieces_until = 0
   c.piece_max_words = 3
+  # Rare characters (data/batches.py:oversampled): every training line (or word piece) holding one of
+  # `oversample_chars` is used `oversample_factor` times per epoch; IAM-OnDB has few digits, capitals Q/X/Z and
+  # symbols, and a writer misreads what it rarely saw. "" or 1 = each line once.
+  c.oversample_chars = ""
+  c.oversample_factor = 1
   # Keep every k-th point of each stroke and its last point (data/strokes.py, step 5); 1 = every point. Changes
   # the sequences, so NLL in nats per sequence is then not comparable with full-rate figures (the paper's).
   c.downsample = 1
@@ -227,6 +232,18 @@ _IAM_SMALL = {
   "train.keep_checkpoints": 10,
   "train.sample_every": 1000,
 }
+# "iam_large", on top of "iam_small": the shipped writer's recipe (about 100 minutes on 2 cores): 3 x 256 cells with 20
+# mixtures and 10 window Gaussians (calligrapher.ai's width), 8,000 steps, and the IAM lines holding digits, rare
+# capitals or symbols used 4 times per epoch (data.oversample_chars).
+_IAM_LARGE = {
+  "model.hidden_size": 256,
+  "model.num_mixtures": 20,
+  "model.num_window_gaussians": 10,
+  "optim.learning_rate": 2e-3,
+  "data.oversample_chars": "0123456789QXZUKVJ:;!()/&#+",
+  "data.oversample_factor": 4,
+  "train.num_steps": 8000,
+}
 _TINY = {  # "tiny": a network and corpus small enough for the tests
   "model.num_layers": 2,
   "model.hidden_size": 16,
@@ -252,6 +269,7 @@ _VARIANTS: dict[str, tuple[dict, ...]] = {
   "paper": (),
   "small": (_SMALL,),
   "iam_small": (_SMALL, _IAM_SMALL),
+  "iam_large": (_SMALL, _IAM_SMALL, _IAM_LARGE),
   "tiny": (_TINY,),
 }
 
@@ -267,7 +285,7 @@ def _set_fields(c: ml_collections.ConfigDict, overrides: dict) -> None:
 
 
 def apply_variant(c: ml_collections.ConfigDict, variant: str) -> ml_collections.ConfigDict:
-  """Apply variant "" / "paper" (the paper), "small" (CPU demo), "iam_small" (IAM on a CPU) or "tiny" (tests) to `c`."""
+  """Apply variant "" / "paper", "small" (CPU demo), "iam_small" / "iam_large" (IAM on a CPU) or "tiny" to `c`."""
   tables = _VARIANTS.get(variant) if isinstance(variant, str) else None  # non-strings (even unhashable) are unknown
   if tables is None:
     known = ", ".join(repr(name) for name in _VARIANTS if name)

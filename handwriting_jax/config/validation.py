@@ -135,6 +135,8 @@ RULES: dict[str, Rule] = {
   "data.curriculum": Rule(_stages, "a list of (until_step, max_points) pairs of positive integers", ((10, 0),)),
   "data.pieces_until": NON_NEGATIVE_INT,
   "data.piece_max_words": POSITIVE_INT,
+  "data.oversample_chars": TEXT,
+  "data.oversample_factor": POSITIVE_INT,
   "data.downsample": POSITIVE_INT,
   "optim.name": one_of(*defaults.OPTIMIZERS),
   "optim.learning_rate": POSITIVE,

@@ -27,6 +27,19 @@ U_MULTIPLE = 8  # padded text lengths are multiples of this
 FIRST_INPUT = (0.0, 0.0, 1.0)  # network input at t = 0 (the pen lifted at the origin)
 
 
+def oversampled(
+  strokes: Sequence[np.ndarray], texts: Sequence[str], chars: str, factor: int
+) -> tuple[list[np.ndarray], list[str], int]:
+  """(strokes, texts, count): each line whose text holds one of `chars` repeated `factor` times, so rare characters
+  are seen more often per epoch; `count` is how many lines were repeated."""
+  if factor < 1:
+    raise ValueError(f"oversample factor must be at least 1, got {factor}")
+  rare = set(chars)
+  hits = [i for i, text in enumerate(texts) if rare and not rare.isdisjoint(text)] if factor > 1 else []
+  extra = [i for i in hits for _ in range(factor - 1)]
+  return list(strokes) + [strokes[i] for i in extra], list(texts) + [texts[i] for i in extra], len(hits)
+
+
 def _round_up(x: np.ndarray | int, multiple: int) -> np.ndarray:
   """Round up to a positive multiple of `multiple`."""
   return np.maximum(-(-np.asarray(x) // multiple) * multiple, multiple)

@@ -47,6 +47,7 @@ class CurriculumBatches:
     )
     self.stage, self.iterator = -1, None
     self.pieces_summary = None
+    self.oversample_summary = ""
     self._mean_lengths: dict[int, float] = {}
 
   def _stage_for(self, step: int) -> int:
@@ -61,6 +62,12 @@ class CurriculumBatches:
         strokes, texts, self.stats, int(self.data_cfg.piece_max_words), int(self.data_cfg.shuffle_seed)
       )
       self.pieces_summary = f"word pieces: {len(strokes)} pieces from {cut} of {len(self.split.strokes)} lines"
+    strokes, texts, repeated = batches_lib.oversampled(
+      strokes, texts, self.data_cfg.get("oversample_chars", ""), int(self.data_cfg.get("oversample_factor", 1))
+    )
+    self.oversample_summary = (
+      f", {repeated} holding rare characters used {self.data_cfg.oversample_factor}x" if repeated else ""
+    )
     self.iterator = self._iterator(stage, strokes, texts)
 
   def _iterator(self, stage: int, strokes, texts) -> batches_lib.BatchIterator:
@@ -101,7 +108,7 @@ class CurriculumBatches:
     lines = self.iterator.num_lines
     return (
       f"curriculum stage {self.stage} ({'until step ' + str(until) if until else 'to the end'}): {what}, "
-      f"{lines} used, {self.iterator.steps_per_epoch} steps per epoch"
+      f"{lines} used{self.oversample_summary}, {self.iterator.steps_per_epoch} steps per epoch"
     )
 
   def next(self, step: int) -> dict[str, np.ndarray]:
