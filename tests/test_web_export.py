@@ -44,26 +44,8 @@ def site(writer, tmp_path_factory):
 @pytest.fixture(scope="module")
 def site_url(site):
   """The site served by `python -m http.server` on loopback, as any static host would."""
-  import socket
-
-  with socket.socket() as s:
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-  cmd = [sys.executable, "-m", "http.server", "-b", "127.0.0.1", "-d", site.out_dir, str(port)]
-  server = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-  try:
-    for _ in range(100):
-      try:
-        with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-          break
-      except OSError:
-        import time
-
-        time.sleep(0.1)
-    yield f"http://127.0.0.1:{port}"
-  finally:
-    server.kill()
-    server.wait()
+  with browser_lib.static_server(site.out_dir) as url:
+    yield url
 
 
 @pytest.fixture(scope="module")
@@ -83,17 +65,8 @@ def page(site_url, tmp_path_factory):
 
 
 def _run(driver, body: str, *args):
-  """Run async JavaScript `body` (an expression or a promise, `args` as args[i]) in the page; its value."""
-  script = (
-    "const done = arguments[arguments.length - 1], args = Array.from(arguments).slice(0, -1);"
-    "const wait = () => window.handwritingPage ? Promise.resolve((async () => { " + body + " })()) : "
-    "new Promise((r) => setTimeout(r, 50)).then(wait);"
-    "wait().then((v) => done({ok: v}), (e) => done({error: String(e && e.message || e)}));"
-  )
-  result = driver.execute_async_script(script, *args)
-  if "error" in result:
-    raise AssertionError(f"the page threw: {result['error']}")
-  return result["ok"]
+  """`browser.run_async`: async JavaScript in the page, its value."""
+  return browser_lib.run_async(driver, body, *args)
 
 
 def _meta(site) -> dict:

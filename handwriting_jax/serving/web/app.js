@@ -139,10 +139,16 @@ function pngBlob(svg) {
 }
 
 // Write `text` (wrapped into lines); resolves when the network has finished, with its timings.
-async function write(text, { bias, seed, prime } = {}) {
-  await ready;
+async function write(text, options = {}) {
   const lines = wrap(text);
   if (!lines.length) throw new Error("type something to write");
+  return writeLines(lines, options);
+}
+
+// Write each of `lines` as one line; resolves with the lines, the time the network took (all, and until the first
+// line was done) and each line's raw offsets.
+async function writeLines(lines, { bias, seed, prime } = {}) {
+  await ready;
   for (const line of lines) {
     const bad = hw.unknownChars(line, meta.alphabet);
     if (bad.length) throw new Error(`the writer cannot write ${bad.map((c) => JSON.stringify(c)).join(", ")}`);
@@ -158,7 +164,7 @@ async function write(text, { bias, seed, prime } = {}) {
       if (m.type === "ink") written[m.line].push(...m.points);
       if (m.type === "line") { written[m.line] = m.offsets; firstLineMs.push(performance.now() - t0); }
     });
-    return { lines, ms: done.ms, firstLineMs: firstLineMs[0], steps: written.map((w) => w.length) };
+    return { lines, ms: done.ms, firstLineMs: firstLineMs[0], steps: written.map((w) => w.length), offsets: written };
   } finally {
     writingDone = true;
   }
@@ -214,7 +220,7 @@ setupCanvas();
 loadStyles();
 
 window.handwritingPage = {
-  hw, ready, write, handPrime, pngBlob,
+  hw, ready, write, writeLines, handPrime, pngBlob,
   trace: (text, bias, prime, uniforms) => ready.then(() => request({ type: "trace", text, bias, prime, uniforms })),
   get svg() { return svgText; },
   get meta() { return meta; },
