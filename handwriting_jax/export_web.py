@@ -19,6 +19,12 @@ _OUT = flags.DEFINE_string("out", None, "Folder to write the site into (new, emp
 _ORT_DIR = flags.DEFINE_string(
   "ort_dir", None, f"An extracted onnxruntime-web {web_export.ORT_WEB_VERSION} npm package (default: fetched with npm)."
 )
+_WEIGHTS = flags.DEFINE_enum(
+  "weight_dtype",
+  "float16",
+  list(web_export.WEIGHT_DTYPES),
+  "How model.onnx stores the weights: float16 halves the download (the arithmetic stays float32).",
+)
 flags.mark_flags_as_required(["out"])
 
 
@@ -28,7 +34,7 @@ def main(argv) -> None:
   with cli.one_line_errors(OSError):
     web_export.check_out_dir(_OUT.value)
     writer = writer_lib.load_writer(writer_lib.resolve_workdir(flags.FLAGS.workdir, flags.FLAGS.shipped))
-    summary = web_export.build_site(writer, _OUT.value, _ORT_DIR.value)
+    summary = web_export.build_site(writer, _OUT.value, _ORT_DIR.value, _WEIGHTS.value)
   for name, size in summary.sizes.items():
     print(f"  {name:<40} {size / 1e6:7.2f} MB")
   size = summary.total_bytes / 1e6

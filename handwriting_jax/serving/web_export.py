@@ -3,7 +3,8 @@ onnxruntime-web in a web worker (`serving/web/`), the sampling loop, priming and
 
 `build_site(writer, out_dir)` writes:
   index.html, app.js, worker.js, handwriting.js   the page and its scripts (copied from `serving/web/`)
-  model.onnx                                      `step_function`: one step of the synthesis network, B = 1
+  model.onnx                                      `step_function`: one step of the synthesis network, B = 1, its
+                                                  weights stored in float16 by default (`half_rounded`)
   model.json                                      alphabet, normalisation, hand scale, shapes, styles
   ort/                                            onnxruntime-web's single-thread WebAssembly build (pinned)
 The WebAssembly binary is stored gzipped (the page inflates it with the browser's DecompressionStream), so the site
@@ -40,6 +41,8 @@ PAGE_FILES = ("index.html", "app.js", "worker.js", "handwriting.js")
 MAX_CHARS = 128  # window positions of the exported step: the prime's text, a space and the line, padded
 INPUT_NAMES = ("x", "chars", "bias", "kappa", "w", "h", "c")
 OUTPUT_NAMES = ("log_pi", "mu", "log_sigma", "rho", "eos_logit", "phi", "kappa_out", "w_out", "h_out", "c_out")
+WEIGHT_DTYPES = ("float16", "float32")  # how model.onnx stores the weights; the arithmetic is float32 either way
+HALF_MIN_SIZE = 256  # arrays this large are stored in float16 (constants and small vectors stay float32)
 WEB_DIR = os.path.join(os.path.dirname(__file__), "web")
 
 
@@ -83,8 +86,41 @@ def step_function(model: networks.SynthesisNetwork, max_chars: int = MAX_CHARS):
   return step, specs
 
 
-def export_onnx(model: networks.SynthesisNetwork, path: str, max_chars: int = MAX_CHARS) -> None:
-  """Write `step_function(model)` as an ONNX model to `path` (jax2onnx, the `web` extra)."""
+def half_rounded(model: networks.SynthesisNetwork) -> networks.SynthesisNetwork:
+  """A copy of `model` with every weight array of at least HALF_MIN_SIZE numbers rounded to float16 and back: the
+  network a site exported with `weight_dtype="float16"` runs (the JAX reference of its tests)."""
+  graphdef, params = nnx.split(model)
+
+  def rounded(a):
+    return a.astype(jnp.float16).astype(a.dtype) if a.dtype == jnp.float32 and a.size >= HALF_MIN_SIZE else a
+
+  return nnx.merge(graphdef, jax.tree.map(rounded, params))
+
+
+def _store_half(proto) -> None:
+  """Store every float32 initializer of at least HALF_MIN_SIZE numbers of `proto` as float16, cast back to float32
+  when the model loads (a Cast node under its old name): half the bytes, the same arithmetic."""
+  from onnx import TensorProto, helper, numpy_helper
+
+  graph, casts = proto.graph, []
+  for init in list(graph.initializer):
+    if init.data_type != TensorProto.FLOAT or int(np.prod(init.dims)) < HALF_MIN_SIZE:
+      continue
+    half = numpy_helper.from_array(numpy_helper.to_array(init).astype(np.float16), init.name + "_f16")
+    graph.initializer.remove(init)
+    graph.initializer.append(half)
+    casts.append(helper.make_node("Cast", [half.name], [init.name], to=TensorProto.FLOAT))
+  for i, node in enumerate(casts):
+    graph.node.insert(i, node)
+
+
+def export_onnx(
+  model: networks.SynthesisNetwork, path: str, max_chars: int = MAX_CHARS, weight_dtype: str = "float32"
+) -> None:
+  """Write `step_function(model)` as an ONNX model to `path` (jax2onnx, the `web` extra); `weight_dtype="float16"`
+  stores the weights in half precision (`half_rounded` is the network it then runs)."""
+  if weight_dtype not in WEIGHT_DTYPES:
+    raise ExportError(f"the weights are stored as one of {WEIGHT_DTYPES}, not {weight_dtype!r}")
   # jax2onnx logs, at import and per export, plugins of libraries this network does not use (dm_pix) that it
   # skips, and onnx_ir notes on constant shapes: neither says anything about this export.
   quiet = {name: logging.getLogger(name) for name in ("jax2onnx", "onnx_ir")}
@@ -102,6 +138,8 @@ def export_onnx(model: networks.SynthesisNetwork, path: str, max_chars: int = MA
     proto = to_onnx(
       fn, specs, model_name="handwriting_step", input_names=list(INPUT_NAMES), output_names=list(OUTPUT_NAMES)
     )
+    if weight_dtype == "float16":
+      _store_half(proto)
     onnx.save(proto, path)
   finally:
     for name, log in quiet.items():
@@ -213,8 +251,13 @@ def check_out_dir(out_dir: str) -> None:
     raise ExportError(f"--out={out_dir} is a folder holding other files; give an empty or new folder")
 
 
-def build_site(writer: writer_lib.Writer, out_dir: str, ort_dir: str | None = None) -> SiteSummary:
-  """Write the static site for `writer` into `out_dir` (see the module docstring); returns its file sizes."""
+def build_site(
+  writer: writer_lib.Writer, out_dir: str, ort_dir: str | None = None, weight_dtype: str = "float16"
+) -> SiteSummary:
+  """Write the static site for `writer` into `out_dir` (see the module docstring), its weights stored as
+  `weight_dtype`; returns its file sizes."""
+  if weight_dtype not in WEIGHT_DTYPES:
+    raise ExportError(f"the weights are stored as one of {WEIGHT_DTYPES}, not {weight_dtype!r}")
   if not writer.conditional:
     raise ExportError(f"{writer.workdir} holds a prediction network: the page writes text, it needs synthesis")
   check_out_dir(out_dir)
@@ -229,9 +272,9 @@ def build_site(writer: writer_lib.Writer, out_dir: str, ort_dir: str | None = No
         shutil.copyfileobj(f, g)
     else:
       shutil.copyfile(src, os.path.join(out_dir, "ort", name))
-  export_onnx(writer.model, os.path.join(out_dir, "model.onnx"))
+  export_onnx(writer.model, os.path.join(out_dir, "model.onnx"), weight_dtype=weight_dtype)
   with open(os.path.join(out_dir, "model.json"), "w") as f:
-    json.dump(site_metadata(writer), f, separators=(",", ":"))
+    json.dump({**site_metadata(writer), "weight_dtype": weight_dtype}, f, separators=(",", ":"))
   sizes = {}
   for root, _, files in os.walk(out_dir):
     for name in files:
