@@ -30,6 +30,14 @@ def define_flags() -> None:
     "InkML or SVG ink (whose text it must carry).",
   )
   flags.DEFINE_integer("style", None, "Also measure legibility primed with validation line N.")
+  flags.DEFINE_string(
+    "sentences_file", None, "Everyday sentences to write instead of the built-in 16 (a text file, one per line)."
+  )
+  flags.DEFINE_string(
+    "digit_sentences_file",
+    None,
+    "Sentences rich in digits, capitals and punctuation instead of the built-in 16 (one per line).",
+  )
   flags.DEFINE_string("iam_path", None, "IAM-OnDB folder, when it is not where the checkpoint's config says.")
   flags.DEFINE_bool("nll", True, "Compute the validation NLL (needs the training data).")
   flags.DEFINE_string(
@@ -103,6 +111,10 @@ def main(argv):
   with cli.one_line_errors(FileNotFoundError):
     workdir = writer_lib.resolve_workdir(FLAGS.workdir, FLAGS.shipped)
     style = writer_lib.read_style_file(FLAGS.style_file) if FLAGS.style_file else None
+    sentences = report.read_sentences(FLAGS.sentences_file) if FLAGS.sentences_file else report.SENTENCES
+    digit_sentences = (
+      report.read_sentences(FLAGS.digit_sentences_file) if FLAGS.digit_sentences_file else report.DIGIT_SENTENCES
+    )
     for step in steps:
       out = FLAGS.out if FLAGS.out is None or len(steps) == 1 else os.path.join(FLAGS.out, f"step_{step}")
       result = report.evaluate(
@@ -120,6 +132,8 @@ def main(argv):
         stop_rule=FLAGS.stop_rule,
         resample=FLAGS.resample,
         raw_weights=FLAGS.raw_weights,
+        sentences=sentences,
+        digit_sentences=digit_sentences,
         fidelity=report.Fidelity(
           FLAGS.fidelity_forms,
           FLAGS.fidelity_sentences,

@@ -11,7 +11,7 @@ from flax import nnx
 
 from configs import synthesis as synthesis_config
 from handwriting_jax.data import batches as batches_lib
-from handwriting_jax.data.alphabet import Alphabet
+from handwriting_jax.data.alphabet import Alphabet, UnknownCharactersError
 from handwriting_jax.data.strokes import NormStats
 from handwriting_jax.evaluation import report as report_lib
 from handwriting_jax.model import networks
@@ -167,3 +167,26 @@ def test_save_styles_keeps_the_most_legible_distinct_lines(tmp_path):
   got = [writer_lib.load_style(p) for p in paths]
   assert [t for _, t in got] == ["b", "c"] and got[0][0][0, 0] == 2 and got[1][0][0, 0] == 3
   assert writer_lib.style_names(str(tmp_path)) == ["style_0", "style_1"]
+
+
+def test_another_sentence_list_replaces_the_built_in_ones(workdir, tmp_path):
+  """--sentences_file / --digit_sentences_file: comments and blank lines skipped, spaces folded; those sentences are
+  written and reported; an empty file, a missing file and a sentence the writer
+  cannot write are one error each, before anything is written."""
+  own = tmp_path / "own.txt"
+  own.write_text("# mine\n\n  ab   cd \nef gh\n", encoding="utf-8")
+  assert report_lib.read_sentences(str(own)) == ["ab cd", "ef gh"]
+  out = str(tmp_path / "eval")
+  result = report_lib.evaluate(
+    workdir, None, biases=[1.0], seeds=1, out_dir=out, nll=False, sentences=["ab cd", "ef gh"], digit_sentences=["a1"]
+  )
+  assert [line["text"] for line in result["legibility"][0]["per_line"]] == ["ab cd", "ef gh"]
+  assert result["sentences"] == ["ab cd", "ef gh"] and result["digits"]["lines"] == 1
+  (tmp_path / "empty.txt").write_text("# nothing\n\n", encoding="utf-8")
+  for path, match in ((tmp_path / "empty.txt", "holds no sentence"), (tmp_path / "none.txt", "none.txt")):
+    with pytest.raises(report_lib.EvaluateError, match=match):
+      report_lib.read_sentences(str(path))
+  with pytest.raises(UnknownCharactersError, match="the sentences to write"):
+    report_lib.evaluate(workdir, None, biases=[1.0], seeds=1, out_dir=str(tmp_path / "e2"), nll=False,
+                        sentences=["price: 5€"])  # fmt: skip
+  assert not os.path.exists(tmp_path / "e2" / "report.json")

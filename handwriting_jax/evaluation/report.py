@@ -229,12 +229,33 @@ def legibility_at(
   }  # the network's own rate: saved styles prime it
 
 
-def digits_at(writer: writer_lib.Writer, bias: float, seeds: int, out_dir: str, tesseract: str | None) -> dict:
-  """Legibility of `DIGIT_SENTENCES` (digits, capitals, punctuation), or why not: characters the writer lacks."""
-  missing = sorted({c for s in DIGIT_SENTENCES for c in writer.alphabet.unknown_chars(s)})
+def digits_at(
+  writer: writer_lib.Writer,
+  bias: float,
+  seeds: int,
+  out_dir: str,
+  tesseract: str | None,
+  sentences: Sequence[str] = DIGIT_SENTENCES,
+) -> dict:
+  """Legibility of `sentences` rich in digits, capitals and punctuation, or why not: characters the writer lacks."""
+  missing = sorted({c for s in sentences for c in writer.alphabet.unknown_chars(s)})
   if missing:
     return {"unavailable": f"the writer's alphabet lacks {''.join(missing)!r}"}
-  return legibility_at(writer, bias, seeds, out_dir, sentences=DIGIT_SENTENCES, tesseract=tesseract, name="digits_")
+  return legibility_at(writer, bias, seeds, out_dir, sentences=sentences, tesseract=tesseract, name="digits_")
+
+
+def read_sentences(path: str) -> list[str]:
+  """The sentences of a text file, one per line (blank lines and lines starting with # skipped, spaces folded);
+  EvaluateError naming the file when it cannot be read or holds none."""
+  try:
+    with open(path, encoding="utf-8") as f:
+      rows = f.read().splitlines()
+  except (OSError, UnicodeDecodeError) as e:
+    raise EvaluateError(f"sentence file {path}: {e}") from None
+  sentences = [" ".join(r.split()) for r in rows if r.strip() and not r.lstrip().startswith("#")]
+  if not sentences:
+    raise EvaluateError(f"sentence file {path} holds no sentence (one per line; # starts a comment)")
+  return sentences
 
 
 def _phis(samples: sample_lib.Samples) -> list[np.ndarray]:
@@ -475,7 +496,7 @@ def _output_folder(writer: writer_lib.Writer, out_dir: str | None, raw_weights: 
 
 
 def _validation_section(
-  report: dict, writer: writer_lib.Writer, iam_path: str | None, nll: bool
+  report: dict, writer: writer_lib.Writer, iam_path: str | None, nll: bool, sentences: Sequence[str] = SENTENCES
 ) -> ValidationData | None:
   """The validation data (None, and the reason in `report`, when it is not on this machine), with the NLL and
   the overlap of the sentences with the training texts added to `report`."""
@@ -485,7 +506,7 @@ def _validation_section(
     report["nll"] = None
     report["nll_unavailable"] = f"the training data is not available here, so no NLL: {' '.join(str(e).split())}"
     return None
-  report["overlap_with_training_texts"] = overlap(SENTENCES, valid.train_texts)
+  report["overlap_with_training_texts"] = overlap(sentences, valid.train_texts)
   if nll:
     report["nll"] = {"data": valid.description, **validation_nll(writer, valid.strokes, valid.texts)}
   return valid
@@ -521,11 +542,14 @@ def evaluate(
   raw_weights: bool = False,
   resample: str | None = None,
   fidelity: Fidelity | None = None,
+  sentences: Sequence[str] = SENTENCES,
+  digit_sentences: Sequence[str] = DIGIT_SENTENCES,
 ) -> dict:
   """Evaluate one checkpoint (default: the newest; no workdir: the shipped model); writes and returns the report.
   `stop_rule` and `resample` override the checkpoint's config.sample fields; `raw_weights` judges the trained
   parameters of a run that kept a moving average (by default the average is judged, as `write` uses it);
-  `fidelity` (with forms > 0) adds the style-fidelity section (`fidelity_at`)."""
+  `fidelity` (with forms > 0) adds the style-fidelity section (`fidelity_at`). `sentences` and `digit_sentences`
+  replace the everyday and the digit-rich sentence sets (another list, to check a figure independently)."""
   _check_arguments(biases, seeds, styles, styles_bias, stop_rule, resample)
   encoder = fidelity.encoder() if fidelity is not None and fidelity.forms else None
   tesseract = legibility.check_tesseract()  # once, before any work
@@ -539,24 +563,30 @@ def evaluate(
     "step": writer.step,
     "data_source": writer.config.data.source,
     "weights": "moving average" if writer.ema else "trained",
-    "sentences": list(SENTENCES),
-    "digit_sentences": list(DIGIT_SENTENCES),
+    "sentences": list(sentences),
+    "digit_sentences": list(digit_sentences),
     "seeds": seeds,
     "stop_rule": writer.config.sample.stop_rule,
     "resample": writer.config.sample.resample,
     "downsample": int(writer.config.data.downsample),
   }
+  writer.alphabet.check_known(sentences, what="the sentences to write")  # before any work; digit sets say what lacks
   need_data = nll or style_index is not None or encoder is not None
-  valid = _validation_section(report, writer, iam_path, nll) if need_data else None
+  valid = _validation_section(report, writer, iam_path, nll, sentences) if need_data else None
   if style_index is not None:
     prime_style = _validation_style(writer, valid, style_index, report)
-  report["legibility"] = [legibility_at(writer, b, seeds, out_dir, tesseract=tesseract) for b in biases]
-  report["digits"] = digits_at(writer, DIGITS_BIAS if DIGITS_BIAS in biases else biases[0], seeds, out_dir, tesseract)
+  report["legibility"] = [
+    legibility_at(writer, b, seeds, out_dir, sentences=sentences, tesseract=tesseract) for b in biases
+  ]
+  digits_bias = DIGITS_BIAS if DIGITS_BIAS in biases else biases[0]
+  report["digits"] = digits_at(writer, digits_bias, seeds, out_dir, tesseract, digit_sentences)
   if prime_style is not None:
     offsets = writer_lib.style_offsets(writer, prime_style)
     prime = writer_lib.make_prime(writer, offsets, prime_style.text, check_text=style_index is None)
     report["primed_with"] = prime_style.text
-    report["legibility_primed"] = [legibility_at(writer, b, seeds, out_dir, prime, tesseract=tesseract) for b in biases]
+    report["legibility_primed"] = [
+      legibility_at(writer, b, seeds, out_dir, prime, sentences=sentences, tesseract=tesseract) for b in biases
+    ]
   if encoder is not None:
     report["fidelity"] = fidelity_report(writer, valid, encoder, fidelity, out_dir, tesseract)
   if styles:
