@@ -232,18 +232,6 @@ _IAM_SMALL = {
   "train.keep_checkpoints": 10,
   "train.sample_every": 1000,
 }
-# "iam_large", on top of "iam_small": the shipped writer's recipe (about 100 minutes on 2 cores): 3 x 256 cells with 20
-# mixtures and 10 window Gaussians (calligrapher.ai's width), 8,000 steps, and the IAM lines holding digits, rare
-# capitals or symbols used 4 times per epoch (data.oversample_chars).
-_IAM_LARGE = {
-  "model.hidden_size": 256,
-  "model.num_mixtures": 20,
-  "model.num_window_gaussians": 10,
-  "optim.learning_rate": 2e-3,
-  "data.oversample_chars": "0123456789QXZUKVJ:;!()/&#+",
-  "data.oversample_factor": 4,
-  "train.num_steps": 8000,
-}
 _TINY = {  # "tiny": a network and corpus small enough for the tests
   "model.num_layers": 2,
   "model.hidden_size": 16,
@@ -269,7 +257,6 @@ _VARIANTS: dict[str, tuple[dict, ...]] = {
   "paper": (),
   "small": (_SMALL,),
   "iam_small": (_SMALL, _IAM_SMALL),
-  "iam_large": (_SMALL, _IAM_SMALL, _IAM_LARGE),
   "tiny": (_TINY,),
 }
 
@@ -285,7 +272,7 @@ def _set_fields(c: ml_collections.ConfigDict, overrides: dict) -> None:
 
 
 def apply_variant(c: ml_collections.ConfigDict, variant: str) -> ml_collections.ConfigDict:
-  """Apply variant "" / "paper", "small" (CPU demo), "iam_small" / "iam_large" (IAM on a CPU) or "tiny" to `c`."""
+  """Apply variant "" / "paper" (the paper), "small" (CPU demo), "iam_small" (IAM on a CPU) or "tiny" (tests) to `c`."""
   tables = _VARIANTS.get(variant) if isinstance(variant, str) else None  # non-strings (even unhashable) are unknown
   if tables is None:
     known = ", ".join(repr(name) for name in _VARIANTS if name)
