@@ -199,6 +199,8 @@ def _npm_pack(dest: str) -> None:
       f"onnxruntime-web {ORT_WEB_VERSION} is not cached and npm is not installed: install Node.js's npm "
       "(apt-get install npm) or give --ort_dir=DIR (an extracted onnxruntime-web package)"
     )
+  staging = dest + ".tmp"
+  shutil.rmtree(staging, ignore_errors=True)  # left by an export cut short
   with tempfile.TemporaryDirectory() as tmp:
     cmd = [npm, "pack", f"onnxruntime-web@{ORT_WEB_VERSION}", "--silent", "--pack-destination", tmp]
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=600, check=False)
@@ -210,10 +212,11 @@ def _npm_pack(dest: str) -> None:
         member = tar.extractfile(f"package/dist/{name}")
         if member is None:
           raise ExportError(f"onnxruntime-web@{ORT_WEB_VERSION} has no dist/{name}")
-        os.makedirs(dest + ".tmp", exist_ok=True)
-        with open(os.path.join(dest + ".tmp", name), "wb") as out:
+        os.makedirs(staging, exist_ok=True)
+        with open(os.path.join(staging, name), "wb") as out:
           shutil.copyfileobj(member, out)
-  os.replace(dest + ".tmp", dest)
+  shutil.rmtree(dest, ignore_errors=True)  # an incomplete copy
+  os.replace(staging, dest)
 
 
 def ort_web_dist(ort_dir: str | None = None) -> str:
