@@ -64,9 +64,7 @@ def page(site_url, tmp_path_factory):
     driver.quit()
 
 
-def _run(driver, body: str, *args):
-  """`browser.run_async`: async JavaScript in the page, its value."""
-  return browser_lib.run_async(driver, body, *args)
+_run = browser_lib.run_async  # async JavaScript in the page, its value
 
 
 def _meta(site) -> dict:

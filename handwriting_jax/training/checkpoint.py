@@ -12,6 +12,7 @@ import logging
 import os
 import shutil
 import sys
+import warnings
 import zlib
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -46,12 +47,16 @@ _COMPATIBILITY_FIELDS = (
 NETWORK_FIELDS = tuple(f for f in _COMPATIBILITY_FIELDS if not f.startswith(("optim.", "train.")))
 
 
+_UNRETRIEVED = ("Future exception was never retrieved", "Task exception was never retrieved")
+
+
 class _DropUnretrievedReadErrors(logging.Filter):
   """Orbax reads a checkpoint's arrays concurrently; when one read fails (a broken file, reported once by
-  `first_intact`) the others' futures die unread and asyncio would log each with a long TensorStore spec at exit."""
+  `first_intact`) the others' futures (or, on a busy machine, tasks) die unread and asyncio would log each with a
+  long TensorStore spec at exit."""
 
   def filter(self, record: logging.LogRecord) -> bool:
-    return not str(record.msg).startswith("Future exception was never retrieved")
+    return not str(record.msg).startswith(_UNRETRIEVED)
 
 
 class _DropOrbaxSaveErrors(logging.Filter):
@@ -290,6 +295,9 @@ class Checkpointer:
         return load(step), step, failures
       except Exception as e:  # noqa: BLE001  any unreadable file: TensorStore, JSON, missing
         failures.append((step, e))
+        # Orbax's other reads of this step were abandoned mid-flight; their coroutines are collected unawaited
+        # later, a RuntimeWarning each. The failure itself is reported once (above, or in the error below).
+        warnings.filterwarnings("ignore", message=r"coroutine '.*' was never awaited", category=RuntimeWarning)
     step, e = failures[0]
     raise CheckpointReadError(
       f"cannot read checkpoint step {step} in {self.path} ({short_reason(e)})"

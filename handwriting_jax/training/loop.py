@@ -62,16 +62,18 @@ class CurriculumBatches:
         strokes, texts, self.stats, int(self.data_cfg.piece_max_words), int(self.data_cfg.shuffle_seed)
       )
       self.pieces_summary = f"word pieces: {len(strokes)} pieces from {cut} of {len(self.split.strokes)} lines"
-    strokes, texts, repeated = batches_lib.oversampled(
-      strokes, texts, self.data_cfg.get("oversample_chars", ""), int(self.data_cfg.get("oversample_factor", 1))
-    )
+    self.iterator, repeated = self._iterator(stage, strokes, texts)
     self.oversample_summary = (
       f", {repeated} holding rare characters used {self.data_cfg.oversample_factor}x" if repeated else ""
     )
-    self.iterator = self._iterator(stage, strokes, texts)
 
-  def _iterator(self, stage: int, strokes, texts) -> batches_lib.BatchIterator:
-    return batches_lib.BatchIterator(
+  def _iterator(self, stage: int, strokes, texts) -> tuple[batches_lib.BatchIterator, int]:
+    """The batches of a stage over these lines, those holding rare characters repeated (`batches.oversampled`), and
+    how many were."""
+    strokes, texts, repeated = batches_lib.oversampled(
+      strokes, texts, self.data_cfg.get("oversample_chars", ""), int(self.data_cfg.get("oversample_factor", 1))
+    )
+    iterator = batches_lib.BatchIterator(
       strokes,
       texts,
       self.alphabet,
@@ -82,11 +84,12 @@ class CurriculumBatches:
       process_index=jax.process_index(),
       process_count=jax.process_count(),
     )
+    return iterator, repeated
 
   def _mean_length(self, stage: int) -> float:
     """Mean padded length T of a stage's batches over an epoch (what a step of that stage costs, roughly)."""
     if stage not in self._mean_lengths:
-      it = self.iterator if stage == self.stage else self._iterator(stage, self.split.strokes, self.split.texts)
+      it = self.iterator if stage == self.stage else self._iterator(stage, self.split.strokes, self.split.texts)[0]
       self._mean_lengths[stage] = it.mean_padded_length
     return self._mean_lengths[stage]
 

@@ -30,13 +30,13 @@ function zeroState() {
   return { kappa: zeros(meta.num_window_gaussians), w: zeros(meta.alphabet_size), h: zeros(lh), c: zeros(lh) };
 }
 
-// One network step: x [3] and the state -> {mix, phi, state}.
-async function step(x, charsTensor, bias, state) {
+// One network step: x [3], the line's text and bias tensors and the state -> {mix, phi, state}.
+async function step(x, charsTensor, biasTensor, state) {
   const L = meta.num_layers, H = meta.hidden;
   const out = await session.run({
     x: new ort.Tensor("float32", Float32Array.from(x), [1, 3]),
     chars: charsTensor,
-    bias: new ort.Tensor("float32", Float32Array.of(bias), [1]),
+    bias: biasTensor,
     kappa: new ort.Tensor("float32", state.kappa, [1, meta.num_window_gaussians]),
     w: new ort.Tensor("float32", state.w, [1, meta.alphabet_size]),
     h: new ort.Tensor("float32", state.h, [L, 1, H]),
@@ -62,17 +62,18 @@ async function sampleLine(text, bias, prime, draw, onInk, keepTrace = false) {
   const chars = new Int32Array(meta.max_chars);
   chars.set(ids);
   const charsTensor = new ort.Tensor("int32", chars, [1, meta.max_chars]);
+  const biasTensor = new ort.Tensor("float32", Float32Array.of(bias), [1]);
   let state = zeroState(), x = meta.start_point;
   if (prime) {  // teacher forcing (sampling.prime_state): inputs START, prime[0..P-2]; sampling starts from prime[P-1]
     const inputs = [meta.start_point, ...prime.offsets.slice(0, -1)];
-    for (const inp of inputs) state = (await step(inp, charsTensor, bias, state)).state;
+    for (const inp of inputs) state = (await step(inp, charsTensor, biasTensor, state)).state;
     x = prime.offsets[prime.offsets.length - 1];
   }
   const prefix = full.length - text.length, cap = Math.max(1, Math.ceil(meta.max_steps_per_char * text.length));
   const kept = [], trace = [];
   let passed = false, reading = !prime, sent = 0;
   for (let t = 0; t < cap; t++) {
-    const r = await step(x, charsTensor, bias, state);
+    const r = await step(x, charsTensor, biasTensor, state);
     state = r.state;
     passed = passed || hw.windowFinished(r.phi, full.length);
     const point = hw.drawPoint(r.mix, [draw(), draw(), draw(), draw()]);
