@@ -70,6 +70,10 @@ def data_config() -> ml_collections.ConfigDict:
   # symbols, and a writer misreads what it rarely saw. "" or 1 = each line once.
   c.oversample_chars = ""
   c.oversample_factor = 1
+  # Augmentation (data/augment.py): each training line (or word piece) drawn with a random shear x += k·y, |k| <
+  # augment_slant, then x and y scaled by exp(u), |u| < augment_scale, drawn per line and batch; 0 = as written.
+  c.augment_slant = 0.0
+  c.augment_scale = 0.0
   # Keep every k-th point of each stroke and its last point (data/strokes.py, step 5); 1 = every point. Changes
   # the sequences, so NLL in nats per sequence is then not comparable with full-rate figures (the paper's).
   c.downsample = 1

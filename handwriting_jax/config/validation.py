@@ -137,6 +137,8 @@ RULES: dict[str, Rule] = {
   "data.piece_max_words": POSITIVE_INT,
   "data.oversample_chars": TEXT,
   "data.oversample_factor": POSITIVE_INT,
+  "data.augment_slant": BELOW_ONE,
+  "data.augment_scale": BELOW_ONE,
   "data.downsample": POSITIVE_INT,
   "optim.name": one_of(*defaults.OPTIMIZERS),
   "optim.learning_rate": POSITIVE,

@@ -16,7 +16,7 @@ Multi-host: every host builds the same global order from the seed and keeps its 
 """
 
 import zlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 import numpy as np
 
@@ -110,8 +110,10 @@ class BatchIterator(Iterator[dict[str, np.ndarray]]):
     max_points: int | None = None,
     process_index: int = 0,
     process_count: int = 1,
+    augment: Callable[[np.ndarray, np.random.Generator], np.ndarray] | None = None,
   ):
-    """Check the arguments, drop lines longer than `max_points`, encode the texts and choose the buckets."""
+    """Check the arguments, drop lines longer than `max_points`, encode the texts and choose the buckets; `augment`
+    (e.g. `augment.Augmentation`) redraws each line of a batch with a generator seeded by (seed, epoch, position)."""
     if len(strokes) != len(texts):
       raise ValueError(f"got {len(strokes)} stroke lines but {len(texts)} texts")
     if process_count < 1 or not 0 <= process_index < process_count:
@@ -136,6 +138,7 @@ class BatchIterator(Iterator[dict[str, np.ndarray]]):
     self.process_index = int(process_index)
     self.process_count = int(process_count)
     self.max_points = max_points
+    self.augment = augment
 
     all_lengths = np.array([len(s) for s in strokes], dtype=np.int64)
     keep = np.ones(len(strokes), bool) if max_points is None else all_lengths <= max_points
@@ -268,5 +271,8 @@ class BatchIterator(Iterator[dict[str, np.ndarray]]):
   def _make_batch(self, lines_B: np.ndarray, t: int, u: int) -> dict[str, np.ndarray]:
     """Lines `lines_B` (indices into the kept lines) and their texts in the layout of `pad_batch`."""
     lines = [self._points[s : s + n] for s, n in zip(self._starts[lines_B], self._lengths[lines_B])]
+    if self.augment is not None:
+      rng = np.random.default_rng([self.seed, self._epoch, self._position, self.process_index, 0xA06])
+      lines = [self.augment(line, rng) for line in lines]
     ids = [self._chars[s : s + n] for s, n in zip(self._text_starts[lines_B], self._text_lengths[lines_B])]
     return pad_batch(lines, ids, len(lines_B), t, u)

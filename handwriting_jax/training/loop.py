@@ -14,6 +14,7 @@ import numpy as np
 from flax import nnx
 
 from handwriting_jax.config import validation
+from handwriting_jax.data import augment as augment_lib
 from handwriting_jax.data import batches as batches_lib
 from handwriting_jax.data import dataset as dataset_lib
 from handwriting_jax.data import pieces as pieces_lib
@@ -83,8 +84,17 @@ class CurriculumBatches:
       max_points=self.stages[stage][1],
       process_index=jax.process_index(),
       process_count=jax.process_count(),
+      augment=self._augmentation(),
     )
     return iterator, repeated
+
+  def _augmentation(self) -> augment_lib.Augmentation | None:
+    """The random slant and scale of training lines (`data.augment_slant` / `data.augment_scale`), or None."""
+    slant, scale = float(self.data_cfg.get("augment_slant", 0.0)), float(self.data_cfg.get("augment_scale", 0.0))
+    if slant == 0 and scale == 0:
+      return None
+    mean, std = (self.stats.mean, self.stats.std) if self.stats is not None else (np.zeros(2), np.ones(2))
+    return augment_lib.Augmentation(slant=slant, scale=scale, mean=mean, std=std)
 
   def _mean_length(self, stage: int) -> float:
     """Mean padded length T of a stage's batches over an epoch (what a step of that stage costs, roughly)."""
