@@ -194,6 +194,8 @@ def test_page_health_and_styles(server):
   status, page = _get(server + "/")
   assert status == 200 and b'id="canvas"' in page and b"/api/write" in page
   assert b"http://" not in page and b"https://" not in page  # no external assets: works offline
+  status, module = _get(server + "/inkpad.js")  # the drawing canvas, shared with the static site
+  assert status == 200 and b"export function inkPad" in module
   status, health = _get(server + "/healthz")
   assert status == 200 and json.loads(health)["ok"] is True
   assert json.loads(_get(server + "/api/styles")[1])["styles"] == ["style_0"]
@@ -452,8 +454,8 @@ def test_the_page_writes_typed_text_and_then_in_a_hand_drawn_on_its_canvas(serve
     canvas = browser.find_element(By.ID, "canvas")
     assert canvas.is_displayed()
     _draw_line(browser, canvas)
-    assert browser.execute_script("return strokes.length") == 2
-    assert browser.execute_script("return strokes[0].length") >= 20
+    assert browser.execute_script("return servePage.strokes.length") == 2
+    assert browser.execute_script("return servePage.strokes[0].length") >= 20
     browser.find_element(By.ID, "handtext").send_keys("hi there")
     browser.find_element(By.ID, "write").click()
     wait.until(ec.staleness_of(first))
@@ -462,7 +464,7 @@ def test_the_page_writes_typed_text_and_then_in_a_hand_drawn_on_its_canvas(serve
 
     # Learn the hand from two lines: the one drawn (added to the list), and another one left on the canvas.
     browser.find_element(By.ID, "addline").click()
-    assert browser.execute_script("return [handLines.length, strokes.length]") == [1, 0]
+    assert browser.execute_script("return [servePage.handLines.length, servePage.strokes.length]") == [1, 0]
     assert browser.find_element(By.ID, "handlines").text.startswith("hi there")
     _draw_line(browser, canvas, wave=8)
     browser.find_element(By.ID, "handtext").send_keys("ab cd")
@@ -471,10 +473,10 @@ def test_the_page_writes_typed_text_and_then_in_a_hand_drawn_on_its_canvas(serve
     wait.until(lambda b: b.find_element(By.ID, "handnote").is_displayed() or b.find_element(By.ID, "error").text)
     assert browser.find_element(By.ID, "error").text == ""
     assert browser.find_element(By.ID, "learnmsg").text.startswith("learnt your hand in")
-    hand = browser.execute_script("return hand")
+    hand = browser.execute_script("return servePage.hand")
     progress = service.adapt_progress(hand)
     assert progress["state"] == "done" and progress["lines"] == 2, progress
-    assert browser.execute_script("return handLines.length") == 2
+    assert browser.execute_script("return servePage.handLines.length") == 2
     browser.find_element(By.ID, "write").click()
     wait.until(ec.staleness_of(primed))
     learnt = wait.until(ec.presence_of_element_located((By.CSS_SELECTOR, "#written path")))
@@ -483,7 +485,7 @@ def test_the_page_writes_typed_text_and_then_in_a_hand_drawn_on_its_canvas(serve
     assert browser.save_screenshot(str(tmp_path / "page.png"))
 
     browser.find_element(By.ID, "forget").click()  # back to the base writer, primed with the first line
-    assert browser.execute_script("return hand") is None
+    assert browser.execute_script("return servePage.hand") is None
     assert not browser.find_element(By.ID, "handnote").is_displayed()
     browser.find_element(By.ID, "write").click()
     wait.until(ec.staleness_of(learnt))

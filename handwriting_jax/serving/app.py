@@ -59,6 +59,7 @@ BATCH_LINES = 16  # lines per sampler call, padded
 MAX_ADAPT_LINES = 5  # lines of one hand "learn my hand" takes
 MAX_HANDS = 4  # learnt hands kept in memory (the oldest is forgotten first)
 PAGE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "page.html")
+INK_PAD = os.path.join(os.path.dirname(os.path.abspath(__file__)), "web", "inkpad.js")  # shared with the static site
 
 
 class RequestError(UserError, ValueError):
@@ -525,15 +526,21 @@ class Service:
 def make_app(service: Service):
   """The Starlette app: the page, the API and the health check."""
   from starlette.applications import Starlette  # the optional `serve` extra
-  from starlette.responses import HTMLResponse, JSONResponse
+  from starlette.responses import HTMLResponse, JSONResponse, Response
   from starlette.routing import Route
 
   with open(PAGE, encoding="utf-8") as f:
     page = f.read()
+  with open(INK_PAD, encoding="utf-8") as f:
+    ink_pad = f.read()
 
   async def index(request):
     del request
     return HTMLResponse(page)
+
+  async def ink_pad_module(request):
+    del request
+    return Response(ink_pad, media_type="text/javascript")
 
   async def healthz(request):
     del request
@@ -589,6 +596,7 @@ def make_app(service: Service):
   return Starlette(
     routes=[
       Route("/", index),
+      Route("/inkpad.js", ink_pad_module),
       Route("/healthz", healthz),
       Route("/api/styles", styles),
       Route("/api/write", write, methods=["POST"]),

@@ -2,6 +2,7 @@
 // worker.js; `window.handwritingPage` is what tests drive (write, trace, the shared functions).
 
 import * as hw from "./handwriting.js";
+import { inkPad } from "./inkpad.js";
 
 const $ = (id) => document.getElementById(id);
 const LINE_WIDTH = 40;  // characters per written line, wrapped at spaces
@@ -9,7 +10,7 @@ const MAX_PRIME_POINTS = 5000;
 const worker = new Worker("worker.js", { type: "module" });
 let meta = null, styles = [], nextId = 1;
 const pending = new Map();  // request id -> {resolve, reject, onMessage}
-let drawn = [], current = null;  // the canvas's strokes (pixels, y down)
+const pad = inkPad($("canvas"));  // the canvas's strokes (pixels, y down)
 let written = [];  // per line: raw offsets received so far
 let shown = [];  // per line: how many of them the pen has drawn
 let svgText = "";
@@ -55,17 +56,17 @@ async function loadStyles() {
 // "my hand": pixels with y down -> the writer's normalised offsets, or an error naming what is wrong.
 function handPrime() {
   const text = $("handtext").value.trim().split(/\s+/).join(" ");
-  if (!drawn.length) throw new Error("write a line on the canvas first");
+  if (!pad.strokes.length) throw new Error("write a line on the canvas first");
   if (!text) throw new Error("type what the line on the canvas says");
   const bad = hw.unknownChars(text, meta.alphabet);
   if (bad.length) throw new Error(`what the line says holds characters the writer cannot read: ${bad.join(" ")}`);
-  const pts = drawn.flat();
+  const pts = pad.strokes.flat();
   if (pts.length > MAX_PRIME_POINTS) throw new Error(`the drawn line has ${pts.length} points; at most ${MAX_PRIME_POINTS}`);
   const xs = pts.map((p) => p[0]), ys = pts.map((p) => p[1]);
   if (Math.max(...ys) - Math.min(...ys) < 5 || Math.max(...xs) - Math.min(...xs) < 10) {
     throw new Error("the drawn line is too small: write a whole line of a few words");
   }
-  const raw = hw.strokesToTrainingUnits(drawn.map((s) => s.map((p) => [p[0], -p[1]])), meta.line_height, meta.point_step);
+  const raw = hw.strokesToTrainingUnits(pad.strokes.map((s) => s.map((p) => [p[0], -p[1]])), meta.line_height, meta.point_step);
   return { offsets: hw.normalise(raw, meta.mean, meta.std), text };
 }
 
@@ -185,38 +186,11 @@ async function onWrite() {
   }
 }
 
-function pointerPos(ev) {
-  const c = $("canvas"), box = c.getBoundingClientRect();
-  return [(ev.clientX - box.left) * c.width / box.width, (ev.clientY - box.top) * c.height / box.height];
-}
-
-function redrawCanvas() {
-  const c = $("canvas"), g = c.getContext("2d");
-  g.clearRect(0, 0, c.width, c.height);
-  g.lineWidth = 2; g.lineCap = "round"; g.lineJoin = "round"; g.strokeStyle = "#123";
-  for (const s of drawn) {
-    g.beginPath();
-    s.forEach((p, i) => (i ? g.lineTo(p[0], p[1]) : g.moveTo(p[0], p[1])));
-    if (s.length === 1) g.lineTo(s[0][0] + 0.1, s[0][1]);
-    g.stroke();
-  }
-}
-
-function setupCanvas() {
-  const c = $("canvas");
-  c.addEventListener("pointerdown", (ev) => { current = [pointerPos(ev)]; drawn.push(current); c.setPointerCapture(ev.pointerId); redrawCanvas(); });
-  c.addEventListener("pointermove", (ev) => { if (current) { current.push(pointerPos(ev)); redrawCanvas(); } });
-  const end = () => { current = null; };
-  c.addEventListener("pointerup", end);
-  c.addEventListener("pointercancel", end);
-  $("clear").onclick = () => { drawn = []; redrawCanvas(); };
-}
-
 $("bias").oninput = () => ($("biasval").textContent = $("bias").value);
 $("width").oninput = () => { if (meta && written.length) { render(); if (writingDone && !animating) finish(); } };
 $("style").onchange = () => ($("hand").style.display = $("style").value === "hand" ? "block" : "none");
 $("write").onclick = onWrite;
-setupCanvas();
+$("clear").onclick = () => pad.clear();
 loadStyles();
 
 window.handwritingPage = {
@@ -224,5 +198,5 @@ window.handwritingPage = {
   trace: (text, bias, prime, uniforms) => ready.then(() => request({ type: "trace", text, bias, prime, uniforms })),
   get svg() { return svgText; },
   get meta() { return meta; },
-  setDrawn(strokes) { drawn = strokes; redrawCanvas(); },
+  setDrawn(strokes) { pad.set(strokes); },
 };
