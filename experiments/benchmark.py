@@ -3,6 +3,7 @@
   python experiments/benchmark.py --out=benchmark.json            # paper size, B=32, T=600, U=40 (~5-10 min, CPU)
   python experiments/benchmark.py --quick                          # smoke run (< 1 min)
   python experiments/benchmark.py --peer=torch                     # and the PyTorch peer, alternated step by step
+  python experiments/benchmark.py --peer=torch --variants=prediction:nopeep+normclip,nopeep+normclip  # like for like
 
 For each network (prediction, synthesis) it reports the compile time of the jitted train step
 (`handwriting_jax.training.step.train_step`: forward, backward, optimiser update), the median step time,
@@ -47,9 +48,10 @@ def parse_args(argv=None) -> argparse.Namespace:
   p.add_argument(
     "--variants",
     default="",
-    help="extra synthesis variants to time, comma-separated: autodiff (plain grad of lax.scan: the "
-    "reference scans of handwriting_jax/model/reference.py), "
-    "remat, bf16, unroll2, unroll4, adaptive and fixed (weight noise); join with +",
+    help="extra variants to time, comma-separated, of the synthesis network unless prefixed `prediction:`: "
+    "autodiff (plain grad of lax.scan: the reference scans of handwriting_jax/model/reference.py), "
+    "remat, bf16, unroll2, unroll4, adaptive and fixed (weight noise), nopeep (no peephole weights) and normclip "
+    "(global-norm clipping at 10 instead of Graves' clipping): nopeep+normclip is the peer's network; join with +",
   )
   p.add_argument("--memory_batch", type=int, default=64, help="B of the peak-memory step")
   p.add_argument("--memory_length", type=int, default=1200, help="T of the peak-memory step")
@@ -118,6 +120,10 @@ def make_config(args, mode: str, variant: str = ""):
       cfg.model.compute_dtype = "bfloat16"
     elif v in ("adaptive", "fixed"):  # weight noise (weight_noise.py): one draw per batch, L_C for adaptive
       cfg.optim.weight_noise = v
+    elif v == "nopeep":
+      cfg.model.peepholes = False
+    elif v == "normclip":  # as the peer: the gradient rescaled to norm 10, no clipping inside backprop
+      cfg.optim.clip_mode, cfg.optim.max_grad_norm = "global_norm", 10.0
     elif v.startswith("unroll"):
       cfg.model.scan_unroll = int(v[len("unroll") :])
     else:
@@ -403,12 +409,12 @@ def print_table(results: dict) -> None:
   print("\n== training step (" + results["config"] + ")")
   peer = any("peer_step_s" in r for r in results["training"])
   print(
-    f"{'network':12s} {'variant':10s} {'compile s':>9s} {'step s':>8s} {'samples/s':>10s} {'GFLOP/s':>8s} "
+    f"{'network':12s} {'variant':16s} {'compile s':>9s} {'step s':>8s} {'samples/s':>10s} {'GFLOP/s':>8s} "
     f"{'matmul GFLOP/s':>14s} {'ratio':>6s}" + (f" {'peer step s':>11s} {'speed-up':>8s}" if peer else "")
   )
   for r in results["training"]:
     print(
-      f"{r['mode']:12s} {r['variant']:10s} {r['compile_s']:9.1f} {r['step_s']:8.3f} {r['samples_per_s']:10.0f} "
+      f"{r['mode']:12s} {r['variant']:16s} {r['compile_s']:9.1f} {r['step_s']:8.3f} {r['samples_per_s']:10.0f} "
       f"{r['gflops']:8.1f} {r['matmul_gflops']:14.1f} {r['ratio']:6.2f}"
       + (f" {r['peer_step_s']:11.3f} {r['speedup_vs_peer']:7.2f}x" if "peer_step_s" in r else "")
     )
@@ -462,7 +468,8 @@ def main(argv=None) -> None:
     results["training"].append(time_training(args, mode, "", ref))
     print(json.dumps({k: v for k, v in results["training"][-1].items() if k != "flop_formula"}), flush=True)
   for variant in filter(None, args.variants.split(",")):
-    results["training"].append(time_training(args, "synthesis", variant, ref))
+    mode, _, variant = variant.rpartition(":")
+    results["training"].append(time_training(args, mode or "synthesis", variant, ref))
     print(json.dumps({k: v for k, v in results["training"][-1].items() if k != "flop_formula"}), flush=True)
   if not args.no_memory:
     results["memory"] = [measure_memory(args, "plain"), measure_memory(args, "remat")]
