@@ -14,7 +14,7 @@ from handwriting_jax.model import networks
 from handwriting_jax.training import checkpoint as ckpt_lib
 
 _CONFIGS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs")
-_VARIANTS = ("", "paper", "small", "iam_small", "tiny")
+_VARIANTS = ("", "paper", "small", "iam_small", "iam_fast", "tiny")
 _ONE_HOT = 59  # one-hot width of the synthesis window input (alphabet plus padding and unknown ids)
 
 
@@ -72,6 +72,20 @@ def test_paper_is_the_default_variant(mode):
   assert _get_config(mode, "").to_dict() == _get_config(mode, "paper").to_dict()
   with pytest.raises(ValueError, match="unknown config variant"):
     _get_config(mode, "huge")
+
+
+def test_iam_fast_is_iam_small_with_half_the_batch_and_fewer_steps():
+  """The 15-minute recipe changes only the batch, the word-piece stage and the length of `iam_small`."""
+  fast, small = (
+    validation.leaves(_get_config("synthesis", "iam_fast")),
+    validation.leaves(_get_config("synthesis", "iam_small")),
+  )
+  changed = {k: (small[k], fast[k]) for k in fast if fast[k] != small[k]}
+  assert changed == {
+    "data.batch_size": (32, 16),
+    "data.pieces_until": (1500, 1150),
+    "train.num_steps": (7000, 5000),
+  }
 
 
 def test_paper_prediction_network_has_the_paper_size():
