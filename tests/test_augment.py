@@ -24,7 +24,7 @@ def random_line(seed: int = 0, n: int = 40) -> np.ndarray:
 def test_augmentation_is_the_affine_map_of_the_raw_offsets():
   """De-normalised, the augmented line is A times the raw line, A = diag(sx, sy) @ [[1, k], [0, 1]] with k and the
   log scales inside their ranges; pen lifts are kept; the input is not changed."""
-  aug = Augmentation(slant=0.2, scale=0.1, mean=STATS.mean, std=STATS.std)
+  aug = Augmentation(slant=0.2, scale=0.1, stats=STATS)
   line = random_line()
   before = line.copy()
   for seed in range(20):
@@ -44,22 +44,22 @@ def test_a_vertical_stroke_is_slanted_and_zero_ranges_change_nothing():
   stats = strokes_lib.NormStats(mean=np.zeros(2, np.float32), std=np.ones(2, np.float32))
   up = np.zeros((10, 3), np.float32)
   up[:, 1] = 1.0
-  out = Augmentation(slant=0.3, scale=0.0, mean=stats.mean, std=stats.std)(up, np.random.default_rng(3))
+  out = Augmentation(slant=0.3, scale=0.0, stats=stats)(up, np.random.default_rng(3))
   lean = out[:, 0] / out[:, 1]
   assert np.all(lean == lean[0]) and 0 < abs(lean[0]) <= 0.3
   np.testing.assert_allclose(out[:, 1], 1.0)
   line = random_line(1)
-  same = Augmentation(slant=0.0, scale=0.0, mean=STATS.mean, std=STATS.std)(line, np.random.default_rng(0))
+  same = Augmentation(slant=0.0, scale=0.0, stats=STATS)(line, np.random.default_rng(0))
   np.testing.assert_allclose(same, line, atol=1e-6)
   with pytest.raises(ValueError, match=r"\[0, 1\)"):
-    Augmentation(slant=1.5, scale=0.0, mean=STATS.mean, std=STATS.std)
+    Augmentation(slant=1.5, scale=0.0, stats=STATS)
 
 
 def test_augmented_batches_differ_per_step_and_a_restored_iterator_repeats_them():
   """With augmentation the offsets differ from the plain batches (same lines, same masks and pen lifts), the same line
   is drawn differently in another epoch, and a restored iterator yields exactly the same augmented batches."""
   strokes, texts = make_corpus()
-  aug = Augmentation(slant=0.15, scale=0.1, mean=STATS.mean, std=STATS.std)
+  aug = Augmentation(slant=0.15, scale=0.1, stats=STATS)
   plain, augmented = make_iterator(strokes, texts), make_iterator(strokes, texts, augment=aug)
   for _ in range(3):
     p, a = next(plain), next(augmented)
@@ -100,7 +100,7 @@ def test_training_batches_use_the_configured_augmentation():
   batches = loop.CurriculumBatches(dataset.train, dataset.alphabet, cfg.data, dataset.stats)
   augmented = batches.next(0)
   assert batches.iterator.augment.slant == 0.2 and batches.iterator.augment.scale == 0.1
-  np.testing.assert_array_equal(batches.iterator.augment.std, dataset.stats.std)
+  assert batches.iterator.augment.stats is dataset.stats
   np.testing.assert_array_equal(plain["mask"], augmented["mask"])
   assert not np.allclose(plain["targets"], augmented["targets"])
   cfg.data.augment_slant = 1.0

@@ -7,24 +7,25 @@ scales gives the network new hands of the same texts: the pen's offsets d = (dx,
     A = [[sx, 0], [0, sy]] @ [[1, k], [0, 1]],   k ~ U(-slant, slant),   log sx, log sy ~ U(-scale, scale).
 
 Offsets are normalised ((d - mean) / std, `strokes.NormStats`), so `Augmentation` maps a normalised line back to raw
-offsets, applies A and normalises again; pen lifts are untouched. A is drawn from the generator it is given, so a
-batch iterator that seeds it from its own position yields the same batches after a restore.
+offsets with the data's statistics, applies A and normalises again; pen lifts are untouched. A is drawn from the
+generator it is given, so a batch iterator that seeds it from its own position yields the same batches after a
+restore.
 """
 
 import dataclasses
 
 import numpy as np
 
+from handwriting_jax.data.strokes import NormStats
+
 
 @dataclasses.dataclass(frozen=True)
 class Augmentation:
-  """Random shear and scale of normalised lines `[T, 3]` (see the module docstring); `mean` / `std` are the
-  normalisation's [2] offsets statistics."""
+  """Random shear and scale of lines `[T, 3]` normalised by `stats` (see the module docstring)."""
 
   slant: float
   scale: float
-  mean: np.ndarray
-  std: np.ndarray
+  stats: NormStats
 
   def __post_init__(self):
     if not (0 <= self.slant < 1 and 0 <= self.scale < 1):
@@ -38,8 +39,6 @@ class Augmentation:
 
   def __call__(self, line_Tx3: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """The normalised line drawn by a random A (a new array; pen lifts kept)."""
-    std, mean = np.asarray(self.std, np.float64), np.asarray(self.mean, np.float64)
-    raw_Tx2 = np.asarray(line_Tx3[:, :2], np.float64) * std + mean
-    out = np.array(line_Tx3, np.float32, copy=True)
-    out[:, :2] = (raw_Tx2 @ self.matrix(rng).T - mean) / std
-    return out
+    raw_Tx3 = self.stats.denormalise(line_Tx3)
+    raw_Tx3[:, :2] = raw_Tx3[:, :2] @ self.matrix(rng).T.astype(np.float32)
+    return self.stats.normalise(raw_Tx3)

@@ -18,6 +18,7 @@ from handwriting_jax.data import augment as augment_lib
 from handwriting_jax.data import batches as batches_lib
 from handwriting_jax.data import dataset as dataset_lib
 from handwriting_jax.data import pieces as pieces_lib
+from handwriting_jax.data import strokes as strokes_lib
 from handwriting_jax.errors import UserError
 from handwriting_jax.model import networks
 from handwriting_jax.training import checkpoint as ckpt_lib
@@ -93,8 +94,8 @@ class CurriculumBatches:
     slant, scale = float(self.data_cfg.get("augment_slant", 0.0)), float(self.data_cfg.get("augment_scale", 0.0))
     if slant == 0 and scale == 0:
       return None
-    mean, std = (self.stats.mean, self.stats.std) if self.stats is not None else (np.zeros(2), np.ones(2))
-    return augment_lib.Augmentation(slant=slant, scale=scale, mean=mean, std=std)
+    stats = self.stats or strokes_lib.NormStats(mean=np.zeros(2, np.float32), std=np.ones(2, np.float32))
+    return augment_lib.Augmentation(slant=slant, scale=scale, stats=stats)
 
   def _mean_length(self, stage: int) -> float:
     """Mean padded length T of a stage's batches over an epoch (what a step of that stage costs, roughly)."""
