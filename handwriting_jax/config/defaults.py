@@ -97,7 +97,9 @@ def model_config(mode: str) -> ml_collections.ConfigDict:
   # backward pass) is one large matmul; no full-length projection is materialised. Same numbers for any value.
   c.remat_chunk = 50
   c.scan_unroll = 1  # lax.scan unroll factor of the recurrent scans
-  c.compute_dtype = "float32"  # matmul input dtype; "bfloat16" for GPUs (state and accumulation stay fp32)
+  # Matmul input dtype (state and accumulation stay fp32): "float32", "bfloat16", "float16", or "auto": bfloat16 where
+  # the chip multiplies it natively (GPU, TPU, a CPU with AVX512_BF16 / AMX-BF16 / Arm BF16), float32 elsewhere.
+  c.compute_dtype = "float32"
   # Graves clipping (set by config.optim.clip_mode == "graves"; 0 disables): bounds on the derivatives
   # flowing into the LSTM pre-activations and into the network outputs during backprop.
   c.lstm_clip = 10.0

@@ -19,7 +19,7 @@ from handwriting_jax.config import defaults
 from handwriting_jax.data import dataset, hershey, strokes
 from handwriting_jax.data.alphabet import Alphabet
 from handwriting_jax.errors import ConfigError
-from handwriting_jax.model import networks
+from handwriting_jax.model import networks, precision
 from handwriting_jax.model.sampling import RESAMPLE_MODES, STOP_RULES
 from handwriting_jax.model.window import WINDOW_VARIANTS
 
@@ -101,7 +101,7 @@ RULES: dict[str, Rule] = {
   "model.remat": BOOL,
   "model.remat_chunk": POSITIVE_INT,
   "model.scan_unroll": POSITIVE_INT,
-  "model.compute_dtype": one_of("float32", "bfloat16", "float16"),
+  "model.compute_dtype": one_of(*precision.DTYPES),
   "model.lstm_clip": NON_NEGATIVE,
   "model.output_clip": NON_NEGATIVE,
   "data.source": one_of(*dataset.SOURCES),

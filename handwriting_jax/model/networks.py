@@ -18,7 +18,7 @@ import jax.numpy as jnp
 import ml_collections
 from flax import nnx
 
-from handwriting_jax.model import lstm, mdn, recurrent, window
+from handwriting_jax.model import lstm, mdn, precision, recurrent, window
 from handwriting_jax.model.clipping import maybe_clip
 
 MODES = ("prediction", "synthesis")
@@ -137,7 +137,7 @@ class Network(nnx.Module):
     self.num_layers = cfg.num_layers
     self.num_mixtures = cfg.num_mixtures
     self.remat = bool(cfg.remat)
-    self.compute_dtype = None if cfg.compute_dtype == "float32" else jnp.dtype(cfg.compute_dtype)
+    self.compute_dtype = precision.compute_dtype(cfg.compute_dtype)
     self.lstm_clip = cfg.lstm_clip if cfg.lstm_clip > 0 else None
     self.output_clip = cfg.output_clip if cfg.output_clip > 0 else None
     # Fast-path settings (see recurrent.py): scan unroll factor, time steps per chunk of the layer scans.

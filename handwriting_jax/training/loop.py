@@ -20,7 +20,7 @@ from handwriting_jax.data import dataset as dataset_lib
 from handwriting_jax.data import pieces as pieces_lib
 from handwriting_jax.data import strokes as strokes_lib
 from handwriting_jax.errors import UserError
-from handwriting_jax.model import networks
+from handwriting_jax.model import networks, precision
 from handwriting_jax.training import checkpoint as ckpt_lib
 from handwriting_jax.training import optim, parallel, restore, weight_noise, workdir_lock
 from handwriting_jax.training import samples as training_samples
@@ -378,9 +378,11 @@ def _train(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float]:
     train_batches = CurriculumBatches(dataset.train, dataset.alphabet, config.data, dataset.stats)
     reporter = Reporter(workdir, config.train.num_steps)
     reporter.line(dataset.summary["line"])
+    matmul_dtype, why = precision.resolve_here(config.model.compute_dtype)
     reporter.line(
       f"{config.model.mode} network: {networks.count_params(model):,} parameters; "
-      f"{jax.device_count()} device(s) ({jax.devices()[0].platform}), {jax.process_count()} process(es)"
+      f"{jax.device_count()} device(s) ({jax.devices()[0].platform}), {jax.process_count()} process(es); "
+      f"matmuls in {matmul_dtype} ({why})"
     )
     if saved is not None:
       (state, saved), step_ok, failures = ckpt.first_intact(lambda s: ckpt.restore(state, s))
