@@ -2,8 +2,8 @@
 
 Usage: --config=configs/synthesis.py (the paper: 3 x 400 LSTM, 20 mixtures, 10 window Gaussians, batch 32),
 --config=configs/synthesis.py:small (CPU demo on the embedded corpus), --config=configs/synthesis.py:iam_small (the
-CPU recipe for IAM-OnDB; add --config.data.iam_path=DIR), --config=configs/synthesis.py:iam_fast (an IAM writer
-reading at 14-18% CER after 13 minutes on 2 cores), --config=configs/synthesis.py:tiny (tests).
+CPU recipe for IAM-OnDB; add --config.data.iam_path=DIR), --config=configs/synthesis.py:iam_fast (a legible IAM
+writer in 14 minutes on 2 cores), --config=configs/synthesis.py:tiny (tests).
 """
 
 from handwriting_jax.config import defaults

@@ -74,18 +74,25 @@ def test_paper_is_the_default_variant(mode):
     _get_config(mode, "huge")
 
 
-def test_iam_fast_is_iam_small_with_half_the_batch_and_fewer_steps():
-  """The 15-minute recipe changes only the batch, the word-piece stage and the length of `iam_small`."""
+def test_iam_fast_is_iam_small_with_small_batches_bf16_where_native_and_every_checkpoint_kept():
+  """The clock-bound recipe changes only the batch, the word-piece stage, the length, the matmul precision and the
+  checkpoint cadence of `iam_small`, and keeps every checkpoint it saves (so each can be judged)."""
   fast, small = (
     validation.leaves(_get_config("synthesis", "iam_fast")),
     validation.leaves(_get_config("synthesis", "iam_small")),
   )
   changed = {k: (small[k], fast[k]) for k in fast if fast[k] != small[k]}
   assert changed == {
-    "data.batch_size": (32, 16),
-    "data.pieces_until": (1500, 1150),
-    "train.num_steps": (7000, 5000),
+    "model.compute_dtype": ("float32", "auto"),
+    "data.batch_size": (32, 8),
+    "data.pieces_until": (1500, 2300),
+    "train.num_steps": (7000, 11500),
+    "train.eval_every": (500, 1000),
+    "train.checkpoint_every": (500, 1000),
+    "train.keep_checkpoints": (10, 12),
   }
+  saved = -(-fast["train.num_steps"] // fast["train.checkpoint_every"])  # the last step is saved too
+  assert fast["train.keep_checkpoints"] >= saved
 
 
 def test_paper_prediction_network_has_the_paper_size():

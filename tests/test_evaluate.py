@@ -1,5 +1,6 @@
 """`evaluate`: exact validation NLL over every line, legibility per bias (tiny random networks), the report, errors."""
 
+import glob
 import json
 import os
 import re
@@ -182,6 +183,11 @@ def test_another_sentence_list_replaces_the_built_in_ones(workdir, tmp_path):
   )
   assert [line["text"] for line in result["legibility"][0]["per_line"]] == ["ab cd", "ef gh"]
   assert result["sentences"] == ["ab cd", "ef gh"] and result["digits"]["lines"] == 1
+  only_everyday = report_lib.evaluate(
+    workdir, None, biases=[1.0], seeds=1, out_dir=str(tmp_path / "e1"), nll=False, sentences=["ab"], digit_sentences=()
+  )
+  assert "digits" not in only_everyday and not glob.glob(str(tmp_path / "e1" / "digits_*"))
+  assert only_everyday["legibility"][0]["lines"] == 1
   (tmp_path / "empty.txt").write_text("# nothing\n\n", encoding="utf-8")
   for path, match in ((tmp_path / "empty.txt", "holds no sentence"), (tmp_path / "none.txt", "none.txt")):
     with pytest.raises(report_lib.EvaluateError, match=match):

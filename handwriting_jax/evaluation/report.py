@@ -549,7 +549,8 @@ def evaluate(
   `stop_rule` and `resample` override the checkpoint's config.sample fields; `raw_weights` judges the trained
   parameters of a run that kept a moving average (by default the average is judged, as `write` uses it);
   `fidelity` (with forms > 0) adds the style-fidelity section (`fidelity_at`). `sentences` and `digit_sentences`
-  replace the everyday and the digit-rich sentence sets (another list, to check a figure independently)."""
+  replace the everyday and the digit-rich sentence sets (another list, to check a figure independently; no digit
+  sentences: no digit section)."""
   _check_arguments(biases, seeds, styles, styles_bias, stop_rule, resample)
   encoder = fidelity.encoder() if fidelity is not None and fidelity.forms else None
   tesseract = legibility.check_tesseract()  # once, before any work
@@ -579,7 +580,8 @@ def evaluate(
     legibility_at(writer, b, seeds, out_dir, sentences=sentences, tesseract=tesseract) for b in biases
   ]
   digits_bias = DIGITS_BIAS if DIGITS_BIAS in biases else biases[0]
-  report["digits"] = digits_at(writer, digits_bias, seeds, out_dir, tesseract, digit_sentences)
+  if digit_sentences:  # none: the digit set is not measured (e.g. judging every checkpoint of a run)
+    report["digits"] = digits_at(writer, digits_bias, seeds, out_dir, tesseract, digit_sentences)
   if prime_style is not None:
     offsets = writer_lib.style_offsets(writer, prime_style)
     prime = writer_lib.make_prime(writer, offsets, prime_style.text, check_text=style_index is None)
@@ -592,7 +594,11 @@ def evaluate(
   if styles:
     chosen = next(r for r in report["legibility"] if r["bias"] == styles_bias)
     report["styles"] = save_styles(writer.workdir, chosen, styles)
-  for r in [*report["legibility"], *report.get("legibility_primed", []), report["digits"]]:
+  for r in [
+    *report["legibility"],
+    *report.get("legibility_primed", []),
+    *([report["digits"]] if digit_sentences else []),
+  ]:
     r.pop("_strokes", None)
   report["seconds"] = time.time() - t0
   path = os.path.join(out_dir, "report.json")
