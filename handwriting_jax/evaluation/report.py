@@ -594,11 +594,7 @@ def evaluate(
   if styles:
     chosen = next(r for r in report["legibility"] if r["bias"] == styles_bias)
     report["styles"] = save_styles(writer.workdir, chosen, styles)
-  for r in [
-    *report["legibility"],
-    *report.get("legibility_primed", []),
-    *([report["digits"]] if digit_sentences else []),
-  ]:
+  for r in [*report["legibility"], *report.get("legibility_primed", []), report.get("digits", {})]:
     r.pop("_strokes", None)
   report["seconds"] = time.time() - t0
   path = os.path.join(out_dir, "report.json")
