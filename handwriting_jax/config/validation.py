@@ -137,6 +137,7 @@ RULES: dict[str, Rule] = {
   "data.piece_max_words": POSITIVE_INT,
   "data.oversample_chars": TEXT,
   "data.oversample_factor": POSITIVE_INT,
+  "data.synthetic_lines": NON_NEGATIVE_INT,
   "data.augment_slant": BELOW_ONE,
   "data.augment_scale": BELOW_ONE,
   "data.downsample": POSITIVE_INT,
@@ -211,6 +212,12 @@ def _check_data(data: ml_collections.ConfigDict) -> None:
     "data.iam_path",
     f"is set ({data.iam_path!r}) but config.data.source is {data.source!r}, which would ignore it: add "
     "--config.data.source=iam to train on IAM-OnDB, or drop the path",
+  )
+  _require(
+    data.source == "iam" or not data.synthetic_lines,
+    "data.synthetic_lines",
+    f"adds digit-rich lines to IAM-OnDB's training lines, but config.data.source is {data.source!r} (the embedded "
+    "corpus has numbers of its own): set it to 0 or train on --config.data.source=iam",
   )
   _require(
     data.savgol_order < data.savgol_window,

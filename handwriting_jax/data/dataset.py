@@ -148,9 +148,13 @@ def load_dataset(data_cfg: Any, progress: bool = True) -> Dataset:
     )
   stats = strokes_lib.NormStats.fit(train.lines, normalise_mean=data_cfg.normalise_mean)
   alphabet = Alphabet.from_config(data_cfg, train.texts)
+  num_real = len(train.lines)
+  if data_cfg.get("synthetic_lines", 0):
+    train = _with_synthetic(train, data_cfg, settings, alphabet)
   summary = {
     "source": data_cfg.source,
     "train_lines": len(train.lines),
+    "synthetic_lines": len(train.lines) - num_real,
     "valid_lines": len(valid.lines),
     "train_points": int(sum(len(x) for x in train.lines)),
     "alphabet_size": len(alphabet.chars),
@@ -186,6 +190,8 @@ def summary_line(summary: dict[str, Any], settings: strokes_lib.Preprocessing) -
   s = summary
   dropped = s["dropped_jump_lines"] + s["dropped_long_lines"] + s["dropped_long_texts"] + s["dropped_empty_lines"]
   parts = [f"data ({s['source']}): {s['train_lines']} train / {s['valid_lines']} valid lines"]
+  if s.get("synthetic_lines"):
+    parts.append(f"{s['synthetic_lines']} of the training lines synthetic and digit-rich (data.synthetic_lines)")
   if s["source"] == "iam":
     parts.append(
       f"{s['skipped_forms']} forms skipped (line count mismatch), {s['missing_forms']} listed forms "
@@ -201,6 +207,30 @@ def summary_line(summary: dict[str, Any], settings: strokes_lib.Preprocessing) -
     f"train / {s['unknown_chars_valid']} valid"
   )
   return "; ".join(parts)
+
+
+def _with_synthetic(
+  train: cache_lib.CachedSplit,
+  data_cfg: Any,
+  settings: strokes_lib.Preprocessing,
+  alphabet: Alphabet,
+) -> cache_lib.CachedSplit:
+  """`train` and `data.synthetic_lines` digit-rich lines at its scale (`synthetic.py`); ConfigError when the alphabet
+  lacks a character they hold."""
+  from handwriting_jax.data import synthetic  # only this option draws Hershey lines
+
+  extra, _ = synthetic.synthetic_split(
+    int(data_cfg.synthetic_lines), synthetic.Scale.of(train, settings.downsample), settings, data_cfg.embedded
+  )
+  missing = sorted({c for t in extra.texts for c in t} - set(alphabet.chars) - {" "})
+  if missing:
+    raise ConfigError(
+      f"config.data.synthetic_lines: the synthetic lines hold {''.join(missing)!r}, which the alphabet "
+      f"(config.data.alphabet or the training texts) lacks; set it to 0 or add them to the alphabet"
+    )
+  return cache_lib.CachedSplit(
+    lines=train.lines + extra.lines, texts=train.texts + extra.texts, ids=train.ids + extra.ids
+  )
 
 
 def _normalised(split: cache_lib.CachedSplit, stats: strokes_lib.NormStats) -> Split:

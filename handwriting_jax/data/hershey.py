@@ -38,6 +38,9 @@ from handwriting_jax.errors import ConfigError
 ALPHABET = vocabulary.ALPHABET
 # `scriptc` is not offered: it draws thick down-strokes as doubled, split strokes that no pen would make.
 FONTS = ("scripts", "cursive")
+# Hershey's single-stroke print font (Simplex Roman), for the digit-rich lines of `data/synthetic.py`: plain print
+# capitals, digits and punctuation. Its x-height is larger than the scripts' (14 font units against 9).
+PRINT_FONT = "futural"
 
 # Hershey script metrics (font units, y down): cap line -12, x-height top 0, baseline 9, descender 21.
 _BASELINE = 9.0
@@ -396,8 +399,8 @@ def font_list(fonts: str) -> tuple[str, ...]:
 class _Writers:
   """Writer k drawn on first use from its own seeded stream (the same whichever lines need it)."""
 
-  def __init__(self, cfg: ml_collections.ConfigDict):
-    self._fonts = font_list(cfg.fonts)
+  def __init__(self, cfg: ml_collections.ConfigDict, fonts: tuple[str, ...] | None = None):
+    self._fonts = fonts or font_list(cfg.fonts)
     self._seed, self._ppc = int(cfg.seed), float(cfg.points_per_char)
     self._cache: dict[int, Writer] = {}
 
@@ -406,6 +409,11 @@ class _Writers:
       rng = np.random.default_rng([self._seed, _WRITER, k])
       self._cache[k] = make_writer(rng, self._fonts, self._ppc)
     return self._cache[k]
+
+
+def writer_styles(cfg: ml_collections.ConfigDict, fonts: tuple[str, ...] | None = None) -> _Writers:
+  """The writers of a `data.embedded` config by index, each drawn on first use; `fonts` replaces `cfg.fonts`."""
+  return _Writers(cfg, fonts)
 
 
 def _line_text(

@@ -759,6 +759,54 @@ def _number(rng: np.random.Generator) -> str:
   return f"{int(rng.integers(0, 100))}.{int(rng.integers(0, 10))}"
 
 
+def _written_number(rng: np.random.Generator) -> str:
+  """A number as it appears in everyday writing: a phone number, a time, a date, a price, a year, a count."""
+  kind = rng.integers(8)
+  if kind == 0:
+    return f"{int(rng.integers(100, 1000))}-{int(rng.integers(0, 10000)):04d}"
+  if kind == 1:
+    return f"{int(rng.integers(1, 24))}:{int(rng.integers(0, 60)):02d}"
+  if kind == 2:
+    return f"{int(rng.integers(1, 32))}.{int(rng.integers(1, 13))}.{int(rng.integers(1900, 2031))}"
+  if kind == 3:
+    return f"{int(rng.integers(0, 1000))}.{int(rng.integers(0, 100)):02d}"
+  if kind == 4:
+    return str(int(rng.integers(1900, 2031)))
+  if kind == 5:
+    return f"({int(rng.integers(0, 1000))})"
+  if kind == 6:
+    return f"{int(rng.integers(1, 100))}-{int(rng.integers(1, 100))}"
+  return str(int(rng.integers(0, 100000)))
+
+
+def _capitals(rng: np.random.Generator) -> str:
+  """A short code in capitals, as on tickets and forms ("QX", "VAT")."""
+  letters = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+  return "".join(letters[i] for i in rng.integers(len(letters), size=int(rng.integers(2, 4))))
+
+
+def numeric_sentence(rng: np.random.Generator) -> str:
+  """A phrase of one to three numbers among one to four words, sometimes a name or a code in capitals, with
+  punctuation (the digit-rich lines of `data/synthetic.py`)."""
+  n_numbers, n_words = int(rng.integers(1, 4)), int(rng.integers(1, 5))
+  tokens = [_written_number(rng) for _ in range(n_numbers)] + [
+    str(_WORDS[rng.integers(len(_WORDS))]) for _ in range(n_words)
+  ]
+  if rng.random() < 0.5:
+    tokens.append(str(_NAMES[rng.integers(len(_NAMES))]))
+  if rng.random() < 0.25:
+    tokens.append(_capitals(rng))
+  tokens = [tokens[i] for i in rng.permutation(len(tokens))]
+  if rng.random() < 0.5:
+    tokens[0] = tokens[0][:1].upper() + tokens[0][1:]
+  for i in range(len(tokens) - 1):
+    if rng.random() < 0.2:
+      tokens[i] += _INNER_MARKS[rng.integers(len(_INNER_MARKS))]
+  if rng.random() < 0.6:
+    tokens[-1] += _END_MARKS[rng.integers(len(_END_MARKS))]
+  return " ".join(tokens)
+
+
 def _word(rng: np.random.Generator) -> str:
   """One token: mostly common words, sometimes a name, number, contraction or capitalised word."""
   u = rng.random()

@@ -1,0 +1,91 @@
+"""Tests of handwriting_jax.data.synthetic: digit-rich Hershey lines mixed into IAM-OnDB's training split."""
+
+import numpy as np
+import pytest
+from test_dataset import iam_config, load
+
+from handwriting_jax.config import defaults, validation
+from handwriting_jax.data import cache as cache_lib
+from handwriting_jax.data import hershey, strokes, synthetic, vocabulary
+from handwriting_jax.errors import ConfigError
+
+# Every character a synthetic text may hold, and more (the IAM fixture's own texts have no digits).
+FULL_ALPHABET = hershey.ALPHABET
+
+
+def test_numeric_sentences_are_digit_rich_with_every_capital_and_writable():
+  rng = np.random.default_rng(0)
+  texts = [vocabulary.numeric_sentence(rng) for _ in range(300)]
+  assert all(any(c.isdigit() for c in t) for t in texts)
+  assert set("".join(texts)) <= set(hershey.ALPHABET)
+  assert set("".join(texts)) >= set("0123456789:-.,() ")  # times, phone numbers, prices, dates all come up
+  assert set("".join(texts)) >= set("ABCDEFGHIJKLMNOPQRSTUVWXYZ")  # names and codes: the rare capitals too
+  assert len(set(texts)) > 290
+
+
+def test_numeric_text_respects_the_length_limit():
+  rng = np.random.default_rng(1)
+  for limit in (6, 12, 30):
+    assert all(0 < len(synthetic.numeric_text(rng, limit)) <= limit for _ in range(50))
+
+
+def test_scale_is_points_and_extent_per_character():
+  split = cache_lib.CachedSplit(
+    lines=[np.array([[1, 0, 0], [2, 5, 0], [3, 0, 1]], np.float32), np.array([[4, 1, 1]], np.float32)],
+    texts=["ab", "cde"],
+    ids=["x", "y"],
+  )
+  scale = synthetic.Scale.of(split, downsample=3)
+  assert scale.points_per_char == pytest.approx(4 * 3 / 5)
+  assert scale.extent_per_char == pytest.approx((1 + 2 + 3 + 4) / 5)
+  with pytest.raises(ValueError, match="no training text"):
+    synthetic.Scale.of(cache_lib.CachedSplit(lines=[], texts=[], ids=[]), 1)
+
+
+@pytest.mark.parametrize("target", [synthetic.Scale(24.0, 180.0), synthetic.Scale(12.0, 40.0)])
+def test_synthetic_lines_match_the_real_lines_scale_and_are_reproducible(target):
+  data = defaults.data_config()
+  data.downsample = 3
+  settings = strokes.Preprocessing.from_config(data)
+  split, _ = synthetic.synthetic_split(40, target, settings, data.embedded)
+  assert len(split.lines) >= 36 and split.ids[0].startswith("synthetic-w")
+  got = synthetic.Scale.of(split, settings.downsample)
+  assert got.extent_per_char == pytest.approx(target.extent_per_char, rel=1e-4)
+  assert got.points_per_char == pytest.approx(target.points_per_char, rel=0.2)
+  assert all(len(x) * settings.downsample <= settings.max_points + 3 * 40 for x in split.lines)
+  again, _ = synthetic.synthetic_split(40, target, settings, data.embedded)
+  assert split.texts == again.texts
+  for a, b in zip(split.lines, again.lines):
+    np.testing.assert_array_equal(a, b)
+
+
+def test_synthetic_lines_join_the_training_split_only(tmp_path):
+  real = load(iam_config(tmp_path, alphabet=FULL_ALPHABET))
+  mixed = load(iam_config(tmp_path, alphabet=FULL_ALPHABET, synthetic_lines=12))
+  n = len(real.train)
+  assert mixed.train.ids[:n] == real.train.ids and mixed.train.texts[:n] == real.train.texts
+  assert len(mixed.train) - n == mixed.summary["synthetic_lines"] > 0
+  assert all(i.startswith("synthetic-") for i in mixed.train.ids[n:])
+  assert all(any(c.isdigit() for c in t) for t in mixed.train.texts[n:])
+  assert mixed.valid.ids == real.valid.ids
+  # The normalisation is the real lines' own, so the real lines are unchanged.
+  np.testing.assert_array_equal(mixed.stats.std, real.stats.std)
+  for a, b in zip(mixed.train.strokes[:n], real.train.strokes):
+    np.testing.assert_array_equal(a, b)
+  assert "synthetic" in mixed.summary["line"] and "synthetic" not in real.summary["line"]
+
+
+def test_an_alphabet_without_digits_is_a_clear_error(tmp_path):
+  with pytest.raises(ConfigError, match=r"config\.data\.synthetic_lines: the synthetic lines hold") as err:
+    load(iam_config(tmp_path, alphabet="abcdefghijklmnopqrstuvwxyzLP ", synthetic_lines=5))
+  assert "0123456789" in str(err.value)
+
+
+@pytest.mark.parametrize("source,value,pattern", [("embedded", 10, "source is 'embedded'"), ("iam", -1, "must be")])
+def test_synthetic_lines_field_is_checked(source, value, pattern):
+  cfg = defaults.data_config()
+  cfg.source = source
+  cfg.iam_path = "/data/iam" if source == "iam" else ""
+  cfg.synthetic_lines = value
+  with pytest.raises(ConfigError, match=f"config.data.synthetic_lines.*{pattern}"):
+    validation.validate_data(cfg)
