@@ -47,13 +47,13 @@ def test_synthetic_lines_match_the_real_lines_scale_and_are_reproducible(target)
   data = defaults.data_config()
   data.downsample = 3
   settings = strokes.Preprocessing.from_config(data)
-  split, _ = synthetic.synthetic_split(40, target, settings, data.embedded)
+  split = synthetic.synthetic_split(40, target, settings, data.embedded)
   assert len(split.lines) >= 36 and split.ids[0].startswith("synthetic-w")
   got = synthetic.Scale.of(split, settings.downsample)
   assert got.extent_per_char == pytest.approx(target.extent_per_char, rel=1e-4)
   assert got.points_per_char == pytest.approx(target.points_per_char, rel=0.2)
   assert all(len(x) * settings.downsample <= settings.max_points + 3 * 40 for x in split.lines)
-  again, _ = synthetic.synthetic_split(40, target, settings, data.embedded)
+  again = synthetic.synthetic_split(40, target, settings, data.embedded)
   assert split.texts == again.texts
   for a, b in zip(split.lines, again.lines):
     np.testing.assert_array_equal(a, b)

@@ -219,7 +219,7 @@ def _with_synthetic(
   lacks a character they hold."""
   from handwriting_jax.data import synthetic  # only this option draws Hershey lines
 
-  extra, _ = synthetic.synthetic_split(
+  extra = synthetic.synthetic_split(
     int(data_cfg.synthetic_lines), synthetic.Scale.of(train, settings.downsample), settings, data_cfg.embedded
   )
   missing = sorted({c for t in extra.texts for c in t} - set(alphabet.chars) - {" "})

@@ -11,7 +11,6 @@ match. They join the training split only: validation stays real, and the normali
 alone.
 """
 
-import collections
 import dataclasses
 
 import ml_collections
@@ -48,7 +47,8 @@ class Scale:
 
 
 def numeric_text(rng: np.random.Generator, max_chars: int) -> str:
-  """A short lower-case text with one to three numbers as people write them, at most `max_chars` long."""
+  """A short text with one to three numbers as people write them (`vocabulary.numeric_sentence`), at most
+  `max_chars` long."""
   for _ in range(100):
     text = vocabulary.numeric_sentence(rng)
     if len(text) <= max_chars:
@@ -57,27 +57,28 @@ def numeric_text(rng: np.random.Generator, max_chars: int) -> str:
 
 
 def _write(
-  num_lines: int, points_per_char: float, max_chars: int, settings: strokes_lib.Preprocessing, cfg
-) -> tuple[cache_lib.CachedSplit, collections.Counter]:
-  """`num_lines` digit-rich lines by the `cfg` writers at a pen rate of `points_per_char` (raw), preprocessed."""
+  num_lines: int,
+  points_per_char: float,
+  max_chars: int,
+  settings: strokes_lib.Preprocessing,
+  cfg: ml_collections.ConfigDict,
+) -> cache_lib.CachedSplit:
+  """`num_lines` digit-rich lines by the `cfg` (`data.embedded`) writers at a raw pen rate of `points_per_char`,
+  preprocessed; lines that preprocessing drops (over `max_points`) are left out."""
   writers_cfg = ml_collections.ConfigDict(cfg.to_dict())
   writers_cfg.points_per_char = points_per_char
   writers = hershey.writer_styles(writers_cfg, fonts=(hershey.PRINT_FONT,))
   out = cache_lib.CachedSplit(lines=[], texts=[], ids=[])
-  counts = collections.Counter()
   for i in range(num_lines):
     rng = np.random.default_rng([int(cfg.seed), _STREAM, i])
     text = numeric_text(rng, max_chars)
     w = int(rng.integers(int(cfg.num_writers)))
-    line, line_counts = strokes_lib.preprocess_line(
-      hershey.write_line(text, writers[w], rng, float(cfg.x_height)), settings
-    )
-    counts.update(line_counts)
+    line, _ = strokes_lib.preprocess_line(hershey.write_line(text, writers[w], rng, float(cfg.x_height)), settings)
     if line is not None:
       out.lines.append(line)
       out.texts.append(text)
       out.ids.append(f"synthetic-w{w}-{i}")
-  return out, counts
+  return out
 
 
 def synthetic_split(
@@ -85,21 +86,21 @@ def synthetic_split(
   scale: Scale,
   settings: strokes_lib.Preprocessing,
   embedded_cfg: ml_collections.ConfigDict,
-) -> tuple[cache_lib.CachedSplit, collections.Counter]:
-  """`num_lines` digit-rich lines by the `embedded_cfg` writers, preprocessed as `settings` and scaled to
-  `scale`; returns (split, preprocessing counts). A pure function of `embedded_cfg.seed` and `scale`."""
+) -> cache_lib.CachedSplit:
+  """`num_lines` digit-rich lines (fewer where some are over `settings.max_points`) by the `embedded_cfg` writers,
+  preprocessed as `settings` and scaled to `scale`. A pure function of its arguments."""
   max_chars = max(4, int(_LENGTH_MARGIN * settings.max_points / scale.points_per_char))
   # Preprocessing keeps each stroke's last point and the digits are separate strokes: aim the pen rate so that the
   # preprocessed lines have the real lines' points per character (measured on a first few lines).
-  probe, _ = _write(_CALIBRATION_LINES, scale.points_per_char, max_chars, settings, embedded_cfg)
+  probe = _write(_CALIBRATION_LINES, scale.points_per_char, max_chars, settings, embedded_cfg)
   rate = scale.points_per_char
   if probe.lines:
     got = Scale.of(probe, settings.downsample).points_per_char
     rate *= scale.points_per_char / got
-  out, counts = _write(num_lines, rate, max_chars, settings, embedded_cfg)
+  out = _write(num_lines, rate, max_chars, settings, embedded_cfg)
   if out.lines:
     extent = sum(float(np.sum(x[:, 0])) for x in out.lines) / sum(len(t) for t in out.texts)
     factor = np.float32(scale.extent_per_char / extent)
     for line in out.lines:
       line[:, :2] *= factor
-  return out, counts
+  return out
