@@ -3,8 +3,9 @@
 Dispatches on `config.data.source`: "embedded" generates the Hershey corpus (`hershey.generate_corpus`),
 "iam" reads IAM-OnDB (`iam.read_iam`) through the `.npz` cache. Both then go through the same steps:
 per-line preprocessing (`strokes.preprocess_line`), the `max_points` / `max_chars` limits, `NormStats`
-fitted on the training split and applied to both, and the alphabet (`Alphabet.from_config`). One summary
-line is logged; the same numbers are in `Dataset.summary`.
+fitted on the training split and applied to both, and the alphabet (`Alphabet.from_config`). With
+`data.synthetic_lines`, digit-rich lines (`synthetic.py`) then join the IAM training split, after the statistics and
+the alphabet were taken from the real lines. One summary line is logged; the same numbers are in `Dataset.summary`.
 """
 
 import collections
