@@ -70,13 +70,13 @@ def data_config() -> ml_collections.ConfigDict:
   # symbols, and a writer misreads what it rarely saw. "" or 1 = each line once.
   c.oversample_chars = ""
   c.oversample_factor = 1
-  # Augmentation (data/augment.py): each training line (or word piece) drawn with a random shear x += k·y, |k| <
-  # augment_slant, then x and y scaled by exp(u), |u| < augment_scale, drawn per line and batch; 0 = as written.
   # Digit-rich lines (data/synthetic.py): this many lines of numbers (phone numbers, times, dates, prices) among words,
   # names and codes in capitals, written in Hershey's print font by the embedded corpus's synthetic writers at the real
   # lines' size and pen rate, added to the IAM training split (validation stays real); IAM-OnDB has a digit on 3% of
   # its lines. 0 = none.
   c.synthetic_lines = 0
+  # Augmentation (data/augment.py): each training line (or word piece) drawn with a random shear x += k·y, |k| <
+  # augment_slant, then x and y scaled by exp(u), |u| < augment_scale, drawn per line and batch; 0 = as written.
   c.augment_slant = 0.0
   c.augment_scale = 0.0
   # Keep every k-th point of each stroke and its last point (data/strokes.py, step 5); 1 = every point. Changes

@@ -99,8 +99,7 @@ def synthetic_split(
     rate *= scale.points_per_char / got
   out = _write(num_lines, rate, max_chars, settings, embedded_cfg)
   if out.lines:
-    extent = sum(float(np.sum(x[:, 0])) for x in out.lines) / sum(len(t) for t in out.texts)
-    factor = np.float32(scale.extent_per_char / extent)
+    factor = np.float32(scale.extent_per_char / Scale.of(out, settings.downsample).extent_per_char)
     for line in out.lines:
       line[:, :2] *= factor
   return out

@@ -6,6 +6,8 @@ make the remaining characters of `ALPHABET` frequent too. Sentences are drawn fr
 corpus is a pure function of its seed.
 """
 
+import string
+
 import numpy as np
 
 # Every character a generated sentence may contain (the space included).
@@ -760,29 +762,25 @@ def _number(rng: np.random.Generator) -> str:
 
 
 def _written_number(rng: np.random.Generator) -> str:
-  """A number as it appears in everyday writing: a phone number, a time, a date, a price, a year, a count."""
-  kind = rng.integers(8)
+  """A number as it appears in everyday writing: a phone number, a date, a price, a range, one in brackets, or one
+  of `_number`'s (a count, a year, a time, a decimal)."""
+  kind = rng.integers(6)
   if kind == 0:
     return f"{int(rng.integers(100, 1000))}-{int(rng.integers(0, 10000)):04d}"
   if kind == 1:
-    return f"{int(rng.integers(1, 24))}:{int(rng.integers(0, 60)):02d}"
-  if kind == 2:
     return f"{int(rng.integers(1, 32))}.{int(rng.integers(1, 13))}.{int(rng.integers(1900, 2031))}"
-  if kind == 3:
+  if kind == 2:
     return f"{int(rng.integers(0, 1000))}.{int(rng.integers(0, 100)):02d}"
-  if kind == 4:
-    return str(int(rng.integers(1900, 2031)))
-  if kind == 5:
-    return f"({int(rng.integers(0, 1000))})"
-  if kind == 6:
+  if kind == 3:
     return f"{int(rng.integers(1, 100))}-{int(rng.integers(1, 100))}"
-  return str(int(rng.integers(0, 100000)))
+  if kind == 4:
+    return f"({_number(rng)})"
+  return _number(rng)
 
 
 def _capitals(rng: np.random.Generator) -> str:
   """A short code in capitals, as on tickets and forms ("QX", "VAT")."""
-  letters = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
-  return "".join(letters[i] for i in rng.integers(len(letters), size=int(rng.integers(2, 4))))
+  return "".join(rng.choice(list(string.ascii_uppercase), size=int(rng.integers(2, 4))))
 
 
 def numeric_sentence(rng: np.random.Generator) -> str:
