@@ -8,6 +8,7 @@ from handwriting_jax.config import defaults, validation
 from handwriting_jax.data import cache as cache_lib
 from handwriting_jax.data import hershey, strokes, synthetic, vocabulary
 from handwriting_jax.errors import ConfigError
+from handwriting_jax.training import loop
 
 # Every character a synthetic text may hold, and more (the IAM fixture's own texts have no digits).
 FULL_ALPHABET = hershey.ALPHABET
@@ -89,3 +90,44 @@ def test_synthetic_lines_field_is_checked(source, value, pattern):
   cfg.synthetic_lines = value
   with pytest.raises(ConfigError, match=f"config.data.synthetic_lines.*{pattern}"):
     validation.validate_data(cfg)
+
+
+def test_stages_are_cut_where_the_synthetic_lines_leave():
+  pieces, short, full = (500, 800, True), (3000, 300, False), (None, 800, False)
+  assert loop._split_stages([pieces, short, full], 0) == [(*pieces, True), (*short, True), (*full, True)]
+  # At a stage's end: no new stage; inside one: that stage cut in two, the same lengths either side.
+  assert loop._split_stages([pieces, short, full], 3000) == [(*pieces, True), (*short, True), (*full, False)]
+  assert loop._split_stages([pieces, short, full], 400) == [
+    (400, 800, True, True),
+    (*pieces, False),
+    (*short, False),
+    (*full, False),
+  ]
+  assert loop._split_stages([full], 12000) == [(12000, 800, False, True), (*full, False)]
+
+
+def test_synthetic_lines_leave_the_batches_at_synthetic_until(tmp_path):
+  cfg = iam_config(tmp_path, alphabet=FULL_ALPHABET, synthetic_lines=12, synthetic_until=3, batch_size=2)
+  cfg.num_buckets = 1
+  data = load(cfg)
+  num_synthetic = data.summary["synthetic_lines"]
+  batches = loop.CurriculumBatches(data.train, data.alphabet, cfg, data.stats)
+  batches.next(0)
+  assert batches.iterator.num_lines == len(data.train) and batches.stage == 0
+  batches.next(3)
+  assert batches.iterator.num_lines == len(data.train) - num_synthetic and batches.stage == 1
+  # From then on no batch holds a synthetic text (they all hold digits; the fixture's own texts none).
+  digits = data.alphabet.encode("0123456789")
+  assert not any(any(c.isdigit() for c in t) for t in data.train.texts[: len(data.train) - num_synthetic])
+  for step in range(3, 3 + 2 * batches.iterator.steps_per_epoch):
+    assert not np.isin(batches.next(step)["chars"], digits).any()
+
+
+@pytest.mark.parametrize("lines,until,pattern", [(0, 5, "needs data.synthetic_lines > 0"), (10, 50, "before")])
+def test_synthetic_until_is_checked(lines, until, pattern):
+  cfg = defaults.base_config("synthesis")
+  cfg.data.source, cfg.data.iam_path = "iam", "/data/iam"
+  cfg.train.num_steps = 50
+  cfg.data.synthetic_lines, cfg.data.synthetic_until = lines, until
+  with pytest.raises(ConfigError, match=f"config.data.synthetic_until.*{pattern}"):
+    validation.validate(cfg)

@@ -75,6 +75,8 @@ def data_config() -> ml_collections.ConfigDict:
   # lines' size and pen rate, added to the IAM training split (validation stays real); IAM-OnDB has a digit on 3% of
   # its lines. 0 = none.
   c.synthetic_lines = 0
+  # Step at which the synthetic lines leave the training lines (the rest of the run on real lines only); 0 = never.
+  c.synthetic_until = 0
   # Augmentation (data/augment.py): each training line (or word piece) drawn with a random shear x += k·y, |k| <
   # augment_slant, then x and y scaled by exp(u), |u| < augment_scale, drawn per line and batch; 0 = as written.
   c.augment_slant = 0.0

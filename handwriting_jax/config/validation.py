@@ -138,6 +138,7 @@ RULES: dict[str, Rule] = {
   "data.oversample_chars": TEXT,
   "data.oversample_factor": POSITIVE_INT,
   "data.synthetic_lines": NON_NEGATIVE_INT,
+  "data.synthetic_until": NON_NEGATIVE_INT,
   "data.augment_slant": BELOW_ONE,
   "data.augment_scale": BELOW_ONE,
   "data.downsample": POSITIVE_INT,
@@ -252,6 +253,12 @@ def validate(cfg: ml_collections.ConfigDict, device_count: int = 1, process_coun
     global_batch % process_count == 0,
     "data.batch_size",
     f"global batch {global_batch} does not divide over {process_count} processes",
+  )
+  _require(
+    not cfg.data.synthetic_until or (cfg.data.synthetic_lines and cfg.data.synthetic_until < cfg.train.num_steps),
+    "data.synthetic_until",
+    f"is {cfg.data.synthetic_until}: the step at which the synthetic lines leave needs data.synthetic_lines > 0 (it "
+    f"is {cfg.data.synthetic_lines}) and must come before train.num_steps ({cfg.train.num_steps})",
   )
   pieces_until = cfg.data.pieces_until
   _require(

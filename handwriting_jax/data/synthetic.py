@@ -27,6 +27,14 @@ _LENGTH_MARGIN = 0.75
 _CALIBRATION_LINES = 50  # lines written first to aim the pen rate
 
 
+ID_PREFIX = "synthetic-"  # the line ids of the synthetic lines: synthetic-w{writer}-{index}
+
+
+def is_synthetic(line_id: str) -> bool:
+  """Whether a training line id names a synthetic line (so a curriculum stage can leave them out)."""
+  return line_id.startswith(ID_PREFIX)
+
+
 @dataclasses.dataclass(frozen=True)
 class Scale:
   """The real lines' pen rate and size: raw points per character (before `data.downsample`), and the horizontal
@@ -77,7 +85,7 @@ def _write(
     if line is not None:
       out.lines.append(line)
       out.texts.append(text)
-      out.ids.append(f"synthetic-w{w}-{i}")
+      out.ids.append(f"{ID_PREFIX}w{w}-{i}")
   return out
 
 

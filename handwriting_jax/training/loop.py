@@ -19,6 +19,7 @@ from handwriting_jax.data import batches as batches_lib
 from handwriting_jax.data import dataset as dataset_lib
 from handwriting_jax.data import pieces as pieces_lib
 from handwriting_jax.data import strokes as strokes_lib
+from handwriting_jax.data import synthetic as synthetic_lib
 from handwriting_jax.errors import UserError
 from handwriting_jax.model import networks, precision
 from handwriting_jax.training import checkpoint as ckpt_lib
@@ -34,6 +35,7 @@ class NonFiniteLossError(UserError, FloatingPointError):
 class CurriculumBatches:
   """Training batches with a curriculum: first word pieces for `data.pieces_until` steps (data/pieces.py, when > 0),
   then line-length stages `data.curriculum` = ((until_step, max_points), ...), then full lines up to `max_points`.
+  With `data.synthetic_until` > 0 the synthetic lines (`data.synthetic_lines`) leave the lines at that step.
 
   Each stage has its own seeded BatchIterator; the state (stage, iterator state) goes into checkpoints so a resumed
   run sees exactly the same batches.
@@ -42,23 +44,28 @@ class CurriculumBatches:
   def __init__(self, split, alphabet, data_cfg: ml_collections.ConfigDict, stats=None):
     self.split, self.alphabet, self.data_cfg, self.stats = split, alphabet, data_cfg, stats
     pieces_until = int(data_cfg.get("pieces_until", 0))
-    self.stages = (
+    stages = (
       ([(pieces_until, int(data_cfg.max_points), True)] if pieces_until > 0 else [])
       + [(int(u), int(m), False) for u, m in data_cfg.curriculum]
       + [(None, int(data_cfg.max_points), False)]
     )
+    # (until_step, max_points, word pieces, synthetic lines kept)
+    self.stages = _split_stages(stages, int(data_cfg.get("synthetic_until", 0)))
     self.stage, self.iterator = -1, None
     self.pieces_summary = None
     self.oversample_summary = ""
     self._mean_lengths: dict[int, float] = {}
 
   def _stage_for(self, step: int) -> int:
-    return next(i for i, (until, _, _) in enumerate(self.stages) if until is None or step < until)
+    return next(i for i, (until, *_) in enumerate(self.stages) if until is None or step < until)
 
   def _start(self, stage: int) -> None:
     self.stage = stage
-    _, _max_points, use_pieces = self.stages[stage]
+    _, _max_points, use_pieces, synthetic = self.stages[stage]
     strokes, texts = self.split.strokes, self.split.texts
+    if not synthetic:
+      real = [i for i, line_id in enumerate(self.split.ids) if not synthetic_lib.is_synthetic(line_id)]
+      strokes, texts = [strokes[i] for i in real], [texts[i] for i in real]
     if use_pieces:
       strokes, texts, cut = pieces_lib.split_into_pieces(
         strokes, texts, self.stats, int(self.data_cfg.piece_max_words), int(self.data_cfg.shuffle_seed)
@@ -107,7 +114,7 @@ class CurriculumBatches:
   def remaining_length(self, step: int, num_steps: int) -> float:
     """Sum of the expected padded lengths of steps `step..num_steps-1` (for the ETA), stage by stage."""
     total, lo = 0.0, 0
-    for i, (until, _, use_pieces) in enumerate(self.stages):
+    for i, (until, _, use_pieces, _) in enumerate(self.stages):
       hi = num_steps if until is None else min(until, num_steps)
       n = max(0, hi - max(lo, step))
       if n and not (use_pieces and i != self.stage):  # a pieces stage not yet started would need its split
@@ -117,7 +124,7 @@ class CurriculumBatches:
 
   def describe(self) -> str:
     """One line about the current stage, for the log."""
-    until, max_points, use_pieces = self.stages[self.stage]
+    until, max_points, use_pieces, _ = self.stages[self.stage]
     what = self.pieces_summary if use_pieces else f"lines up to {max_points} points"
     lines = self.iterator.num_lines
     return (
@@ -141,6 +148,22 @@ class CurriculumBatches:
     if state["stage"] >= 0:
       self._start(state["stage"])
       self.iterator.restore({k: np.asarray(v) for k, v in state["iterator"].items()})
+
+
+def _split_stages(stages: list[tuple], synthetic_until: int) -> list[tuple]:
+  """The (until_step, max_points, pieces) stages with a fourth field, whether the synthetic lines are kept: all of
+  them when `synthetic_until` is 0, else those before it (the stage it falls in cut in two there)."""
+  if synthetic_until <= 0:
+    return [(*stage, True) for stage in stages]
+  out, lo = [], 0
+  for until, max_points, pieces in stages:
+    if lo < synthetic_until and (until is None or until > synthetic_until):
+      out.append((synthetic_until, max_points, pieces, True))
+      out.append((until, max_points, pieces, False))
+    else:
+      out.append((until, max_points, pieces, until is not None and until <= synthetic_until))
+    lo = until or lo
+  return out
 
 
 def validation_batches(dataset, data_cfg: ml_collections.ConfigDict, num_batches: int) -> list[dict]:
