@@ -18,7 +18,6 @@ import ml_collections
 import numpy as np
 import onnxruntime as ort
 import pytest
-from flax import nnx
 
 from configs import synthesis
 from handwriting_jax.data import strokes as strokes_lib
@@ -179,10 +178,13 @@ def _compare(trace_a: list[dict], trace_b: list[dict], tolerance: float) -> floa
 # Python: the exported step.
 
 
-def test_the_exported_step_equals_the_jax_step_of_a_random_network(tmp_path):
+@pytest.mark.parametrize("compute_dtype", ["float32", "bfloat16"])
+def test_the_exported_step_equals_the_jax_step_of_a_random_network(tmp_path, compute_dtype):
   """A freshly initialised tiny network, exported: onnxruntime's outputs equal the JAX step's on random states and
-  a partly padded text, over several chained steps (the state fed back)."""
+  a partly padded text, over several chained steps (the state fed back); one trained with bf16 matmuls loads and
+  runs in float32, as the page does."""
   cfg = synthesis.get_config("tiny")
+  cfg.model.compute_dtype = compute_dtype
   model = networks.create_model(cfg, 9)
   path = str(tmp_path / "step.onnx")
   web_export.export_onnx(model, path, max_chars=12)
@@ -232,11 +234,13 @@ def test_half_precision_weights_run_the_half_rounded_network_in_half_the_bytes(t
 
 def test_the_step_function_is_the_writers_sampler(writer):
   """Fed the points the Python writer sampled, the exported step function reproduces the mixture it drew them from,
-  step by step: what the page runs is the writer, not a copy (in float32 arithmetic, as the page: a writer trained
-  with bf16 matmuls, as the shipped one, is exported with float32 ones)."""
-  model = nnx.clone(writer.model)
-  model.compute_dtype = None
-  samples = sample_lib.sample(model, jax.random.key(3), texts=["jax ink"], **writer_lib.sample_kwargs(writer, 0.5))
+  step by step: what the page runs is the writer, not a copy (in float32 arithmetic, as the page)."""
+  samples = sample_lib.sample(
+    web_export.float32_network(writer.model),
+    jax.random.key(3),
+    texts=["jax ink"],
+    **writer_lib.sample_kwargs(writer, 0.5),
+  )
   step = _jax_step(writer.model)
   meta = web_export.site_metadata(writer)
   alphabet = meta["alphabet"]

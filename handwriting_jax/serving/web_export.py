@@ -50,6 +50,14 @@ class ExportError(UserError, RuntimeError):
   """The site cannot be built: a prediction writer, no onnxruntime-web, an output folder in the way."""
 
 
+def float32_network(model: networks.SynthesisNetwork) -> networks.SynthesisNetwork:
+  """A copy of `model` with plain float32 matmuls, the page's arithmetic (onnxruntime has no bfloat16 matmul): a
+  writer trained with bf16 matmuls (`model.compute_dtype`) is exported as float32 matmuls of the same weights."""
+  model = nnx.clone(model)
+  model.compute_dtype = None  # lstm.matmul: plain float32
+  return model
+
+
 def step_function(model: networks.SynthesisNetwork, max_chars: int = MAX_CHARS):
   """(fn, input specs): one sampling step of `model` for one line over flat arrays, what the page calls per point.
 
@@ -57,10 +65,7 @@ def step_function(model: networks.SynthesisNetwork, max_chars: int = MAX_CHARS):
   (log π [1, M], μ [1, M, 2], log σ [1, M, 2], ρ [1, M], eos logit [1]: the biased mixture of eqs. 18-22 and 61-62;
   φ(t, u) for u = 1..U+1 [1, U+1], unmasked, for the stop rule and the lead-in cut; then the new κ, w, h, c).
   """
-  # The page runs float32 arithmetic (onnxruntime has no bfloat16 matmul): a writer trained with bf16 matmuls
-  # (model.compute_dtype) is exported as float32 matmuls of the same weights.
-  model = nnx.clone(model)
-  model.compute_dtype = None  # lstm.matmul: plain float32
+  model = float32_network(model)
   graphdef, params = nnx.split(model)
   num_layers, hidden = model.num_layers, model.hidden
   k, a = model.num_gaussians, model.alphabet_size
