@@ -123,6 +123,18 @@ def test_synthetic_lines_leave_the_batches_at_synthetic_until(tmp_path):
     assert not np.isin(batches.next(step)["chars"], digits).any()
 
 
+def test_the_eta_counts_the_lines_a_stage_will_draw_from(tmp_path):
+  cfg = iam_config(tmp_path, alphabet=FULL_ALPHABET, synthetic_lines=12, synthetic_until=3, batch_size=2)
+  cfg.num_buckets = 1
+  data = load(cfg)
+  batches = loop.CurriculumBatches(data.train, data.alphabet, cfg, data.stats)
+  batches.next(0)
+  before = batches._mean_length(1)  # the real-lines stage, priced before it starts
+  batches.next(3)
+  assert before == batches.iterator.mean_padded_length
+  assert before != batches._mean_length(0)  # the synthetic lines' lengths differ, so this can tell
+
+
 @pytest.mark.parametrize("lines,until,pattern", [(0, 5, "needs data.synthetic_lines > 0"), (10, 50, "before")])
 def test_synthetic_until_is_checked(lines, until, pattern):
   cfg = defaults.base_config("synthesis")

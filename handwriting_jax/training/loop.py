@@ -61,11 +61,8 @@ class CurriculumBatches:
 
   def _start(self, stage: int) -> None:
     self.stage = stage
-    _, _max_points, use_pieces, synthetic = self.stages[stage]
-    strokes, texts = self.split.strokes, self.split.texts
-    if not synthetic:
-      real = [i for i, line_id in enumerate(self.split.ids) if not synthetic_lib.is_synthetic(line_id)]
-      strokes, texts = [strokes[i] for i in real], [texts[i] for i in real]
+    use_pieces = self.stages[stage][2]
+    strokes, texts = self._lines(stage)
     if use_pieces:
       strokes, texts, cut = pieces_lib.split_into_pieces(
         strokes, texts, self.stats, int(self.data_cfg.piece_max_words), int(self.data_cfg.shuffle_seed)
@@ -75,6 +72,15 @@ class CurriculumBatches:
     self.oversample_summary = (
       f", {repeated} holding rare characters used {self.data_cfg.oversample_factor}x" if repeated else ""
     )
+
+  def _lines(self, stage: int) -> tuple[list, list]:
+    """(strokes, texts) of the training lines a stage draws from: all of them, or the real ones once the synthetic
+    lines have left (`data.synthetic_until`)."""
+    strokes, texts = self.split.strokes, self.split.texts
+    if self.stages[stage][3]:
+      return strokes, texts
+    real = [i for i, line_id in enumerate(self.split.ids) if not synthetic_lib.is_synthetic(line_id)]
+    return [strokes[i] for i in real], [texts[i] for i in real]
 
   def _iterator(self, stage: int, strokes, texts) -> tuple[batches_lib.BatchIterator, int]:
     """The batches of a stage over these lines, those holding rare characters repeated (`batches.oversampled`), and
@@ -107,7 +113,7 @@ class CurriculumBatches:
   def _mean_length(self, stage: int) -> float:
     """Mean padded length T of a stage's batches over an epoch (what a step of that stage costs, roughly)."""
     if stage not in self._mean_lengths:
-      it = self.iterator if stage == self.stage else self._iterator(stage, self.split.strokes, self.split.texts)[0]
+      it = self.iterator if stage == self.stage else self._iterator(stage, *self._lines(stage))[0]
       self._mean_lengths[stage] = it.mean_padded_length
     return self._mean_lengths[stage]
 
