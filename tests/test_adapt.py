@@ -7,7 +7,6 @@ the lines are noisy loops with their texts.
 
 import os
 import subprocess
-import sys
 
 import jax
 import numpy as np
@@ -23,7 +22,6 @@ from handwriting_jax.training import checkpoint as ckpt_lib
 from handwriting_jax.writing import adaptation
 from handwriting_jax.writing import writer as writer_lib
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CHARS, STATS = test_write.CHARS, test_write.STATS
 TEXTS = ("ab cd", "hello", "a b")
 
@@ -174,16 +172,7 @@ def test_refusals_of_the_library(writer, lines, pred_workdir):
 
 
 def _cli(*args: str) -> subprocess.CompletedProcess:
-  env = {**os.environ, "PYTHONPATH": REPO, "JAX_PLATFORMS": "cpu"}
-  return subprocess.run(
-    [sys.executable, "-m", "handwriting_jax.adapt", *args],
-    capture_output=True,
-    text=True,
-    env=env,
-    cwd=REPO,
-    timeout=300,
-    check=False,
-  )
+  return test_write.run_module("handwriting_jax.adapt", *args)
 
 
 @pytest.fixture(scope="module")

@@ -2,17 +2,15 @@
 badly (so a CER figure means something). tesseract comes from Debian's tesseract-ocr, which .ci/run installs."""
 
 import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
+import test_write
 from HersheyFonts import HersheyFonts
 
 from handwriting_jax.data import strokes as strokes_lib
 from handwriting_jax.evaluation import legibility
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CLEAN_TEXTS = ("the quick brown fox jumps over", "please call me back after lunch", "send me the photos")
 
 
@@ -85,16 +83,7 @@ def test_images_are_saved(tmp_path):
 def test_missing_tesseract_is_one_line_naming_the_package(tmp_path):
   with pytest.raises(legibility.TesseractMissingError, match="tesseract-ocr"):
     legibility.check_tesseract("no-such-tesseract-binary")
-  env = {**os.environ, "PATH": str(tmp_path), "PYTHONPATH": REPO, "JAX_PLATFORMS": "cpu"}
-  out = subprocess.run(
-    [sys.executable, "-m", "handwriting_jax.evaluate"],
-    capture_output=True,
-    text=True,
-    env=env,
-    cwd=REPO,
-    timeout=300,
-    check=False,
-  )
+  out = test_write.run_module("handwriting_jax.evaluate", path=str(tmp_path))
   assert out.returncode == 1
   assert out.stderr.strip().count("\n") == 0 and "tesseract-ocr" in out.stderr, out.stderr
 

@@ -81,10 +81,11 @@ def _count_strokes(line_Tx3: np.ndarray) -> int:
   return int(np.sum(line_Tx3[:, 2] > 0.5))  # the sampler lifts the pen on every line's last point
 
 
-def _cli(*args: str) -> subprocess.CompletedProcess:
-  env = {**os.environ, "PYTHONPATH": REPO, "JAX_PLATFORMS": "cpu"}
+def run_module(module: str, *args: str, path: str | None = None) -> subprocess.CompletedProcess:
+  """`python -m module args...` from the checkout as a user runs it (on the CPU; `path` replaces PATH)."""
+  env = {**os.environ, "PYTHONPATH": REPO, "JAX_PLATFORMS": "cpu", **({"PATH": path} if path else {})}
   return subprocess.run(
-    [sys.executable, "-m", "handwriting_jax.write", *args],
+    [sys.executable, "-m", module, *args],
     capture_output=True,
     text=True,
     env=env,
@@ -92,6 +93,10 @@ def _cli(*args: str) -> subprocess.CompletedProcess:
     timeout=300,
     check=False,
   )
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess:
+  return run_module("handwriting_jax.write", *args)
 
 
 # ---------------------------------------------------------------------------------------------------------
