@@ -64,10 +64,11 @@ class CurriculumBatches:
     use_pieces = self.stages[stage][2]
     strokes, texts = self._lines(stage)
     if use_pieces:
+      num_lines = len(strokes)
       strokes, texts, cut = pieces_lib.split_into_pieces(
         strokes, texts, self.stats, int(self.data_cfg.piece_max_words), int(self.data_cfg.shuffle_seed)
       )
-      self.pieces_summary = f"word pieces: {len(strokes)} pieces from {cut} of {len(self.split.strokes)} lines"
+      self.pieces_summary = f"word pieces: {len(strokes)} pieces from {cut} of {num_lines} lines"
     self.iterator, repeated = self._iterator(stage, strokes, texts)
     self.oversample_summary = (
       f", {repeated} holding rare characters used {self.data_cfg.oversample_factor}x" if repeated else ""
