@@ -196,6 +196,8 @@ def test_page_health_and_styles(server):
   assert b"http://" not in page and b"https://" not in page  # no external assets: works offline
   status, module = _get(server + "/inkpad.js")  # the drawing canvas, shared with the static site
   assert status == 200 and b"export function inkPad" in module
+  status, css = _get(server + "/page.css")  # the look, shared with the static site
+  assert status == 200 and b"#canvas" in css and b'href="/page.css"' in page
   status, health = _get(server + "/healthz")
   assert status == 200 and json.loads(health)["ok"] is True
   assert json.loads(_get(server + "/api/styles")[1])["styles"] == ["style_0"]

@@ -59,7 +59,9 @@ BATCH_LINES = 16  # lines per sampler call, padded
 MAX_ADAPT_LINES = 5  # lines of one hand "learn my hand" takes
 MAX_HANDS = 4  # learnt hands kept in memory (the oldest is forgotten first)
 PAGE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "page.html")
-INK_PAD = os.path.join(os.path.dirname(os.path.abspath(__file__)), "web", "inkpad.js")  # shared with the static site
+WEB_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "web")
+INK_PAD = os.path.join(WEB_DIR, "inkpad.js")  # the drawing canvas, shared with the static site
+PAGE_CSS = os.path.join(WEB_DIR, "page.css")  # the look, shared with the static site
 
 
 class RequestError(UserError, ValueError):
@@ -533,6 +535,8 @@ def make_app(service: Service):
     page = f.read()
   with open(INK_PAD, encoding="utf-8") as f:
     ink_pad = f.read()
+  with open(PAGE_CSS, encoding="utf-8") as f:
+    page_css = f.read()
 
   async def index(request):
     del request
@@ -541,6 +545,10 @@ def make_app(service: Service):
   async def ink_pad_module(request):
     del request
     return Response(ink_pad, media_type="text/javascript")
+
+  async def stylesheet(request):
+    del request
+    return Response(page_css, media_type="text/css")
 
   async def healthz(request):
     del request
@@ -597,6 +605,7 @@ def make_app(service: Service):
     routes=[
       Route("/", index),
       Route("/inkpad.js", ink_pad_module),
+      Route("/page.css", stylesheet),
       Route("/healthz", healthz),
       Route("/api/styles", styles),
       Route("/api/write", write, methods=["POST"]),

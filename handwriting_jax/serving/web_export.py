@@ -2,7 +2,8 @@
 onnxruntime-web in a web worker (`serving/web/`), the sampling loop, priming and drawing in JavaScript.
 
 `build_site(writer, out_dir)` writes:
-  index.html, app.js, worker.js, handwriting.js, inkpad.js   the page and its scripts (copied from `serving/web/`)
+  index.html, page.css, app.js, worker.js, handwriting.js,   the page, its look and its scripts (copied from
+  inkpad.js                                                  `serving/web/`)
   model.onnx                                                 `step_function`: one step of the synthesis network,
                                                              B = 1, its weights in float16 by default (`half_rounded`)
   model.json                                                 alphabet, normalisation, hand scale, shapes, styles
@@ -37,7 +38,7 @@ ORT_WEB_VERSION = "1.31.1"  # the onnxruntime-web release the page is tested wit
 # What the page loads from the package's dist/: the ES module API of the WebAssembly-only build, its loader, and
 # the binary (stored as .wasm.gz).
 ORT_FILES = ("ort.wasm.min.mjs", "ort-wasm-simd-threaded.mjs", "ort-wasm-simd-threaded.wasm")
-PAGE_FILES = ("index.html", "app.js", "worker.js", "handwriting.js", "inkpad.js")
+PAGE_FILES = ("index.html", "page.css", "app.js", "worker.js", "handwriting.js", "inkpad.js")
 MAX_CHARS = 128  # window positions of the exported step: the prime's text, a space and the line, padded
 INPUT_NAMES = ("x", "chars", "bias", "kappa", "w", "h", "c")
 OUTPUT_NAMES = ("log_pi", "mu", "log_sigma", "rho", "eos_logit", "phi", "kappa_out", "w_out", "h_out", "c_out")
