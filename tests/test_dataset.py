@@ -166,41 +166,6 @@ def test_jump_drop_and_limits_are_counted(tmp_path):
   assert (s["dropped_long_texts"], s["train_lines"]) == (2, 1)
 
 
-@pytest.mark.parametrize(
-  "text,quoted",
-  [
-    ('he said so."', True),
-    ('"Is it?" ', True),
-    ("it is over.'", True),
-    ('a word "', True),
-    ("the writers'", False),
-    ("it ends here.", False),
-    ('"Quoted" mid line', False),
-    ("'", False),
-  ],
-)
-def test_ends_in_quote(text, quoted):
-  assert dataset.ends_in_quote(text) is quoted
-
-
-def test_lines_ending_in_a_quote_leave_the_training_split_only(tmp_path):
-  root = tmp_path / "iam"
-  shutil.copytree(FIXTURE, root)
-  for name, old, new in (("a01-000u", "Mr. Gaitskell", 'Mr. Gaitskell."'), ("a02-062", "Peers is", 'Peers is."')):
-    path = next(root.glob(f"ascii/*/*/{name}.txt"))
-    text = path.read_text()
-    assert text.count(old) == 2  # the OCR and CSR parts; the line is CSR's
-    path.write_text(text.replace(old, new))
-  kept = load(iam_config(tmp_path, root))
-  dropped = load(iam_config(tmp_path, root, drop_quoted_ends=True))
-  assert dropped.train.ids == [i for i in kept.train.ids if i != "a01-000u-02"] and len(kept.train) == 3
-  assert dropped.valid.texts == kept.valid.texts == ["Labour life", 'Peers is."']  # validation keeps every line
-  assert dropped.alphabet == kept.alphabet and '"' in dropped.alphabet.chars  # taken from all the real lines
-  np.testing.assert_array_equal(dropped.stats.std, kept.stats.std)
-  assert (dropped.summary["dropped_quoted_ends"], kept.summary["dropped_quoted_ends"]) == (1, 0)
-  assert "1 training lines ending in a quote left out" in dropped.summary["line"]
-
-
 def test_configured_alphabet_counts_unknown(tmp_path):
   ds = load(iam_config(tmp_path, alphabet="abcdefghijklmnopqrstuvwxyz "))
   assert ds.alphabet.chars == "abcdefghijklmnopqrstuvwxyz "

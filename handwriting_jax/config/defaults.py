@@ -77,10 +77,6 @@ def data_config() -> ml_collections.ConfigDict:
   c.synthetic_lines = 0
   # Step at which the synthetic lines leave the training lines (the rest of the run on real lines only); 0 = never.
   c.synthetic_until = 0
-  # Drop the training lines whose text ends in a closing quote (`."`, `?"`, `!'`: IAM-OnDB has about 320 of its
-  # 13,000): a quote after a line's final full stop there teaches the network to write a mark after any final full
-  # stop (data/dataset.py:ends_in_quote). Validation keeps every line. False = keep them.
-  c.drop_quoted_ends = False
   # Augmentation (data/augment.py): each training line (or word piece) drawn with a random shear x += k·y, |k| <
   # augment_slant, then x and y scaled by exp(u), |u| < augment_scale, drawn per line and batch; 0 = as written.
   c.augment_slant = 0.0

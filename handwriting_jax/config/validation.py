@@ -139,7 +139,6 @@ RULES: dict[str, Rule] = {
   "data.oversample_factor": POSITIVE_INT,
   "data.synthetic_lines": NON_NEGATIVE_INT,
   "data.synthetic_until": NON_NEGATIVE_INT,
-  "data.drop_quoted_ends": BOOL,
   "data.augment_slant": BELOW_ONE,
   "data.augment_scale": BELOW_ONE,
   "data.downsample": POSITIVE_INT,

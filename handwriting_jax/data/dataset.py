@@ -4,9 +4,8 @@ Dispatches on `config.data.source`: "embedded" generates the Hershey corpus (`he
 "iam" reads IAM-OnDB (`iam.read_iam`) through the `.npz` cache. Both then go through the same steps:
 per-line preprocessing (`strokes.preprocess_line`), the `max_points` / `max_chars` limits, `NormStats`
 fitted on the training split and applied to both, and the alphabet (`Alphabet.from_config`). With
-`data.drop_quoted_ends`, the training lines ending in a closing quote are then left out, and with
-`data.synthetic_lines` digit-rich lines (`synthetic.py`) join the IAM training split, both after the statistics and
-the alphabet were taken from all the real lines. One summary line is logged; the same numbers are in `Dataset.summary`.
+`data.synthetic_lines`, digit-rich lines (`synthetic.py`) then join the IAM training split, after the statistics and
+the alphabet were taken from the real lines. One summary line is logged; the same numbers are in `Dataset.summary`.
 """
 
 import collections
@@ -74,25 +73,6 @@ def prepare_split(
       out.texts.append(text)
       out.ids.append(line_id)
   return out, counts
-
-
-CLOSING_PUNCTUATION = ".,;:!?"
-
-
-def ends_in_quote(text: str) -> bool:
-  """True for a text ending in a double quote, or in a single quote after punctuation (`."`, `?"`, `.'`), not in
-  a possessive (`writers'`)."""
-  t = text.rstrip()
-  return t.endswith('"') or (t.endswith("'") and t[:-1].rstrip()[-1:] in tuple(CLOSING_PUNCTUATION))
-
-
-def without_quoted_ends(split: cache_lib.CachedSplit) -> tuple[cache_lib.CachedSplit, int]:
-  """The split without its lines whose text `ends_in_quote` (`data.drop_quoted_ends`), and how many were left out."""
-  keep = [i for i, text in enumerate(split.texts) if not ends_in_quote(text)]
-  out = cache_lib.CachedSplit(
-    lines=[split.lines[i] for i in keep], texts=[split.texts[i] for i in keep], ids=[split.ids[i] for i in keep]
-  )
-  return out, len(split.texts) - len(keep)
 
 
 def _load_embedded(data_cfg: Any, settings: strokes_lib.Preprocessing) -> cache_lib.CachedCorpus:
@@ -169,8 +149,6 @@ def load_dataset(data_cfg: Any, progress: bool = True) -> Dataset:
     )
   stats = strokes_lib.NormStats.fit(train.lines, normalise_mean=data_cfg.normalise_mean)
   alphabet = Alphabet.from_config(data_cfg, train.texts)
-  if data_cfg.get("drop_quoted_ends", False):
-    train, counts["dropped_quoted_ends"] = without_quoted_ends(train)
   num_real = len(train.lines)
   if data_cfg.get("synthetic_lines", 0):
     train = _with_synthetic(train, data_cfg, settings, alphabet)
@@ -199,7 +177,6 @@ def load_dataset(data_cfg: Any, progress: bool = True) -> Dataset:
     "dropped_long_lines",
     "dropped_long_texts",
     "dropped_empty_lines",
-    "dropped_quoted_ends",
   ):
     summary[name] = int(counts.get(name, 0))
   summary["line"] = summary_line(summary, settings)
@@ -225,8 +202,6 @@ def summary_line(summary: dict[str, Any], settings: strokes_lib.Preprocessing) -
     f"{dropped} lines dropped ({s['dropped_jump_lines']} absurd jump, {s['dropped_long_lines']} over "
     f"max_points={settings.max_points}, {s['dropped_long_texts']} over max_chars={settings.max_chars})"
   )
-  if s.get("dropped_quoted_ends"):
-    parts.append(f"{s['dropped_quoted_ends']} training lines ending in a quote left out (data.drop_quoted_ends)")
   parts.append(f"{s['repeated_points']} repeated points removed, {s['split_jumps']} jumps split")
   parts.append(
     f"alphabet of {s['alphabet_size']} characters, unknown characters: {s['unknown_chars_train']} "
