@@ -528,27 +528,19 @@ class Service:
 def make_app(service: Service):
   """The Starlette app: the page, the API and the health check."""
   from starlette.applications import Starlette  # the optional `serve` extra
-  from starlette.responses import HTMLResponse, JSONResponse, Response
+  from starlette.responses import JSONResponse, Response
   from starlette.routing import Route
 
-  with open(PAGE, encoding="utf-8") as f:
-    page = f.read()
-  with open(INK_PAD, encoding="utf-8") as f:
-    ink_pad = f.read()
-  with open(PAGE_CSS, encoding="utf-8") as f:
-    page_css = f.read()
+  def static(path: str, media_type: str):
+    """A handler answering with the file at `path`, read once now."""
+    with open(path, encoding="utf-8") as f:
+      body = f.read()
 
-  async def index(request):
-    del request
-    return HTMLResponse(page)
+    async def handler(request):
+      del request
+      return Response(body, media_type=media_type)
 
-  async def ink_pad_module(request):
-    del request
-    return Response(ink_pad, media_type="text/javascript")
-
-  async def stylesheet(request):
-    del request
-    return Response(page_css, media_type="text/css")
+    return handler
 
   async def healthz(request):
     del request
@@ -603,9 +595,9 @@ def make_app(service: Service):
 
   return Starlette(
     routes=[
-      Route("/", index),
-      Route("/inkpad.js", ink_pad_module),
-      Route("/page.css", stylesheet),
+      Route("/", static(PAGE, "text/html")),
+      Route("/inkpad.js", static(INK_PAD, "text/javascript")),
+      Route("/page.css", static(PAGE_CSS, "text/css")),
       Route("/healthz", healthz),
       Route("/api/styles", styles),
       Route("/api/write", write, methods=["POST"]),
