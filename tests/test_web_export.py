@@ -20,6 +20,7 @@ import onnxruntime as ort
 import pytest
 
 from configs import synthesis
+from handwriting_jax.data import end_of_text
 from handwriting_jax.data import strokes as strokes_lib
 from handwriting_jax.data.alphabet import Alphabet
 from handwriting_jax.model import networks
@@ -100,8 +101,9 @@ def _reference_line(step, meta: dict, text: str, bias: float, prime: dict | None
   alphabet = meta["alphabet"]
   prime_obj = None if prime is None else sample_lib.Prime(None, prime["text"])
   full = sample_lib.conditioning_texts([text], prime_obj, Alphabet(alphabet))[0]
+  read = end_of_text.conditioned(full, Alphabet(alphabet))  # with the end symbol when the writer has one
   chars = np.zeros((1, meta["max_chars"]), np.int32)
-  chars[0, : len(full)] = [alphabet.index(c) + 2 for c in full]
+  chars[0, : len(read)] = [alphabet.index(c) + 2 for c in read]
   lh = (meta["num_layers"], 1, meta["hidden"])
   state = (
     np.zeros((1, meta["num_window_gaussians"]), np.float32),
@@ -344,6 +346,17 @@ def test_the_browser_samples_the_same_line_as_the_jax_step(page, writer, site):
               "write 42 lines", 0.75, prime, uniforms.tolist())  # fmt: skip
     assert len(ref) > 20
     _compare(js["steps"], ref, TOLERANCE)
+
+
+def test_the_page_reads_the_end_symbol_as_the_python_sampler_does(page):
+  """handwriting.js's window ids equal end_of_text.conditioned + Alphabet.encode, for a writer with the end symbol and
+  one without; the symbol is not a character a user may write."""
+  for chars in (" abc" + end_of_text.END_CHAR, " abc"):
+    alphabet = Alphabet(chars)
+    got = _run(page, "return window.handwritingPage.hw.windowIds(args[0], args[1])", "cab a", chars)
+    assert got == alphabet.encode(end_of_text.conditioned("cab a", alphabet)).tolist()
+  got = _run(page, "return window.handwritingPage.hw.unknownChars(args[0], args[1])", "ab\x03z", " abc\x03")
+  assert got == [end_of_text.END_CHAR, "z"]
 
 
 def test_drawn_ink_reaches_the_network_in_the_same_units_as_in_python(page, writer):

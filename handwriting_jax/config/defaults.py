@@ -77,6 +77,10 @@ def data_config() -> ml_collections.ConfigDict:
   c.synthetic_lines = 0
   # Step at which the synthetic lines leave the training lines (the rest of the run on real lines only); 0 = never.
   c.synthetic_until = 0
+  # End-of-text symbol (data/end_of_text.py): every text ends in one more character and every line in a pen-up move
+  # after its last character, so the network learns to lift the pen and move its window past the text when the text
+  # is written (without it, the steps before the window leaves the last character often draw a stray mark).
+  c.end_of_text = False
   # Augmentation (data/augment.py): each training line (or word piece) drawn with a random shear x += k·y, |k| <
   # augment_slant, then x and y scaled by exp(u), |u| < augment_scale, drawn per line and batch; 0 = as written.
   c.augment_slant = 0.0

@@ -139,6 +139,7 @@ RULES: dict[str, Rule] = {
   "data.oversample_factor": POSITIVE_INT,
   "data.synthetic_lines": NON_NEGATIVE_INT,
   "data.synthetic_until": NON_NEGATIVE_INT,
+  "data.end_of_text": BOOL,
   "data.augment_slant": BELOW_ONE,
   "data.augment_scale": BELOW_ONE,
   "data.downsample": POSITIVE_INT,

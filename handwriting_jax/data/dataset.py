@@ -5,7 +5,8 @@ Dispatches on `config.data.source`: "embedded" generates the Hershey corpus (`he
 per-line preprocessing (`strokes.preprocess_line`), the `max_points` / `max_chars` limits, `NormStats`
 fitted on the training split and applied to both, and the alphabet (`Alphabet.from_config`). With
 `data.synthetic_lines`, digit-rich lines (`synthetic.py`) then join the IAM training split, after the statistics and
-the alphabet were taken from the real lines. One summary line is logged; the same numbers are in `Dataset.summary`.
+the alphabet were taken from the real lines; `data.end_of_text` adds the end symbol to the alphabet (lines and texts
+gain it as batches are made: `end_of_text.appended`). One summary line is logged; the numbers are in `Dataset.summary`.
 """
 
 import collections
@@ -18,6 +19,7 @@ import numpy as np
 from absl import logging
 
 from handwriting_jax.data import cache as cache_lib
+from handwriting_jax.data import end_of_text
 from handwriting_jax.data import iam as iam_lib
 from handwriting_jax.data import strokes as strokes_lib
 from handwriting_jax.data.alphabet import Alphabet
@@ -149,6 +151,8 @@ def load_dataset(data_cfg: Any, progress: bool = True) -> Dataset:
     )
   stats = strokes_lib.NormStats.fit(train.lines, normalise_mean=data_cfg.normalise_mean)
   alphabet = Alphabet.from_config(data_cfg, train.texts)
+  if data_cfg.get("end_of_text", False):
+    alphabet = end_of_text.with_end(alphabet)
   num_real = len(train.lines)
   if data_cfg.get("synthetic_lines", 0):
     train = _with_synthetic(train, data_cfg, settings, alphabet)

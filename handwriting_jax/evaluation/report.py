@@ -27,7 +27,7 @@ import ml_collections
 import numpy as np
 
 from handwriting_jax.data import batches as batches_lib
-from handwriting_jax.data import draw
+from handwriting_jax.data import draw, end_of_text
 from handwriting_jax.errors import UserError
 from handwriting_jax.evaluation import fidelity as fid
 from handwriting_jax.evaluation import legibility, line_shape
@@ -160,6 +160,8 @@ def validation_nll(writer: writer_lib.Writer, strokes: Sequence[np.ndarray], tex
   from flax import nnx
 
   graphdef, params = nnx.split(writer.model, nnx.Param)
+  if end_of_text.has_end(writer.alphabet):
+    strokes, texts = end_of_text.appended(strokes, texts, writer.stats)
   ids, _ = writer.alphabet.encode_all(list(texts), on_unknown="map")  # as in training
   order = np.argsort([len(x) for x in strokes], kind="stable")
   sums = jax.jit(step_lib.eval_sums, static_argnums=0)

@@ -401,6 +401,16 @@ def create_model(cfg: ml_collections.ConfigDict, alphabet_size: int, *, graves_c
   return build_network(model_config(cfg, graves_clipping=graves_clipping), alphabet_size, cfg.seed)
 
 
+def add_characters(model: SynthesisNetwork, count: int) -> None:
+  """Grow `model`'s alphabet by `count` ids after its last one, in place: every layer's input rows for the window
+  vector w (the last rows of W_x) gain `count` zero rows, so the network computes exactly what it did until it is
+  trained on the new characters (e.g. the end symbol added to a trained writer, `data/end_of_text.py`)."""
+  for layer in model.layers:
+    w_x = layer.w_x[...]
+    layer.w_x = nnx.Param(jnp.concatenate([w_x, jnp.zeros((count, w_x.shape[1]), w_x.dtype)], 0))
+  model.alphabet_size += count
+
+
 def count_params(model: nnx.Module) -> int:
   """Number of trainable scalars."""
   return sum(x.size for x in jax.tree.leaves(nnx.state(model, nnx.Param)))

@@ -23,6 +23,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from handwriting_jax.data import end_of_text
 from handwriting_jax.data import strokes as strokes_lib
 from handwriting_jax.data.alphabet import Alphabet
 from handwriting_jax.errors import UserError
@@ -234,6 +235,9 @@ def check_texts(texts: Sequence[str], alphabet: Alphabet) -> None:
   empty = [i for i, t in enumerate(texts) if not t.strip()]
   if empty:
     raise SamplingError(f"text {empty[0]} is empty: give at least one character to write")
+  marked = [i for i, t in enumerate(texts) if end_of_text.END_CHAR in t]
+  if marked:
+    raise SamplingError(f"text {marked[0]} holds the end-of-text control character {end_of_text.END_CHAR!r}")
   alphabet.check_known(texts)
 
 
@@ -280,8 +284,11 @@ def sample(
     check_texts(texts, alphabet)
     full_texts = conditioning_texts(texts, prime, alphabet)
     # Characters of a prime's transcription outside the alphabet map to the unknown id, as in training; the new
-    # texts were checked above.
-    chars, char_mask, lengths = encode_texts(full_texts, alphabet, "error" if prime is None else "map")
+    # texts were checked above. A writer trained with the end symbol reads it after the text (at position U+1, where
+    # the stop rule looks), and the lengths stay those of the text.
+    read = [end_of_text.conditioned(t, alphabet) for t in full_texts]
+    chars, char_mask, _ = encode_texts(read, alphabet, "error" if prime is None else "map")
+    lengths = np.array([len(t) for t in full_texts], np.int32)
     if num_chars is not None and num_chars > chars.shape[1]:
       pad = ((0, 0), (0, num_chars - chars.shape[1]))
       chars, char_mask = np.pad(chars, pad), np.pad(char_mask, pad)

@@ -17,6 +17,7 @@ from handwriting_jax.config import validation
 from handwriting_jax.data import augment as augment_lib
 from handwriting_jax.data import batches as batches_lib
 from handwriting_jax.data import dataset as dataset_lib
+from handwriting_jax.data import end_of_text
 from handwriting_jax.data import pieces as pieces_lib
 from handwriting_jax.data import strokes as strokes_lib
 from handwriting_jax.data import synthetic as synthetic_lib
@@ -89,6 +90,8 @@ class CurriculumBatches:
     strokes, texts, repeated = batches_lib.oversampled(
       strokes, texts, self.data_cfg.get("oversample_chars", ""), int(self.data_cfg.get("oversample_factor", 1))
     )
+    if end_of_text.has_end(self.alphabet):
+      strokes, texts = end_of_text.appended(strokes, texts, self.stats)
     iterator = batches_lib.BatchIterator(
       strokes,
       texts,
@@ -175,9 +178,12 @@ def _split_stages(stages: list[tuple], synthetic_until: int) -> list[tuple]:
 
 def validation_batches(dataset, data_cfg: ml_collections.ConfigDict, num_batches: int) -> list[dict]:
   """A fixed list of validation batches (one full pass when `num_batches == 0`)."""
+  strokes, texts = dataset.valid.strokes, dataset.valid.texts
+  if end_of_text.has_end(dataset.alphabet):
+    strokes, texts = end_of_text.appended(strokes, texts, dataset.stats)
   it = batches_lib.BatchIterator(
-    dataset.valid.strokes,
-    dataset.valid.texts,
+    strokes,
+    texts,
     dataset.alphabet,
     batch_size=data_cfg.batch_size,
     num_buckets=data_cfg.num_buckets,
@@ -310,7 +316,8 @@ class InitFromError(UserError, ValueError):
 def initial_params(config: ml_collections.ConfigDict, dataset: dataset_lib.Dataset, path: str) -> nnx.State:
   """The parameters of the checkpoint at `path` (a training workdir or a params-only export), to start this run
   from (`config.train.init_from`, e.g. weight noise from a noiseless network, as the paper does); the network, the
-  alphabet and the preprocessing must match this run's."""
+  alphabet and the preprocessing must match this run's, except that a writer without the end symbol may start a run
+  with it (`data.end_of_text`: the symbol's weights start at zero)."""
   try:
     writer = restore.restore_network(path)
   except UserError as e:
@@ -326,7 +333,9 @@ def initial_params(config: ml_collections.ConfigDict, dataset: dataset_lib.Datas
     )
   except ckpt_lib.IncompatibleWorkdirError as e:
     raise InitFromError(f"config.train.init_from={path}: {e}") from None
-  if writer.alphabet.chars != dataset.alphabet.chars:
+  if not end_of_text.has_end(writer.alphabet) and end_of_text.with_end(writer.alphabet) == dataset.alphabet:
+    networks.add_characters(writer.model, 1)  # the end symbol (data.end_of_text) learnt on top of a trained writer
+  elif writer.alphabet.chars != dataset.alphabet.chars:
     raise InitFromError(
       f"config.train.init_from={path}: its alphabet {writer.alphabet.chars!r} is not this run's "
       f"{dataset.alphabet.chars!r}"

@@ -27,7 +27,7 @@ import optax
 from absl import logging
 from flax import nnx
 
-from handwriting_jax.data import batches
+from handwriting_jax.data import batches, end_of_text
 from handwriting_jax.errors import UserError
 from handwriting_jax.training import checkpoint as ckpt_lib
 from handwriting_jax.training import step as step_lib
@@ -88,6 +88,8 @@ def check_lines(writer: writer_lib.Writer, lines: Sequence[Line], max_lines: int
       raise AdaptError(f"line {i} ({text!r}): its offsets hold non-finite values")
     if not text.strip():
       raise AdaptError(f"line {i}: its text is empty")
+    if end_of_text.END_CHAR in text:
+      raise AdaptError(f"line {i} ({text!r}): its text holds the end-of-text control character")
   writer.alphabet.check_known([text for _, text in lines])
 
 
@@ -95,7 +97,10 @@ def make_batch(writer: writer_lib.Writer, lines: Sequence[Line]) -> dict[str, np
   """The lines as one teacher-forcing batch (`pad_batch`), normalised with the writer's statistics, T and U rounded
   up as the training batches are."""
   strokes = [writer.stats.normalise(np.asarray(s, np.float32)) for s, _ in lines]
-  ids = [writer.alphabet.encode(text) for _, text in lines]
+  texts = [text for _, text in lines]
+  if end_of_text.has_end(writer.alphabet):
+    strokes, texts = end_of_text.appended(strokes, texts, writer.stats)
+  ids = [writer.alphabet.encode(text) for text in texts]
   return batches.fitted_batch(strokes, ids, len(lines))
 
 

@@ -29,7 +29,7 @@ worker.onmessage = (ev) => {
   const m = ev.data;
   if (m.type === "ready") {
     meta = m.meta;
-    $("status").textContent = `writer step ${meta.step}, loaded in ${Math.round(m.ms)} ms; characters: ${meta.alphabet}`;
+    $("status").textContent = `writer step ${meta.step}, loaded in ${Math.round(m.ms)} ms; characters: ${meta.alphabet.replace(hw.END_CHAR, "")}`;
     $("write").disabled = false;
     markReady();
     return;

@@ -8,7 +8,7 @@ export const FIRST_CHAR_ID = 2;
 // Characters of `text` the writer cannot write (alphabet.check_known), each once, in order.
 export function unknownChars(text, alphabet) {
   const seen = [];
-  for (const ch of text) if (!alphabet.includes(ch) && !seen.includes(ch)) seen.push(ch);
+  for (const ch of text) if ((!alphabet.includes(ch) || ch === END_CHAR) && !seen.includes(ch)) seen.push(ch);
   return seen;
 }
 
@@ -17,6 +17,18 @@ export function encodeText(text, alphabet) {
   const bad = unknownChars(text, alphabet);
   if (bad.length) throw new Error(`the writer cannot write ${bad.map((c) => JSON.stringify(c)).join(", ")}`);
   return Array.from(text, (ch) => alphabet.indexOf(ch) + FIRST_CHAR_ID);
+}
+
+// The end-of-text symbol (data/end_of_text.py): a writer trained with it (its alphabet holds it) reads it after the
+// text, at position U+1 where the stop rule looks; users cannot write it.
+export const END_CHAR = "\x03";
+
+// Ids the window reads for `text` (end_of_text.conditioned, then Alphabet.encode): the text's, then the end symbol's
+// when the alphabet has it; throws naming characters the writer cannot write.
+export function windowIds(text, alphabet) {
+  const ids = encodeText(text, alphabet);
+  if (alphabet.includes(END_CHAR)) ids.push(alphabet.indexOf(END_CHAR) + FIRST_CHAR_ID);
+  return ids;
 }
 
 // What the window reads when primed (sampling.conditioning_texts): prime text, a space, the text.

@@ -55,7 +55,7 @@ async function step(x, charsTensor, biasTensor, state) {
 // `onInk(points)` receives the kept normalised points as they come.
 async function sampleLine(text, bias, prime, draw, onInk, keepTrace = false) {
   const full = hw.conditioningText(text, prime ? prime.text : null, meta.alphabet);
-  const ids = hw.encodeText(full, meta.alphabet);
+  const ids = hw.windowIds(full, meta.alphabet);
   if (ids.length > meta.max_chars) {
     throw new Error(`a line holds at most ${meta.max_chars} characters with the style's text; this one has ${ids.length}`);
   }
