@@ -570,6 +570,7 @@ def evaluate(
     "digit_sentences": list(digit_sentences),
     "seeds": seeds,
     "stop_rule": writer.config.sample.stop_rule,
+    "end_of_text": end_of_text.has_end(writer.alphabet),  # the writer reads the end symbol after each text
     "resample": writer.config.sample.resample,
     "downsample": int(writer.config.data.downsample),
   }

@@ -41,7 +41,7 @@ import numpy as np
 from absl import logging
 from flax import nnx
 
-from handwriting_jax.data import draw
+from handwriting_jax.data import draw, end_of_text
 from handwriting_jax.data import strokes as strokes_lib
 from handwriting_jax.errors import UserError
 from handwriting_jax.model import sampling as sample_lib
@@ -345,7 +345,7 @@ class Service:
     """What /healthz and /api/styles report."""
     return {
       "styles": self.styles,
-      "alphabet": self.writer.alphabet.chars,
+      "alphabet": end_of_text.written_chars(self.writer.alphabet),  # what a user may write
       "step": self.writer.step,
       "workdir": self.writer.workdir,
       "line_width": LINE_WIDTH,
