@@ -1,6 +1,7 @@
 """The end-of-text symbol (`data.end_of_text`): the move and symbol appended to training lines, the training and
 validation batches, the sampler reading the symbol, a trained writer growing it, and the texts that may not hold it."""
 
+import json
 import os
 
 import jax
@@ -8,13 +9,20 @@ import numpy as np
 import pytest
 from flax import nnx
 
+from configs import synthesis as synthesis_config
 from handwriting_jax.config import defaults
+from handwriting_jax.data import batches as batches_lib
+from handwriting_jax.data import dataset as dataset_lib
 from handwriting_jax.data import end_of_text
 from handwriting_jax.data import strokes as strokes_lib
 from handwriting_jax.data.alphabet import Alphabet
+from handwriting_jax.evaluation import report as report_lib
 from handwriting_jax.model import networks
 from handwriting_jax.model import sampling as sample
+from handwriting_jax.training import checkpoint as ckpt_lib
 from handwriting_jax.training import loop as train
+from handwriting_jax.training import optim
+from handwriting_jax.training import step as step_lib
 from handwriting_jax.writing import adaptation
 from handwriting_jax.writing import writer as writer_lib
 
@@ -63,8 +71,6 @@ def _tiny_config(**data_fields):
 
 
 def test_training_and_validation_batches_end_in_the_symbol_and_the_move():
-  from handwriting_jax.data import dataset as dataset_lib
-
   cfg = _tiny_config(end_of_text=True, pieces_until=5)
   data = dataset_lib.load_dataset(cfg.data, progress=False)
   assert end_of_text.has_end(data.alphabet)
@@ -138,3 +144,31 @@ def test_a_trained_writer_learns_the_symbol_on_top_and_writes(tmp_path):
   assert batch["mask"][0].sum() == len(ink) + 1
   with pytest.raises(adaptation.AdaptError, match="end-of-text"):
     adaptation.check_lines(writer, [(ink, text + end_of_text.END_CHAR)])
+
+
+def test_validation_nll_reads_the_symbol_and_counts_the_ink_only(tmp_path):
+  config = synthesis_config.get_config("tiny")
+  config.data.end_of_text = True
+  alphabet = end_of_text.with_end(Alphabet(" abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ.,'!?-"))
+  model = networks.create_model(config, alphabet.size)
+  _, state = step_lib.create_train_state(model, optim.make_optimizer(config.optim, config.train.num_steps))
+  ckpt = ckpt_lib.Checkpointer(str(tmp_path))
+  meta = {"config": json.loads(config.to_json_best_effort()), "alphabet": alphabet.chars, "norm": STATS.to_arrays()}
+  ckpt.save(5, state, meta)
+  ckpt.close()
+  writer = writer_lib.load_writer(str(tmp_path))
+  valid = report_lib.load_validation(writer)
+  got = report_lib.validation_nll(writer, valid.strokes, valid.texts)
+  graphdef, params = nnx.split(writer.model, nnx.Param)
+  total, total_without = 0.0, 0.0
+  for line, text in zip(valid.strokes, valid.texts):
+    (with_move,), (read,) = end_of_text.appended([line], [text], writer.stats)
+    ids = writer.alphabet.encode(read, on_unknown="map")
+    batch = batches_lib.pad_batch([with_move], [ids], 1, len(with_move), len(ids))
+    batch["mask"][0, -1] = 0.0  # the end move is not counted
+    total += float(step_lib.batch_loss(graphdef, params, batch)[0])
+    bare = batches_lib.pad_batch([line], [ids[:-1]], 1, len(line), len(ids) - 1)
+    total_without += float(step_lib.batch_loss(graphdef, params, bare)[0])
+  assert got["steps"] == sum(len(x) for x in valid.strokes)
+  np.testing.assert_allclose(got["nats_per_sequence"], total / len(valid.strokes), rtol=1e-4)
+  assert abs(total - total_without) > 1.0  # the symbol is read, so the ink's NLL differs (nats, over all lines)

@@ -156,10 +156,13 @@ def validation_nll(writer: writer_lib.Writer, strokes: Sequence[np.ndarray], tex
   """Exact NLL over every line: nats per sequence and per step (normalised offsets), and per sequence in raw units.
 
   Raw units: the density of the de-normalised offsets, NLL + Σ_t log(σ_x σ_y), comparable across normalisations.
+  A writer with the end symbol reads it after each text, as in training, but its end move is not counted: the figure
+  is the NLL of the lines' ink, comparable with writers without the symbol.
   """
   from flax import nnx
 
   graphdef, params = nnx.split(writer.model, nnx.Param)
+  ink_lengths = [len(x) for x in strokes]
   if end_of_text.has_end(writer.alphabet):
     strokes, texts = end_of_text.appended(strokes, texts, writer.stats)
   ids, _ = writer.alphabet.encode_all(list(texts), on_unknown="map")  # as in training
@@ -169,6 +172,8 @@ def validation_nll(writer: writer_lib.Writer, strokes: Sequence[np.ndarray], tex
   for lo in range(0, len(order), _EVAL_BATCH):
     idx = order[lo : lo + _EVAL_BATCH]
     batch = batches_lib.fitted_batch([strokes[i] for i in idx], [ids[i] for i in idx], _EVAL_BATCH, _PAD_MULTIPLE)
+    for b, i in enumerate(idx):
+      batch["mask"][b, ink_lengths[i] :] = 0.0  # the end move, when there is one
     out = jax.device_get(sums(graphdef, params, batch))
     total += float(out["nll"])
     steps += float(out["steps"])
