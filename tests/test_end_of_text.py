@@ -52,8 +52,10 @@ def test_each_line_gains_a_pen_up_move_of_its_mean_advance_per_character():
   rng = np.random.default_rng(0)
   raw = [_line(rng, 30), _line(rng, 7)]
   texts = ["ab cd", "a"]
-  lines, out_texts = end_of_text.appended([STATS.normalise(x) for x in raw], texts, STATS)
+  lines, out_texts = end_of_text.appended([STATS.normalise(x) for x in raw], texts, END, STATS)
   assert out_texts == ["ab cd\x03", "a\x03"]
+  same, same_texts = end_of_text.appended([STATS.normalise(x) for x in raw], texts, ALPHABET, STATS)
+  assert same_texts == texts and all(np.array_equal(a, STATS.normalise(b)) for a, b in zip(same, raw))
   for line, raw_line, text in zip(lines, raw, texts):
     assert line.shape == (len(raw_line) + 1, 3)
     np.testing.assert_allclose(line[:-1], STATS.normalise(raw_line), rtol=1e-6)
@@ -162,7 +164,7 @@ def test_validation_nll_reads_the_symbol_and_counts_the_ink_only(tmp_path):
   graphdef, params = nnx.split(writer.model, nnx.Param)
   total, total_without = 0.0, 0.0
   for line, text in zip(valid.strokes, valid.texts):
-    (with_move,), (read,) = end_of_text.appended([line], [text], writer.stats)
+    (with_move,), (read,) = end_of_text.appended([line], [text], writer.alphabet, writer.stats)
     ids = writer.alphabet.encode(read, on_unknown="map")
     batch = batches_lib.pad_batch([with_move], [ids], 1, len(with_move), len(ids))
     batch["mask"][0, -1] = 0.0  # the end move is not counted

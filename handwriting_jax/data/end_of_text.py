@@ -52,13 +52,17 @@ def end_move(raw_Tx3: np.ndarray, num_chars: int) -> np.ndarray:
 
 
 def appended(
-  lines_Tx3: Sequence[np.ndarray], texts: Sequence[str], stats: strokes_lib.NormStats
+  lines_Tx3: Sequence[np.ndarray], texts: Sequence[str], alphabet: Alphabet, stats: strokes_lib.NormStats
 ) -> tuple[list[np.ndarray], list[str]]:
-  """(lines, texts) with the end move and the end symbol appended to each; lines normalised by `stats` (the move
-  is measured in raw units, then normalised as the line is)."""
+  """(lines, texts) as a writer of `alphabet` is trained on them: with the end move and the end symbol appended to
+  each when the alphabet has the symbol, else as given. Lines are normalised by `stats` (the move is measured in raw
+  units, then normalised as the line is)."""
+  if not has_end(alphabet):
+    return list(lines_Tx3), list(texts)
   out_lines, out_texts = [], []
   for line, text in zip(lines_Tx3, texts):
-    row = stats.normalise(end_move(stats.denormalise(np.asarray(line, np.float32)), len(text)))
-    out_lines.append(np.concatenate([np.asarray(line, np.float32), row.astype(np.float32)], axis=0))
+    line = np.asarray(line, np.float32)
+    row = stats.normalise(end_move(stats.denormalise(line), len(text)))
+    out_lines.append(np.concatenate([line, row], axis=0))
     out_texts.append(text + END_CHAR)
   return out_lines, out_texts

@@ -163,8 +163,7 @@ def validation_nll(writer: writer_lib.Writer, strokes: Sequence[np.ndarray], tex
 
   graphdef, params = nnx.split(writer.model, nnx.Param)
   ink_lengths = [len(x) for x in strokes]
-  if end_of_text.has_end(writer.alphabet):
-    strokes, texts = end_of_text.appended(strokes, texts, writer.stats)
+  strokes, texts = end_of_text.appended(strokes, texts, writer.alphabet, writer.stats)
   ids, _ = writer.alphabet.encode_all(list(texts), on_unknown="map")  # as in training
   order = np.argsort([len(x) for x in strokes], kind="stable")
   sums = jax.jit(step_lib.eval_sums, static_argnums=0)

@@ -90,8 +90,7 @@ class CurriculumBatches:
     strokes, texts, repeated = batches_lib.oversampled(
       strokes, texts, self.data_cfg.get("oversample_chars", ""), int(self.data_cfg.get("oversample_factor", 1))
     )
-    if end_of_text.has_end(self.alphabet):
-      strokes, texts = end_of_text.appended(strokes, texts, self.stats)
+    strokes, texts = end_of_text.appended(strokes, texts, self.alphabet, self.stats)
     iterator = batches_lib.BatchIterator(
       strokes,
       texts,
@@ -178,9 +177,7 @@ def _split_stages(stages: list[tuple], synthetic_until: int) -> list[tuple]:
 
 def validation_batches(dataset, data_cfg: ml_collections.ConfigDict, num_batches: int) -> list[dict]:
   """A fixed list of validation batches (one full pass when `num_batches == 0`)."""
-  strokes, texts = dataset.valid.strokes, dataset.valid.texts
-  if end_of_text.has_end(dataset.alphabet):
-    strokes, texts = end_of_text.appended(strokes, texts, dataset.stats)
+  strokes, texts = end_of_text.appended(dataset.valid.strokes, dataset.valid.texts, dataset.alphabet, dataset.stats)
   it = batches_lib.BatchIterator(
     strokes,
     texts,

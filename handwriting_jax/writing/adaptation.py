@@ -98,8 +98,7 @@ def make_batch(writer: writer_lib.Writer, lines: Sequence[Line]) -> dict[str, np
   up as the training batches are."""
   strokes = [writer.stats.normalise(np.asarray(s, np.float32)) for s, _ in lines]
   texts = [text for _, text in lines]
-  if end_of_text.has_end(writer.alphabet):
-    strokes, texts = end_of_text.appended(strokes, texts, writer.stats)
+  strokes, texts = end_of_text.appended(strokes, texts, writer.alphabet, writer.stats)
   ids = [writer.alphabet.encode(text) for text in texts]
   return batches.fitted_batch(strokes, ids, len(lines))
 
