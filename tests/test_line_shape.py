@@ -35,6 +35,14 @@ def test_a_mark_after_the_last_character_is_ink_after_the_text():
   assert not line_shape.ink_after_text(hyphen, _phi_peaking_at(hyphen, len(hyphen) - 1))
 
 
+def test_a_letter_sized_stroke_just_after_the_text_is_ink_after_it():
+  word = _word(0, 0)
+  four = _line([*word, [(14, 10), (13, 3), (17, 3), (16, 10), (16, 0)]])  # a "4" 2 units right of the last letter
+  assert line_shape.ink_after_text(four, _phi_peaking_at(four, 7))
+  touching = _line([*word, [(11, 10), (10.5, 3), (14, 3), (13, 10), (13, 0)]])  # begun over the last letter
+  assert not line_shape.ink_after_text(touching, _phi_peaking_at(touching, 7))
+
+
 def test_a_late_stroke_over_the_last_letter_is_not_ink_after_the_text():
   dot = _line([*_word(0, 0), [(10, 14), (10.2, 14.2)]])  # the dot of a final i, above ink already written
   assert not line_shape.ink_after_text(dot, _phi_peaking_at(dot, 7))

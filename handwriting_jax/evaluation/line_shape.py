@@ -5,11 +5,12 @@ Both are measured on the line as the network wrote it (raw offsets at its own po
 window of each step (φ, `Samples.line_phi`), so they need no OCR:
 
 - **Ink after the text**: a stroke that begins after the window's peak on the last character (the step where φ on it
-  is largest), lies wholly to the right of everything written before it by more than `GAP` line heights, and is
-  either a mark (under `MARK` line heights tall and wide: a hyphen, a colon, a dot after the last word) or set off
-  by a word's gap (`WORD_GAP`: a scribble after the text). The last letter itself (begun as the window reaches it)
-  is a letter, not a mark, next to the word; its late strokes (the dot of a final i, the bar of a t) start above or
-  across ink already written; neither counts.
+  is largest) and lies wholly to the right of everything written before it by more than `GAP` line heights, whatever
+  its size: a mark (a hyphen, a colon, a dot after the last word), a letter-sized stroke (a "4" after "17-19.") or a
+  scribble. The last letter itself (begun as the window reaches it, before the peak) does not count, nor do its late
+  strokes (the dot of a final i, the bar of a t), which start above or across ink already written. Until 2026-12-07
+  only marks (under 0.4 line heights tall and wide) and strokes set off by a word's gap counted: letter-sized strokes
+  just after the text were missed.
 - **Baseline jump**: the ink split into words at horizontal gaps wider than `WORD_GAP` line heights; each word's
   baseline is the 25th percentile of its points' heights (robust to descenders); marks under half a word high (a
   hyphen, a lone dot) are left out. A line may rise or fall steadily (many hands do): its typical rise per unit of x
@@ -25,7 +26,6 @@ import numpy as np
 from handwriting_jax.data import strokes as strokes_lib
 
 GAP = 0.1  # line heights of clear space before a stroke counted as ink after the text
-MARK = 0.4  # line heights: a stroke less tall and wide than this is a mark (hyphen, dot, colon), not a letter
 WORD_GAP = 0.6  # line heights of horizontal space that separate two words
 JUMP = 0.5  # word heights between neighbouring words' baselines, beyond the line's rise, that count as a jump
 
@@ -44,8 +44,8 @@ def line_height(points_Nx2: np.ndarray) -> float:
 
 
 def ink_after_text(line_Tx3: np.ndarray, phi_TxU: np.ndarray) -> bool:
-  """True when a mark or a scribble begins after the window's peak on the last character, clear of all earlier ink
-  to its right (the module's definition)."""
+  """True when a stroke begins after the window's peak on the last character, clear of all earlier ink to its right
+  (the module's definition)."""
   strokes, starts = _strokes_with_starts(line_Tx3)
   if len(strokes) < 2 or phi_TxU.shape[1] == 0:
     return False
@@ -53,9 +53,7 @@ def ink_after_text(line_Tx3: np.ndarray, phi_TxU: np.ndarray) -> bool:
   height = line_height(np.concatenate(strokes))
   right_so_far = float(strokes[0][:, 0].max())
   for stroke, start in zip(strokes[1:], starts[1:]):
-    gap = float(stroke[:, 0].min()) - right_so_far
-    mark = float(np.ptp(stroke[:, 1])) < MARK * height and float(np.ptp(stroke[:, 0])) < MARK * height
-    if start > peak and gap > GAP * height and (mark or gap > WORD_GAP * height):
+    if start > peak and float(stroke[:, 0].min()) - right_so_far > GAP * height:
       return True
     right_so_far = max(right_so_far, float(stroke[:, 0].max()))
   return False
