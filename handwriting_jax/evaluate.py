@@ -54,8 +54,9 @@ def define_flags() -> None:
     "stop_rule",
     None,
     list(sample_lib.STOP_RULES),
-    "When a written line ends (default: the checkpoint's "
-    "config.sample.stop_rule): paper = the window has passed the text, lift = then the next pen lift.",
+    "When a written line ends (default: the checkpoint's config.sample.stop_rule): paper = the window has passed the "
+    "text, lift = then the next pen lift, finish = then also the last word's late strokes (t bars, i dots) until a "
+    "stroke begins clear right of the ink.",
   )
   flags.DEFINE_enum(
     "resample",

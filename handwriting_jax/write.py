@@ -53,6 +53,7 @@ class Request:
   animation: str | None = None
   raw_weights: bool = False
   resample: str | None = None
+  stop_rule: str | None = None
 
   @classmethod
   def from_flags(cls, flag_values: flags.FlagValues) -> "Request":
@@ -118,6 +119,14 @@ def define_flags() -> None:
     "downsampled rate draws its lines (default: the checkpoint's config.sample.resample): spline = "
     "back to the raw point rate through a cubic spline, none = the written points as they are.",
   )
+  flags.DEFINE_enum(
+    "stop_rule",
+    r.stop_rule,
+    list(sample_lib.STOP_RULES),
+    "When a line ends (default: the checkpoint's config.sample.stop_rule): paper = the window has passed the text, "
+    "lift = then the next pen lift, finish = then also the last word's late strokes (t bars, i dots) until a stroke "
+    "begins clear right of the ink.",
+  )
   flags.DEFINE_string(
     "export",
     None,
@@ -162,6 +171,10 @@ def run(r: Request) -> list[str]:
   if r.resample is not None:
     writer.config.sample.resample = sample_lib.check_choice(
       r.resample, sample_lib.RESAMPLE_MODES, "--resample", writer_lib.WriteError
+    )
+  if r.stop_rule is not None:
+    writer.config.sample.stop_rule = sample_lib.check_choice(
+      r.stop_rule, sample_lib.STOP_RULES, "--stop_rule", writer_lib.WriteError
     )
   stem = os.path.splitext(r.out)[0]
   styled = r.style is not None or r.style_file is not None or r.style_name is not None

@@ -317,18 +317,66 @@ def test_line_end_leaves_out_a_stroke_begun_at_the_stop():
   done = jnp.array([False, False, False, False, True, False])
   at_cap = jnp.array([False, False, False, True, False, False])
   first = jnp.array([False, False, False, False, False, True])
-  valid, ends, stopped, eos = sample.line_end("paper", passed, point_eos, prev_eos, done, at_cap, first)
+  point = jnp.stack([jnp.zeros(6), jnp.zeros(6), point_eos], axis=-1)
+  track = sample.start_track(6)
+  valid, ends, stopped, eos, _ = sample.line_end("paper", passed, point, prev_eos, done, at_cap, first, track)
   np.testing.assert_array_equal(valid, [True, True, False, True, False, True])
   np.testing.assert_array_equal(ends, [False, True, True, True, False, True])
   np.testing.assert_array_equal(stopped, [False, True, True, False, False, True])
   np.testing.assert_array_equal(eos, [0, 1, 1, 1, 0, 1])
   # "lift": line 1 (pen down) goes on until the network lifts the pen; line 2 has no stroke under way and stops,
   # leaving out its stray point, as "paper" does.
-  valid, ends, stopped, eos = sample.line_end("lift", passed, point_eos, prev_eos, done, at_cap, first)
+  valid, ends, stopped, eos, _ = sample.line_end("lift", passed, point, prev_eos, done, at_cap, first, track)
   np.testing.assert_array_equal(valid, [True, True, False, True, False, True])
   np.testing.assert_array_equal(ends, [False, False, True, True, False, True])
-  valid, ends, _, _ = sample.line_end("lift", passed, jnp.ones(6), prev_eos, done, at_cap, first)
+  lifted = point.at[:, 2].set(1.0)
+  valid, ends, _, _, _ = sample.line_end("lift", passed, lifted, prev_eos, done, at_cap, first, track)
   np.testing.assert_array_equal(ends, [False, True, True, True, False, True])
+
+
+def test_finish_stop_rule_keeps_late_strokes_over_the_ink_and_ends_at_one_clear_of_it():
+  # Every line is at x = 10 with its ink's right edge at 10; the window's weight on the last character peaked at 0.8.
+  # 0-3: the window has passed and the pen was lifted, the point begins a stroke at 5 (over the ink: a t bar), 10
+  # (at the edge), 11 (clear of it: stray) or 5 after three late strokes already; 4, 5: a stroke under way, begun
+  # over the ink or as a stray one; 6: the window has not passed, a new stroke at 40 after the peak (stray-flagged);
+  # 7: the same before the peak (the last letter).
+  passed = jnp.array([True] * 6 + [False] * 2)
+  prev_eos = jnp.array([1.0, 1.0, 1.0, 1.0, 0.0, 0.0, 1.0, 1.0])
+  dx = jnp.array([-5.0, 0.0, 1.0, -5.0, 30.0, 30.0, 30.0, 30.0])
+  point = jnp.stack([dx, jnp.zeros(8), jnp.zeros(8)], axis=-1)
+  track = sample.PenTrack(
+    jnp.full(8, 10.0), jnp.full(8, 10.0), jnp.array([0, 2, 0, 3, 0, 0, 0, 0]), jnp.full(8, 0.8),
+    jnp.array([False] * 5 + [True, False, False]),
+  )  # fmt: skip
+  phi_last = jnp.array([0.1] * 7 + [0.9])
+  no = jnp.zeros(8, bool)
+  valid, ends, stopped, eos, out = sample.line_end("finish", passed, point, prev_eos, no, no, False, track, phi_last)
+  np.testing.assert_array_equal(valid, [True, True, False, False, True, True, True, True])
+  np.testing.assert_array_equal(ends, [False, False, True, True, False, True, False, False])
+  np.testing.assert_array_equal(stopped, ends)
+  np.testing.assert_array_equal(eos, [0, 0, 1, 1, 0, 1, 0, 0])
+  np.testing.assert_array_equal(out.x_B, [5, 10, 10, 10, 40, 40, 40, 40])
+  np.testing.assert_array_equal(out.right_B, [10, 10, 10, 10, 40, 40, 40, 40])
+  np.testing.assert_array_equal(out.late_B, [1, 3, 0, 3, 0, 0, 0, 0])
+  np.testing.assert_allclose(out.peak_B, [0.8] * 7 + [0.9])
+  np.testing.assert_array_equal(out.stray_B, [False, False, False, False, False, True, True, False])
+  # The raw x offset is dx_scale * dx + dx_shift: scaled by 2 and shifted by 1, line 0's stroke begins at 1 (kept)
+  # and line 1's at 11 (stray).
+  valid, *_ = sample.line_end("finish", passed, point, prev_eos, no, no, False, track, phi_last, 2.0, 1.0)
+  np.testing.assert_array_equal(valid[:2], [True, False])
+
+
+def test_finish_stop_rule_writes_on_from_where_the_paper_rule_stops(synth):
+  texts = ["ab", "a", "abc", "b"] * 4
+  kw = {"texts": texts, "alphabet": ALPHABET, "max_steps_per_char": 100, "bias": 0.0}
+  paper = sample.sample(synth, jax.random.key(0), **kw)
+  finish = sample.sample(synth, jax.random.key(0), stop_rule="finish", **kw)
+  for b in range(len(texts)):
+    n_p, n_f = paper.lengths_B[b], finish.lengths_B[b]
+    assert n_f >= n_p
+    np.testing.assert_array_equal(finish.strokes_BxTx3[b, : n_p - 1], paper.strokes_BxTx3[b, : n_p - 1])
+    assert finish.strokes_BxTx3[b, n_f - 1, 2] == 1.0
+  assert np.any(finish.lengths_B > paper.lengths_B)
 
 
 def test_unknown_stop_rule_is_an_error(synth):

@@ -119,7 +119,7 @@ def _reference_line(step, meta: dict, text: str, bias: float, prime: dict | None
       state = tuple(np.asarray(a) for a in step(inp[None].astype(np.float32), chars, bias_1, *state)[6:])
     x = offsets[-1]
   cap = max(1, math.ceil(meta["max_steps_per_char"] * len(text)))
-  trace, passed, k = [], False, 0
+  trace, passed, k, track = [], False, 0, sample_lib.start_track(1)
   for t in range(cap):
     out = [np.asarray(a) for a in step(np.asarray(x, np.float32)[None], chars, bias_1, *state)]
     log_pi, mu, log_sigma, rho, eos_logit, phi = (a[0] for a in out[:6])
@@ -127,13 +127,11 @@ def _reference_line(step, meta: dict, text: str, bias: float, prime: dict | None
     passed = passed or bool(sample_lib.window_finished(phi[None], np.array([len(full)]))[0])
     point = _draw_point(log_pi, mu, log_sigma, rho, eos_logit, uniforms[k : k + 4])
     k += 4
-    valid, ends_now, _, eos = (
-      bool(np.asarray(v)[0])
-      for v in sample_lib.line_end(
-        meta["stop_rule"], np.array([passed]), point[2:], np.array([x[2]]), np.array([False]),
-        np.array([t + 1 >= cap]), t == 0,
-      )
+    *ends, track = sample_lib.line_end(
+      meta["stop_rule"], np.array([passed]), point[None], np.array([x[2]]), np.array([False]),
+      np.array([t + 1 >= cap]), t == 0, track, phi[len(full) - 1 : len(full)], meta["std"][0], meta["mean"][0],
     )  # fmt: skip
+    valid, ends_now, _, eos = (bool(np.asarray(v)[0]) for v in ends)
     point[2] = float(eos)
     trace.append({"logPi": log_pi, "mu": mu, "logSigma": log_sigma, "rho": rho, "eosLogit": eos_logit, "phi": phi,
                   "point": point, "valid": valid})  # fmt: skip
@@ -346,6 +344,43 @@ def test_the_browser_samples_the_same_line_as_the_jax_step(page, writer, site):
               "write 42 lines", 0.75, prime, uniforms.tolist())  # fmt: skip
     assert len(ref) > 20
     _compare(js["steps"], ref, TOLERANCE)
+
+
+@pytest.mark.parametrize("stop_rule", sample_lib.STOP_RULES)
+def test_the_page_ends_lines_by_the_python_stop_rule(page, stop_rule):
+  """handwriting.js's lineEnd equals sampling.line_end step by step, the pen track carried along, over random lines
+  whose window passes the text part-way (strokes begun over and right of the ink, before and after the window's
+  peak on the last character, caps, first steps)."""
+  rng = np.random.default_rng(5)
+  for _ in range(12):
+    steps = 60
+    passed_at, peak_at = int(rng.integers(0, steps)), int(rng.integers(0, steps))
+    points = np.stack([rng.normal(0.3, 1.5, steps), rng.normal(0, 1, steps), rng.random(steps) < 0.3], axis=-1)
+    points = points.astype(np.float32)
+    phi_last = np.exp(-0.5 * ((np.arange(steps) - peak_at) / 6.0) ** 2).astype(np.float32)
+    track, prev_eos, ref = sample_lib.start_track(1), 1.0, []
+    for t in range(steps):
+      *ends, track = sample_lib.line_end(
+        stop_rule, np.array([t >= passed_at]), points[t][None], np.array([prev_eos]), np.array([False]),
+        np.array([t + 1 >= steps]), t == 0, track, phi_last[t : t + 1], 2.0, 0.25,
+      )  # fmt: skip
+      valid, ends_now, stopped, eos = (bool(np.asarray(v)[0]) if i < 3 else float(v[0]) for i, v in enumerate(ends))
+      ref.append([valid, ends_now, stopped, eos])
+      prev_eos = eos
+      if ends_now:
+        break
+    got = _run(page, """
+      const [rule, passedAt, points, phiLast] = args, hw = window.handwritingPage.hw, out = [];
+      let track = hw.startTrack(), prevEos = 1;
+      for (let t = 0; t < points.length; t++) {
+        const e = hw.lineEnd(rule, t >= passedAt, points[t].slice(), prevEos, false, t + 1 >= points.length, t === 0,
+          track, phiLast[t], 2.0, 0.25);
+        track = e.track; prevEos = e.eos;
+        out.push([e.valid, e.endsNow, e.stopped, e.eos]);
+        if (e.endsNow) break;
+      }
+      return out;""", stop_rule, passed_at, points.tolist(), phi_last.tolist())  # fmt: skip
+    assert got == ref
 
 
 def test_the_page_reads_the_end_symbol_as_the_python_sampler_does(page):

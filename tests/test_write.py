@@ -325,6 +325,18 @@ def test_run_with_dataset_style_png_and_plots(synth_workdir, tmp_path):
     write.run(write.Request(synth_workdir[0], out, text="ab", style=999))
 
 
+def test_run_stop_rule_flag_changes_where_lines_end(synth_workdir, tmp_path):
+  pages = {}
+  for rule in ("paper", "finish"):
+    out = str(tmp_path / f"{rule}.svg")
+    write.run(write.Request(synth_workdir[0], out, text="ab cd ab", stop_rule=rule, seed=3))
+    with open(out, encoding="utf-8") as f:
+      pages[rule] = f.read()
+  assert pages["paper"] != pages["finish"]
+  with pytest.raises(writer_lib.WriteError, match="--stop_rule"):
+    write.run(write.Request(synth_workdir[0], str(tmp_path / "x.svg"), text="ab", stop_rule="never"))
+
+
 def test_run_animation_html_holds_the_pen_path(synth_workdir, tmp_path):
   out, anim = str(tmp_path / "page.svg"), str(tmp_path / "pen.html")
   assert write.run(write.Request(synth_workdir[0], out, text="ab", animation=anim)) == [out, anim]

@@ -175,7 +175,8 @@ def base_config(mode: str) -> ml_collections.ConfigDict:
   c.sample.max_steps_per_char = 40  # length cap: points per character of the text
   c.sample.max_steps = 1000  # length cap for unconditional (prediction) samples
   # When a line ends (sample.py): "paper" = the first step the window has passed the text (section 5.3); "lift" =
-  # the first pen lift after that, so the stroke under way (often the last letter) is not cut off.
+  # the first pen lift after that, so the stroke under way (often the last letter) is not cut off; "finish" = then
+  # also the last word's late strokes (t bars, i dots: begun over the ink), ending at a stroke begun clear right of it.
   c.sample.stop_rule = "paper"
   # How a network trained on downsampled lines (data.downsample = k > 1) shows what it writes: "spline" = a cubic
   # spline through each stroke, k points per written point (the pen's own rate: round letters stay round); "none" =
@@ -233,7 +234,8 @@ _SMALL = {  # "small": the CPU demo on the embedded corpus
 # lines), one point in three kept (data.downsample: a third of the steps per line, so steps cost a third and the window
 # has a third as far to go; real IAM lines read back by OCR as well at 1/3 as at full rate), the mean offset removed
 # (IAM baselines drift), and a moving average of the parameters (train.ema_decay: what validation, samples, `write` and
-# `evaluate` use: the run's last checkpoint reads like the mean of its last checkpoints, docs/training.md).
+# `evaluate` use: the run's last checkpoint reads like the mean of its last checkpoints, docs/training.md); lines end
+# by the "finish" stop rule (a final t keeps its bar: docs/evaluation.md, "A clean end of line").
 # Give the data: --config.data.iam_path=/data/iam-ondb.
 _IAM_SMALL = {
   "data.source": "iam",
@@ -248,6 +250,7 @@ _IAM_SMALL = {
   "train.checkpoint_every": 500,
   "train.keep_checkpoints": 10,
   "train.sample_every": 1000,
+  "sample.stop_rule": "finish",
 }
 # "iam_fast", on top of "iam_small": an IAM writer trained against the clock on 2 cores (docs/performance.md, "Time to
 # legible"): batches of 8 lines (a step costs about a third of a 32-line one on a CPU: 11500 updates in about 13

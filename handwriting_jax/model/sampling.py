@@ -17,6 +17,7 @@ import dataclasses
 import functools
 import math
 from collections.abc import Sequence
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -105,25 +106,74 @@ def _end_phi(aux: dict, num_positions: int) -> jax.Array:
   return window.window_phi(aux["alpha"], aux["beta"], aux["kappa"], num_positions)
 
 
-STOP_RULES = ("paper", "lift")
+STOP_RULES = ("paper", "lift", "finish")
+LATE_STROKES = 3  # "finish": strokes a line may begin after the window has passed its text (i dots, t bars)
+
+
+class PenTrack(NamedTuple):
+  """What the "finish" stop rule follows along each line [B]: x in raw units, 0 where the line starts."""
+
+  x_B: jax.Array  # the pen's x after the kept points
+  right_B: jax.Array  # the right edge of the kept ink
+  late_B: jax.Array  # strokes begun after the window passed the text
+  peak_B: jax.Array  # the largest φ on the last character so far
+  stray_B: jax.Array  # the stroke under way began after that peak, clear to the right of the ink before it
+
+
+def start_track(batch: int) -> PenTrack:
+  """The track of lines not yet begun: the pen at 0, no ink, no late stroke, no window weight seen."""
+  zeros = jnp.zeros((batch,), jnp.float32)
+  return PenTrack(zeros, zeros, jnp.zeros((batch,), jnp.int32), zeros, jnp.zeros((batch,), bool))
 
 
 def line_end(
-  stop_rule: str, passed_B, point_eos_B, prev_eos_B, done_B, at_cap_B, first_step
-) -> tuple[jax.Array, jax.Array, jax.Array, jax.Array]:
-  """Where each line ends, at one sampling step: (valid: the point is kept, ends_now, stopped by the rule, eos).
+  stop_rule: str,
+  passed_B,
+  point_Bx3,
+  prev_eos_B,
+  done_B,
+  at_cap_B,
+  first_step,
+  track: PenTrack,
+  phi_last_B=0.0,
+  dx_scale=1.0,
+  dx_shift=0.0,
+) -> tuple[jax.Array, jax.Array, jax.Array, jax.Array, PenTrack]:
+  """Where each line ends, at one sampling step: (valid: the point is kept, ends_now, stopped by the rule, eos, track).
 
   "paper" stops as soon as the window has passed the text; "lift" then finishes the stroke under way (none is when
-  the previous point lifted the pen). The pen is lifted on a line's last point. A point that would start a new
-  stroke at the step the rule stops the line is where the pen was going after the text (a stray mark), not ink of
-  the text: it is left out, and the line ends at the previous point, which already lifts the pen.
+  the previous point lifted the pen); "finish" finishes the stroke under way unless it is a stray one (begun after
+  the window's peak on the last character, clear to the right of the ink: what `line_shape.ink_after_text` counts),
+  lets the last word's late strokes be written (at most LATE_STROKES, each begun over the ink: t bars, i dots) and
+  stops at the first stroke begun clear to the right of the ink. The pen is lifted on a line's last point. A point
+  that would start a new stroke at the step the rule stops the line is where the pen was going after the text (a
+  stray mark), not ink of the text: it is left out, and the line ends at the previous point, which already lifts the
+  pen. `point_Bx3` is normalised and `dx_scale * dx + dx_shift` its raw x offset (the writer's statistics), in which
+  the track is kept; `phi_last_B` is this step's φ on the text's last character.
   """
   pen_up = prev_eos_B > 0.5
-  stop = passed_B & ((point_eos_B > 0.5) | pen_up) if stop_rule == "lift" else passed_B
+  point_eos = point_Bx3[:, 2]
+  x_B = track.x_B + point_Bx3[:, 0] * dx_scale + dx_shift
+  clear = x_B > track.right_B  # where a new stroke begins: right of all the ink so far
+  if stop_rule == "lift":
+    stop = passed_B & ((point_eos > 0.5) | pen_up)
+  elif stop_rule == "finish":
+    stop = passed_B & jnp.where(pen_up, clear | (track.late_B >= LATE_STROKES), track.stray_B)
+  else:
+    stop = passed_B
   stopped = ~done_B & stop
   ends_now = ~done_B & (stop | at_cap_B)
   stray = stopped & pen_up & ~first_step
-  return ~done_B & ~stray, ends_now, stopped, jnp.where(ends_now, 1.0, point_eos_B)
+  valid = ~done_B & ~stray
+  starts = valid & pen_up
+  track = PenTrack(
+    jnp.where(valid, x_B, track.x_B),
+    jnp.where(valid, jnp.maximum(track.right_B, x_B), track.right_B),
+    track.late_B + (starts & passed_B & ~first_step).astype(jnp.int32),
+    jnp.maximum(track.peak_B, phi_last_B),
+    jnp.where(starts, (phi_last_B < track.peak_B) & clear, track.stray_B),
+  )
+  return valid, ends_now, stopped, jnp.where(ends_now, 1.0, point_eos), track
 
 
 RESAMPLE_MODES = ("spline", "none")  # config.sample.resample (display_lines)
@@ -140,6 +190,8 @@ def _sample_scan(
   char_mask_BxU,
   text_lengths_B,
   caps_B,
+  dx_scale,
+  dx_shift,
   *,
   num_steps: int,
   conditional: bool,
@@ -157,16 +209,20 @@ def _sample_scan(
   num_positions = chars_BxU.shape[1] + 1
 
   def body(carry, t):
-    state, x_prev, done, passed = carry
+    state, x_prev, done, passed, track = carry
     state, y_hat, aux = model.step(state, x_prev, onehot, char_mask_BxU)
     params_t = mdn.mixture_params(y_hat, bias_B)
     step_keys = jax.vmap(lambda k: jax.random.fold_in(k, t))(keys_B)
     point = jax.vmap(mdn.sample)(step_keys, params_t)
-    passed = passed | (
-      window_finished(_end_phi(aux, num_positions), text_lengths_B) if conditional else jnp.zeros_like(done)
-    )
-    valid, ends_now, stopped, eos = line_end(
-      stop_rule, passed, point[:, 2], x_prev[:, 2], done, t + 1 >= caps_B, t == 0
+    if conditional:
+      phi_BxV = _end_phi(aux, num_positions)
+      passed = passed | window_finished(phi_BxV, text_lengths_B)
+      last = jnp.maximum(text_lengths_B - 1, 0)[:, None]
+      phi_last = jnp.take_along_axis(phi_BxV, last, axis=-1)[:, 0]
+    else:
+      phi_last = jnp.zeros((batch,), jnp.float32)
+    valid, ends_now, stopped, eos, track = line_end(
+      stop_rule, passed, point, x_prev[:, 2], done, t + 1 >= caps_B, t == 0, track, phi_last, dx_scale, dx_shift
     )
     point = point.at[:, 2].set(eos)
     out_point = jnp.where(valid[:, None], point, 0.0)
@@ -174,10 +230,11 @@ def _sample_scan(
     if conditional:
       outputs["phi"] = jnp.where(valid[:, None], aux["phi"], 0.0)
       outputs["kappa"] = aux["kappa"]
-    return (state, point, done | ends_now, passed), outputs
+    return (state, point, done | ends_now, passed, track), outputs
 
   done0 = jnp.zeros((batch,), bool)
-  _, out = jax.lax.scan(body, (state0, x0_Bx3, done0, done0), jnp.arange(num_steps))
+  carry0 = (state0, x0_Bx3, done0, done0, start_track(batch))
+  _, out = jax.lax.scan(body, carry0, jnp.arange(num_steps))
   return jax.tree.map(lambda a: jnp.swapaxes(a, 0, 1), out)
 
 
@@ -271,7 +328,9 @@ def sample(
   per line. `prime` (synthesis) imitates a real line. `num_steps` fixes the scan length (default: the largest cap),
   e.g. to reuse one compiled sampler for several requests. `stats` (a NormStats) de-normalises `Samples.lines`.
   `stop_rule` (config.sample.stop_rule): "paper" ends a line at the first step the window rule holds; "lift" ends
-  it at the first pen lift from then on, so the stroke under way (often the last letter) is finished.
+  it at the first pen lift from then on, so the stroke under way (often the last letter) is finished; "finish" also
+  lets the last word's late strokes (t bars, i dots) be written and leaves out strokes begun clear to the right of
+  the ink after the window has read the last character (`line_end`).
   `key` is one key (split into one per line) or one key per line (shape [B]): line b's draws depend only on its
   key. `num_chars` pads the text axis to at least that many characters, so that batches of other texts reuse one
   compiled sampler.
@@ -324,6 +383,8 @@ def sample(
     jnp.asarray(char_mask),
     jnp.asarray(lengths),
     jnp.asarray(caps),
+    jnp.float32(1.0 if stats is None else stats.std[0]),
+    jnp.float32(0.0 if stats is None else stats.mean[0]),
     num_steps=steps,
     conditional=conditional,
     stop_rule=stop_rule,

@@ -101,13 +101,35 @@ export function windowFinished(phi, length) {
   return phi[length] > best;
 }
 
-// Where a line ends at one step (sampling.line_end): {valid, endsNow, stopped, eos}.
-export function lineEnd(stopRule, passed, pointEos, prevEos, done, atCap, firstStep) {
-  const penUp = prevEos > 0.5;
-  const stop = stopRule === "lift" ? passed && (pointEos > 0.5 || penUp) : passed;
+// The "finish" stop rule's limit (sampling.LATE_STROKES): strokes a line may begin after the window passed its text.
+export const LATE_STROKES = 3;
+
+// A line's track before its first point (sampling.start_track): pen x and right edge of the ink in raw units, late
+// strokes, the largest φ on the last character so far, whether the stroke under way is a stray one.
+export function startTrack() {
+  return { x: 0, right: 0, late: 0, peak: 0, stray: false };
+}
+
+// Where a line ends at one step (sampling.line_end): {valid, endsNow, stopped, eos, track}. `point` is normalised;
+// `dxScale * dx + dxShift` is its raw x offset; `phiLast` is this step's φ on the text's last character.
+export function lineEnd(stopRule, passed, point, prevEos, done, atCap, firstStep, track, phiLast, dxScale, dxShift) {
+  const penUp = prevEos > 0.5, pointEos = point[2];
+  const x = Math.fround(track.x + Math.fround(Math.fround(point[0] * dxScale) + dxShift));
+  const clear = x > track.right;
+  let stop = passed;
+  if (stopRule === "lift") stop = passed && (pointEos > 0.5 || penUp);
+  if (stopRule === "finish") stop = passed && (penUp ? clear || track.late >= LATE_STROKES : track.stray);
   const stopped = !done && stop, endsNow = !done && (stop || atCap);
   const stray = stopped && penUp && !firstStep;
-  return { valid: !done && !stray, endsNow, stopped, eos: endsNow ? 1 : pointEos };
+  const valid = !done && !stray, starts = valid && penUp;
+  const next = {
+    x: valid ? x : track.x,
+    right: valid ? Math.max(track.right, x) : track.right,
+    late: track.late + (starts && passed && !firstStep ? 1 : 0),
+    peak: Math.max(track.peak, phiLast),
+    stray: starts ? phiLast < track.peak && clear : track.stray,
+  };
+  return { valid, endsNow, stopped, eos: endsNow ? 1 : pointEos, track: next };
 }
 
 // Index of the text position the window reads most at a step (argmax of φ over the text's `length` positions).

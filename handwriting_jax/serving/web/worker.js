@@ -71,13 +71,15 @@ async function sampleLine(text, bias, prime, draw, onInk, keepTrace = false) {
   }
   const prefix = full.length - text.length, cap = Math.max(1, Math.ceil(meta.max_steps_per_char * text.length));
   const kept = [], trace = [];
-  let passed = false, reading = !prime, sent = 0;
+  let passed = false, reading = !prime, sent = 0, track = hw.startTrack();
   for (let t = 0; t < cap; t++) {
     const r = await step(x, charsTensor, biasTensor, state);
     state = r.state;
     passed = passed || hw.windowFinished(r.phi, full.length);
     const point = hw.drawPoint(r.mix, [draw(), draw(), draw(), draw()]);
-    const end = hw.lineEnd(meta.stop_rule, passed, point[2], x[2], false, t + 1 >= cap, t === 0);
+    const end = hw.lineEnd(meta.stop_rule, passed, point, x[2], false, t + 1 >= cap, t === 0, track,
+      r.phi[full.length - 1], meta.std[0], meta.mean[0]);
+    track = end.track;
     point[2] = end.eos;
     if (keepTrace) {
       trace.push({ logPi: Array.from(r.mix.logPi), mu: Array.from(r.mix.mu), logSigma: Array.from(r.mix.logSigma),
