@@ -86,6 +86,18 @@ def run(main: Callable[[list[str]], None]) -> None:
     sys.exit("interrupted")
 
 
+def define_stop_rule_flag(rules: tuple[str, ...]) -> None:
+  """--stop_rule, the override of config.sample.stop_rule that `write` and `evaluate` share (`rules`: its values)."""
+  flags.DEFINE_enum(
+    "stop_rule",
+    None,
+    list(rules),
+    "When a written line ends (default: the checkpoint's config.sample.stop_rule): paper = the window has passed the "
+    "text, lift = then the next pen lift, finish = then also the last word's late strokes (t bars, i dots) until a "
+    "stroke begins clear right of the ink.",
+  )
+
+
 def define_writer_flags(shipped: tuple[str, ...], default: str) -> None:
   """--workdir and --shipped, the two ways every writing command names its writer (`shipped`: the package's writers)."""
   flags.DEFINE_string(

@@ -50,14 +50,7 @@ def define_flags() -> None:
     "own styles (WORKDIR/styles/style_K.npz), for write --style_name and shipped writers.",
   )
   flags.DEFINE_float("styles_bias", 0.75, "The bias whose lines --save_styles chooses from.")
-  flags.DEFINE_enum(
-    "stop_rule",
-    None,
-    list(sample_lib.STOP_RULES),
-    "When a written line ends (default: the checkpoint's config.sample.stop_rule): paper = the window has passed the "
-    "text, lift = then the next pen lift, finish = then also the last word's late strokes (t bars, i dots) until a "
-    "stroke begins clear right of the ink.",
-  )
+  cli.define_stop_rule_flag(sample_lib.STOP_RULES)
   flags.DEFINE_enum(
     "resample",
     None,

@@ -119,14 +119,7 @@ def define_flags() -> None:
     "downsampled rate draws its lines (default: the checkpoint's config.sample.resample): spline = "
     "back to the raw point rate through a cubic spline, none = the written points as they are.",
   )
-  flags.DEFINE_enum(
-    "stop_rule",
-    r.stop_rule,
-    list(sample_lib.STOP_RULES),
-    "When a line ends (default: the checkpoint's config.sample.stop_rule): paper = the window has passed the text, "
-    "lift = then the next pen lift, finish = then also the last word's late strokes (t bars, i dots) until a stroke "
-    "begins clear right of the ink.",
-  )
+  cli.define_stop_rule_flag(sample_lib.STOP_RULES)  # Request's default: None
   flags.DEFINE_string(
     "export",
     None,
