@@ -1,9 +1,9 @@
 """Training: loss decreases, a golden step against an independent reference, exact resume (also after SIGKILL),
 refused workdirs, non-finite losses, one-line CLI errors, logs and TensorBoard events.
 
-Every run here uses the tiny synthesis config on a tiny embedded corpus. The runs compile the same jitted steps, so
-the module shares one persistent compilation cache (also with its subprocesses): a run after the first one costs
-about a second instead of several.
+Every run here uses the tiny synthesis config on a tiny embedded corpus. The runs compile the same jitted steps, and
+the suite's persistent compilation cache (`conftest.compile_cache`) is passed on to their subprocesses: a run after
+the first one costs about a second instead of several.
 """
 
 import functools
@@ -25,7 +25,6 @@ import ml_collections
 import numpy as np
 import pytest
 from flax import nnx
-from jax.experimental.compilation_cache import compilation_cache
 from tensorboardX.proto import event_pb2
 
 from handwriting_jax.config import defaults
@@ -39,29 +38,10 @@ from handwriting_jax.training import step as step_lib
 from handwriting_jax.writing import writer as writer_lib
 
 _REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-_CACHE_FLAGS = (
-  "jax_compilation_cache_dir",
-  "jax_persistent_cache_min_compile_time_secs",
-  "jax_persistent_cache_min_entry_size_bytes",
-)
 # The corpus every run trains on: small enough to generate in a fraction of a second; one bucket, so that a run
 # compiles one train step and one evaluation step.
 _DATA_OVERRIDES = {"embedded.num_lines": 48, "embedded.valid_lines": 8, "num_buckets": 1}
 _REFERENCE_STEPS = 8
-
-
-@pytest.fixture(scope="module", autouse=True)
-def compile_cache(tmp_path_factory) -> str:
-  """A persistent compilation cache for this module's runs (restored to the previous settings afterwards)."""
-  path = str(tmp_path_factory.mktemp("jax_cache"))
-  old = {name: getattr(jax.config, name) for name in _CACHE_FLAGS}
-  for name, value in zip(_CACHE_FLAGS, (path, 0.0, 0)):
-    jax.config.update(name, value)
-  compilation_cache.reset_cache()
-  yield path
-  for name, value in old.items():
-    jax.config.update(name, value)
-  compilation_cache.reset_cache()
 
 
 @pytest.fixture(scope="module")

@@ -244,8 +244,9 @@ def test_the_step_function_is_the_writers_sampler(writer):
   step = _jax_step(writer.model)
   meta = web_export.site_metadata(writer)
   alphabet = meta["alphabet"]
+  read = end_of_text.conditioned("jax ink", writer.alphabet)  # and the end symbol, for a writer trained with it
   chars = np.zeros((1, meta["max_chars"]), np.int32)
-  chars[0, :7] = [alphabet.index(c) + 2 for c in "jax ink"]
+  chars[0, : len(read)] = [alphabet.index(c) + 2 for c in read]
   lh = (meta["num_layers"], 1, meta["hidden"])
   state = (np.zeros((1, meta["num_window_gaussians"]), np.float32), np.zeros((1, meta["alphabet_size"]), np.float32),
            np.zeros(lh, np.float32), np.zeros(lh, np.float32))  # fmt: skip
