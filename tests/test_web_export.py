@@ -425,8 +425,8 @@ def test_the_static_page_writes_primes_from_a_drawn_line_and_offers_downloads(pa
   by_id("write").click()
   wait.until(lambda d: d.find_element(By.ID, "status").text.startswith("wrote"))
   assert by_id("error").text == ""
+  wait.until(lambda d: d.find_element(By.ID, "dlpng").is_displayed())  # the pen has drawn it all
   assert len(page.find_elements(By.CSS_SELECTOR, "#written path")) > 5
-  wait.until(lambda d: d.find_element(By.ID, "dlpng").is_displayed())
   svg = _run(page, "return fetch(document.getElementById('dlsvg').href).then((r) => r.text())")
   assert svg.startswith("<svg") and svg.count("<path") > 5
   png = _run(page, "return fetch(document.getElementById('dlpng').href).then((r) => r.blob())"
@@ -446,7 +446,10 @@ def test_the_static_page_writes_primes_from_a_drawn_line_and_offers_downloads(pa
   by_id("write").click()
   wait.until(lambda d: d.find_element(By.ID, "status").text.startswith("wrote") or d.find_element(By.ID, "error").text)
   assert by_id("error").text == ""
+  wait.until(lambda d: d.find_element(By.ID, "dlsvg").is_displayed())
   assert len(page.find_elements(By.CSS_SELECTOR, "#written path")) > 5
+  primed = _run(page, "return fetch(document.getElementById('dlsvg').href).then((r) => r.text())")
+  assert primed.startswith("<svg") and primed != svg  # the download follows the page, now in the drawn hand
 
   Select(by_id("style")).select_by_value("")
   text.clear()
