@@ -227,46 +227,6 @@ def _layer_fwd(cell, compute_dtype, remat, chunk, unroll, weights, consts, carry
   return (kept, extras, ys, final), (weights, consts, carry0, xs, states, zs, starts)
 
 
-def _chunk_bwd(
-  cell,
-  compute_dtype,
-  unroll,
-  weights,
-  consts,
-  dcarry,
-  dcell,
-  prev_c,
-  z_c,
-  dkept_c,
-  dextras_c,
-  dkept_zeros,
-  dextra_zeros,
-):
-  """Reverse pass over one chunk of time steps; returns the state/cell cotangents and the chunk's dZ [C, B, G].
-  None leaves of the output cotangents `dkept_c`, `dextras_c` are zeros (`dkept_zeros`, `dextra_zeros` hold them
-  per step)."""
-  w_rec_t = weights.w_rec.T
-  fill = lambda zeros, d: jax.tree.map(lambda z, d: z if d is None else d, zeros, d, is_leaf=lambda x: x is None)
-  rec_full = lambda c: cell.rec(cell.kept(c))
-
-  def body(acc, inp):
-    dcarry, dcell = acc
-    prev, z, dkept, dextra = inp
-    _, keep_vjp = jax.vjp(cell.kept, prev)  # linear: its transpose is the same at s_t and s_{t-1}
-    (dnew,) = keep_vjp(fill(dkept_zeros, dkept))
-    dcarry = _tree_add(dcarry, dnew)  # the kept state k_t is also an output of the layer
-    _, vjp = jax.vjp(lambda p, c, z: cell.step(p, consts, c, z), weights.cell, prev, z)
-    dp, dprev, dz = vjp((dcarry, fill(dextra_zeros, dextra)))
-    _, rec_vjp = jax.vjp(rec_full, prev)
-    (dprev_rec,) = rec_vjp(lstm.matmul(dz, w_rec_t, compute_dtype).astype(dz.dtype))
-    return (_tree_add(dprev, dprev_rec), _tree_add(dcell, dp)), dz
-
-  (dcarry, dcell), dz_c = jax.lax.scan(
-    body, (dcarry, dcell), (prev_c, z_c, dkept_c, dextras_c), reverse=True, unroll=unroll
-  )
-  return dcarry, dcell, dz_c
-
-
 def _layer_bwd(cell, compute_dtype, remat, chunk, unroll, res, cts):
   weights, consts, carry0, xs, states, zs, starts = res
   dkepts, dextras, dys = _drop_zeros(cts[0]), _drop_zeros(cts[1]), _drop_zeros(cts[2])
@@ -279,7 +239,7 @@ def _layer_bwd(cell, compute_dtype, remat, chunk, unroll, res, cts):
   )
   num_steps = xs[0].shape[0]
   size_full = _chunking(num_steps, chunk)[0]
-  w_x_t = weights.w_x.T
+  w_x_t, w_rec_t = weights.w_x.T, weights.w_rec.T
   in_sizes = [x.shape[-1] for x in xs]
   grads = {"w_x": jnp.zeros_like(weights.w_x), "w_rec": jnp.zeros_like(weights.w_rec), "b": jnp.zeros_like(weights.b)}
   if with_out:
@@ -307,6 +267,30 @@ def _layer_bwd(cell, compute_dtype, remat, chunk, unroll, res, cts):
     _, prev_c = jax.lax.scan(body, first, z_c, unroll=unroll)
     return prev_c, r_prev, z_c
 
+  def reverse_scan(dcarry, dcell, prev_c, z_c, dkept_c, dextras_c):
+    """Reverse pass over one chunk of time steps; returns the state/cell cotangents and the chunk's dZ [C, B, G].
+    None leaves of the output cotangents `dkept_c`, `dextras_c` are zeros (`dkept_zeros`, `dextra_zeros` hold them
+    per step)."""
+    fill = lambda zeros, d: jax.tree.map(lambda z, d: z if d is None else d, zeros, d, is_leaf=lambda x: x is None)
+    rec_full = lambda c: cell.rec(cell.kept(c))
+
+    def body(acc, inp):
+      dcarry, dcell = acc
+      prev, z, dkept, dextra = inp
+      _, keep_vjp = jax.vjp(cell.kept, prev)  # linear: its transpose is the same at s_t and s_{t-1}
+      (dnew,) = keep_vjp(fill(dkept_zeros, dkept))
+      dcarry = _tree_add(dcarry, dnew)  # the kept state k_t is also an output of the layer
+      _, vjp = jax.vjp(lambda p, c, z: cell.step(p, consts, c, z), weights.cell, prev, z)
+      dp, dprev, dz = vjp((dcarry, fill(dextra_zeros, dextra)))
+      _, rec_vjp = jax.vjp(rec_full, prev)
+      (dprev_rec,) = rec_vjp(lstm.matmul(dz, w_rec_t, compute_dtype).astype(dz.dtype))
+      return (_tree_add(dprev, dprev_rec), _tree_add(dcell, dp)), dz
+
+    (dcarry, dcell), dz_c = jax.lax.scan(
+      body, (dcarry, dcell), (prev_c, z_c, dkept_c, dextras_c), reverse=True, unroll=unroll
+    )
+    return dcarry, dcell, dz_c
+
   def run_chunk(acc, start, size):
     """Backward of one chunk of time steps: reverse scan, then the chunk's hoisted weight and input gradients."""
     dcarry, dcell, grads = acc
@@ -324,21 +308,7 @@ def _layer_bwd(cell, compute_dtype, remat, chunk, unroll, res, cts):
       (d_out,) = out_vjp(lstm.matmul(dys_c, weights.w_out.T, compute_dtype).astype(o_c.dtype))
       dkept_c = jax.tree.map(lambda a, b: a if b is None else a + b, d_out, dkept_c)
       grads["w_out"] = grads["w_out"] + _mm_tn(_flat(o_c), _flat(dys_c), compute_dtype)
-    dcarry, dcell, dz_c = _chunk_bwd(
-      cell,
-      compute_dtype,
-      unroll,
-      weights,
-      consts,
-      dcarry,
-      dcell,
-      prev_c,
-      z_c,
-      dkept_c,
-      _slice(dextras, start, size),
-      dkept_zeros,
-      dextra_zeros,
-    )
+    dcarry, dcell, dz_c = reverse_scan(dcarry, dcell, prev_c, z_c, dkept_c, _slice(dextras, start, size))
     dz_flat = _flat(dz_c)
     dw_x = jnp.concatenate([_mm_tn(_flat(x), dz_flat, compute_dtype) for x in xs_c], axis=0)
     dw_rec = _mm_tn(r_prev, dz_flat, compute_dtype)
