@@ -11,8 +11,8 @@ finished (its folder's time) after the training command started (with `--no_trai
 `config.json` was written, the run's start). For each: minutes, step, CER and WER at `--bias` (`evaluate`: the 16
 everyday sentences unprimed, `--seeds` draws each; not the digit set), and the validation NLL in nats per
 sequence. Then the first minute from which CER stays at or under `--target` for the rest of the run. A 2048³ float32
-matmul is timed before and after, so the machine's speed that hour stands beside the minutes. Output: a table, and
-JSON with `--out`.
+matmul is timed before and after, so the machine's speed that hour stands beside the minutes. Output: a table, JSON
+with `--out`, and the curve (CER and NLL by step, the target as a line) as a PNG with `--plot`.
 """
 
 import argparse
@@ -86,6 +86,31 @@ def judge(workdir: str, start: float, *, bias: float, seeds: int, iam_path: str 
   return rows
 
 
+def plot_rows(rows: list[dict], target: float, bias: float, path: str) -> None:
+  """Draw CER (left axis, with the target as a dashed line) and validation NLL (right axis) by step into a PNG."""
+  import matplotlib
+
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt
+
+  steps = [r["step"] for r in rows]
+  fig, ax = plt.subplots(figsize=(7, 3.2), dpi=120)
+  ax.plot(steps, [100 * r["cer"] for r in rows], "o-", color="tab:blue", label=f"CER at bias {bias:g}")
+  ax.axhline(100 * target, color="tab:blue", linestyle="--", linewidth=0.8, label=f"target {target:.0%}")
+  ax.set_xlabel(f"step (last checkpoint at minute {rows[-1]['minutes']:.0f})")
+  ax.set_ylabel("CER (%)", color="tab:blue")
+  ax.set_ylim(0, 125 * max([target] + [r["cer"] for r in rows if np.isfinite(r["cer"])]))
+  nll = [(r["step"], r["nll"]) for r in rows if r["nll"] is not None]
+  if nll:
+    ax2 = ax.twinx()
+    ax2.plot(*zip(*nll), "s:", color="tab:red", markersize=4)
+    ax2.set_ylabel("validation NLL (nats / line)", color="tab:red")
+  ax.legend(loc="lower left", fontsize=8)
+  fig.tight_layout()
+  fig.savefig(path)
+  plt.close(fig)
+
+
 def _row(r: dict) -> str:
   """One line of the table."""
   nll = "—" if r["nll"] is None else f"{r['nll']:.1f}"
@@ -102,6 +127,7 @@ def main(argv=None) -> None:
   p.add_argument("--target", type=float, default=0.15, help="the CER that counts as legible")
   p.add_argument("--iam_path", default=None, help="IAM-OnDB, when not where the run's config says")
   p.add_argument("--out", default=None, help="JSON file of the results")
+  p.add_argument("--plot", default=None, help="PNG file of the curve: CER and NLL by step")
   args, main_args = p.parse_known_args(argv)
   main_args = [a for a in main_args if a != "--"]
   before = matmul_gflops()
@@ -134,6 +160,9 @@ def main(argv=None) -> None:
       json.dump({**result, "matmul_gflops": [before, after], "workdir": args.workdir}, f, indent=1)
   if not rows or not np.isfinite(rows[-1]["cer"]):
     raise SystemExit("error: no checkpoint was judged")
+  if args.plot:
+    plot_rows(rows, args.target, args.bias, args.plot)
+    print(f"curve: {args.plot}")
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from PIL import Image
 
 
 def test_step_profile_reads_every_matmul_kernel_of_a_compiled_program(experiment):
@@ -70,12 +71,13 @@ def test_first_legible_is_the_minute_from_which_cer_stays_under_the_target(exper
 def test_time_to_legible_judges_every_checkpoint_of_a_run_by_its_minute(experiment, tmp_path, capsys):
   """End to end on the tiny config: a run with two checkpoints, each judged (CER and NLL), never legible."""
   t2l = experiment("time_to_legible")
-  workdir, out = str(tmp_path / "run"), str(tmp_path / "t2l.json")
+  workdir, out, plot = str(tmp_path / "run"), str(tmp_path / "t2l.json"), str(tmp_path / "curve.png")
   t2l.main(
     [
       f"--workdir={workdir}",
       "--seeds=1",
       f"--out={out}",
+      f"--plot={plot}",
       "--",
       "--config=configs/synthesis.py:tiny",
       "--config.train.num_steps=4",
@@ -91,3 +93,5 @@ def test_time_to_legible_judges_every_checkpoint_of_a_run_by_its_minute(experime
   assert [r["step"] for r in rows] == [2, 4] and 0 < rows[0]["minutes"] <= rows[1]["minutes"]
   assert all(r["cer"] >= 0 and r["nll"] is not None for r in rows)
   assert result["legible_from_minute"] is None and "never" in capsys.readouterr().out
+  with Image.open(plot) as image:  # the curve, a picture a person can look at
+    assert image.format == "PNG" and image.size[0] > image.size[1] > 200
